@@ -1,0 +1,29 @@
+# The two commands of the README: `make demo` and `make test`. Both create .venv themselves.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/epic-wfms demo
+
+test: $(STAMP)
+	$(BIN)/ruff check epic_wfms tests bench
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python bench/streaming_bench.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check epic_wfms tests bench
+
+clean:
+	rm -rf $(VENV) .epic-wfms build *.egg-info

@@ -1,0 +1,103 @@
+"""On-disk format of the simulated STF and TF-sample files (docs/naming.md#file-format).
+
+Layout: magic ``EPICSTF1`` | u32 header length | JSON header | TF records. A TF record is
+``<IH`` (tf index, hit count) followed by ``hit count`` hits of ``<HHI`` (channel, adc, time in
+ps since the TF start). Real STFs are ~2 GB of detector data; the simulator writes the same
+structure at a configurable (small) size so payloads do real I/O and real decoding.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+MAGIC = b"EPICSTF1"
+SAMPLE_MAGIC = b"EPICTFS1"
+TF_HEADER = struct.Struct("<IH")
+HIT = struct.Struct("<HHI")
+_LEN = struct.Struct("<I")
+
+DETECTOR_CHANNELS = {  # channel ranges per subsystem, used by the reco stand-in
+    "tracker": range(0, 16384),
+    "ecal": range(16384, 32768),
+    "hcal": range(32768, 49152),
+    "pid": range(49152, 65536),
+}
+
+
+@dataclass(frozen=True)
+class TimeFrame:
+    index: int
+    hits: list[tuple[int, int, int]]
+
+
+def hits_per_tf_for(size_bytes: int, tf_count: int) -> int:
+    """Hit count per TF so that the file is about ``size_bytes`` long."""
+    per_tf = max(size_bytes // max(tf_count, 1) - TF_HEADER.size, HIT.size)
+    return max(1, min(per_tf // HIT.size, 65535))
+
+
+def _write_header(handle: BinaryIO, magic: bytes, header: dict[str, Any]) -> None:
+    blob = json.dumps(header, sort_keys=True).encode()
+    handle.write(magic + _LEN.pack(len(blob)) + blob)
+
+
+def write_stf(
+    path: Path, header: dict[str, Any], tf_count: int, hits_per_tf: int, rng: random.Random
+) -> None:
+    """Write an STF file with ``tf_count`` TFs of pseudo-random hits."""
+    with path.open("wb") as handle:
+        _write_header(handle, MAGIC, {**header, "tf_count": tf_count})
+        for index in range(tf_count):
+            n_hits = max(1, hits_per_tf + rng.randint(-hits_per_tf // 10, hits_per_tf // 10))
+            n_hits = min(n_hits, 65535)
+            handle.write(TF_HEADER.pack(index, n_hits) + rng.randbytes(n_hits * HIT.size))
+
+
+def read_header(handle: BinaryIO, magic: bytes = MAGIC) -> dict[str, Any]:
+    found = handle.read(len(magic))
+    if found != magic:
+        raise ValueError(f"not an ePIC file of this kind: magic {found!r}, expected {magic!r}")
+    (length,) = _LEN.unpack(handle.read(_LEN.size))
+    return json.loads(handle.read(length))
+
+
+def iter_timeframes(handle: BinaryIO) -> Iterator[TimeFrame]:
+    """Yield TFs after the header; raise ValueError on a truncated record."""
+    while raw := handle.read(TF_HEADER.size):
+        if len(raw) != TF_HEADER.size:
+            raise ValueError("truncated TF header: the file is incomplete")
+        index, n_hits = TF_HEADER.unpack(raw)
+        body = handle.read(n_hits * HIT.size)
+        if len(body) != n_hits * HIT.size:
+            raise ValueError(f"truncated TF {index}: the file is incomplete")
+        yield TimeFrame(index, list(HIT.iter_unpack(body)))
+
+
+def read_stf(path: Path) -> tuple[dict[str, Any], list[TimeFrame]]:
+    with path.open("rb") as handle:
+        header = read_header(handle)
+        return header, list(iter_timeframes(handle))
+
+
+def write_tf_sample(
+    stf_path: Path, sample_path: Path, first_tf: int, tf_count: int, header: dict[str, Any]
+) -> int:
+    """Copy TFs ``first_tf .. first_tf+tf_count-1`` of an STF into a TF-sample file."""
+    with stf_path.open("rb") as source, sample_path.open("wb") as target:
+        read_header(source)
+        _write_header(target, SAMPLE_MAGIC, {**header, "first_tf": first_tf, "tf_count": tf_count})
+        written = 0
+        for tf in iter_timeframes(source):
+            if tf.index >= first_tf + tf_count:
+                break
+            if tf.index >= first_tf:
+                target.write(TF_HEADER.pack(tf.index, len(tf.hits)))
+                target.write(b"".join(HIT.pack(*hit) for hit in tf.hits))
+                written += 1
+    return written
