@@ -1,0 +1,91 @@
+"""The message bus: typed publish/subscribe with idempotent consumers and dead letters.
+
+Delivery is at-least-once; each subscription records the ``msg_id``s it has handled in a
+``DeliveryLedger`` (the bookkeeping store), so a redelivered or duplicated message changes
+nothing. A handler error is retried with backoff; after ``max_attempts`` the message is
+dead-lettered with the error. A malformed message is dead-lettered at once. Nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from epic_wfms.bus.messages import Message, decode, encode
+from epic_wfms.bus.transport import Transport
+from epic_wfms.errors import MalformedMessageError
+
+log = logging.getLogger(__name__)
+
+MessageHandler = Callable[[Message], None]
+
+
+class DeliveryLedger(Protocol):
+    """Persistent record of handled messages and dead letters (implemented by the store)."""
+
+    def already_handled(self, subscription: str, msg_id: str) -> bool: ...
+
+    def mark_handled(self, subscription: str, msg_id: str, msg_type: str) -> None: ...
+
+    def dead_letter(self, subscription: str, destination: str, body: str, reason: str) -> None: ...
+
+
+class MessageBus:
+    def __init__(
+        self,
+        transport: Transport,
+        ledger: DeliveryLedger,
+        *,
+        max_attempts: int = 3,
+        retry_backoff_s: float = 0.05,
+    ) -> None:
+        self.transport = transport
+        self.ledger = ledger
+        self.max_attempts = max_attempts
+        self.retry_backoff_s = retry_backoff_s
+
+    def publish(self, destination: str, message: Message) -> None:
+        self.transport.send(destination, encode(message))
+
+    def publish_raw(self, destination: str, body: str) -> None:
+        """Inject a wire body as-is (adapters, replays, tests of malformed input)."""
+        self.transport.send(destination, body)
+
+    def subscribe(self, destination: str, subscription: str, handler: MessageHandler) -> None:
+        def deliver(body: str) -> None:
+            self._deliver(destination, subscription, handler, body)
+
+        self.transport.subscribe(destination, subscription, deliver)
+
+    def _deliver(
+        self, destination: str, subscription: str, handler: MessageHandler, body: str
+    ) -> None:
+        try:
+            message = decode(body)
+        except MalformedMessageError as error:
+            log.warning("dead-lettering malformed message on %s: %s", destination, error)
+            self.ledger.dead_letter(subscription, destination, body, str(error))
+            return
+        if self.ledger.already_handled(subscription, message.msg_id):
+            return
+        for attempt in range(1, self.max_attempts + 1):
+            try:
+                handler(message)
+            except Exception as error:  # handler bugs and transient failures alike
+                if attempt == self.max_attempts:
+                    reason = f"handler failed {attempt} times: {type(error).__name__}: {error}"
+                    log.error("dead-lettering %s on %s: %s", message.msg_type, subscription, reason)
+                    self.ledger.dead_letter(subscription, destination, body, reason)
+                    return
+                time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
+            else:
+                self.ledger.mark_handled(subscription, message.msg_id, message.msg_type)
+                return
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        return self.transport.wait_idle(timeout)
+
+    def close(self) -> None:
+        self.transport.close()

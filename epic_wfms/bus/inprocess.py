@@ -1,0 +1,91 @@
+"""In-process transport: one thread per subscription, topics fan out, queues compete."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from epic_wfms.bus.destinations import is_topic
+from epic_wfms.bus.transport import RawHandler
+
+log = logging.getLogger(__name__)
+_STOP = object()
+
+
+class InProcessTransport:
+    """Real concurrent delivery inside one process; the embedded default."""
+
+    def __init__(self) -> None:
+        self._queues: dict[str, queue.Queue] = {}  # one per topic subscription or per queue
+        self._topic_subs: dict[str, list[str]] = {}
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._pending = 0
+        self._idle = threading.Condition(self._lock)
+        self._closed = False
+
+    def _queue_key(self, destination: str, subscription: str) -> str:
+        return f"{destination}#{subscription}" if is_topic(destination) else destination
+
+    def send(self, destination: str, body: str) -> None:
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("transport is closed")
+            if is_topic(destination):
+                subs = self._topic_subs.get(destination, [])
+                keys = [self._queue_key(destination, s) for s in subs]
+            else:
+                keys = [destination]
+                self._queues.setdefault(destination, queue.Queue())
+            for key in keys:
+                self._pending += 1
+                self._queues[key].put(body)
+
+    def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
+        key = self._queue_key(destination, subscription)
+        with self._lock:
+            if is_topic(destination):
+                subs = self._topic_subs.setdefault(destination, [])
+                if subscription in subs:
+                    raise ValueError(f"subscription {subscription!r} already on {destination}")
+                subs.append(subscription)
+            inbox = self._queues.setdefault(key, queue.Queue())
+        thread = threading.Thread(
+            target=self._consume, args=(inbox, handler), name=f"bus:{subscription}", daemon=True
+        )
+        self._threads.append(thread)
+        thread.start()
+
+    def _consume(self, inbox: queue.Queue, handler: RawHandler) -> None:
+        while (body := inbox.get()) is not _STOP:
+            try:
+                handler(body)
+            except Exception:  # the bus layer handles retries; a raw crash must not kill us
+                log.exception("unhandled error in subscription handler")
+            finally:
+                with self._lock:
+                    self._pending -= 1
+                    if self._pending == 0:
+                        self._idle.notify_all()
+
+    def wait_idle(self, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+        return True
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            inboxes = list(self._queues.values())
+        for inbox in inboxes:
+            for _ in self._threads:
+                inbox.put(_STOP)
+        for thread in self._threads:
+            thread.join(timeout=5)

@@ -1,0 +1,257 @@
+"""The versioned JSON message schema: one envelope, one payload model per message type.
+
+Contract (docs/messages.md): every message carries a unique ``msg_id``, the ``producer``, a
+per-producer per-run ``seq`` (gaps and reordering are detectable), the ``schema_version``
+(major must match), and the detector ``state``/``substate`` in effect when it was produced.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from epic_wfms.errors import MalformedMessageError
+from epic_wfms.model.run import RunType
+from epic_wfms.model.stf import SuperTimeFrame, TFSample
+from epic_wfms.model.validation import describe_validation_error
+
+SCHEMA_VERSION = "1.0"
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: str = Field(pattern=r"^\d+\.\d+$")
+    msg_id: str = Field(min_length=8)
+    msg_type: str
+    producer: str = Field(min_length=1)
+    run_number: int | None = None
+    seq: int = Field(ge=0)
+    created_at: datetime
+    state: str | None = None
+    substate: str | None = None
+    payload: dict[str, Any] = Field(default_factory=dict)
+
+
+class _Payload(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class RunImminent(_Payload):
+    run_number: int = Field(gt=0)
+    run_type: RunType = RunType.PHYSICS
+    detector_config: str = "epic-default"
+    target_stfs: int | None = None
+
+
+class RunBoundary(_Payload):
+    """start_run / pause_run / resume_run."""
+
+    run_number: int = Field(gt=0)
+    reason: str = ""
+
+
+class EndRun(_Payload):
+    run_number: int = Field(gt=0)
+    total_stfs: int = Field(ge=0, description="number of STFs the DAQ wrote for the run")
+    reason: str = ""
+
+
+class StateChanged(_Payload):
+    trigger: str
+    from_state: str
+    from_substate: str
+    to_state: str
+    to_substate: str
+    flavour: str
+    effect: str
+    run_number: int | None = None
+    reason: str = ""
+
+
+class StfAvailable(_Payload):
+    stf: SuperTimeFrame
+    rse: str
+    path: str
+
+
+class TfSampleAvailable(_Payload):
+    sample: TFSample
+    rse: str
+    path: str
+
+
+class StfNews(_Payload):
+    """stf_registered / stf_archived / stf_rejected / stf_processed broadcasts."""
+
+    filename: str
+    run_number: int | None = None
+    sequence: int | None = None
+    detail: dict[str, Any] = Field(default_factory=dict)
+
+
+class StfWork(_Payload):
+    """archive_stf / process_stf work items."""
+
+    filename: str
+    run_number: int | None = None
+    sequence: int
+    site: str | None = None
+
+
+class JobState(_Payload):
+    job_id: int
+    kind: str
+    site: str
+    status: str
+    attempt: int
+    filename: str | None = None
+    error: str | None = None
+
+
+class MergeDone(_Payload):
+    run_number: int
+    site: str
+    output: str
+    n_inputs: int
+    final: bool = False
+
+
+class ProcessingGate(_Payload):
+    """processing_suspended / processing_resumed."""
+
+    run_number: int | None = None
+    reason: str
+    backlog: int = 0
+
+
+class IntegrityIssue(_Payload):
+    kind: str
+    filename: str | None = None
+    run_number: int | None = None
+    detail: str
+
+
+PAYLOADS: dict[str, type[_Payload]] = {
+    "run_imminent": RunImminent,
+    "start_run": RunBoundary,
+    "pause_run": RunBoundary,
+    "resume_run": RunBoundary,
+    "end_run": EndRun,
+    "state_changed": StateChanged,
+    "stf_available": StfAvailable,
+    "tf_sample_available": TfSampleAvailable,
+    "stf_registered": StfNews,
+    "stf_archived": StfNews,
+    "stf_rejected": StfNews,
+    "stf_processed": StfNews,
+    "archive_stf": StfWork,
+    "process_stf": StfWork,
+    "job_state": JobState,
+    "merge_done": MergeDone,
+    "processing_suspended": ProcessingGate,
+    "processing_resumed": ProcessingGate,
+    "integrity_issue": IntegrityIssue,
+}
+
+
+class Message(BaseModel):
+    """A validated envelope plus its typed payload."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    envelope: Envelope
+    body: _Payload
+
+    @property
+    def msg_type(self) -> str:
+        return self.envelope.msg_type
+
+    @property
+    def msg_id(self) -> str:
+        return self.envelope.msg_id
+
+
+def encode(message: Message) -> str:
+    data = message.envelope.model_dump(mode="json")
+    data["payload"] = message.body.model_dump(mode="json")
+    return json.dumps(data, sort_keys=True)
+
+
+def _malformed(what: str, why: str) -> MalformedMessageError:
+    return MalformedMessageError(
+        what, why, "fix the producer to follow docs/messages.md; the message is dead-lettered"
+    )
+
+
+def decode(raw: str | bytes) -> Message:
+    """Parse and validate a wire message, or raise MalformedMessageError saying what is wrong."""
+    try:
+        data = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise _malformed("message is not valid JSON", str(error)) from error
+    if not isinstance(data, dict):
+        raise _malformed("message is not a JSON object", f"got {type(data).__name__}")
+    try:
+        envelope = Envelope.model_validate(data)
+    except ValidationError as error:
+        raise _malformed("message envelope is invalid", describe_validation_error(error)) from error
+    major = envelope.schema_version.split(".")[0]
+    if major != SCHEMA_VERSION.split(".")[0]:
+        raise _malformed(
+            f"schema version {envelope.schema_version} is not supported",
+            f"this consumer reads major version {SCHEMA_VERSION.split('.')[0]}",
+        )
+    model = PAYLOADS.get(envelope.msg_type)
+    if model is None:
+        raise _malformed(
+            f"unknown msg_type {envelope.msg_type!r}", f"known types: {', '.join(sorted(PAYLOADS))}"
+        )
+    try:
+        body = model.model_validate(envelope.payload)
+    except ValidationError as error:
+        raise _malformed(
+            f"payload of {envelope.msg_type} is invalid", describe_validation_error(error)
+        ) from error
+    return Message(envelope=envelope, body=body)
+
+
+class MessageFactory:
+    """Builds envelopes for one producer, numbering messages per run (thread-safe)."""
+
+    def __init__(self, producer: str) -> None:
+        self.producer = producer
+        self._seq: dict[int | None, int] = {}
+        self._lock = threading.Lock()
+
+    def make(
+        self,
+        msg_type: str,
+        body: _Payload,
+        *,
+        run_number: int | None = None,
+        state: str | None = None,
+        substate: str | None = None,
+    ) -> Message:
+        if PAYLOADS.get(msg_type) is not type(body):
+            raise ValueError(f"{msg_type} carries {PAYLOADS.get(msg_type)}, not {type(body)}")
+        with self._lock:
+            seq = self._seq.get(run_number, 0)
+            self._seq[run_number] = seq + 1
+        envelope = Envelope(
+            schema_version=SCHEMA_VERSION,
+            msg_id=uuid.uuid4().hex,
+            msg_type=msg_type,
+            producer=self.producer,
+            run_number=run_number,
+            seq=seq,
+            created_at=datetime.now(UTC),
+            state=state,
+            substate=substate,
+        )
+        return Message(envelope=envelope, body=body)

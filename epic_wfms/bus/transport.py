@@ -1,0 +1,26 @@
+"""What a transport must do: move raw message bodies to destinations, at-least-once."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+RawHandler = Callable[[str], None]
+
+
+class Transport(Protocol):
+    """At-least-once delivery: a body is acknowledged only after the handler returns.
+
+    Topics fan out to every named subscription; queues are shared by all subscriptions on
+    the same destination (competing consumers). Durable subscriptions keep their backlog.
+    """
+
+    def send(self, destination: str, body: str) -> None: ...
+
+    def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None: ...
+
+    def wait_idle(self, timeout: float) -> bool:
+        """True once nothing is queued or being handled (used for draining and tests)."""
+        ...
+
+    def close(self) -> None: ...
