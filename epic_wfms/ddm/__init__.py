@@ -1,0 +1,7 @@
+"""Data management: a Rucio-shaped interface, an embedded implementation (Rucio later)."""
+
+from epic_wfms.ddm.embedded import EmbeddedDDM
+from epic_wfms.ddm.interface import DID, DataManagement, FileSpec, Replica, RuleInfo
+from epic_wfms.ddm.rse import LocalRSE
+
+__all__ = ["DID", "DataManagement", "EmbeddedDDM", "FileSpec", "LocalRSE", "Replica", "RuleInfo"]

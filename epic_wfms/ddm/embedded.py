@@ -1,0 +1,189 @@
+"""Embedded DDM: catalog in the bookkeeping store, replicas as files on local-disk RSEs.
+
+Rules are executed at once by the caller's thread (the embedded "conveyor"): each missing
+replica is copied from an available source replica and its adler32 verified; a mismatch
+marks the replica bad (B) and the rule STUCK, with the reason.
+"""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
+from epic_wfms.ddm.rse import LocalRSE, match_expression
+from epic_wfms.errors import DataManagementError
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.database import Database
+from epic_wfms.store.schema import (
+    AttachmentRecord,
+    DidRecord,
+    ReplicaRecord,
+    RseRecord,
+    RuleRecord,
+    utcnow,
+)
+
+
+class EmbeddedDDM:
+    def __init__(self, db: Database, rses: list[LocalRSE]) -> None:
+        self.db = db
+        self.rses = {rse.name: rse for rse in rses}
+        with db.session() as session:
+            for rse in rses:
+                rse.root.mkdir(parents=True, exist_ok=True)
+                session.merge(RseRecord(
+                    name=rse.name, site=rse.site, rse_type=rse.rse_type, root=str(rse.root)
+                ))
+
+    def rse(self, name: str) -> LocalRSE:
+        try:
+            return self.rses[name]
+        except KeyError:
+            raise DataManagementError(
+                f"unknown RSE {name!r}", f"configured RSEs: {', '.join(self.rses)}",
+                "add it to the ddm.rses section of the configuration",
+            ) from None
+
+    def add_dataset(self, did: DID, meta: dict[str, Any] | None = None) -> None:
+        try:
+            with self.db.session() as session:
+                if session.get(DidRecord, (did.scope, did.name)) is None:
+                    session.add(DidRecord(
+                        scope=did.scope, name=did.name, did_type="DATASET", meta=meta or {}
+                    ))
+        except IntegrityError:
+            pass  # created concurrently: the call is idempotent
+
+    def register_file(self, spec: FileSpec) -> None:
+        rse = self.rse(spec.rse)
+        with self.db.session() as session:
+            existing = session.get(DidRecord, (spec.did.scope, spec.did.name))
+            if existing is None:
+                session.add(DidRecord(
+                    scope=spec.did.scope, name=spec.did.name, did_type="FILE",
+                    bytes=spec.bytes, adler32=spec.adler32, meta=spec.meta, is_open=False,
+                ))
+            elif existing.adler32 != spec.adler32 or existing.bytes != spec.bytes:
+                raise DataManagementError(
+                    f"{spec.did} is already registered with different content",
+                    f"catalog has {existing.bytes} B ad:{existing.adler32}, "
+                    f"new has {spec.bytes} B ad:{spec.adler32}",
+                    "a DID is immutable in Rucio: register the new file under a new name",
+                )
+            if session.get(ReplicaRecord, (spec.did.scope, spec.did.name, rse.name)) is None:
+                session.add(ReplicaRecord(
+                    scope=spec.did.scope, name=spec.did.name, rse=rse.name, path=spec.path,
+                    state="A",
+                ))
+
+    def attach(self, dataset: DID, files: list[DID]) -> None:
+        with self.db.session() as session:
+            record = session.get(DidRecord, (dataset.scope, dataset.name))
+            if record is None or record.did_type != "DATASET":
+                raise DataManagementError(
+                    f"dataset {dataset} does not exist", "files attach only to datasets",
+                    "create it with add_dataset first",
+                )
+            if not record.is_open:
+                raise DataManagementError(
+                    f"dataset {dataset} is closed", "a closed dataset cannot grow",
+                    "attach to the run's open dataset before end_run closes it",
+                )
+            for did in files:
+                key = (dataset.scope, dataset.name, did.scope, did.name)
+                if session.get(AttachmentRecord, key) is None:
+                    session.add(AttachmentRecord(
+                        dataset_scope=dataset.scope, dataset_name=dataset.name,
+                        scope=did.scope, name=did.name,
+                    ))
+
+    def close_dataset(self, dataset: DID) -> None:
+        with self.db.session() as session:
+            record = session.get(DidRecord, (dataset.scope, dataset.name))
+            if record is not None and record.is_open:
+                record.is_open, record.closed_at = False, utcnow()
+
+    def list_files(self, dataset: DID) -> list[DID]:
+        with self.db.session() as session:
+            rows = session.scalars(select(AttachmentRecord).where(
+                AttachmentRecord.dataset_scope == dataset.scope,
+                AttachmentRecord.dataset_name == dataset.name,
+            ).order_by(AttachmentRecord.name))
+            return [DID(r.scope, r.name) for r in rows]
+
+    def list_replicas(self, did: DID) -> list[Replica]:
+        with self.db.session() as session:
+            rows = session.scalars(select(ReplicaRecord).where(
+                ReplicaRecord.scope == did.scope, ReplicaRecord.name == did.name
+            ).order_by(ReplicaRecord.rse))
+            return [Replica(did, r.rse, r.path, r.state) for r in rows]
+
+    def local_path(self, did: DID, rse: str) -> str:
+        for replica in self.list_replicas(did):
+            if replica.rse == rse and replica.state == "A":
+                return replica.path
+        raise DataManagementError(
+            f"no available replica of {did} on {rse}", "the file was not transferred there",
+            f"add a rule for {did} to {rse} first",
+        )
+
+    def add_rule(
+        self, did: DID, rse_expression: str, copies: int = 1, activity: str = "default"
+    ) -> RuleInfo:
+        try:
+            targets = match_expression(rse_expression, list(self.rses.values()))
+        except ValueError as error:
+            raise DataManagementError(
+                f"cannot create rule for {did}", str(error), "fix the RSE expression"
+            ) from error
+        if copies > len(targets):
+            raise DataManagementError(
+                f"rule for {did} asks {copies} copies on {rse_expression!r}",
+                f"only {len(targets)} RSEs match", "lower copies or widen the expression",
+            )
+        with self.db.session() as session:
+            rule = RuleRecord(
+                scope=did.scope, name=did.name, rse_expression=rse_expression, copies=copies,
+                activity=activity, state="REPLICATING",
+            )
+            session.add(rule)
+            session.flush()
+            rule_id = rule.id
+        error = None
+        for target in targets[:copies]:
+            error = error or self._replicate(did, target)
+        with self.db.session() as session:
+            rule = session.get(RuleRecord, rule_id)
+            rule.state, rule.error, rule.updated_at = ("STUCK" if error else "OK"), error, utcnow()
+        return RuleInfo(rule_id, did, rse_expression, copies, rule.state, error)
+
+    def _replicate(self, did: DID, target: LocalRSE) -> str | None:
+        """Copy one replica to ``target`` and verify it; return an error text or None."""
+        replicas = self.list_replicas(did)
+        if any(r.rse == target.name and r.state == "A" for r in replicas):
+            return None
+        sources = [r for r in replicas if r.state == "A"]
+        if not sources:
+            return f"no available source replica of {did}"
+        with self.db.session() as session:
+            expected = session.get(DidRecord, (did.scope, did.name)).adler32
+        destination = target.path_for(did.scope, did.name)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            shutil.copyfile(sources[0].path, destination)
+            found = file_adler32(destination)
+        except OSError as error:
+            return f"transfer to {target.name} failed: {error}"
+        state = "A" if found == expected else "B"
+        with self.db.session() as session:
+            session.merge(ReplicaRecord(
+                scope=did.scope, name=did.name, rse=target.name, path=str(destination),
+                state=state, verified_at=utcnow(),
+            ))
+        if state == "B":
+            return f"checksum mismatch on {target.name}: expected ad:{expected}, found ad:{found}"
+        return None

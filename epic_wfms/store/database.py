@@ -1,0 +1,73 @@
+"""Engine and sessions. SQLite gets WAL + immediate transactions so concurrent writers queue."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from epic_wfms.errors import EpicWfmsError
+from epic_wfms.store.schema import Base, StateTransitionRecord
+
+
+class AppendOnlyViolation(EpicWfmsError):
+    """Someone tried to rewrite history."""
+
+
+def _sqlite_pragmas(engine: Engine) -> None:
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # let us issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def _guard_append_only(session_factory: sessionmaker) -> None:
+    @event.listens_for(session_factory, "before_flush")
+    def _refuse_history_rewrite(session: Session, _ctx: Any, _instances: Any) -> None:
+        for obj in list(session.dirty) + list(session.deleted):
+            if isinstance(obj, StateTransitionRecord):
+                raise AppendOnlyViolation(
+                    "state transition history is append-only",
+                    f"an update or delete of transition #{obj.id} was attempted",
+                    "record a new transition instead of changing an old one",
+                )
+
+
+class Database:
+    """One bookkeeping database; ``url`` is any SQLAlchemy URL (sqlite:///..., postgresql+psycopg://...)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine = create_engine(url, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            _sqlite_pragmas(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        _guard_append_only(self._sessions)
+
+    def create_schema(self) -> None:
+        Base.metadata.create_all(self.engine)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed on success, rolled back on error."""
+        with self._sessions() as session, session.begin():
+            yield session
+
+    def dispose(self) -> None:
+        self.engine.dispose()

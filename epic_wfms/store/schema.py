@@ -1,0 +1,269 @@
+"""Bookkeeping tables (SQLAlchemy 2 ORM). Portable SQL only: SQLite now, PostgreSQL unchanged."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """Timezone-aware UTC on the way in and out, whatever the backend keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use timezone-aware UTC")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON}
+
+
+class RunRecord(Base):
+    __tablename__ = "runs"
+    number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    run_type: Mapped[str] = mapped_column(String(20))
+    detector_config: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(20))  # announced, open, closed, finished
+    announced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    start_time: Mapped[datetime | None]
+    end_time: Mapped[datetime | None]
+    target_stfs: Mapped[int | None]
+    total_stfs: Mapped[int | None]  # as declared by the DAQ at end_run
+    merged_output: Mapped[str | None] = mapped_column(String(255))
+    finished_at: Mapped[datetime | None]
+
+
+class StateTransitionRecord(Base):
+    """Append-only history of the detector/DAQ state machine (see database.py guard)."""
+
+    __tablename__ = "state_transitions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    occurred_at: Mapped[datetime]
+    trigger: Mapped[str] = mapped_column(String(40))
+    from_state: Mapped[str] = mapped_column(String(20))
+    from_substate: Mapped[str] = mapped_column(String(20))
+    to_state: Mapped[str] = mapped_column(String(20))
+    to_substate: Mapped[str] = mapped_column(String(20))
+    flavour: Mapped[str] = mapped_column(String(20))
+    effect: Mapped[str] = mapped_column(String(80))
+    run_number: Mapped[int | None]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class StfRecord(Base):
+    __tablename__ = "stfs"
+    __table_args__ = (
+        UniqueConstraint("run_number", "sequence", name="uq_stf_run_seq"),
+        Index("ix_stf_run_processing", "run_number", "processing_status"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), unique=True)
+    run_number: Mapped[int | None] = mapped_column(ForeignKey("runs.number"))
+    sequence: Mapped[int]
+    first_tf_time: Mapped[datetime]
+    last_tf_time: Mapped[datetime]
+    tf_count: Mapped[int]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    adler32: Mapped[str] = mapped_column(String(8))
+    state: Mapped[str] = mapped_column(String(20))
+    substate: Mapped[str] = mapped_column(String(20))
+    daq_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    available_at: Mapped[datetime]  # when the DAQ announced it
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    validation: Mapped[str] = mapped_column(String(20))  # ok, corrupt
+    registered_at: Mapped[datetime | None]
+    archive_status: Mapped[str] = mapped_column(String(20), default="pending")
+    archived_at: Mapped[datetime | None]
+    processing_status: Mapped[str] = mapped_column(String(20), default="waiting")
+    site: Mapped[str | None] = mapped_column(String(40))
+    dispatched_at: Mapped[datetime | None]  # first processing job started on a worker
+    processed_at: Mapped[datetime | None]
+    reco_output: Mapped[str | None] = mapped_column(String(255))
+    merge_id: Mapped[int | None] = mapped_column(ForeignKey("merges.id"))
+
+
+class TfSampleRecord(Base):
+    __tablename__ = "tf_samples"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    filename: Mapped[str] = mapped_column(String(255), unique=True)
+    stf_filename: Mapped[str] = mapped_column(String(255), index=True)
+    run_number: Mapped[int | None]
+    sample_index: Mapped[int]
+    first_tf: Mapped[int]
+    tf_count: Mapped[int]
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    adler32: Mapped[str] = mapped_column(String(8))
+    path: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RseRecord(Base):
+    __tablename__ = "rses"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    site: Mapped[str] = mapped_column(String(40))
+    rse_type: Mapped[str] = mapped_column(String(10))  # DISK, TAPE
+    root: Mapped[str] = mapped_column(Text)
+
+
+class DidRecord(Base):
+    """Data identifiers as in Rucio: scope:name, FILE or DATASET."""
+
+    __tablename__ = "dids"
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    did_type: Mapped[str] = mapped_column(String(10))  # FILE, DATASET
+    bytes: Mapped[int | None] = mapped_column(BigInteger)
+    adler32: Mapped[str | None] = mapped_column(String(8))
+    is_open: Mapped[bool] = mapped_column(Boolean, default=True)
+    meta: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    closed_at: Mapped[datetime | None]
+
+
+class AttachmentRecord(Base):
+    __tablename__ = "attachments"
+    dataset_scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    dataset_name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    attached_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReplicaRecord(Base):
+    __tablename__ = "replicas"
+    scope: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    rse: Mapped[str] = mapped_column(ForeignKey("rses.name"), primary_key=True)
+    path: Mapped[str] = mapped_column(Text)
+    state: Mapped[str] = mapped_column(String(1))  # A available, C copying, B bad (Rucio codes)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    verified_at: Mapped[datetime | None]
+
+
+class RuleRecord(Base):
+    __tablename__ = "rules"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))
+    name: Mapped[str] = mapped_column(String(255), index=True)
+    rse_expression: Mapped[str] = mapped_column(String(255))
+    copies: Mapped[int]
+    activity: Mapped[str] = mapped_column(String(40))
+    state: Mapped[str] = mapped_column(String(12))  # REPLICATING, OK, STUCK
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JobRecord(Base):
+    """One job attempt, with PanDA's job states (defined, activated, running, finished, failed)."""
+
+    __tablename__ = "jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20))  # reco, merge, gather
+    site: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    attempt_nr: Mapped[int]
+    max_attempts: Mapped[int]
+    run_number: Mapped[int | None]
+    stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
+    output: Mapped[str | None] = mapped_column(String(255))
+    command: Mapped[str] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    exit_code: Mapped[int | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    activated_at: Mapped[datetime | None]
+    started_at: Mapped[datetime | None]
+    ended_at: Mapped[datetime | None]
+
+
+class ProvenanceRecord(Base):
+    """input -> output edge produced by a job: the lineage of every derived file."""
+
+    __tablename__ = "provenance"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id"), index=True)
+    input_name: Mapped[str] = mapped_column(String(255), index=True)
+    output_name: Mapped[str] = mapped_column(String(255), index=True)
+
+
+class MergeRecord(Base):
+    __tablename__ = "merges"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_number: Mapped[int] = mapped_column(index=True)
+    site: Mapped[str] = mapped_column(String(40))
+    merge_index: Mapped[int]
+    output: Mapped[str] = mapped_column(String(255))
+    n_inputs: Mapped[int]
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))  # running, done, failed
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class IntegrityIssueRecord(Base):
+    __tablename__ = "integrity_issues"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(40))
+    run_number: Mapped[int | None]
+    filename: Mapped[str | None] = mapped_column(String(255))
+    detail: Mapped[str] = mapped_column(Text)
+    detected_at: Mapped[datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[datetime | None]
+
+
+class GateEventRecord(Base):
+    """Processing suspended/resumed, by state or by stream activity (R3.2)."""
+
+    __tablename__ = "gate_events"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_number: Mapped[int | None]
+    action: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str] = mapped_column(Text)
+    backlog: Mapped[int] = mapped_column(default=0)
+    occurred_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsumedMessageRecord(Base):
+    __tablename__ = "consumed_messages"
+    subscription: Mapped[str] = mapped_column(String(100), primary_key=True)
+    msg_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    msg_type: Mapped[str] = mapped_column(String(40))
+    handled_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetterRecord(Base):
+    __tablename__ = "dead_letters"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    subscription: Mapped[str] = mapped_column(String(100))
+    destination: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
