@@ -1,0 +1,118 @@
+"""Embedded execution: per-site local worker slots running payloads as real subprocesses."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+
+from epic_wfms.store.database import Database
+from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
+from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
+
+_TAIL = 2000
+
+
+class LocalWorkerPool:
+    """One thread pool per site (its slots); job rows kept in the store like PanDA's jobs table."""
+
+    def __init__(
+        self,
+        db: Database,
+        slots: dict[str, int],
+        on_start: StartCallback | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self.db = db
+        self._pools = {
+            site: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"worker:{site}")
+            for site, n in slots.items()
+        }
+        self._online = {site: threading.Event() for site in slots}
+        for event in self._online.values():
+            event.set()
+        self._backlog = dict.fromkeys(slots, 0)
+        self._lock = threading.Lock()
+        self._on_start = on_start
+        self.timeout_s = timeout_s
+
+    def sites(self) -> list[str]:
+        return list(self._pools)
+
+    def backlog(self, site: str) -> int:
+        with self._lock:
+            return self._backlog[site]
+
+    def set_online(self, site: str, online: bool) -> None:
+        (self._online[site].set if online else self._online[site].clear)()
+
+    def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
+        if spec.site not in self._pools:
+            raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._pools)}")
+        with self.db.session() as session:
+            job = JobRecord(
+                kind=spec.kind, site=spec.site, status=JobStatus.DEFINED, attempt_nr=spec.attempt_nr,
+                max_attempts=spec.max_attempts, run_number=spec.run_number,
+                stf_filename=spec.stf_filename, output=spec.output, command=" ".join(spec.command),
+            )
+            session.add(job)
+            session.flush()
+            job_id = job.id
+            job.status, job.activated_at = JobStatus.ACTIVATED, utcnow()
+        with self._lock:
+            self._backlog[spec.site] += 1
+        self._pools[spec.site].submit(self._run, job_id, spec, on_done)
+        return job_id
+
+    def _run(self, job_id: int, spec: JobSpec, on_done: JobCallback) -> None:
+        self._online[spec.site].wait()
+        started = utcnow()
+        self._set(job_id, status=JobStatus.RUNNING, started_at=started)
+        if self._on_start:
+            self._on_start(job_id, spec, started)
+        exit_code, error = self._execute(spec)
+        status = JobStatus.FINISHED if exit_code == 0 else JobStatus.FAILED
+        ended = utcnow()
+        self._finish(job_id, spec, status, ended, exit_code, error)
+        with self._lock:
+            self._backlog[spec.site] -= 1
+        on_done(JobResult(job_id, spec, status, started, ended, exit_code, error))
+
+    def _execute(self, spec: JobSpec) -> tuple[int | None, str | None]:
+        try:
+            proc = subprocess.run(
+                spec.command, capture_output=True, text=True, timeout=self.timeout_s, check=False
+            )
+        except subprocess.TimeoutExpired:
+            return None, f"payload exceeded {self.timeout_s:.0f}s and was killed"
+        except OSError as error:
+            return None, f"payload could not start: {error}"
+        if proc.returncode != 0:
+            return proc.returncode, (proc.stderr or proc.stdout)[-_TAIL:].strip()
+        return 0, None
+
+    def _set(self, job_id: int, **fields: object) -> None:
+        with self.db.session() as session:
+            job = session.get(JobRecord, job_id)
+            for key, value in fields.items():
+                setattr(job, key, value)
+
+    def _finish(
+        self, job_id: int, spec: JobSpec, status: JobStatus, ended: datetime,
+        exit_code: int | None, error: str | None,
+    ) -> None:
+        with self.db.session() as session:
+            job = session.get(JobRecord, job_id)
+            job.status, job.ended_at, job.exit_code, job.error = status, ended, exit_code, error
+            if status is JobStatus.FINISHED:
+                session.add_all(
+                    ProvenanceRecord(job_id=job_id, input_name=name, output_name=spec.output)
+                    for name in spec.inputs
+                )
+
+    def shutdown(self) -> None:
+        for event in self._online.values():
+            event.set()
+        for pool in self._pools.values():
+            pool.shutdown(wait=True, cancel_futures=False)

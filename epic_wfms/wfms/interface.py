@@ -1,0 +1,70 @@
+"""Execution interface: define jobs, run them at a site, report their PanDA-style states.
+
+Job states follow PanDA: defined -> activated (queued at the site) -> running ->
+finished | failed (| cancelled). Each attempt is its own job with ``attempt_nr``; retries are
+the caller's policy (streaming/processing.py), as JEDI decides retries, not the pilot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol
+
+
+class JobStatus(StrEnum):
+    DEFINED = "defined"
+    ACTIVATED = "activated"
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    kind: str  # reco, merge, gather
+    site: str
+    command: list[str]
+    inputs: list[str]  # logical file names consumed (provenance)
+    output: str  # logical file name produced
+    run_number: int | None = None
+    stf_filename: str | None = None
+    attempt_nr: int = 1
+    max_attempts: int = 3
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: int
+    spec: JobSpec
+    status: JobStatus
+    started_at: datetime | None
+    ended_at: datetime
+    exit_code: int | None
+    error: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+JobCallback = Callable[[JobResult], None]
+StartCallback = Callable[[int, JobSpec, datetime], None]
+
+
+class WorkloadExecutor(Protocol):
+    def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
+        """Define and activate a job; ``on_done`` is called once it finished or failed."""
+        ...
+
+    def backlog(self, site: str) -> int:
+        """Jobs activated or running at ``site`` (input to load-based decisions)."""
+        ...
+
+    def sites(self) -> list[str]: ...
+
+    def set_online(self, site: str, online: bool) -> None:
+        """Take a site's queue offline (jobs stay activated) or bring it back."""
+        ...
+
+    def shutdown(self) -> None: ...

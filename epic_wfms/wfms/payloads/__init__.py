@@ -1,0 +1,1 @@
+"""Payloads the embedded workers run as subprocesses (stand-ins for ePIC software)."""
