@@ -52,7 +52,8 @@ class LocalWorkerPool:
             raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._pools)}")
         with self.db.session() as session:
             job = JobRecord(
-                kind=spec.kind, site=spec.site, status=JobStatus.DEFINED, attempt_nr=spec.attempt_nr,
+                kind=spec.kind, site=spec.site, status=JobStatus.DEFINED,
+                attempt_nr=spec.attempt_nr,
                 max_attempts=spec.max_attempts, run_number=spec.run_number,
                 stf_filename=spec.stf_filename, output=spec.output, command=" ".join(spec.command),
             )

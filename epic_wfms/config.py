@@ -1,0 +1,161 @@
+"""Configuration: one YAML file (optional) + ``EPIC_WFMS_*`` environment overrides.
+
+Every field has a working default for the embedded backends; see docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from epic_wfms.errors import ConfigurationError
+from epic_wfms.model.validation import describe_validation_error
+
+GateAction = Literal["process", "defer", "archive_only"]
+DecisionPolicy = Literal["alternate", "both", "by_load", "by_fraction", "by_metadata", "single"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RseConfig(_Strict):
+    name: str
+    site: str
+    type: Literal["DISK", "TAPE"]
+
+
+class SiteConfig(_Strict):
+    """An E1 site as the streaming layer sees it (full site_configs/ come with brokerage)."""
+
+    name: str = Field(description="E1 site name as in the testbed, e.g. E1_BNL")
+    disk_rse: str
+    tape_rse: str
+    slots: int = Field(default=2, gt=0)
+
+
+class MetadataRule(_Strict):
+    """Route STFs whose DAQ metadata ``field`` equals ``equals`` to ``sites``."""
+
+    field: str
+    equals: str | int | float | bool
+    sites: list[str]
+
+
+class DecisionBoxConfig(_Strict):
+    policy: DecisionPolicy = "alternate"
+    fractions: dict[str, float] = Field(default_factory=dict)
+    metadata_rules: list[MetadataRule] = Field(default_factory=list)
+    single_site: str | None = None
+
+
+class RetryPolicy(_Strict):
+    max_attempts: int = Field(default=3, ge=1)
+    backoff_s: float = Field(default=0.2, ge=0)
+
+
+class ProcessingConfig(_Strict):
+    gate: dict[str, GateAction] = Field(
+        default_factory=lambda: {
+            "run/physics": "process",
+            "run/standby": "defer",
+            "calib/*": "process",
+            "test/*": "archive_only",
+            "beam/*": "archive_only",
+            "no_beam/*": "archive_only",
+            "off/*": "archive_only",
+        },
+        description="'state/substate' or 'state/*' -> what to do with STFs captured there",
+    )
+    merge_every: int = Field(default=10, gt=0)
+    idle_suspend_s: float = Field(default=5.0, gt=0)
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+
+class FaultInjection(_Strict):
+    """For demos and tests: make the first N reco attempts of given STF sequences fail."""
+
+    reco_failures: dict[int, int] = Field(default_factory=dict)
+
+
+class Config(_Strict):
+    data_dir: Path = Path(".epic-wfms")
+    database_url: str | None = None
+    daq_rse: str = "DAQ_BUFFER"
+    rses: list[RseConfig] = Field(default_factory=lambda: [
+        RseConfig(name="DAQ_BUFFER", site="E0_EIC", type="DISK"),
+        RseConfig(name="BNL_DISK", site="E1_BNL", type="DISK"),
+        RseConfig(name="BNL_TAPE", site="E1_BNL", type="TAPE"),
+        RseConfig(name="JLAB_DISK", site="E1_JLAB", type="DISK"),
+        RseConfig(name="JLAB_TAPE", site="E1_JLAB", type="TAPE"),
+    ])
+    sites: list[SiteConfig] = Field(default_factory=lambda: [
+        SiteConfig(name="E1_BNL", disk_rse="BNL_DISK", tape_rse="BNL_TAPE"),
+        SiteConfig(name="E1_JLAB", disk_rse="JLAB_DISK", tape_rse="JLAB_TAPE"),
+    ])
+    decision_box: DecisionBoxConfig = Field(default_factory=DecisionBoxConfig)
+    processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
+    fault_injection: FaultInjection = Field(default_factory=FaultInjection)
+
+    @model_validator(mode="after")
+    def _references(self) -> Config:
+        rses = {r.name for r in self.rses}
+        sites = {s.name for s in self.sites}
+        for site in self.sites:
+            for rse in (site.disk_rse, site.tape_rse):
+                if rse not in rses:
+                    raise ValueError(
+                        f"site {site.name} uses RSE {rse!r} not in rses {sorted(rses)}"
+                    )
+        named = set(self.decision_box.fractions) | {
+            s for rule in self.decision_box.metadata_rules for s in rule.sites
+        }
+        if self.decision_box.single_site:
+            named.add(self.decision_box.single_site)
+        if unknown := named - sites:
+            raise ValueError(
+                f"decision_box names unknown sites {sorted(unknown)}; known {sorted(sites)}"
+            )
+        if self.daq_rse not in rses:
+            raise ValueError(f"daq_rse {self.daq_rse!r} is not in rses {sorted(rses)}")
+        return self
+
+    @property
+    def db_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'bookkeeping.sqlite'}"
+
+    def site(self, name: str) -> SiteConfig:
+        for site in self.sites:
+            if site.name == name:
+                return site
+        raise ConfigurationError(f"unknown site {name!r}", f"sites: {[s.name for s in self.sites]}")
+
+
+ENV_OVERRIDES = {"EPIC_WFMS_DATA_DIR": "data_dir", "EPIC_WFMS_DATABASE_URL": "database_url"}
+
+
+def load_config(path: Path | None = None, **overrides: object) -> Config:
+    """Defaults < YAML file < environment < explicit overrides."""
+    data: dict = {}
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except (OSError, yaml.YAMLError) as error:
+            raise ConfigurationError(
+                f"cannot read configuration {path}", str(error), "fix the file or omit --config"
+            ) from error
+    for env, key in ENV_OVERRIDES.items():
+        if os.environ.get(env):
+            data[key] = os.environ[env]
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return Config.model_validate(data)
+    except ValidationError as error:
+        raise ConfigurationError(
+            "invalid configuration", describe_validation_error(error),
+            "see docs/configuration.md for every field and its default",
+        ) from error
