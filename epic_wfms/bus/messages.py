@@ -62,6 +62,14 @@ class EndRun(_Payload):
     reason: str = ""
 
 
+class DetectorEvent(_Payload):
+    """An operational event that changes state: beam_on, good_for_physics_dropped, ..."""
+
+    trigger: str
+    reason: str = ""
+    flavour: str | None = None
+
+
 class StateChanged(_Payload):
     trigger: str
     from_state: str
@@ -143,6 +151,7 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "pause_run": RunBoundary,
     "resume_run": RunBoundary,
     "end_run": EndRun,
+    "detector_event": DetectorEvent,
     "state_changed": StateChanged,
     "stf_available": StfAvailable,
     "tf_sample_available": TfSampleAvailable,

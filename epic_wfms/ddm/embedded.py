@@ -122,6 +122,9 @@ class EmbeddedDDM:
             ).order_by(ReplicaRecord.rse))
             return [Replica(did, r.rse, r.path, r.state) for r in rows]
 
+    def pfn(self, did: DID, rse: str) -> str:
+        return str(self.rse(rse).path_for(did.scope, did.name))
+
     def local_path(self, did: DID, rse: str) -> str:
         for replica in self.list_replicas(did):
             if replica.rse == rse and replica.state == "A":

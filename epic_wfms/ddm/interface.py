@@ -72,6 +72,10 @@ class DataManagement(Protocol):
 
     def list_replicas(self, did: DID) -> list[Replica]: ...
 
+    def pfn(self, did: DID, rse: str) -> str:
+        """Where a new file for ``did`` is written on ``rse`` (Rucio's lfns2pfns)."""
+        ...
+
     def local_path(self, did: DID, rse: str) -> str:
         """Path of an available replica on ``rse`` (embedded: a file path)."""
         ...

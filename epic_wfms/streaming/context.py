@@ -1,0 +1,46 @@
+"""What every streaming component shares: configuration, the four backends, a publisher."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from epic_wfms.bus import MessageBus, MessageFactory
+from epic_wfms.bus.messages import _Payload
+from epic_wfms.config import Config
+from epic_wfms.ddm import DataManagement
+from epic_wfms.store.database import Database
+from epic_wfms.wfms import WorkloadExecutor
+
+
+@dataclass
+class DetectorView:
+    """The detector state as last broadcast on the state topic (stamped on what we publish)."""
+
+    state: str = "off"
+    substate: str = "not_ready"
+    open_run: int | None = None
+
+
+@dataclass
+class StreamingContext:
+    config: Config
+    db: Database
+    bus: MessageBus
+    ddm: DataManagement
+    executor: WorkloadExecutor
+    producer: str = "epic-wfms.orchestrator"
+    detector: DetectorView = field(default_factory=DetectorView)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+
+    def __post_init__(self) -> None:
+        self.factory = MessageFactory(self.producer)
+
+    def publish(
+        self, destination: str, msg_type: str, body: _Payload, run_number: int | None = None
+    ) -> None:
+        message = self.factory.make(
+            msg_type, body, run_number=run_number,
+            state=self.detector.state, substate=self.detector.substate,
+        )
+        self.bus.publish(destination, message)

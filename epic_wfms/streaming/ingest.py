@@ -1,0 +1,184 @@
+"""Ingest: validate each announced STF, record it, register it, then fan out archive and process.
+
+Archive and process work go to separate queues consumed by separate workers, so a stalled
+processing path can never delay registration or archiving (R4.7).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from sqlalchemy import select
+
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.stf import SuperTimeFrame
+from epic_wfms.store.integrity import report_issue, resolve_issues
+from epic_wfms.store.schema import StfRecord, utcnow
+from epic_wfms.streaming.activity import StreamActivity
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.decision_box import DecisionBox
+from epic_wfms.streaming.gating import gate_action
+from epic_wfms.streaming.runs import prepare_run
+
+log = logging.getLogger(__name__)
+
+
+def validate_against_daq(stf: SuperTimeFrame, path: Path) -> str | None:
+    """Compare the file on the DAQ buffer with the DAQ's metadata; return the problem or None."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        return f"file not readable on the DAQ buffer: {error}"
+    if size != stf.size_bytes:
+        return f"size mismatch: DAQ says {stf.size_bytes} B, file has {size} B"
+    found = file_adler32(path)
+    if found != stf.adler32:
+        return f"checksum mismatch: DAQ says ad:{stf.adler32}, file has ad:{found}"
+    return None
+
+
+class Ingest:
+    def __init__(
+        self, ctx: StreamingContext, decision_box: DecisionBox, activity: StreamActivity
+    ) -> None:
+        self.ctx = ctx
+        self.decision_box = decision_box
+        self.activity = activity
+        self._next_seq: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(dest.STF_INGEST, "ingest", self.on_stf_available)
+
+    def on_stf_available(self, message: m.Message) -> None:
+        body: m.StfAvailable = message.body
+        stf = body.stf
+        if self._is_duplicate(stf):
+            return
+        if stf.run_number is not None:
+            prepare_run(self.ctx, stf.run_number)
+            self._check_sequence(stf)
+        self.activity.stf_seen(stf.run_number)
+        problem = validate_against_daq(stf, Path(body.path))
+        self._record(stf, message, valid=problem is None)
+        if problem:
+            self._reject(stf, problem)
+            return
+        sites = self.decision_box.route(stf) if stf.run_number is not None else []
+        self._register(stf, body, sites)
+        self.ctx.publish(dest.ARCHIVE, "archive_stf", m.StfWork(
+            filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+        ), stf.run_number)
+        self._gate(stf, sites)
+
+    def _is_duplicate(self, stf: SuperTimeFrame) -> bool:
+        """A re-announced STF with identical content is ignored; different content is reported."""
+        with self.ctx.db.session() as session:
+            known = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
+        if known is None:
+            return False
+        if known.adler32 != stf.adler32 or known.size_bytes != stf.size_bytes:
+            report_issue(
+                self.ctx.db, "duplicate_conflict",
+                f"{stf.filename} announced again with different content "
+                f"(was {known.size_bytes} B ad:{known.adler32}, now {stf.size_bytes} B "
+                f"ad:{stf.adler32}); the first version is kept",
+                run_number=stf.run_number, filename=stf.filename,
+            )
+        return True
+
+    def _check_sequence(self, stf: SuperTimeFrame) -> None:
+        run = stf.run_number
+        with self._lock:
+            if run not in self._next_seq:
+                self._next_seq[run] = self._first_expected(run)
+            expected = self._next_seq[run]
+            self._next_seq[run] = max(expected, stf.sequence + 1)
+        if stf.sequence < expected:
+            resolve_issues(self.ctx.db, "sequence_gap", stf.filename)
+            return
+        for missing in range(expected, stf.sequence):
+            report_issue(
+                self.ctx.db, "sequence_gap",
+                f"STF sequence {missing} of run {run} not received before {stf.sequence}",
+                run_number=run, filename=naming.stf_filename(run, missing),
+            )
+
+    def _first_expected(self, run: int) -> int:
+        """Resume after a restart from what the store already has."""
+        with self.ctx.db.session() as session:
+            seqs = session.scalars(select(StfRecord.sequence).where(StfRecord.run_number == run))
+            return max(seqs, default=-1) + 1
+
+    def _record(self, stf: SuperTimeFrame, message: m.Message, valid: bool) -> None:
+        with self.ctx.db.session() as session:
+            session.add(StfRecord(
+                filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+                first_tf_time=stf.first_tf_time, last_tf_time=stf.last_tf_time,
+                tf_count=stf.tf_count, size_bytes=stf.size_bytes, adler32=stf.adler32,
+                state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
+                available_at=message.envelope.created_at,
+                validation="ok" if valid else "corrupt",
+                archive_status="pending" if valid else "not_archived",
+                processing_status="waiting" if valid else "rejected",
+            ))
+
+    def _reject(self, stf: SuperTimeFrame, problem: str) -> None:
+        kind = "checksum_mismatch" if "checksum" in problem else "size_mismatch"
+        if "not readable" in problem:
+            kind = "unreadable"
+        log.warning("rejecting %s: %s", stf.filename, problem)
+        report_issue(self.ctx.db, kind, problem, run_number=stf.run_number, filename=stf.filename)
+        self.ctx.publish(dest.EVENTS, "stf_rejected", m.StfNews(
+            filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+            detail={"problem": problem, "kind": kind},
+        ), stf.run_number)
+
+    def _register(self, stf: SuperTimeFrame, body: m.StfAvailable, sites: list[str]) -> None:
+        did = DID(naming.SCOPE, stf.filename)
+        self.ctx.ddm.register_file(FileSpec(
+            did, body.rse, body.path, stf.size_bytes, stf.adler32,
+            {"run_number": stf.run_number, "sequence": stf.sequence, "state": stf.state.value},
+        ))
+        if stf.run_number is None:
+            dataset = DID(naming.SCOPE, naming.stream_dataset(stf.state.value, _segment(stf)))
+            self.ctx.ddm.add_dataset(dataset)
+            datasets = [dataset]
+        else:
+            datasets = [DID(naming.SCOPE, naming.run_dataset(stf.run_number))] + [
+                DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in sites
+            ]
+        for dataset in datasets:
+            self.ctx.ddm.attach(dataset, [did])
+        with self.ctx.db.session() as session:
+            record = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
+            record.registered_at = utcnow()
+            record.site = sites[0] if sites else None
+        self.ctx.publish(dest.EVENTS, "stf_registered", m.StfNews(
+            filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+            detail={"datasets": [str(d) for d in datasets], "sites": sites},
+        ), stf.run_number)
+
+    def _gate(self, stf: SuperTimeFrame, sites: list[str]) -> None:
+        action = gate_action(self.ctx.config.processing.gate, stf.state.value, stf.substate)
+        if stf.run_number is None or not sites:
+            action = "archive_only"
+        status = {"process": "queued", "defer": "deferred", "archive_only": "not_required"}[action]
+        with self.ctx.db.session() as session:
+            record = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
+            record.processing_status = status
+        if action == "process":
+            self.ctx.publish(dest.process_queue(sites[0]), "process_stf", m.StfWork(
+                filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+                site=sites[0],
+            ), stf.run_number)
+
+
+def _segment(stf: SuperTimeFrame) -> str:
+    return str(stf.daq_metadata.get("segment", stf.first_tf_time.strftime("%Y%m%dT%H%M%S")))

@@ -1,0 +1,222 @@
+"""Merge/gather (R3.7): merge every N processed STFs per site, the remainder at end of run,
+then gather all partial merges into the run's merged output.
+
+A run is finalized once it is closed (end_run), every valid STF has reached a terminal
+processing state, deferred STFs were caught up and every STF is archived.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.runs import ensure_run, get_run
+from epic_wfms.store.schema import MergeRecord, RunRecord, StfRecord, utcnow
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.wfms import JobResult, JobSpec, JobStatus
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
+MISSING_GRACE = timedelta(seconds=30)
+
+
+class Merging:
+    def __init__(self, ctx: StreamingContext, dispatch_deferred: Callable[[int], int]) -> None:
+        self.ctx = ctx
+        self._dispatch_deferred = dispatch_deferred
+        self._lock = threading.RLock()
+        self._every = ctx.config.processing.merge_every
+        self._gather_site = ctx.config.sites[0]
+        self._missing_reported: set[int] = set()
+
+    # -- partial merges ---------------------------------------------------------------------------
+    def stf_processed(self, run_number: int | None, site: str | None) -> None:
+        if run_number is None or site is None:
+            return
+        with self._lock:
+            self._merge_pending(run_number, site, remainder=False)
+        self.try_finalize(run_number)
+
+    def _merge_pending(self, run_number: int, site: str, remainder: bool) -> None:
+        with self.ctx.db.session() as session:
+            ready = session.scalars(select(StfRecord).where(
+                StfRecord.run_number == run_number, StfRecord.site == site,
+                StfRecord.processing_status == "processed", StfRecord.merge_id.is_(None),
+            ).order_by(StfRecord.sequence)).all()
+        while len(ready) >= self._every or (remainder and ready):
+            chunk, ready = ready[: self._every], ready[self._every :]
+            self._start_merge(run_number, site, chunk)
+
+    def _start_merge(self, run_number: int, site: str, chunk: list[StfRecord]) -> None:
+        with self.ctx.db.session() as session:
+            index = session.scalar(select(func.count()).select_from(MergeRecord).where(
+                MergeRecord.run_number == run_number, MergeRecord.site == site,
+            ))
+            merge = MergeRecord(
+                run_number=run_number, site=site, merge_index=index, n_inputs=len(chunk),
+                output=naming.merge_filename(run_number, site, index), status="running",
+            )
+            session.add(merge)
+            session.flush()
+            for stf in chunk:
+                session.get(StfRecord, stf.id).merge_id = merge.id
+            merge_id = merge.id
+        self._submit(merge_id, site, [s.reco_output for s in chunk], merge.output, "merge", 1)
+
+    def _submit(
+        self, merge_id: int, site: str, inputs: list[str], output: str, kind: str, attempt: int
+    ) -> None:
+        rse = self.ctx.config.site(site).disk_rse
+        paths = []
+        for name in inputs:
+            did = DID(naming.SCOPE, name)
+            self.ctx.ddm.add_rule(did, rse, copies=1, activity="Merge Input")
+            paths.append(self.ctx.ddm.local_path(did, rse))
+        out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
+        command = [sys.executable, "-m", "epic_wfms.wfms.payloads.merge", "--output", out_path]
+        with self.ctx.db.session() as session:
+            run_number = session.get(MergeRecord, merge_id).run_number
+        spec = JobSpec(
+            kind=kind, site=site, command=command + paths, inputs=inputs, output=output,
+            run_number=run_number, attempt_nr=attempt,
+            max_attempts=self.ctx.config.processing.retry.max_attempts,
+        )
+        job_id = self.ctx.executor.submit(spec, lambda r: self._merge_done(merge_id, r))
+        with self.ctx.db.session() as session:
+            session.get(MergeRecord, merge_id).job_id = job_id
+
+    def _merge_done(self, merge_id: int, result: JobResult) -> None:
+        spec = result.spec
+        if result.status is not JobStatus.FINISHED:
+            if spec.attempt_nr < spec.max_attempts:
+                self._submit(merge_id, spec.site, spec.inputs, spec.output, spec.kind,
+                             spec.attempt_nr + 1)
+                return
+            self._set_merge(merge_id, "failed")
+            report_issue(self.ctx.db, "merge_failed", f"{spec.output}: {result.error}",
+                         run_number=spec.run_number, filename=spec.output)
+            return
+        rse = self.ctx.config.site(spec.site).disk_rse
+        did = DID(naming.SCOPE, spec.output)
+        path = Path(self.ctx.ddm.pfn(did, rse))
+        self.ctx.ddm.register_file(FileSpec(
+            did, rse, str(path), path.stat().st_size, file_adler32(path),
+            {"run_number": spec.run_number, "kind": spec.kind},
+        ))
+        final = spec.kind == "gather"
+        with self.ctx.db.session() as session:
+            merge = session.get(MergeRecord, merge_id)
+            merge.status = "done"
+            for stf in session.scalars(select(StfRecord).where(StfRecord.merge_id == merge_id)):
+                stf.processing_status = "merged"
+        if final:
+            ensure_run(self.ctx.db, spec.run_number, merged_output=spec.output)
+        self.ctx.publish(dest.EVENTS, "merge_done", m.MergeDone(
+            run_number=spec.run_number, site=spec.site, output=spec.output,
+            n_inputs=len(spec.inputs), final=final,
+        ), spec.run_number)
+        self.try_finalize(spec.run_number)
+
+    def _set_merge(self, merge_id: int, status: str) -> None:
+        with self.ctx.db.session() as session:
+            session.get(MergeRecord, merge_id).status = status
+
+    # -- end of run ---------------------------------------------------------------------------------
+    def try_finalize(self, run_number: int) -> None:
+        with self._lock:
+            run = get_run(self.ctx.db, run_number)
+            if run is None or run.status != "closed" or not self._all_received(run):
+                return
+            statuses = self._processing_statuses(run_number)
+            if any(s in IN_FLIGHT for s in statuses):
+                return
+            if "deferred" in statuses:
+                self._dispatch_deferred(run_number)  # end-of-run catch-up of standby STFs
+                return
+            for site in self.ctx.config.sites:
+                self._merge_pending(run_number, site.name, remainder=True)
+            merges = self._merges(run_number)
+            if any(mr.status == "running" for mr in merges):
+                return
+            gather = next((mr for mr in merges if mr.site == "RUN"), None)
+            if gather is None:
+                self._start_gather(run_number, [mr for mr in merges if mr.status == "done"])
+            elif gather.status in ("done", "failed") and self._archiving_done(run_number):
+                ensure_run(self.ctx.db, run_number, status="finished", finished_at=utcnow())
+
+    def _all_received(self, run: RunRecord) -> bool:
+        """All STFs the DAQ declared are here, or the grace period for late ones has passed."""
+        with self.ctx.db.session() as session:
+            seqs = set(session.scalars(
+                select(StfRecord.sequence).where(StfRecord.run_number == run.number)
+            ))
+        missing = sorted(set(range(run.total_stfs or 0)) - seqs)
+        if not missing:
+            return True
+        if utcnow() - (run.end_time or utcnow()) < MISSING_GRACE:
+            return False
+        if run.number not in self._missing_reported:
+            self._missing_reported.add(run.number)
+            report_issue(
+                self.ctx.db, "missing_at_end_of_run",
+                f"run {run.number}: DAQ declared {run.total_stfs} STFs, "
+                f"{len(missing)} never arrived: sequences {missing[:20]}",
+                run_number=run.number,
+            )
+        return True
+
+    def _start_gather(self, run_number: int, merges: list[MergeRecord]) -> None:
+        output = naming.run_merged_filename(run_number)
+        with self.ctx.db.session() as session:
+            gather = MergeRecord(
+                run_number=run_number, site="RUN", merge_index=0, output=output,
+                n_inputs=len(merges), final=True, status="running" if merges else "done",
+            )
+            session.add(gather)
+            session.flush()
+            gather_id = gather.id
+        if not merges:  # nothing was processed (e.g. archive-only run): nothing to gather
+            self.try_finalize(run_number)
+            return
+        self._submit(gather_id, self._gather_site.name, [mr.output for mr in merges], output,
+                     "gather", 1)
+
+    def _processing_statuses(self, run_number: int) -> set[str]:
+        with self.ctx.db.session() as session:
+            return set(session.scalars(select(StfRecord.processing_status).where(
+                StfRecord.run_number == run_number, StfRecord.validation == "ok"
+            ).distinct()))
+
+    def _merges(self, run_number: int) -> list[MergeRecord]:
+        with self.ctx.db.session() as session:
+            return list(session.scalars(
+                select(MergeRecord).where(MergeRecord.run_number == run_number)
+            ))
+
+    def _archiving_done(self, run_number: int) -> bool:
+        with self.ctx.db.session() as session:
+            pending = session.scalar(select(func.count()).select_from(StfRecord).where(
+                StfRecord.run_number == run_number, StfRecord.validation == "ok",
+                StfRecord.archive_status == "pending",
+            ))
+        return pending == 0
+
+    def open_runs(self) -> list[int]:
+        """Runs still to finalize (polled by the orchestrator's ticker)."""
+        with self.ctx.db.session() as session:
+            return list(session.scalars(
+                select(RunRecord.number).where(RunRecord.status == "closed")
+            ))

@@ -1,0 +1,163 @@
+"""Prompt processing of STFs at the E1 sites: stage in, run reco, retry, catch up deferred work."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import threading
+from datetime import datetime
+from pathlib import Path
+
+from sqlalchemy import select
+
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.schema import StfRecord, utcnow
+from epic_wfms.streaming.activity import record_gate_event
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.wfms import JobResult, JobSpec, JobStatus
+
+log = logging.getLogger(__name__)
+
+
+class StfProcessing:
+    def __init__(self, ctx: StreamingContext, on_processed: callable) -> None:
+        self.ctx = ctx
+        self._on_processed = on_processed
+        self._retry = ctx.config.processing.retry
+
+    def subscribe(self) -> None:
+        for site in self.ctx.config.sites:
+            self.ctx.bus.subscribe(
+                dest.process_queue(site.name), f"processing-{site.name}", self.on_process_stf
+            )
+        self.ctx.bus.subscribe(dest.STATE, "processing-gate", self.on_state_changed)
+
+    # -- dispatch -------------------------------------------------------------------------
+    def on_process_stf(self, message: m.Message) -> None:
+        work: m.StfWork = message.body
+        if self._status(work.filename) not in ("queued", "deferred"):
+            return  # already dispatched: a redelivered request changes nothing
+        self._submit(work, attempt=1)
+
+    def _submit(self, work: m.StfWork, attempt: int) -> None:
+        site = self.ctx.config.site(work.site)
+        did = DID(naming.SCOPE, work.filename)
+        self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity="Express")
+        stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
+        output = naming.reco_output_filename(work.filename)
+        out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
+        command = [
+            sys.executable, "-m", "epic_wfms.wfms.payloads.reco",
+            "--input", stf_path, "--output", out_path,
+        ]
+        if attempt <= self.ctx.config.fault_injection.reco_failures.get(work.sequence, 0):
+            command.append("--inject-failure")
+        spec = JobSpec(
+            kind="reco", site=site.name, command=command, inputs=[work.filename], output=output,
+            run_number=work.run_number, stf_filename=work.filename, attempt_nr=attempt,
+            max_attempts=self._retry.max_attempts,
+        )
+        self._set(work.filename, processing_status="activated")
+        self.ctx.executor.submit(spec, lambda result: self._done(work, result))
+
+    def job_started(self, job_id: int, spec: JobSpec, started: datetime) -> None:
+        """Executor hook: the first start of an STF's job is its dispatch time."""
+        if spec.kind != "reco":
+            return
+        with self.ctx.db.session() as session:
+            record = session.scalar(
+                select(StfRecord).where(StfRecord.filename == spec.stf_filename)
+            )
+            record.processing_status = "running"
+            if record.dispatched_at is None:
+                record.dispatched_at = started
+
+    # -- completion -------------------------------------------------------------------------
+    def _done(self, work: m.StfWork, result: JobResult) -> None:
+        self._publish_job(work, result)
+        if result.status is JobStatus.FINISHED:
+            self._register_output(work, result.spec)
+            self._set(work.filename, processing_status="processed", processed_at=utcnow(),
+                      reco_output=result.spec.output)
+            self.ctx.publish(dest.EVENTS, "stf_processed", m.StfNews(
+                filename=work.filename, run_number=work.run_number, sequence=work.sequence,
+                detail={"job_id": result.job_id, "site": work.site, "output": result.spec.output},
+            ), work.run_number)
+            self._on_processed(work.run_number, work.site)
+            return
+        attempt = result.spec.attempt_nr
+        if attempt < self._retry.max_attempts:
+            delay = self._retry.backoff_s * 2 ** (attempt - 1)
+            log.info("retrying %s (attempt %d failed: %s)", work.filename, attempt, result.error)
+            self._set(work.filename, processing_status="retrying")
+            threading.Timer(delay, self._submit, args=(work, attempt + 1)).start()
+            return
+        self._set(work.filename, processing_status="failed")
+        report_issue(
+            self.ctx.db, "processing_failed",
+            f"reco failed {attempt} times, last: {result.error}",
+            run_number=work.run_number, filename=work.filename,
+        )
+        self._on_processed(work.run_number, work.site)
+
+    def _register_output(self, work: m.StfWork, spec: JobSpec) -> None:
+        disk_rse = self.ctx.config.site(work.site).disk_rse
+        did = DID(naming.SCOPE, spec.output)
+        path = self.ctx.ddm.pfn(did, disk_rse)
+        self.ctx.ddm.register_file(FileSpec(
+            did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
+            {"run_number": work.run_number, "parent": work.filename, "kind": "reco"},
+        ))
+
+    def _publish_job(self, work: m.StfWork, result: JobResult) -> None:
+        self.ctx.publish(dest.EVENTS, "job_state", m.JobState(
+            job_id=result.job_id, kind=result.spec.kind, site=result.spec.site,
+            status=result.status.value, attempt=result.spec.attempt_nr,
+            filename=work.filename, error=result.error,
+        ), work.run_number)
+
+    # -- gating by state: suspend in standby, catch up on resume --------------------------------
+    def on_state_changed(self, message: m.Message) -> None:
+        change: m.StateChanged = message.body
+        self.ctx.detector.state, self.ctx.detector.substate = change.to_state, change.to_substate
+        if change.to_state == "run" and change.to_substate == "standby":
+            record_gate_event(
+                self.ctx, "suspended", f"run {change.run_number} in standby ({change.trigger})",
+                change.run_number,
+            )
+        elif change.from_substate == "standby" and change.to_substate == "physics":
+            backlog = self.dispatch_deferred(change.run_number)
+            record_gate_event(
+                self.ctx, "resumed", f"back to physics ({change.trigger}); catching up",
+                change.run_number, backlog,
+            )
+
+    def dispatch_deferred(self, run_number: int | None) -> int:
+        """Catch-up: send every deferred STF of the run to its site's queue (R12.3)."""
+        with self.ctx.db.session() as session:
+            rows = session.scalars(select(StfRecord).where(
+                StfRecord.run_number == run_number, StfRecord.processing_status == "deferred"
+            ).order_by(StfRecord.sequence)).all()
+        for row in rows:
+            self.ctx.publish(dest.process_queue(row.site), "process_stf", m.StfWork(
+                filename=row.filename, run_number=row.run_number, sequence=row.sequence,
+                site=row.site,
+            ), row.run_number)
+        return len(rows)
+
+    def _status(self, filename: str) -> str | None:
+        with self.ctx.db.session() as session:
+            return session.scalar(
+                select(StfRecord.processing_status).where(StfRecord.filename == filename)
+            )
+
+    def _set(self, filename: str, **fields: object) -> None:
+        with self.ctx.db.session() as session:
+            record = session.scalar(select(StfRecord).where(StfRecord.filename == filename))
+            for key, value in fields.items():
+                setattr(record, key, value)

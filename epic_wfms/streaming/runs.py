@@ -1,0 +1,47 @@
+"""Run lifecycle on the data side: run records and their datasets (archival + E1 subsets)."""
+
+from __future__ import annotations
+
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.ddm import DID
+from epic_wfms.model import naming
+from epic_wfms.store.runs import ensure_run
+from epic_wfms.streaming.context import StreamingContext
+
+
+def run_datasets(ctx: StreamingContext, run_number: int) -> list[DID]:
+    names = [naming.run_dataset(run_number)] + [
+        naming.site_dataset(run_number, site.name) for site in ctx.config.sites
+    ]
+    return [DID(naming.SCOPE, name) for name in names]
+
+
+def prepare_run(ctx: StreamingContext, run_number: int, **fields: object) -> None:
+    """Idempotent: the run record and its open datasets exist afterwards."""
+    ensure_run(ctx.db, run_number, **fields)
+    for did in run_datasets(ctx, run_number):
+        ctx.ddm.add_dataset(did, {"run_number": run_number})
+
+
+class RunLifecycle:
+    def __init__(self, ctx: StreamingContext) -> None:
+        self.ctx = ctx
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(dest.RUN_CONTROL, "run-lifecycle", self.on_run_control)
+
+    def on_run_control(self, message: m.Message) -> None:
+        body, at = message.body, message.envelope.created_at
+        if message.msg_type == "run_imminent":
+            prepare_run(
+                self.ctx, body.run_number, run_type=body.run_type.value,
+                detector_config=body.detector_config, target_stfs=body.target_stfs,
+            )
+        elif message.msg_type == "start_run":
+            prepare_run(self.ctx, body.run_number, status="open", start_time=at)
+        elif message.msg_type == "end_run":
+            prepare_run(
+                self.ctx, body.run_number, status="closed", end_time=at,
+                total_stfs=body.total_stfs,
+            )

@@ -1,0 +1,73 @@
+"""Drive the state machine from run-control messages; persist and broadcast every transition."""
+
+from __future__ import annotations
+
+import logging
+
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.errors import IllegalTransitionError
+from epic_wfms.statemachine import DetectorStateMachine, TransitionRecord, Trigger
+from epic_wfms.store.history import append_transition
+from epic_wfms.store.integrity import report_issue
+from epic_wfms.streaming.context import StreamingContext
+
+log = logging.getLogger(__name__)
+
+LIFECYCLE_TRIGGERS = {
+    "run_imminent": Trigger.RUN_IMMINENT,
+    "start_run": Trigger.START_RUN,
+    "pause_run": Trigger.PAUSE_RUN,
+    "resume_run": Trigger.RESUME_RUN,
+    "end_run": Trigger.END_RUN,
+}
+
+
+class StateTracker:
+    """Owns the detector state machine of this E1 installation."""
+
+    def __init__(self, ctx: StreamingContext, machine: DetectorStateMachine | None = None) -> None:
+        self.ctx = ctx
+        self.machine = machine or DetectorStateMachine()
+        self.machine.add_listener(lambda record: append_transition(ctx.db, record))
+        self.machine.add_listener(self._broadcast)
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(dest.RUN_CONTROL, "state-tracker", self.on_run_control)
+
+    def on_run_control(self, message: m.Message) -> None:
+        body = message.body
+        if message.msg_type == "detector_event":
+            self._fire(body.trigger, None, body.reason, flavour=body.flavour)
+            return
+        trigger = LIFECYCLE_TRIGGERS.get(message.msg_type)
+        if trigger is None:
+            return
+        run_type = getattr(body, "run_type", None)
+        self._fire(trigger, body.run_number, getattr(body, "reason", ""), run_type=run_type)
+
+    def _fire(self, trigger: str, run_number: int | None, reason: str, **kw: object) -> None:
+        try:
+            self.machine.fire(trigger, run_number=run_number, reason=reason, **kw)
+        except IllegalTransitionError as error:
+            # refused, not lost: the refusal is an integrity issue operators see
+            log.warning("%s", error)
+            report_issue(self.ctx.db, "illegal_transition", str(error), run_number=run_number)
+            self.ctx.publish(dest.EVENTS, "integrity_issue", m.IntegrityIssue(
+                kind="illegal_transition", run_number=run_number, detail=str(error),
+            ), run_number)
+
+    def _broadcast(self, record: TransitionRecord) -> None:
+        target = record.target
+        self.ctx.detector.state, self.ctx.detector.substate = target.state, target.readiness
+        self.ctx.publish(dest.STATE, "state_changed", m.StateChanged(
+            trigger=record.trigger.value,
+            from_state=record.source.state.value,
+            from_substate=record.source.readiness.value,
+            to_state=target.state.value,
+            to_substate=target.readiness.value,
+            flavour=target.flavour.value,
+            effect=record.effect.name.lower(),
+            run_number=record.run_number,
+            reason=record.reason,
+        ), record.run_number)
