@@ -134,7 +134,7 @@ class Merging:
         with self.ctx.db.session() as session:
             session.get(MergeRecord, merge_id).status = status
 
-    # -- end of run ---------------------------------------------------------------------------------
+    # -- end of run ---------------------------------------------------------------------------
     def try_finalize(self, run_number: int) -> None:
         with self._lock:
             run = get_run(self.ctx.db, run_number)

@@ -33,6 +33,7 @@ class Orchestrator:
         self.merging = Merging(ctx, self._dispatch_deferred)
         self.processing = StfProcessing(ctx, self.merging.stf_processed)
         self.tf_samples = TfSampleBook(ctx)
+        ctx.executor.add_start_listener(self.processing.job_started)
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="orchestrator-tick", daemon=True)
 

@@ -21,7 +21,6 @@ class LocalWorkerPool:
         self,
         db: Database,
         slots: dict[str, int],
-        on_start: StartCallback | None = None,
         timeout_s: float = 600.0,
     ) -> None:
         self.db = db
@@ -34,8 +33,11 @@ class LocalWorkerPool:
             event.set()
         self._backlog = dict.fromkeys(slots, 0)
         self._lock = threading.Lock()
-        self._on_start = on_start
+        self._start_listeners: list[StartCallback] = []
         self.timeout_s = timeout_s
+
+    def add_start_listener(self, listener: StartCallback) -> None:
+        self._start_listeners.append(listener)
 
     def sites(self) -> list[str]:
         return list(self._pools)
@@ -70,8 +72,8 @@ class LocalWorkerPool:
         self._online[spec.site].wait()
         started = utcnow()
         self._set(job_id, status=JobStatus.RUNNING, started_at=started)
-        if self._on_start:
-            self._on_start(job_id, spec, started)
+        for listener in self._start_listeners:
+            listener(job_id, spec, started)
         exit_code, error = self._execute(spec)
         status = JobStatus.FINISHED if exit_code == 0 else JobStatus.FAILED
         ended = utcnow()

@@ -57,6 +57,10 @@ class WorkloadExecutor(Protocol):
         """Define and activate a job; ``on_done`` is called once it finished or failed."""
         ...
 
+    def add_start_listener(self, listener: StartCallback) -> None:
+        """Be told when a job starts running on a worker (dispatch time)."""
+        ...
+
     def backlog(self, site: str) -> int:
         """Jobs activated or running at ``site`` (input to load-based decisions)."""
         ...

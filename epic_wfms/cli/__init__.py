@@ -1,0 +1,1 @@
+"""The epic-wfms command line."""

@@ -1,0 +1,58 @@
+"""``epic-wfms status``: runs, STFs, jobs and open issues, read from the bookkeeping store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select
+
+from epic_wfms.store.database import Database
+from epic_wfms.store.schema import (
+    IntegrityIssueRecord,
+    JobRecord,
+    RunRecord,
+    StateTransitionRecord,
+    StfRecord,
+)
+
+
+def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
+    with db.session() as session:
+        runs = session.scalars(
+            select(RunRecord).order_by(RunRecord.number.desc()).limit(last_runs)
+        ).all()
+        stf_counts = dict(session.execute(
+            select(StfRecord.run_number, func.count()).group_by(StfRecord.run_number)
+        ).all())
+        processing = session.execute(
+            select(StfRecord.processing_status, func.count()).group_by(StfRecord.processing_status)
+        ).all()
+        archive = session.execute(
+            select(StfRecord.archive_status, func.count()).group_by(StfRecord.archive_status)
+        ).all()
+        jobs = session.execute(
+            select(JobRecord.kind, JobRecord.status, func.count())
+            .group_by(JobRecord.kind, JobRecord.status)
+        ).all()
+        issues = session.execute(
+            select(IntegrityIssueRecord.kind, func.count())
+            .where(IntegrityIssueRecord.resolved_at.is_(None))
+            .group_by(IntegrityIssueRecord.kind)
+        ).all()
+        last = session.scalar(select(StateTransitionRecord).order_by(
+            StateTransitionRecord.id.desc()).limit(1))
+    return {
+        "detector_state": f"{last.to_state}/{last.to_substate}" if last else "unknown",
+        "runs": [
+            {"run": r.number, "type": r.run_type, "status": r.status,
+             "stfs": stf_counts.get(r.number, 0), "merged_output": r.merged_output,
+             "start": r.start_time.isoformat() if r.start_time else None,
+             "end": r.end_time.isoformat() if r.end_time else None}
+            for r in runs
+        ],
+        "outside_run_stfs": stf_counts.get(None, 0),
+        "stf_processing": dict(processing),
+        "stf_archive": dict(archive),
+        "jobs": {f"{k}.{s}": n for k, s, n in jobs},
+        "open_integrity_issues": dict(issues),
+    }

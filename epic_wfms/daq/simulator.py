@@ -1,0 +1,185 @@
+"""E0 DAQ simulator: writes real STF files and TF samples to the DAQ buffer and announces them.
+
+It plays the run control too: detector events and run-lifecycle messages go to the run-control
+topic, STFs to the ingest queue, TF samples to the sample topic. It is "always on" (R3.2):
+``stream()`` keeps producing outside runs, with the state/substate in effect stamped on each STF.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from epic_wfms.bus import MessageBus, MessageFactory
+from epic_wfms.bus import destinations as dest
+from epic_wfms.bus import messages as m
+from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.run import RunType
+from epic_wfms.model.stf import TF_DURATION_S, SuperTimeFrame, TFSample
+from epic_wfms.model.stf_file import hits_per_tf_for, write_stf, write_tf_sample
+
+
+@dataclass
+class DaqSettings:
+    stf_size_bytes: int = 64 * 1024  # real STFs are ~2 GB; small by default for the demo
+    tfs_per_stf: int = 100
+    rate_hz: float = 5.0
+    tf_sample_size: int = 10  # TFs copied into each STF's TF sample (0: no samples)
+    detector_config: str = "epic-2026-default"
+    seed: int = 1
+    corrupt_sequences: set[int] = field(default_factory=set)  # announce a wrong checksum
+    skip_sequences: set[int] = field(default_factory=set)  # never announce (a sequence gap)
+
+
+class DaqSimulator:
+    def __init__(
+        self, bus: MessageBus, buffer_dir: Path, rse: str, settings: DaqSettings | None = None
+    ) -> None:
+        self.bus = bus
+        self.buffer_dir = buffer_dir
+        self.rse = rse
+        self.settings = settings or DaqSettings()
+        self.factory = MessageFactory("epic-daq.e0")
+        self.state, self.substate, self.flavour = "off", "not_ready", "daq"
+        self.produced: list[str] = []
+        self._rng = random.Random(self.settings.seed)
+        self._segment = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
+        self._stream_seq = 0
+        buffer_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- run control --------------------------------------------------------------------------
+    def _send(self, destination: str, msg_type: str, body: m._Payload, run: int | None) -> None:
+        message = self.factory.make(
+            msg_type, body, run_number=run, state=self.state, substate=self.substate
+        )
+        self.bus.publish(destination, message)
+
+    def event(self, trigger: str, state: str, substate: str, reason: str = "") -> None:
+        """A detector event (beam_on, detector_ready, good_for_physics_dropped, ...)."""
+        self.state, self.substate = state, substate
+        self._send(dest.RUN_CONTROL, "detector_event", m.DetectorEvent(
+            trigger=trigger, reason=reason, flavour=self.flavour
+        ), None)
+
+    def run_imminent(self, run: int, run_type: RunType = RunType.PHYSICS, target: int | None = None
+                     ) -> None:
+        self._send(dest.RUN_CONTROL, "run_imminent", m.RunImminent(
+            run_number=run, run_type=run_type, detector_config=self.settings.detector_config,
+            target_stfs=target,
+        ), run)
+
+    def start_run(self, run: int) -> None:
+        self.state, self.substate = "run", "physics"
+        self._send(dest.RUN_CONTROL, "start_run", m.RunBoundary(run_number=run), run)
+
+    def pause_run(self, run: int, reason: str = "run control pause") -> None:
+        self.substate = "standby"
+        self._send(dest.RUN_CONTROL, "pause_run", m.RunBoundary(run_number=run, reason=reason), run)
+
+    def resume_run(self, run: int, reason: str = "run control resume") -> None:
+        self.substate = "physics"
+        self._send(dest.RUN_CONTROL, "resume_run", m.RunBoundary(run_number=run, reason=reason),
+                   run)
+
+    def end_run(self, run: int, total_stfs: int) -> None:
+        self.state, self.substate = "beam", "ready"
+        self._send(dest.RUN_CONTROL, "end_run", m.EndRun(run_number=run, total_stfs=total_stfs),
+                   run)
+
+    # -- data -------------------------------------------------------------------------------------
+    def write_stf(self, run: int | None, sequence: int, start: datetime) -> SuperTimeFrame:
+        """Write one STF (and its TF sample) to the buffer; announce it unless told to skip."""
+        s = self.settings
+        if run is None:
+            name = naming.stream_stf_filename(self.state, self._segment, sequence)
+        else:
+            name = naming.stf_filename(run, sequence)
+        path = self.buffer_dir / name
+        header = {"run_number": run, "sequence": sequence, "state": self.state,
+                  "substate": self.substate, "detector_config": s.detector_config}
+        write_stf(path, header, s.tfs_per_stf, hits_per_tf_for(s.stf_size_bytes, s.tfs_per_stf),
+                  self._rng)
+        checksum = file_adler32(path)
+        if sequence in s.corrupt_sequences:
+            checksum = f"{(int(checksum, 16) ^ 0x5A5A) & 0xFFFFFFFF:08x}"
+        stf = SuperTimeFrame(
+            run_number=run, sequence=sequence, filename=name, first_tf_time=start,
+            last_tf_time=start + timedelta(seconds=TF_DURATION_S * s.tfs_per_stf),
+            tf_count=s.tfs_per_stf, size_bytes=path.stat().st_size, adler32=checksum,
+            state=self.state, substate=self.substate,
+            daq_metadata={"flavour": self.flavour, "segment": self._segment,
+                          "detector_config": s.detector_config},
+        )
+        self.produced.append(name)
+        if sequence in s.skip_sequences:
+            return stf
+        self._send(dest.STF_INGEST, "stf_available", m.StfAvailable(
+            stf=stf, rse=self.rse, path=str(path)), run)
+        if s.tf_sample_size:
+            self._write_sample(stf, path)
+        return stf
+
+    def _write_sample(self, stf: SuperTimeFrame, stf_path: Path) -> None:
+        name = naming.tf_sample_filename(stf.filename, 0)
+        path = self.buffer_dir / name
+        count = min(self.settings.tf_sample_size, stf.tf_count)
+        write_tf_sample(stf_path, path, 0, count, {"stf": stf.filename})
+        sample = TFSample(
+            stf_filename=stf.filename, run_number=stf.run_number, index=0, filename=name,
+            first_tf=0, tf_count=count, size_bytes=path.stat().st_size,
+            adler32=file_adler32(path),
+        )
+        self._send(dest.TF_SAMPLES, "tf_sample_available", m.TfSampleAvailable(
+            sample=sample, rse=self.rse, path=str(path)), stf.run_number)
+
+    def stream(self, run: int | None, sequences: Iterable[int],
+               stop: threading.Event | None = None) -> None:
+        """Produce STFs at the configured rate, paced against the wall clock."""
+        t0 = time.monotonic()
+        for index, sequence in enumerate(sequences):
+            if stop is not None and stop.is_set():
+                return
+            self._pace(t0, index)
+            self.write_stf(run, sequence, datetime.now(UTC))
+
+    def _pace(self, t0: float, index: int) -> None:
+        """Sleep until the ``index``-th STF is due at the configured rate."""
+        if self.settings.rate_hz > 0:
+            delay = t0 + index / self.settings.rate_hz - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+
+    def stream_outside_run(self, count: int) -> None:
+        """Always-on streaming while no run is open (beam, lumi and DAQ information)."""
+        start = self._stream_seq
+        self._stream_seq += count
+        self.stream(None, range(start, start + count))
+
+    # -- a whole run, as the control room would do it ------------------------------------------
+    def bring_up(self) -> None:
+        self.event("systems_on", "no_beam", "not_ready", "DAQ and detector systems on")
+        self.flavour = "lumi"
+        self.event("beam_on", "beam", "not_ready", "collider delivers beam")
+        self.event("detector_ready", "beam", "ready", "shift leader declares detector ready")
+
+    def physics_run(self, run: int, n_stfs: int, standby: range | None = None) -> None:
+        """run_imminent, start_run, stream (optionally pausing), end_run."""
+        self.run_imminent(run, target=n_stfs)
+        self.start_run(run)
+        self.flavour = "epic"
+        t0 = time.monotonic()
+        for sequence in range(n_stfs):
+            if standby is not None and sequence == standby.start:
+                self.pause_run(run)
+            if standby is not None and sequence == standby.stop:
+                self.resume_run(run)
+            self._pace(t0, sequence)
+            self.write_stf(run, sequence, datetime.now(UTC))
+        self.end_run(run, n_stfs)
+        self.flavour = "lumi"
