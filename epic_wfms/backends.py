@@ -9,7 +9,8 @@ from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement, EmbeddedDDM, LocalRSE
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
-from epic_wfms.wfms import LocalWorkerPool, WorkloadExecutor
+from epic_wfms.wfms import WorkloadExecutor
+from epic_wfms.wfms.embedded import LocalWorkerPool
 
 
 @dataclass

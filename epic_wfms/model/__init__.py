@@ -1,17 +1,29 @@
-"""Domain model: plain, validated records that every other package shares. Depends on nothing."""
+"""Domain model: plain, validated records that every other package shares. Depends on nothing.
 
-from epic_wfms.model.detector import DataFlavour, DetectorState, Readiness
-from epic_wfms.model.run import Run, RunType
-from epic_wfms.model.stf import SuperTimeFrame, TFSample
-from epic_wfms.model.validation import parse_record
+Names are resolved lazily (PEP 562) so that payload subprocesses importing only
+``model.checksum`` or ``model.stf_file`` start fast, without pydantic.
+"""
 
-__all__ = [
-    "DataFlavour",
-    "DetectorState",
-    "Readiness",
-    "Run",
-    "RunType",
-    "SuperTimeFrame",
-    "TFSample",
-    "parse_record",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "DataFlavour": "detector",
+    "DetectorState": "detector",
+    "Readiness": "detector",
+    "Run": "run",
+    "RunType": "run",
+    "SuperTimeFrame": "stf",
+    "TFSample": "stf",
+    "parse_record": "validation",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f"epic_wfms.model.{_EXPORTS[name]}"), name)
+    raise AttributeError(f"module 'epic_wfms.model' has no attribute {name!r}")

@@ -1,6 +1,9 @@
-"""Execution: the workload interface, the embedded local pool (PanDA/iDDS later)."""
+"""Execution: the workload interface, the embedded local pool (PanDA/iDDS later).
 
-from epic_wfms.wfms.embedded import LocalWorkerPool
+Kept light on purpose: payloads under ``wfms/payloads`` start as fresh subprocesses, and
+importing this package must not pull in the store (SQLAlchemy) for them.
+"""
+
 from epic_wfms.wfms.interface import JobResult, JobSpec, JobStatus, WorkloadExecutor
 
-__all__ = ["JobResult", "JobSpec", "JobStatus", "LocalWorkerPool", "WorkloadExecutor"]
+__all__ = ["JobResult", "JobSpec", "JobStatus", "WorkloadExecutor"]
