@@ -73,6 +73,9 @@ class ProcessingConfig(_Strict):
     )
     merge_every: int = Field(default=10, gt=0)
     idle_suspend_s: float = Field(default=5.0, gt=0)
+    missing_grace_s: float = Field(
+        default=30.0, ge=0, description="wait this long after end_run for late STFs"
+    )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 

@@ -30,7 +30,6 @@ from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 log = logging.getLogger(__name__)
 
 IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
-MISSING_GRACE = timedelta(seconds=30)
 
 
 class Merging:
@@ -166,7 +165,8 @@ class Merging:
         missing = sorted(set(range(run.total_stfs or 0)) - seqs)
         if not missing:
             return True
-        if utcnow() - (run.end_time or utcnow()) < MISSING_GRACE:
+        grace = timedelta(seconds=self.ctx.config.processing.missing_grace_s)
+        if utcnow() - (run.end_time or utcnow()) < grace:
             return False
         if run.number not in self._missing_reported:
             self._missing_reported.add(run.number)

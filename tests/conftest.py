@@ -1,0 +1,67 @@
+"""Shared fixtures: a real embedded installation (SQLite, in-process bus, local workers)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from epic_wfms.backends import Backends, build_backends
+from epic_wfms.config import Config, load_config
+from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.orchestrator import Orchestrator
+
+
+class Installation:
+    """An E1 installation plus the E0 DAQ simulator, as the demo wires them."""
+
+    def __init__(self, config: Config, daq_settings: DaqSettings) -> None:
+        self.config = config
+        self.backends: Backends = build_backends(config)
+        b = self.backends
+        self.ctx = StreamingContext(config, b.db, b.bus, b.ddm, b.executor)
+        self.orchestrator = Orchestrator(self.ctx)
+        self.orchestrator.start()
+        self.daq = DaqSimulator(
+            b.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse, daq_settings
+        )
+
+    @property
+    def db(self):
+        return self.backends.db
+
+    def close(self) -> None:
+        self.orchestrator.stop()
+        self.backends.close()
+
+
+def make_config(tmp_path: Path, **processing: object) -> Config:
+    settings = {"merge_every": 4, "idle_suspend_s": 30.0, "missing_grace_s": 0.5,
+                "retry": {"max_attempts": 3, "backoff_s": 0.05}, **processing}
+    return load_config(data_dir=tmp_path / "wfms", processing=settings)
+
+
+@pytest.fixture
+def daq_settings() -> DaqSettings:
+    return DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0, tf_sample_size=5)
+
+
+@pytest.fixture
+def installation_factory(tmp_path: Path, daq_settings: DaqSettings) -> Iterator:
+    made: list[Installation] = []
+
+    def make(config: Config | None = None, settings: DaqSettings | None = None) -> Installation:
+        inst = Installation(config or make_config(tmp_path), settings or daq_settings)
+        made.append(inst)
+        return inst
+
+    yield make
+    for inst in made:
+        inst.close()
+
+
+@pytest.fixture
+def installation(installation_factory) -> Installation:
+    return installation_factory()
