@@ -227,7 +227,7 @@ def decode(raw: str | bytes) -> Message:
         raise _malformed(
             f"payload of {envelope.msg_type} is invalid", describe_validation_error(error)
         ) from error
-    return Message(envelope=envelope, body=body)
+    return Message(envelope=envelope.model_copy(update={"payload": {}}), body=body)
 
 
 class MessageFactory:

@@ -1,0 +1,177 @@
+import json
+import threading
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import select
+
+from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode
+from epic_wfms.bus import messages as m
+from epic_wfms.bus.testbed import from_testbed
+from epic_wfms.errors import MalformedMessageError
+from epic_wfms.store.database import Database
+from epic_wfms.store.ledger import StoreLedger
+from epic_wfms.store.schema import DeadLetterRecord
+
+
+@pytest.fixture
+def db(tmp_path):
+    database = Database(f"sqlite:///{tmp_path / 'bus.sqlite'}")
+    database.create_schema()
+    return database
+
+
+@pytest.fixture
+def bus(db):
+    message_bus = MessageBus(InProcessTransport(), StoreLedger(db), retry_backoff_s=0.001)
+    yield message_bus
+    message_bus.close()
+
+
+def dead_letters(db):
+    with db.session() as session:
+        return list(session.scalars(select(DeadLetterRecord)))
+
+
+def test_envelope_round_trip_and_per_run_sequence():
+    factory = MessageFactory("daq")
+    first = factory.make("start_run", m.RunBoundary(run_number=5), run_number=5, state="run",
+                         substate="physics")
+    second = factory.make("pause_run", m.RunBoundary(run_number=5), run_number=5)
+    other = factory.make("start_run", m.RunBoundary(run_number=6), run_number=6)
+    assert (first.envelope.seq, second.envelope.seq, other.envelope.seq) == (0, 1, 0)
+    decoded = decode(encode(first))
+    assert decoded == first and decoded.envelope.schema_version == m.SCHEMA_VERSION
+    assert first.msg_id != second.msg_id
+
+
+def valid_body() -> dict:
+    msg = MessageFactory("t").make("start_run", m.RunBoundary(run_number=5), run_number=5)
+    return json.loads(encode(msg))
+
+
+@pytest.mark.parametrize(
+    ("mutate", "expected"),
+    [
+        (lambda d: "{not json", "not valid JSON"),
+        (lambda d: "[1, 2]", "not a JSON object"),
+        (lambda d: {**d, "msg_id": None}, "msg_id"),
+        (lambda d: {**d, "msg_type": "teleport"}, "unknown msg_type 'teleport'"),
+        (lambda d: {**d, "schema_version": "2.0"}, "schema version 2.0 is not supported"),
+        (lambda d: {**d, "payload": {"run_number": "five"}}, "payload of start_run is invalid"),
+    ],
+)
+def test_malformed_messages_are_dead_lettered_not_dropped(db, bus, mutate, expected):
+    handled = []
+    bus.subscribe("/queue/t", "sub", handled.append)
+    raw = mutate(valid_body())
+    body = raw if isinstance(raw, str) else json.dumps(raw)
+    with pytest.raises(MalformedMessageError, match=expected.split("'")[0]):
+        decode(body)
+    bus.publish_raw("/queue/t", body)
+    assert bus.wait_idle(5)
+    assert handled == []
+    letters = dead_letters(db)
+    assert len(letters) == 1 and letters[0].body == body and expected in letters[0].reason
+
+
+def test_duplicate_delivery_is_handled_once(db, bus):
+    handled = []
+    bus.subscribe("/queue/t", "sub", handled.append)
+    message = MessageFactory("t").make("start_run", m.RunBoundary(run_number=5), run_number=5)
+    for _ in range(3):
+        bus.publish("/queue/t", message)
+    assert bus.wait_idle(5)
+    assert handled == [message]
+
+
+def test_failing_handler_is_retried_then_dead_lettered(db, bus):
+    calls = []
+
+    def flaky(message):
+        calls.append(message.msg_id)
+        if len(calls) < 2:
+            raise RuntimeError("transient")
+
+    def broken(message):
+        raise ValueError("always broken")
+
+    bus.subscribe("/queue/flaky", "flaky", flaky)
+    bus.subscribe("/queue/broken", "broken", broken)
+    factory = MessageFactory("t")
+    bus.publish("/queue/flaky", factory.make("start_run", m.RunBoundary(run_number=1)))
+    bus.publish("/queue/broken", factory.make("start_run", m.RunBoundary(run_number=2)))
+    assert bus.wait_idle(5)
+    assert len(calls) == 2
+    letters = dead_letters(db)
+    assert [letter.subscription for letter in letters] == ["broken"]
+    assert "failed 3 times" in letters[0].reason and "always broken" in letters[0].reason
+
+
+def test_topics_fan_out_queues_compete(bus):
+    seen: dict[str, list[str]] = {"a": [], "b": [], "q1": [], "q2": []}
+    lock = threading.Lock()
+
+    def collect(name):
+        def handler(message):
+            with lock:
+                seen[name].append(message.msg_id)
+        return handler
+
+    bus.subscribe("/topic/news", "a", collect("a"))
+    bus.subscribe("/topic/news", "b", collect("b"))
+    bus.subscribe("/queue/work", "q1", collect("q1"))
+    bus.subscribe("/queue/work", "q2", collect("q2"))
+    factory = MessageFactory("t")
+    for run in range(1, 21):
+        bus.publish("/topic/news", factory.make("start_run", m.RunBoundary(run_number=run)))
+        bus.publish("/queue/work", factory.make("start_run", m.RunBoundary(run_number=run)))
+    assert bus.wait_idle(5)
+    assert len(seen["a"]) == len(seen["b"]) == 20
+    assert len(seen["q1"]) + len(seen["q2"]) == 20
+    assert not set(seen["q1"]) & set(seen["q2"])
+    with pytest.raises(ValueError, match="must start with '/topic/'"):
+        bus.publish("epic.stf", factory.make("start_run", m.RunBoundary(run_number=1)))
+
+
+TESTBED_STF = {
+    "msg_type": "stf_gen", "namespace": "swf", "sender": "daq-simulator",
+    "execution_id": "exec-1", "run_id": 102, "timestamp": "2026-11-25T12:00:00",
+    "state": "run", "substate": "physics",
+    "filename": "swf.20261125.120000.run.physics.stf", "sequence": 4,
+    "start": "2026-11-25T12:00:00", "end": "2026-11-25T12:00:00.600000",
+    "checksum": "ad:0a1b2c3d", "size": 1024,
+}
+
+
+def test_testbed_stf_gen_maps_to_stf_available():
+    message = from_testbed(json.dumps(TESTBED_STF), MessageFactory("adapter"), "DAQ_BUFFER")
+    assert message.msg_type == "stf_available"
+    stf = message.body.stf
+    assert stf.filename == "swf.000102.000004.stf" and stf.adler32 == "0a1b2c3d"
+    assert stf.daq_metadata["testbed_filename"] == TESTBED_STF["filename"]
+    assert stf.tf_count == 902 and stf.first_tf_time == datetime(2026, 11, 25, 12, tzinfo=UTC)
+    assert message.envelope.run_number == 102 and message.envelope.state == "run"
+    assert decode(encode(message)) == message
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({**TESTBED_STF, "checksum": "md5:123"}, "adler32"),
+        ({k: v for k, v in TESTBED_STF.items() if k != "size"}, "lacks size"),
+        ({"msg_type": "stf_ready", "run_id": 1}, "not understood"),
+        ({"msg_type": "start_run"}, "lacks run_id"),
+    ],
+)
+def test_malformed_testbed_messages(data, expected):
+    with pytest.raises(MalformedMessageError, match=expected):
+        from_testbed(data, MessageFactory("adapter"), "DAQ_BUFFER")
+
+
+def test_testbed_run_lifecycle_maps():
+    factory = MessageFactory("adapter")
+    for kind in ("run_imminent", "start_run", "pause_run", "resume_run"):
+        assert from_testbed({"msg_type": kind, "run_id": 9}, factory, "B").msg_type == kind
+    end = from_testbed({"msg_type": "end_run", "run_id": 9, "total_files": 30}, factory, "B")
+    assert end.body.total_stfs == 30
