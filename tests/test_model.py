@@ -1,11 +1,11 @@
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from epic_wfms.errors import InvalidRecordError
-from epic_wfms.model import Run, SuperTimeFrame, TFSample, parse_record
-from epic_wfms.model import naming
+from epic_wfms.model import Run, SuperTimeFrame, TFSample, naming, parse_record
 from epic_wfms.model.checksum import file_adler32, from_testbed_checksum, to_testbed_checksum
 from epic_wfms.model.stf_file import read_stf, write_stf, write_tf_sample
 
@@ -74,7 +74,7 @@ def test_naming_round_trip_and_errors():
     assert naming.parse_stf_filename(name) == (123, 42)
     assert naming.tf_sample_filename(name, 3) == "swf.000123.000042_tf_003.tf"
     assert naming.testbed_run_dataset(123) == "group.daq:swf.123.run"
-    with pytest.raises(ValueError, match="swf.<run:06d>.<seq:06d>.stf"):
+    with pytest.raises(ValueError, match=re.escape("swf.<run:06d>.<seq:06d>.stf")):
         naming.parse_stf_filename("swf.20250101.120000.run.physics.stf")
 
 

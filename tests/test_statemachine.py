@@ -23,7 +23,8 @@ RUN = 7
 def status_for(state: DetectorState, readiness: Readiness, guard: Guard) -> DetectorStatus:
     """A machine context in which ``guard`` holds."""
     flavour = sorted(ALLOWED_FLAVOURS[state])[0]
-    open_run = RUN if state in (DetectorState.RUN, DetectorState.CALIB, DetectorState.TEST) else None
+    in_run = state in (DetectorState.RUN, DetectorState.CALIB, DetectorState.TEST)
+    open_run = RUN if in_run else None
     announced = RUN if guard is Guard.RUN_ANNOUNCED else None
     return DetectorStatus(state, readiness, flavour, open_run, announced)
 
