@@ -1,0 +1,41 @@
+"""The README's first command, `epic-wfms demo`, and `epic-wfms status`, as a user runs them."""
+
+import json
+import subprocess
+import sys
+
+
+def epic_wfms(*args: str, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "epic_wfms.cli.main", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_demo_json_then_status(tmp_path):
+    result = epic_wfms("demo", "--stfs", "12", "--rate", "50", "--json",
+                       "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    for key in ("stfs_produced", "stfs_registered", "stfs_archived", "stfs_processed",
+                "stfs_merged"):
+        assert report[key] == 12, key
+    assert report["lost"] == 0
+    assert 0 <= report["latency_s"]["p50"] <= report["latency_s"]["p99"]
+    status = epic_wfms("status", "--json", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert status.returncode == 0, status.stderr
+    info = json.loads(status.stdout)
+    assert info["runs"][0]["run"] == report["run_number"]
+    assert info["runs"][0]["status"] == "finished" and info["runs"][0]["stfs"] == 12
+    assert info["detector_state"] == "beam/ready"
+    assert info["jobs"]["reco.finished"] == 12
+
+
+def test_demo_rejects_bad_standby_range(tmp_path):
+    result = epic_wfms("demo", "--standby", "9:3", "--data-dir", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 2 and "need 0 <= FROM < TO" in result.stderr
+
+
+def test_statemachine_table_lists_every_trigger(tmp_path):
+    result = epic_wfms("statemachine", cwd=tmp_path)
+    assert result.returncode == 0
+    for trigger in ("start_run", "good_for_physics_dropped", "end_calib", "set_flavour"):
+        assert f"`{trigger}`" in result.stdout
