@@ -8,6 +8,7 @@ marks the replica bad (B) and the rule STUCK, with the reason.
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
@@ -26,6 +27,16 @@ from epic_wfms.store.schema import (
     RuleRecord,
     utcnow,
 )
+
+
+@dataclass(frozen=True)
+class _Copy:
+    """Outcome of copying one replica: state A (verified) or B (bad), with the reason."""
+
+    rse: str
+    path: str
+    state: str
+    error: str | None = None
 
 
 class EmbeddedDDM:
@@ -149,44 +160,53 @@ class EmbeddedDDM:
                 f"only {len(targets)} RSEs match", "lower copies or widen the expression",
             )
         with self.db.session() as session:
+            did_record = session.get(DidRecord, (did.scope, did.name))
+            if did_record is None:
+                raise DataManagementError(
+                    f"cannot create rule for {did}", "the DID is not registered",
+                    "register the file first",
+                )
+            expected = did_record.adler32
+            replicas = list(session.scalars(select(ReplicaRecord).where(
+                ReplicaRecord.scope == did.scope, ReplicaRecord.name == did.name
+            )))
+        made = [c for t in targets[:copies] if (c := self._copy(did, t, replicas, expected))]
+        error = next((c.error for c in made if c.error), None)
+        with self.db.session() as session:
+            for copy in made:
+                session.merge(ReplicaRecord(
+                    scope=did.scope, name=did.name, rse=copy.rse, path=copy.path,
+                    state=copy.state, verified_at=utcnow(),
+                ))
             rule = RuleRecord(
                 scope=did.scope, name=did.name, rse_expression=rse_expression, copies=copies,
-                activity=activity, state="REPLICATING",
+                activity=activity, state="STUCK" if error else "OK", error=error,
             )
             session.add(rule)
             session.flush()
-            rule_id = rule.id
-        error = None
-        for target in targets[:copies]:
-            error = error or self._replicate(did, target)
-        with self.db.session() as session:
-            rule = session.get(RuleRecord, rule_id)
-            rule.state, rule.error, rule.updated_at = ("STUCK" if error else "OK"), error, utcnow()
-        return RuleInfo(rule_id, did, rse_expression, copies, rule.state, error)
+            return RuleInfo(rule.id, did, rse_expression, copies, rule.state, error)
 
-    def _replicate(self, did: DID, target: LocalRSE) -> str | None:
-        """Copy one replica to ``target`` and verify it; return an error text or None."""
-        replicas = self.list_replicas(did)
+    def _copy(
+        self, did: DID, target: LocalRSE, replicas: list[ReplicaRecord], expected: str | None
+    ) -> _Copy | None:
+        """Copy one replica to ``target`` and verify its adler32; None if already there."""
         if any(r.rse == target.name and r.state == "A" for r in replicas):
             return None
+        destination = target.path_for(did.scope, did.name)
         sources = [r for r in replicas if r.state == "A"]
         if not sources:
-            return f"no available source replica of {did}"
-        with self.db.session() as session:
-            expected = session.get(DidRecord, (did.scope, did.name)).adler32
-        destination = target.path_for(did.scope, did.name)
+            return _Copy(target.name, str(destination), "B", f"no available source of {did}")
         destination.parent.mkdir(parents=True, exist_ok=True)
         try:
             shutil.copyfile(sources[0].path, destination)
             found = file_adler32(destination)
         except OSError as error:
-            return f"transfer to {target.name} failed: {error}"
-        state = "A" if found == expected else "B"
-        with self.db.session() as session:
-            session.merge(ReplicaRecord(
-                scope=did.scope, name=did.name, rse=target.name, path=str(destination),
-                state=state, verified_at=utcnow(),
-            ))
-        if state == "B":
-            return f"checksum mismatch on {target.name}: expected ad:{expected}, found ad:{found}"
-        return None
+            return _Copy(
+                target.name, str(destination), "B", f"transfer to {target.name} failed: {error}"
+            )
+        if found != expected:
+            return _Copy(
+                target.name, str(destination), "B",
+                f"checksum mismatch on {target.name}: expected ad:{expected}, found ad:{found}",
+            )
+        return _Copy(target.name, str(destination), "A")

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,11 @@ class Database:
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time; queueing our own threads on a lock is far cheaper
+        # than letting them spin in SQLite's busy handler (which sleeps up to 100 ms a try).
+        self._serial: AbstractContextManager = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext()
+        )
         _guard_append_only(self._sessions)
 
     def create_schema(self) -> None:
@@ -66,7 +72,7 @@ class Database:
     @contextmanager
     def session(self) -> Iterator[Session]:
         """A unit of work: committed on success, rolled back on error."""
-        with self._sessions() as session, session.begin():
+        with self._serial, self._sessions() as session, session.begin():
             yield session
 
     def dispose(self) -> None:

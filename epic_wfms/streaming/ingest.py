@@ -14,6 +14,7 @@ from sqlalchemy import select
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.config import GateAction
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
@@ -27,6 +28,10 @@ from epic_wfms.streaming.gating import gate_action
 from epic_wfms.streaming.runs import prepare_run
 
 log = logging.getLogger(__name__)
+
+GATE_STATUS: dict[str, str] = {
+    "process": "queued", "defer": "deferred", "archive_only": "not_required"
+}
 
 
 def validate_against_daq(stf: SuperTimeFrame, path: Path) -> str | None:
@@ -51,6 +56,7 @@ class Ingest:
         self.decision_box = decision_box
         self.activity = activity
         self._next_seq: dict[int, int] = {}
+        self._prepared: set[int] = set()
         self._lock = threading.Lock()
 
     def subscribe(self) -> None:
@@ -62,20 +68,27 @@ class Ingest:
         if self._is_duplicate(stf):
             return
         if stf.run_number is not None:
-            prepare_run(self.ctx, stf.run_number)
+            self._prepare(stf.run_number)
             self._check_sequence(stf)
         self.activity.stf_seen(stf.run_number)
         problem = validate_against_daq(stf, Path(body.path))
-        self._record(stf, message, valid=problem is None)
         if problem:
+            self._record(stf, message, validation="corrupt", archive_status="not_archived",
+                         processing_status="rejected")
             self._reject(stf, problem)
             return
         sites = self.decision_box.route(stf) if stf.run_number is not None else []
-        self._register(stf, body, sites)
-        self.ctx.publish(dest.ARCHIVE, "archive_stf", m.StfWork(
-            filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
-        ), stf.run_number)
-        self._gate(stf, sites)
+        datasets = self._register(stf, body, sites)
+        action = self._gate(stf, sites)
+        self._record(stf, message, validation="ok", registered_at=utcnow(),
+                     site=sites[0] if sites else None, processing_status=GATE_STATUS[action])
+        self._announce(stf, datasets, sites, action)
+
+    def _prepare(self, run_number: int) -> None:
+        """Run record and datasets, once per run (the lifecycle may not have announced it)."""
+        if run_number not in self._prepared:
+            prepare_run(self.ctx, run_number)
+            self._prepared.add(run_number)
 
     def _is_duplicate(self, stf: SuperTimeFrame) -> bool:
         """A re-announced STF with identical content is ignored; different content is reported."""
@@ -116,17 +129,14 @@ class Ingest:
             seqs = session.scalars(select(StfRecord.sequence).where(StfRecord.run_number == run))
             return max(seqs, default=-1) + 1
 
-    def _record(self, stf: SuperTimeFrame, message: m.Message, valid: bool) -> None:
+    def _record(self, stf: SuperTimeFrame, message: m.Message, **status: object) -> None:
         with self.ctx.db.session() as session:
             session.add(StfRecord(
                 filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
                 first_tf_time=stf.first_tf_time, last_tf_time=stf.last_tf_time,
                 tf_count=stf.tf_count, size_bytes=stf.size_bytes, adler32=stf.adler32,
                 state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
-                available_at=message.envelope.created_at,
-                validation="ok" if valid else "corrupt",
-                archive_status="pending" if valid else "not_archived",
-                processing_status="waiting" if valid else "rejected",
+                available_at=message.envelope.created_at, **status,
             ))
 
     def _reject(self, stf: SuperTimeFrame, problem: str) -> None:
@@ -140,7 +150,8 @@ class Ingest:
             detail={"problem": problem, "kind": kind},
         ), stf.run_number)
 
-    def _register(self, stf: SuperTimeFrame, body: m.StfAvailable, sites: list[str]) -> None:
+    def _register(self, stf: SuperTimeFrame, body: m.StfAvailable, sites: list[str]) -> list[DID]:
+        """File DID + replica on the DAQ buffer, attached to the run's and the sites' datasets."""
         did = DID(naming.SCOPE, stf.filename)
         self.ctx.ddm.register_file(FileSpec(
             did, body.rse, body.path, stf.size_bytes, stf.adler32,
@@ -156,28 +167,27 @@ class Ingest:
             ]
         for dataset in datasets:
             self.ctx.ddm.attach(dataset, [did])
-        with self.ctx.db.session() as session:
-            record = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
-            record.registered_at = utcnow()
-            record.site = sites[0] if sites else None
-        self.ctx.publish(dest.EVENTS, "stf_registered", m.StfNews(
-            filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
-            detail={"datasets": [str(d) for d in datasets], "sites": sites},
-        ), stf.run_number)
+        return datasets
 
-    def _gate(self, stf: SuperTimeFrame, sites: list[str]) -> None:
-        action = gate_action(self.ctx.config.processing.gate, stf.state.value, stf.substate)
+    def _gate(self, stf: SuperTimeFrame, sites: list[str]) -> GateAction:
         if stf.run_number is None or not sites:
-            action = "archive_only"
-        status = {"process": "queued", "defer": "deferred", "archive_only": "not_required"}[action]
-        with self.ctx.db.session() as session:
-            record = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
-            record.processing_status = status
+            return "archive_only"
+        return gate_action(self.ctx.config.processing.gate, stf.state.value, stf.substate)
+
+    def _announce(
+        self, stf: SuperTimeFrame, datasets: list[DID], sites: list[str], action: GateAction
+    ) -> None:
+        """Archive and process requests go to separate queues: neither can block the other."""
+        run = stf.run_number
+        self.ctx.publish(dest.EVENTS, "stf_registered", m.StfNews(
+            filename=stf.filename, run_number=run, sequence=stf.sequence,
+            detail={"datasets": [str(d) for d in datasets], "sites": sites, "gate": action},
+        ), run)
+        work = m.StfWork(filename=stf.filename, run_number=run, sequence=stf.sequence,
+                         site=sites[0] if sites else None)
+        self.ctx.publish(dest.ARCHIVE, "archive_stf", work, run)
         if action == "process":
-            self.ctx.publish(dest.process_queue(sites[0]), "process_stf", m.StfWork(
-                filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
-                site=sites[0],
-            ), stf.run_number)
+            self.ctx.publish(dest.process_queue(sites[0]), "process_stf", work, run)
 
 
 def _segment(stf: SuperTimeFrame) -> str:

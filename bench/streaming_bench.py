@@ -1,0 +1,153 @@
+"""Streaming benchmark: ingest->dispatch latency and sustained STF/s, against a serial baseline.
+
+    make bench            (or: .venv/bin/python bench/streaming_bench.py --help)
+
+Three measurements in one run, same machine, same STF files and payloads:
+  baseline   the naive design: one thread validates, registers, archives and processes each
+             STF before looking at the next (what R4.7 forbids) -- its throughput is the yardstick
+  paced      epic-wfms at a DAQ rate well above ePIC's 2 STF/s: latency percentiles
+  burst      epic-wfms with every STF announced at once: sustained throughput
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from epic_wfms.backends import build_backends
+from epic_wfms.config import load_config
+from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.schema import StfRecord
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.orchestrator import Orchestrator
+from epic_wfms.streaming.report import percentile
+from epic_wfms.wfms import JobSpec
+
+DAQ_RATE = 2.0  # ePIC DAQ: ~2 STF/s
+
+
+def _config(root: Path, slots: int):
+    sites = [{"name": "E1_BNL", "disk_rse": "BNL_DISK", "tape_rse": "BNL_TAPE", "slots": slots},
+             {"name": "E1_JLAB", "disk_rse": "JLAB_DISK", "tape_rse": "JLAB_TAPE",
+              "slots": slots}]
+    return load_config(data_dir=root, sites=sites,
+                       processing={"merge_every": 25, "missing_grace_s": 0})
+
+
+def run_pipeline(root: Path, n: int, rate: float, size: int, slots: int) -> dict:
+    config = _config(root, slots)
+    backends = build_backends(config)
+    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor)
+    orchestrator = Orchestrator(ctx)
+    orchestrator.start()
+    daq = DaqSimulator(backends.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
+                       DaqSettings(stf_size_bytes=size, rate_hz=rate, tf_sample_size=0))
+    try:
+        daq.bring_up()
+        daq.physics_run(1, n)
+        if not orchestrator.wait_run_finished(1, 600):
+            raise RuntimeError("benchmark run did not finish within 600 s")
+        with backends.db.session() as session:
+            rows = session.execute(select(
+                StfRecord.available_at, StfRecord.registered_at, StfRecord.dispatched_at,
+                StfRecord.processed_at)).all()
+            assert session.scalar(select(func.count()).select_from(StfRecord)) == n
+    finally:
+        orchestrator.stop()
+        backends.close()
+    return _figures(rows)
+
+
+def _figures(rows) -> dict:
+    latency = [(d - a).total_seconds() for a, _r, d, _p in rows]
+    ingest = [(r - a).total_seconds() for a, r, _d, _p in rows]
+    first = min(a for a, *_ in rows)
+    span_processed = (max(p for *_, p in rows) - first).total_seconds()
+    span_registered = (max(r for _a, r, *_ in rows) - first).total_seconds()
+    return {
+        "n": len(rows),
+        "dispatch_p50": percentile(latency, 50), "dispatch_p99": percentile(latency, 99),
+        "register_p50": percentile(ingest, 50), "register_p99": percentile(ingest, 99),
+        "processed_per_s": len(rows) / span_processed,
+        "registered_per_s": len(rows) / span_registered,
+    }
+
+
+def run_baseline(root: Path, n: int, size: int) -> dict:
+    """Serial: validate, register, archive to two tapes, stage, reco -- one STF at a time."""
+    config = _config(root, 1)
+    backends = build_backends(config)
+    ddm, executor = backends.ddm, backends.executor
+    daq = DaqSimulator(backends.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
+                       DaqSettings(stf_size_bytes=size, rate_hz=0, tf_sample_size=0,
+                                   skip_sequences=set(range(n))))
+    rows = []
+    try:
+        for seq in range(n):
+            stf = daq.write_stf(1, seq, datetime.now(UTC))
+            available = datetime.now(UTC)
+            path = root / "rses" / "DAQ_BUFFER" / stf.filename
+            assert file_adler32(path) == stf.adler32
+            did = DID(naming.SCOPE, stf.filename)
+            ddm.register_file(FileSpec(did, "DAQ_BUFFER", str(path), stf.size_bytes, stf.adler32))
+            registered = datetime.now(UTC)
+            ddm.add_rule(did, "BNL_TAPE|JLAB_TAPE", copies=2)
+            ddm.add_rule(did, "BNL_DISK")
+            out = ddm.pfn(DID(naming.SCOPE, naming.reco_output_filename(stf.filename)), "BNL_DISK")
+            dispatched = datetime.now(UTC)
+            done = []
+            executor.submit(JobSpec("reco", "E1_BNL", [
+                sys.executable, "-m", "epic_wfms.wfms.payloads.reco",
+                "--input", ddm.local_path(did, "BNL_DISK"), "--output", out], [stf.filename],
+                out), done.append)
+            while not done:
+                time.sleep(0.001)
+            rows.append((available, registered, dispatched, datetime.now(UTC)))
+    finally:
+        backends.close()
+    return _figures(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stfs", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0, help="paced DAQ rate, STF/s")
+    parser.add_argument("--size", type=int, default=64 * 1024, help="STF size, bytes")
+    parser.add_argument("--slots", type=int, default=2, help="worker slots per E1 site")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="epic-wfms-bench-") as tmp:
+        root = Path(tmp)
+        results = {
+            "baseline (serial)": run_baseline(root / "baseline", args.stfs, args.size),
+            f"epic-wfms paced {args.rate:g}/s": run_pipeline(
+                root / "paced", args.stfs, args.rate, args.size, args.slots),
+            "epic-wfms burst": run_pipeline(root / "burst", args.stfs, 0, args.size, args.slots),
+        }
+    print(f"STFs per scenario: {args.stfs}, STF size {args.size} B, "
+          f"{args.slots} slots per E1 site x 2 sites; ePIC DAQ rate {DAQ_RATE:g} STF/s")
+    header = (f"{'scenario':<24}{'dispatch p50':>14}{'dispatch p99':>14}{'register p50':>14}"
+              f"{'processed/s':>13}{'registered/s':>14}{'x DAQ':>8}")
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        print(f"{name:<24}{r['dispatch_p50'] * 1e3:>12.1f}ms{r['dispatch_p99'] * 1e3:>12.1f}ms"
+              f"{r['register_p50'] * 1e3:>12.1f}ms{r['processed_per_s']:>13.1f}"
+              f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
+    base = results["baseline (serial)"]["processed_per_s"]
+    burst = results["epic-wfms burst"]["processed_per_s"]
+    print(f"sustained throughput: {burst:.1f} STF/s = {burst / base:.2f}x the serial baseline, "
+          f"{burst / DAQ_RATE:.1f}x the ePIC DAQ rate")
+
+
+if __name__ == "__main__":
+    main()
