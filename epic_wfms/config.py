@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.model.validation import describe_validation_error
+from epic_wfms.statemachine.table import ALLOWED_READINESS
 
 GateAction = Literal["process", "defer", "archive_only"]
 DecisionPolicy = Literal["alternate", "both", "by_load", "by_fraction", "by_metadata", "single"]
@@ -43,7 +44,7 @@ class MetadataRule(_Strict):
 
     field: str
     equals: str | int | float | bool
-    sites: list[str]
+    sites: list[str] = Field(min_length=1)
 
 
 class DecisionBoxConfig(_Strict):
@@ -72,6 +73,22 @@ class ProcessingConfig(_Strict):
         description="'state/substate' or 'state/*' -> what to do with STFs captured there",
     )
     merge_every: int = Field(default=10, gt=0)
+
+    @model_validator(mode="after")
+    def _gate_covers_every_state(self) -> ProcessingConfig:
+        """Refuse at load time a gate that leaves a legal state/substate undecided."""
+        missing = [
+            f"{state.value}/{readiness.value}"
+            for state, allowed in ALLOWED_READINESS.items() for readiness in sorted(allowed)
+            if f"{state.value}/*" not in self.gate
+            and f"{state.value}/{readiness.value}" not in self.gate
+        ]
+        if missing:
+            raise ValueError(
+                f"processing.gate decides nothing for {', '.join(missing)}; add them (or "
+                "'<state>/*') with process, defer or archive_only"
+            )
+        return self
     idle_suspend_s: float = Field(default=5.0, gt=0)
     missing_grace_s: float = Field(
         default=30.0, ge=0, description="wait this long after end_run for late STFs"

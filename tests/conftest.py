@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from epic_wfms.backends import Backends, build_backends
 from epic_wfms.config import Config, load_config
@@ -37,10 +40,32 @@ class Installation:
         self.backends.close()
 
 
-def make_config(tmp_path: Path, **processing: object) -> Config:
+POSTGRES_URL = os.environ.get(
+    "EPIC_WFMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path: Path) -> Iterator[str]:
+    """The store's tests run on both backends; PostgreSQL gets a private schema per test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bookkeeping.sqlite'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+def make_config(tmp_path: Path, database_url: str | None = None, **processing: object) -> Config:
     settings = {"merge_every": 4, "idle_suspend_s": 30.0, "missing_grace_s": 0.5,
                 "retry": {"max_attempts": 3, "backoff_s": 0.05}, **processing}
-    return load_config(data_dir=tmp_path / "wfms", processing=settings)
+    return load_config(data_dir=tmp_path / "wfms", database_url=database_url,
+                       processing=settings)
 
 
 @pytest.fixture
@@ -49,11 +74,14 @@ def daq_settings() -> DaqSettings:
 
 
 @pytest.fixture
-def installation_factory(tmp_path: Path, daq_settings: DaqSettings) -> Iterator:
+def installation_factory(
+    tmp_path: Path, daq_settings: DaqSettings, database_url: str
+) -> Iterator:
     made: list[Installation] = []
 
     def make(config: Config | None = None, settings: DaqSettings | None = None) -> Installation:
-        inst = Installation(config or make_config(tmp_path), settings or daq_settings)
+        config = config or make_config(tmp_path, database_url)
+        inst = Installation(config, settings or daq_settings)
         made.append(inst)
         return inst
 

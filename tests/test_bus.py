@@ -15,8 +15,8 @@ from epic_wfms.store.schema import DeadLetterRecord
 
 
 @pytest.fixture
-def db(tmp_path):
-    database = Database(f"sqlite:///{tmp_path / 'bus.sqlite'}")
+def db(database_url):
+    database = Database(database_url)
     database.create_schema()
     return database
 

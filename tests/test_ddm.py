@@ -9,8 +9,8 @@ from epic_wfms.store.database import Database
 
 
 @pytest.fixture
-def ddm(tmp_path: Path) -> EmbeddedDDM:
-    db = Database(f"sqlite:///{tmp_path / 'ddm.sqlite'}")
+def ddm(tmp_path: Path, database_url: str) -> EmbeddedDDM:
+    db = Database(database_url)
     db.create_schema()
     rses = [
         LocalRSE("DAQ_BUFFER", "E0", "DISK", tmp_path / "buffer"),

@@ -108,8 +108,8 @@ def test_unknown_trigger_and_guards():
     assert machine.status.label == "beam/ready" and machine.status.open_run is None
 
 
-def test_whole_day_sequence_and_persisted_append_only_history(tmp_path):
-    db = Database(f"sqlite:///{tmp_path / 'h.sqlite'}")
+def test_whole_day_sequence_and_persisted_append_only_history(database_url):
+    db = Database(database_url)
     db.create_schema()
     machine = DetectorStateMachine(listeners=[lambda r: append_transition(db, r)])
     steps = [("systems_on", None), ("beam_on", None), ("detector_ready", None),

@@ -107,7 +107,7 @@ def test_full_run_end_to_end_with_complete_provenance(installation):
     assert wait_for(lambda: all(s.archive_status == "archived" for s in stfs(inst, None).values()))
     assert {s.processing_status for s in outside} == {"not_required"}
     assert len(samples) == 12
-    assert open_issues(inst.db) == []
+    assert [(i.kind, i.detail) for i in open_issues(inst.db)] == []
 
 
 def test_archiving_completes_while_processing_is_stalled(installation):
@@ -172,8 +172,8 @@ def test_late_stf_resolves_its_gap(installation):
     assert issues(inst, "missing_at_end_of_run") == []
 
 
-def test_payload_failure_is_retried(installation_factory, tmp_path):
-    config = make_config(tmp_path)
+def test_payload_failure_is_retried(installation_factory, tmp_path, database_url):
+    config = make_config(tmp_path, database_url)
     config.fault_injection.reco_failures.update({1: 1, 2: 2})
     inst = installation_factory(config)
     report = finished_run(inst, 206, 4)
@@ -185,8 +185,8 @@ def test_payload_failure_is_retried(installation_factory, tmp_path):
     assert "injected failure" in seq1[0].error and seq1[0].exit_code == 65
 
 
-def test_retries_are_bounded_and_failure_reported(installation_factory, tmp_path):
-    config = make_config(tmp_path)
+def test_retries_are_bounded_and_failure_reported(installation_factory, tmp_path, database_url):
+    config = make_config(tmp_path, database_url)
     config.fault_injection.reco_failures[0] = 99
     inst = installation_factory(config)
     report = finished_run(inst, 207, 3)
@@ -231,8 +231,8 @@ def test_standby_backlog_is_caught_up_at_end_of_run(installation):
     assert all(s.processed_at > s.received_at for s in stfs(inst, 209).values())
 
 
-def test_idle_stream_suspends_and_next_stf_resumes(installation_factory, tmp_path):
-    inst = installation_factory(make_config(tmp_path, idle_suspend_s=0.3))
+def test_idle_stream_suspends_and_next_stf_resumes(installation_factory, tmp_path, database_url):
+    inst = installation_factory(make_config(tmp_path, database_url, idle_suspend_s=0.3))
     inst.daq.bring_up()
     inst.daq.stream_outside_run(1)
     assert wait_for(lambda: [a for a, _, _ in gate_events(inst)] == ["suspended"])

@@ -56,7 +56,7 @@ class EmbeddedDDM:
         except KeyError:
             raise DataManagementError(
                 f"unknown RSE {name!r}", f"configured RSEs: {', '.join(self.rses)}",
-                "add it to the ddm.rses section of the configuration",
+                "add it to the rses section of the configuration",
             ) from None
 
     def add_dataset(self, did: DID, meta: dict[str, Any] | None = None) -> None:

@@ -15,7 +15,7 @@ def transition_table_markdown() -> str:
     lines += ["", "| from | trigger | to | guard | run effect | meaning |",
               "|---|---|---|---|---|---|"]
     for t in TRANSITIONS:
-        source = f"{t.source.value}/{'|'.join(sorted(r.value for r in t.source_readiness))}"
+        source = f"{t.source.value}/{' or '.join(sorted(r.value for r in t.source_readiness))}"
         target = (
             f"{(t.target or t.source).value}/{t.target_readiness.value}"
             if t.target_readiness else "(unchanged)"

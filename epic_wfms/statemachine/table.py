@@ -1,7 +1,7 @@
 """The complete ePIC E0-E1 transition table: states, substate rules, triggers, guards, effects.
 
 The testbed defines states and a handful of transitions; this table is the full contract
-(docs/statemachine.md is generated from the same data by ``epic-wfms statemachine --markdown``).
+(docs/statemachine.md is generated from the same data by ``epic-wfms statemachine``).
 """
 
 from __future__ import annotations

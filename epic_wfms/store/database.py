@@ -13,7 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from epic_wfms.errors import EpicWfmsError
-from epic_wfms.store.schema import Base, StateTransitionRecord
+from epic_wfms.store.migrate import upgrade_schema
+from epic_wfms.store.schema import StateTransitionRecord
 
 
 class AppendOnlyViolation(EpicWfmsError):
@@ -55,7 +56,8 @@ class Database:
         self.url = url
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine = create_engine(url, pool_pre_ping=True)
+        pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+        self.engine = create_engine(url, pool_pre_ping=True, **pool)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
@@ -67,7 +69,8 @@ class Database:
         _guard_append_only(self._sessions)
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
+        """Bring the schema to the latest Alembic revision (creates it on an empty database)."""
+        upgrade_schema(self.engine)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

@@ -157,16 +157,22 @@ class Merging:
                 ensure_run(self.ctx.db, run_number, status="finished", finished_at=utcnow())
 
     def _all_received(self, run: RunRecord) -> bool:
-        """All STFs the DAQ declared are here, or the grace period for late ones has passed."""
+        """All STFs the DAQ declared are here, or none arrived for the grace period after
+        end_run (an ingest backlog still delivering keeps the run open)."""
         with self.ctx.db.session() as session:
             seqs = set(session.scalars(
                 select(StfRecord.sequence).where(StfRecord.run_number == run.number)
             ))
+            last_received = session.scalar(
+                select(func.max(StfRecord.received_at)).where(StfRecord.run_number == run.number)
+            )
         missing = sorted(set(range(run.total_stfs or 0)) - seqs)
         if not missing:
             return True
+        moments = [t for t in (run.end_time, last_received) if t is not None]
+        quiet_since = max(moments) if moments else utcnow()
         grace = timedelta(seconds=self.ctx.config.processing.missing_grace_s)
-        if utcnow() - (run.end_time or utcnow()) < grace:
+        if utcnow() - quiet_since < grace:
             return False
         if run.number not in self._missing_reported:
             self._missing_reported.add(run.number)
