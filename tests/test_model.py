@@ -38,6 +38,7 @@ def test_valid_stf_normalises_testbed_checksum():
         ({"state": "running"}, "state", "'off', 'no_beam'"),
         ({"last_tf_time": T0.replace(year=2025).isoformat()}, "<record>", "before"),
         ({"unexpected": 1}, "unexpected", "Extra inputs"),
+        ({"first_tf_time": "2026-11-25T12:00:00"}, "first_tf_time", "timezone"),
     ],
 )
 def test_malformed_stf_gets_clear_error(changes, field, hint):

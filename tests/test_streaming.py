@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import json
+import random
 import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from epic_wfms.bus import destinations as dest
 from epic_wfms.ddm import DID
 from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.stf_file import write_stf
 from epic_wfms.store.integrity import open_issues
 from epic_wfms.store.schema import (
+    DeadLetterRecord,
     GateEventRecord,
     IntegrityIssueRecord,
     JobRecord,
@@ -262,3 +268,65 @@ def test_illegal_run_control_message_is_refused_and_reported(installation):
     assert "'resume_run' is not legal in state beam/ready" in issue.detail
     assert "run_imminent" in issue.detail
     assert inst.orchestrator.state.machine.status.label == "beam/ready"
+
+
+def test_restarted_tracker_resumes_from_history(installation_factory, tmp_path, database_url):
+    first = installation_factory()
+    first.daq.bring_up()
+    first.daq.run_imminent(212)
+    first.daq.start_run(212)
+    assert wait_for(lambda: first.orchestrator.state.machine.status.label == "run/physics")
+    first.close()
+    second = installation_factory(first.config)  # same store: a restarted agent
+    status = second.orchestrator.state.machine.status
+    assert (status.label, status.open_run) == ("run/physics", 212)
+    second.daq.end_run(212, 0)
+    assert wait_for(lambda: second.orchestrator.state.machine.status.label == "beam/ready")
+
+
+def test_run_closed_by_beam_loss_is_finalized(installation):
+    inst = installation
+    inst.daq.bring_up()
+    inst.daq.run_imminent(213)
+    inst.daq.start_run(213)
+    for sequence in range(3):
+        inst.daq.write_stf(213, sequence, datetime.now(UTC))
+    inst.daq.event("beam_lost", "no_beam", "not_ready", "beam abort")
+    assert inst.orchestrator.wait_run_finished(213, TIMEOUT)
+    report = run_report(inst.db, inst.backends.ddm, 213,
+                        [naming.stf_filename(213, s) for s in range(3)])
+    assert report["lost"] == 0
+    assert inst.backends.ddm.list_files(DID("epic", naming.run_dataset(213)))
+
+
+def test_testbed_daq_messages_drive_a_run(installation):
+    """The ePIC testbed's own messages on /topic/epictopic, as its DAQ simulator sends them."""
+    inst = installation
+    inst.daq.bring_up()
+    buffer = inst.config.data_dir / "rses" / "DAQ_BUFFER"
+    common = {"namespace": "swf", "sender": "daq-simulator", "execution_id": "e1",
+              "run_id": 214, "timestamp": "2026-11-25T12:00:00"}
+
+    def send(msg_type, **fields):
+        inst.backends.bus.publish_raw(dest.TESTBED, json.dumps(
+            {"msg_type": msg_type, **common, "state": "run", "substate": "physics", **fields}))
+
+    send("run_imminent")
+    send("start_run")
+    for seq in range(3):
+        name = f"swf.20261125.12000{seq}.run.physics.stf"
+        write_stf(buffer / name, {"run_number": 214}, 10, 20, random.Random(seq))
+        send("stf_gen", filename=name, sequence=seq, start=f"2026-11-25T12:00:0{seq}",
+             end=f"2026-11-25T12:00:0{seq}.600000", size=(buffer / name).stat().st_size,
+             checksum=f"ad:{file_adler32(buffer / name)}")
+    send("end_run", total_files=3)
+    inst.backends.bus.publish_raw(dest.TESTBED, '{"msg_type": "stf_gen"}')
+    assert inst.orchestrator.wait_run_finished(214, TIMEOUT)
+    report = run_report(inst.db, inst.backends.ddm, 214,
+                        [naming.stf_filename(214, s) for s in range(3)])
+    assert report["lost"] == 0 and report["stfs_archived"] == 3
+    testbed_name = stfs(inst, 214)[1].daq_metadata["testbed_filename"]
+    assert testbed_name == "swf.20261125.120001.run.physics.stf"
+    with inst.db.session() as session:
+        (letter,) = session.scalars(select(DeadLetterRecord)).all()
+    assert letter.subscription == "testbed-bridge" and "lacks" in letter.reason

@@ -13,7 +13,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 from epic_wfms.errors import MalformedMessageError
 from epic_wfms.model.run import RunType
@@ -24,7 +24,9 @@ SCHEMA_VERSION = "1.0"
 
 
 class Envelope(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    """Unknown fields are ignored (tolerant reader): a newer minor version may add fields."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: str = Field(pattern=r"^\d+\.\d+$")
     msg_id: str = Field(min_length=8)
@@ -32,14 +34,14 @@ class Envelope(BaseModel):
     producer: str = Field(min_length=1)
     run_number: int | None = None
     seq: int = Field(ge=0)
-    created_at: datetime
+    created_at: AwareDatetime
     state: str | None = None
     substate: str | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
 class _Payload(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
 
 class RunImminent(_Payload):

@@ -4,17 +4,23 @@ The testbed sends flat JSON: ``msg_type, namespace, sender, execution_id, run_id
 state, substate`` plus, for ``stf_gen``, ``filename, sequence, start, end, checksum`` (``ad:``)
 and ``size``. It has no message id, ordering or version; we give each one an envelope (id,
 per-run seq from our factory) and map it to our schema, so its DAQ simulator can drive us.
+The testbed sends no file path: STFs are looked up by file name in the DAQ buffer directory.
+``end_run`` may carry ``total_files`` (the number of STFs written), used for the completeness
+check; the testbed's own ``timestamp`` is kept in the STF's DAQ metadata.
 """
 
 from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
+from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.bus.bus import MessageBus
 from epic_wfms.errors import InvalidRecordError, MalformedMessageError
 from epic_wfms.model.naming import stf_filename
 from epic_wfms.model.stf import TF_DURATION_S, SuperTimeFrame
@@ -40,12 +46,14 @@ def _require(data: dict[str, Any], *fields: str) -> None:
         )
 
 
-def _stf_available(data: dict[str, Any], daq_rse: str) -> m.StfAvailable:
+def _stf_available(data: dict[str, Any], daq_rse: str, buffer: Path) -> m.StfAvailable:
     _require(data, "filename", "sequence", "start", "end", "checksum", "size", "run_id")
     start, end = _time(data["start"]), _time(data["end"])
     run = int(data["run_id"])
     filename = str(data["filename"])
     metadata = {k: data[k] for k in ("namespace", "execution_id", "sender") if k in data}
+    if "timestamp" in data:
+        metadata["testbed_timestamp"] = str(data["timestamp"])
     if filename != stf_filename(run, int(data["sequence"])):
         metadata["testbed_filename"] = filename  # testbed names carry date and state instead
     stf = SuperTimeFrame(
@@ -61,10 +69,10 @@ def _stf_available(data: dict[str, Any], daq_rse: str) -> m.StfAvailable:
         substate=data.get("substate") or "physics",
         daq_metadata=metadata,
     )
-    return m.StfAvailable(stf=stf, rse=daq_rse, path=str(data.get("path") or filename))
+    return m.StfAvailable(stf=stf, rse=daq_rse, path=str(data.get("path") or buffer / filename))
 
 
-def _payload(data: dict[str, Any], daq_rse: str) -> tuple[str, m._Payload]:
+def _payload(data: dict[str, Any], daq_rse: str, buffer: Path) -> tuple[str, m._Payload]:
     kind = data.get("msg_type")
     if kind not in TESTBED_TYPES:
         raise MalformedMessageError(
@@ -75,7 +83,7 @@ def _payload(data: dict[str, Any], daq_rse: str) -> tuple[str, m._Payload]:
     _require(data, "run_id")
     run = int(data["run_id"])
     if kind == "stf_gen":
-        return "stf_available", _stf_available(data, daq_rse)
+        return "stf_available", _stf_available(data, daq_rse, buffer)
     if kind == "run_imminent":
         return kind, m.RunImminent(
             run_number=run,
@@ -88,15 +96,21 @@ def _payload(data: dict[str, Any], daq_rse: str) -> tuple[str, m._Payload]:
 
 
 def from_testbed(
-    raw: str | bytes | dict[str, Any], factory: m.MessageFactory, daq_rse: str
+    raw: str | bytes | dict[str, Any], factory: m.MessageFactory, daq_rse: str,
+    buffer: Path = Path("."),
 ) -> m.Message:
     """Map one testbed message to ours, or raise MalformedMessageError saying what is missing."""
     try:
-        data = json.loads(raw) if isinstance(raw, str | bytes) else dict(raw)
+        data = json.loads(raw) if isinstance(raw, str | bytes) else raw
     except json.JSONDecodeError as error:
         raise MalformedMessageError("testbed message is not JSON", str(error)) from error
+    if not isinstance(data, dict):
+        raise MalformedMessageError(
+            "testbed message is not a JSON object", f"got {type(data).__name__}",
+            "send one JSON object per message",
+        )
     try:
-        msg_type, body = _payload(data, daq_rse)
+        msg_type, body = _payload(data, daq_rse, buffer)
     except (ValidationError, InvalidRecordError, ValueError, TypeError) as error:
         why = describe_validation_error(error) if isinstance(error, ValidationError) else str(error)
         raise MalformedMessageError(
@@ -107,3 +121,29 @@ def from_testbed(
         msg_type, body, run_number=int(data["run_id"]),
         state=data.get("state"), substate=data.get("substate"),
     )
+
+
+class TestbedBridge:
+    """Listens on the testbed's topic and re-publishes its messages in our schema.
+
+    Run control goes to the run-control topic, STFs to the ingest queue; a message the adapter
+    cannot map is dead-lettered with the reason (nothing is dropped).
+    """
+
+    def __init__(self, bus: MessageBus, daq_rse: str, buffer: Path) -> None:
+        self.bus = bus
+        self.daq_rse = daq_rse
+        self.buffer = buffer
+        self.factory = m.MessageFactory("testbed-bridge")
+
+    def subscribe(self) -> None:
+        self.bus.transport.subscribe(dest.TESTBED, "testbed-bridge", self.on_raw)
+
+    def on_raw(self, body: str) -> None:
+        try:
+            message = from_testbed(body, self.factory, self.daq_rse, self.buffer)
+        except MalformedMessageError as error:
+            self.bus.ledger.dead_letter("testbed-bridge", dest.TESTBED, body, str(error))
+            return
+        target = dest.STF_INGEST if message.msg_type == "stf_available" else dest.RUN_CONTROL
+        self.bus.publish(target, message)

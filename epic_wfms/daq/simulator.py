@@ -20,9 +20,11 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.detector import DataFlavour, DetectorState
 from epic_wfms.model.run import RunType
 from epic_wfms.model.stf import TF_DURATION_S, SuperTimeFrame, TFSample
 from epic_wfms.model.stf_file import hits_per_tf_for, write_stf, write_tf_sample
+from epic_wfms.statemachine.table import ALLOWED_FLAVOURS
 
 
 @dataclass
@@ -63,6 +65,8 @@ class DaqSimulator:
     def event(self, trigger: str, state: str, substate: str, reason: str = "") -> None:
         """A detector event (beam_on, detector_ready, good_for_physics_dropped, ...)."""
         self.state, self.substate = state, substate
+        if self.flavour not in ALLOWED_FLAVOURS[DetectorState(state)]:
+            self.flavour = DataFlavour.DAQ.value  # e.g. no luminosity data without beam
         self._send(dest.RUN_CONTROL, "detector_event", m.DetectorEvent(
             trigger=trigger, reason=reason, flavour=self.flavour
         ), None)

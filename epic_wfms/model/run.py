@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, model_validator
 
 
 class RunType(StrEnum):
@@ -22,8 +21,8 @@ class Run(BaseModel):
 
     number: int = Field(gt=0, lt=1_000_000, description="run number, 6 digits in file names")
     run_type: RunType = RunType.PHYSICS
-    start_time: datetime
-    end_time: datetime | None = None
+    start_time: AwareDatetime
+    end_time: AwareDatetime | None = None
     detector_config: str = Field(min_length=1, description="detector configuration tag")
     target_stfs: int | None = Field(default=None, ge=0)
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from epic_wfms.model.checksum import from_testbed_checksum
 from epic_wfms.model.detector import DetectorState
@@ -22,8 +28,8 @@ class SuperTimeFrame(BaseModel):
     run_number: int | None = Field(default=None, gt=0, lt=1_000_000)
     sequence: int = Field(ge=0, lt=1_000_000)
     filename: str = Field(min_length=1)
-    first_tf_time: datetime
-    last_tf_time: datetime
+    first_tf_time: AwareDatetime
+    last_tf_time: AwareDatetime
     tf_count: int = Field(gt=0)
     size_bytes: int = Field(gt=0)
     adler32: str

@@ -25,6 +25,13 @@ def append_transition(db: Database, record: TransitionRecord) -> None:
         ))
 
 
+def last_transition(db: Database) -> StateTransitionRecord | None:
+    with db.session() as session:
+        return session.scalar(
+            select(StateTransitionRecord).order_by(StateTransitionRecord.id.desc()).limit(1)
+        )
+
+
 def transition_history(db: Database, limit: int | None = None) -> list[StateTransitionRecord]:
     with db.session() as session:
         query = select(StateTransitionRecord).order_by(StateTransitionRecord.id)

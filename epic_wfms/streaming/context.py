@@ -19,7 +19,6 @@ class DetectorView:
 
     state: str = "off"
     substate: str = "not_ready"
-    open_run: int | None = None
 
 
 @dataclass

@@ -25,6 +25,7 @@ from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.runs import run_datasets
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 
 log = logging.getLogger(__name__)
@@ -154,6 +155,8 @@ class Merging:
             if gather is None:
                 self._start_gather(run_number, [mr for mr in merges if mr.status == "done"])
             elif gather.status in ("done", "failed") and self._archiving_done(run_number):
+                for dataset in run_datasets(self.ctx, run_number):
+                    self.ctx.ddm.close_dataset(dataset)
                 ensure_run(self.ctx.db, run_number, status="finished", finished_at=utcnow())
 
     def _all_received(self, run: RunRecord) -> bool:

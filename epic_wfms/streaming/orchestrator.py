@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 
+from epic_wfms.bus.testbed import TestbedBridge
 from epic_wfms.store.runs import get_run
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.archiving import Archiver
@@ -33,6 +34,8 @@ class Orchestrator:
         self.merging = Merging(ctx, self._dispatch_deferred)
         self.processing = StfProcessing(ctx, self.merging.stf_processed)
         self.tf_samples = TfSampleBook(ctx)
+        buffer = ctx.config.data_dir / "rses" / ctx.config.daq_rse
+        self.testbed = TestbedBridge(ctx.bus, ctx.config.daq_rse, buffer.resolve())
         ctx.executor.add_start_listener(self.processing.job_started)
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="orchestrator-tick", daemon=True)
@@ -42,7 +45,8 @@ class Orchestrator:
 
     def start(self) -> None:
         for component in (
-            self.state, self.runs, self.ingest, self.archiver, self.processing, self.tf_samples
+            self.state, self.runs, self.ingest, self.archiver, self.processing, self.tf_samples,
+            self.testbed,
         ):
             component.subscribe()
         self._ticker.start()

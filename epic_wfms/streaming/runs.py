@@ -6,7 +6,7 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID
 from epic_wfms.model import naming
-from epic_wfms.store.runs import ensure_run
+from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.streaming.context import StreamingContext
 
 
@@ -30,6 +30,16 @@ class RunLifecycle:
 
     def subscribe(self) -> None:
         self.ctx.bus.subscribe(dest.RUN_CONTROL, "run-lifecycle", self.on_run_control)
+        self.ctx.bus.subscribe(dest.STATE, "run-lifecycle-state", self.on_state_changed)
+
+    def on_state_changed(self, message: m.Message) -> None:
+        """A run also ends when the complex leaves the run state (beam lost, detector fault)."""
+        change: m.StateChanged = message.body
+        if change.effect == "closes" and change.run_number is not None:
+            run = get_run(self.ctx.db, change.run_number)
+            if run is not None and run.status in ("announced", "open"):
+                ensure_run(self.ctx.db, change.run_number, status="closed",
+                           end_time=message.envelope.created_at)
 
     def on_run_control(self, message: m.Message) -> None:
         body, at = message.body, message.envelope.created_at

@@ -7,8 +7,15 @@ import logging
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.errors import IllegalTransitionError
-from epic_wfms.statemachine import DetectorStateMachine, TransitionRecord, Trigger
-from epic_wfms.store.history import append_transition
+from epic_wfms.model.detector import DataFlavour, DetectorState, Readiness
+from epic_wfms.statemachine import (
+    DetectorStateMachine,
+    DetectorStatus,
+    RunEffect,
+    TransitionRecord,
+    Trigger,
+)
+from epic_wfms.store.history import append_transition, last_transition
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.streaming.context import StreamingContext
 
@@ -23,12 +30,29 @@ LIFECYCLE_TRIGGERS = {
 }
 
 
+def restore_status(ctx: StreamingContext) -> DetectorStatus:
+    """Where the complex was at the last persisted transition (a restarted tracker resumes)."""
+    last = last_transition(ctx.db)
+    if last is None:
+        return DetectorStatus()
+    state = DetectorState(last.to_state)
+    in_run = state in (DetectorState.RUN, DetectorState.CALIB, DetectorState.TEST)
+    announced = last.effect == RunEffect.ANNOUNCES.value
+    return DetectorStatus(
+        state, Readiness(last.to_substate), DataFlavour(last.flavour),
+        open_run=last.run_number if in_run else None,
+        announced_run=last.run_number if announced else None,
+    )
+
+
 class StateTracker:
     """Owns the detector state machine of this E1 installation."""
 
     def __init__(self, ctx: StreamingContext, machine: DetectorStateMachine | None = None) -> None:
         self.ctx = ctx
-        self.machine = machine or DetectorStateMachine()
+        self.machine = machine or DetectorStateMachine(restore_status(ctx))
+        status = self.machine.status
+        ctx.detector.state, ctx.detector.substate = status.state.value, status.readiness.value
         self.machine.add_listener(lambda record: append_transition(ctx.db, record))
         self.machine.add_listener(self._broadcast)
 
