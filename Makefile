@@ -16,6 +16,7 @@ demo: $(STAMP)
 	$(BIN)/epic-wfms demo
 
 test: $(STAMP)
+	bash .ci/services-up
 	$(BIN)/ruff check epic_wfms tests bench
 	$(BIN)/pytest
 
