@@ -27,7 +27,7 @@ class StreamingContext:
     db: Database
     bus: MessageBus
     ddm: DataManagement
-    executor: WorkloadExecutor
+    executor: WorkloadExecutor | None = None  # only roles that run jobs need one
     producer: str = "epic-wfms.orchestrator"
     detector: DetectorView = field(default_factory=DetectorView)
     lock: threading.RLock = field(default_factory=threading.RLock)

@@ -66,6 +66,7 @@ class Ingest:
         body: m.StfAvailable = message.body
         stf = body.stf
         if self._is_duplicate(stf):
+            self._reannounce(stf)
             return
         if stf.run_number is not None:
             self._prepare(stf.run_number)
@@ -105,6 +106,20 @@ class Ingest:
                 run_number=stf.run_number, filename=stf.filename,
             )
         return True
+
+    def _reannounce(self, stf: SuperTimeFrame) -> None:
+        """A redelivered announcement after a crash: send again whatever may not have been
+        sent (archive and process requests are idempotent at their consumers)."""
+        with self.ctx.db.session() as session:
+            known = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
+        if known.validation != "ok" or known.adler32 != stf.adler32:
+            return
+        work = m.StfWork(filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+                         site=known.site)
+        if known.archive_status == "pending":
+            self.ctx.publish(dest.ARCHIVE, "archive_stf", work, stf.run_number)
+        if known.processing_status == "queued":
+            self.ctx.publish(dest.process_queue(known.site), "process_stf", work, stf.run_number)
 
     def _check_sequence(self, stf: SuperTimeFrame) -> None:
         run = stf.run_number

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,8 +22,9 @@ from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.runs import ensure_run, get_run
-from epic_wfms.store.schema import MergeRecord, RunRecord, StfRecord, utcnow
+from epic_wfms.store.schema import JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.processing import dispatch_deferred
 from epic_wfms.streaming.runs import run_datasets
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 
@@ -34,13 +34,56 @@ IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
 
 
 class Merging:
-    def __init__(self, ctx: StreamingContext, dispatch_deferred: Callable[[int], int]) -> None:
+    def __init__(self, ctx: StreamingContext) -> None:
         self.ctx = ctx
-        self._dispatch_deferred = dispatch_deferred
         self._lock = threading.RLock()
         self._every = ctx.config.processing.merge_every
         self._gather_site = ctx.config.sites[0]
         self._missing_reported: set[int] = set()
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(dest.EVENTS, "merging", self.on_event)
+
+    def on_event(self, message: m.Message) -> None:
+        if message.msg_type == "stf_processed":
+            body: m.StfNews = message.body
+            self.stf_processed(body.run_number, body.detail.get("site"))
+
+    def tick(self) -> None:
+        """Periodic scan: merges nothing missed while this agent was down, finalizes runs."""
+        for run_number in self.active_runs():
+            with self._lock:
+                for site in self.ctx.config.sites:
+                    self._merge_pending(run_number, site.name, remainder=False)
+            self.try_finalize(run_number)
+
+    def recover(self) -> None:
+        """Merges left running by a stopped agent are submitted again (next attempt)."""
+        with self.ctx.db.session() as session:
+            running = session.scalars(select(MergeRecord).where(MergeRecord.status == "running"))
+            stale = []
+            for merge in running:
+                job = session.get(JobRecord, merge.job_id) if merge.job_id else None
+                if job is None or job.status in ("defined", "activated", "running"):
+                    if job is not None:
+                        job.status, job.ended_at = "failed", utcnow()
+                        job.error = "lost: the merge agent stopped while the job was active"
+                    stale.append((merge.id, merge.site, merge.output, job.attempt_nr if job else 0))
+        for merge_id, site, output, attempt in stale:
+            inputs = self._inputs_of(merge_id)
+            kind = "gather" if site == "RUN" else "merge"
+            job_site = self._gather_site.name if kind == "gather" else site
+            self._submit(merge_id, job_site, inputs, output, kind, attempt + 1)
+
+    def _inputs_of(self, merge_id: int) -> list[str]:
+        with self.ctx.db.session() as session:
+            merge = session.get(MergeRecord, merge_id)
+            if merge.site != "RUN":
+                return list(session.scalars(select(StfRecord.reco_output).where(
+                    StfRecord.merge_id == merge_id).order_by(StfRecord.sequence)))
+            return list(session.scalars(select(MergeRecord.output).where(
+                MergeRecord.run_number == merge.run_number, MergeRecord.site != "RUN",
+                MergeRecord.status == "done").order_by(MergeRecord.id)))
 
     # -- partial merges ---------------------------------------------------------------------------
     def stf_processed(self, run_number: int | None, site: str | None) -> None:
@@ -144,7 +187,7 @@ class Merging:
             if any(s in IN_FLIGHT for s in statuses):
                 return
             if "deferred" in statuses:
-                self._dispatch_deferred(run_number)  # end-of-run catch-up of standby STFs
+                dispatch_deferred(self.ctx, run_number)  # end-of-run catch-up of standby STFs
                 return
             for site in self.ctx.config.sites:
                 self._merge_pending(run_number, site.name, remainder=True)
@@ -223,9 +266,9 @@ class Merging:
             ))
         return pending == 0
 
-    def open_runs(self) -> list[int]:
-        """Runs still to finalize (polled by the orchestrator's ticker)."""
+    def active_runs(self) -> list[int]:
+        """Runs with work left to merge or finalize."""
         with self.ctx.db.session() as session:
             return list(session.scalars(
-                select(RunRecord.number).where(RunRecord.status == "closed")
+                select(RunRecord.number).where(RunRecord.status.in_(("open", "closed")))
             ))

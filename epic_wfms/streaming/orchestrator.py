@@ -1,62 +1,118 @@
-"""The STF orchestrator: wires ingest, archiving, processing, merging and state tracking."""
+"""The STF orchestrator, composed of roles that run together (embedded) or as agents.
+
+  ingest    state tracking, run lifecycle, validation/registration, decision box, TF samples,
+            testbed bridge, stream-activity watch
+  archive   archive rules to tape at both E1s
+  process   prompt processing at the E1 sites (needs an executor)
+  merge     merge/gather and end-of-run finalization (needs an executor)
+
+Every role is idempotent and recovers its own unfinished work at start, so any agent can be
+killed and started again (R12.1).
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from sqlalchemy import func, select
 
 from epic_wfms.bus.testbed import TestbedBridge
 from epic_wfms.store.runs import get_run
+from epic_wfms.store.schema import StfRecord
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.archiving import Archiver
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
 from epic_wfms.streaming.ingest import Ingest
 from epic_wfms.streaming.merging import Merging
-from epic_wfms.streaming.processing import StfProcessing
+from epic_wfms.streaming.processing import ACTIVE, StfProcessing
 from epic_wfms.streaming.runs import RunLifecycle
 from epic_wfms.streaming.state_tracking import StateTracker
 from epic_wfms.streaming.tf_samples import TfSampleBook
 
+log = logging.getLogger(__name__)
+
+ROLES = ("ingest", "archive", "process", "merge")
 TICK_S = 0.25
 
 
+class Component(Protocol):
+    def subscribe(self) -> None: ...
+
+
+def site_backlog(ctx: StreamingContext) -> Callable[[str], int]:
+    """Processing backlog of a site from the store (works in every process)."""
+
+    def backlog(site: str) -> int:
+        with ctx.db.session() as session:
+            return session.scalar(select(func.count()).select_from(StfRecord).where(
+                StfRecord.site == site,
+                StfRecord.processing_status.in_(("queued", *ACTIVE)),
+            ))
+
+    return backlog
+
+
 class Orchestrator:
-    def __init__(self, ctx: StreamingContext) -> None:
+    def __init__(self, ctx: StreamingContext, roles: Iterable[str] = ROLES) -> None:
         self.ctx = ctx
-        sites = [site.name for site in ctx.config.sites]
-        self.decision_box = DecisionBox(ctx.config.decision_box, sites, ctx.executor.backlog)
-        self.activity = StreamActivity(ctx)
-        self.state = StateTracker(ctx)
-        self.runs = RunLifecycle(ctx)
-        self.ingest = Ingest(ctx, self.decision_box, self.activity)
-        self.archiver = Archiver(ctx)
-        self.merging = Merging(ctx, self._dispatch_deferred)
-        self.processing = StfProcessing(ctx, self.merging.stf_processed)
-        self.tf_samples = TfSampleBook(ctx)
-        buffer = ctx.config.data_dir / "rses" / ctx.config.daq_rse
-        self.testbed = TestbedBridge(ctx.bus, ctx.config.daq_rse, buffer.resolve())
-        ctx.executor.add_start_listener(self.processing.job_started)
+        self.roles = tuple(roles)
+        unknown = set(self.roles) - set(ROLES)
+        if unknown:
+            raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
+        self.components: list[Component] = []
+        self.tickers: list[Callable[[], None]] = []
+        for role in self.roles:
+            getattr(self, f"_build_{role}")()
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="orchestrator-tick", daemon=True)
 
-    def _dispatch_deferred(self, run_number: int) -> int:
-        return self.processing.dispatch_deferred(run_number)
+    def _build_ingest(self) -> None:
+        ctx = self.ctx
+        sites = [site.name for site in ctx.config.sites]
+        self.decision_box = DecisionBox(ctx.config.decision_box, sites, site_backlog(ctx))
+        self.activity = StreamActivity(ctx)
+        self.state = StateTracker(ctx)
+        self.ingest = Ingest(ctx, self.decision_box, self.activity)
+        buffer = (ctx.config.data_dir / "rses" / ctx.config.daq_rse).resolve()
+        self.components += [
+            self.state, RunLifecycle(ctx), self.ingest, TfSampleBook(ctx),
+            TestbedBridge(ctx.bus, ctx.config.daq_rse, buffer),
+        ]
+        self.tickers.append(self.activity.check_idle)
+
+    def _build_archive(self) -> None:
+        self.components.append(Archiver(self.ctx))
+
+    def _build_process(self) -> None:
+        self.processing = StfProcessing(self.ctx)
+        self.components.append(self.processing)
+
+    def _build_merge(self) -> None:
+        self.merging = Merging(self.ctx)
+        self.components.append(self.merging)
+        self.tickers.append(self.merging.tick)
 
     def start(self) -> None:
-        for component in (
-            self.state, self.runs, self.ingest, self.archiver, self.processing, self.tf_samples,
-            self.testbed,
-        ):
+        for component in self.components:
+            recover = getattr(component, "recover", None)
+            if recover is not None:
+                recover()
+        for component in self.components:
             component.subscribe()
         self._ticker.start()
 
     def _tick(self) -> None:
-        """Periodic duties: idle-stream suspension and end-of-run finalization."""
         while not self._stop.wait(TICK_S):
-            self.activity.check_idle()
-            for run_number in self.merging.open_runs():
-                self.merging.try_finalize(run_number)
+            for tick in self.tickers:
+                try:
+                    tick()
+                except Exception:  # a failing duty must not stop the others
+                    log.exception("periodic duty %s failed", tick)
 
     def wait_run_finished(self, run_number: int, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -69,4 +125,5 @@ class Orchestrator:
 
     def stop(self) -> None:
         self._stop.set()
-        self._ticker.join(timeout=5)
+        if self._ticker.is_alive():
+            self._ticker.join(timeout=5)

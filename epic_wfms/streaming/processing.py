@@ -8,7 +8,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -16,7 +16,7 @@ from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
-from epic_wfms.store.schema import StfRecord, utcnow
+from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
@@ -24,25 +24,78 @@ from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 log = logging.getLogger(__name__)
 
 
+ACTIVE = ("activated", "running", "retrying")
+
+
+def dispatch_deferred(ctx: StreamingContext, run_number: int | None) -> int:
+    """Catch-up: send every deferred STF of the run to its site's queue (R12.3)."""
+    with ctx.db.session() as session:
+        rows = session.scalars(select(StfRecord).where(
+            StfRecord.run_number == run_number, StfRecord.processing_status == "deferred"
+        ).order_by(StfRecord.sequence)).all()
+    for row in rows:
+        ctx.publish(dest.process_queue(row.site), "process_stf", m.StfWork(
+            filename=row.filename, run_number=row.run_number, sequence=row.sequence,
+            site=row.site,
+        ), row.run_number)
+    return len(rows)
+
+
 class StfProcessing:
-    def __init__(self, ctx: StreamingContext, on_processed: callable) -> None:
+    def __init__(self, ctx: StreamingContext, sites: list[str] | None = None) -> None:
         self.ctx = ctx
-        self._on_processed = on_processed
+        self.sites = sites or [site.name for site in ctx.config.sites]
         self._retry = ctx.config.processing.retry
+        ctx.executor.add_start_listener(self.job_started)
+
+    def recover(self) -> None:
+        """After a crash: jobs of our sites left activated/running were lost with their agent
+        (PanDA's lost heartbeat); fail them and retry their STFs."""
+        with self.ctx.db.session() as session:
+            lost = session.scalars(select(JobRecord).where(
+                JobRecord.kind == "reco", JobRecord.site.in_(self.sites),
+                JobRecord.status.in_(("defined", "activated", "running")),
+            )).all()
+            for job in lost:
+                job.status, job.ended_at = JobStatus.FAILED, utcnow()
+                job.error = "lost: the processing agent stopped while the job was active"
+            orphans = session.scalars(select(StfRecord).where(
+                StfRecord.site.in_(self.sites), StfRecord.processing_status.in_(ACTIVE),
+            )).all()
+        for stf in orphans:
+            attempts = len(self._jobs_of(stf.filename))
+            work = m.StfWork(filename=stf.filename, run_number=stf.run_number,
+                             sequence=stf.sequence, site=stf.site)
+            log.warning("recovering %s after %d attempt(s)", stf.filename, attempts)
+            self._retry_or_fail(work, attempts, "lost with the processing agent")
+
+    def _jobs_of(self, filename: str) -> list[JobRecord]:
+        with self.ctx.db.session() as session:
+            return list(session.scalars(select(JobRecord).where(
+                JobRecord.stf_filename == filename, JobRecord.kind == "reco")))
 
     def subscribe(self) -> None:
-        for site in self.ctx.config.sites:
+        for site in self.sites:
             self.ctx.bus.subscribe(
-                dest.process_queue(site.name), f"processing-{site.name}", self.on_process_stf
+                dest.process_queue(site), f"processing-{site}", self.on_process_stf
             )
         self.ctx.bus.subscribe(dest.STATE, "processing-gate", self.on_state_changed)
 
     # -- dispatch -------------------------------------------------------------------------
     def on_process_stf(self, message: m.Message) -> None:
         work: m.StfWork = message.body
-        if self._status(work.filename) not in ("queued", "deferred"):
-            return  # already dispatched: a redelivered request changes nothing
+        if not self._claim(work.filename):
+            return  # already dispatched: a redelivered or duplicated request changes nothing
         self._submit(work, attempt=1)
+
+    def _claim(self, filename: str) -> bool:
+        """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
+        with self.ctx.db.session() as session:
+            claimed = session.execute(update(StfRecord).where(
+                StfRecord.filename == filename,
+                StfRecord.processing_status.in_(("queued", "deferred")),
+            ).values(processing_status="activated"))
+            return claimed.rowcount == 1
 
     def _submit(self, work: m.StfWork, attempt: int) -> None:
         site = self.ctx.config.site(work.site)
@@ -62,7 +115,6 @@ class StfProcessing:
             run_number=work.run_number, stf_filename=work.filename, attempt_nr=attempt,
             max_attempts=self._retry.max_attempts,
         )
-        self._set(work.filename, processing_status="activated")
         self.ctx.executor.submit(spec, lambda result: self._done(work, result))
 
     def job_started(self, job_id: int, spec: JobSpec, started: datetime) -> None:
@@ -88,22 +140,22 @@ class StfProcessing:
                 filename=work.filename, run_number=work.run_number, sequence=work.sequence,
                 detail={"job_id": result.job_id, "site": work.site, "output": result.spec.output},
             ), work.run_number)
-            self._on_processed(work.run_number, work.site)
             return
-        attempt = result.spec.attempt_nr
+        self._retry_or_fail(work, result.spec.attempt_nr, result.error)
+
+    def _retry_or_fail(self, work: m.StfWork, attempt: int, error: str | None) -> None:
+        """STF-level retry policy: bounded attempts with exponential backoff."""
         if attempt < self._retry.max_attempts:
-            delay = self._retry.backoff_s * 2 ** (attempt - 1)
-            log.info("retrying %s (attempt %d failed: %s)", work.filename, attempt, result.error)
+            delay = self._retry.backoff_s * 2 ** max(attempt - 1, 0)
+            log.info("retrying %s (attempt %d failed: %s)", work.filename, attempt, error)
             self._set(work.filename, processing_status="retrying")
             threading.Timer(delay, self._submit, args=(work, attempt + 1)).start()
             return
         self._set(work.filename, processing_status="failed")
         report_issue(
-            self.ctx.db, "processing_failed",
-            f"reco failed {attempt} times, last: {result.error}",
+            self.ctx.db, "processing_failed", f"reco failed {attempt} times, last: {error}",
             run_number=work.run_number, filename=work.filename,
         )
-        self._on_processed(work.run_number, work.site)
 
     def _register_output(self, work: m.StfWork, spec: JobSpec) -> None:
         disk_rse = self.ctx.config.site(work.site).disk_rse
@@ -131,29 +183,10 @@ class StfProcessing:
                 change.run_number,
             )
         elif change.from_substate == "standby" and change.to_substate == "physics":
-            backlog = self.dispatch_deferred(change.run_number)
+            backlog = dispatch_deferred(self.ctx, change.run_number)
             record_gate_event(
                 self.ctx, "resumed", f"back to physics ({change.trigger}); catching up",
                 change.run_number, backlog,
-            )
-
-    def dispatch_deferred(self, run_number: int | None) -> int:
-        """Catch-up: send every deferred STF of the run to its site's queue (R12.3)."""
-        with self.ctx.db.session() as session:
-            rows = session.scalars(select(StfRecord).where(
-                StfRecord.run_number == run_number, StfRecord.processing_status == "deferred"
-            ).order_by(StfRecord.sequence)).all()
-        for row in rows:
-            self.ctx.publish(dest.process_queue(row.site), "process_stf", m.StfWork(
-                filename=row.filename, run_number=row.run_number, sequence=row.sequence,
-                site=row.site,
-            ), row.run_number)
-        return len(rows)
-
-    def _status(self, filename: str) -> str | None:
-        with self.ctx.db.session() as session:
-            return session.scalar(
-                select(StfRecord.processing_status).where(StfRecord.filename == filename)
             )
 
     def _set(self, filename: str, **fields: object) -> None:
