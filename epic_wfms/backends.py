@@ -1,10 +1,12 @@
-"""The one place where backends are chosen from configuration (embedded today)."""
+"""The one place where backends are chosen from configuration."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from epic_wfms.bus import InProcessTransport, MessageBus
+from epic_wfms.bus.stomp import StompSettings, StompTransport
+from epic_wfms.bus.transport import Transport
 from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement, EmbeddedDDM, LocalRSE
 from epic_wfms.store.database import Database
@@ -18,10 +20,11 @@ class Backends:
     db: Database
     bus: MessageBus
     ddm: DataManagement
-    executor: WorkloadExecutor
+    executor: WorkloadExecutor | None
 
     def close(self) -> None:
-        self.executor.shutdown()
+        if self.executor is not None:
+            self.executor.shutdown()
         self.bus.close()
         self.db.dispose()
 
@@ -32,12 +35,33 @@ def open_database(config: Config) -> Database:
     return db
 
 
-def build_backends(config: Config) -> Backends:
+def build_transport(config: Config, client_id: str) -> Transport:
+    if config.bus.transport == "inprocess":
+        return InProcessTransport()
+    b = config.bus
+    return StompTransport(StompSettings(
+        host=b.host, port=b.port, user=b.user, password=b.password, vhost=b.vhost,
+        namespace=b.namespace, client_id=client_id, heartbeat_ms=b.heartbeat_ms,
+        prefetch=b.prefetch,
+    ))
+
+
+def build_backends(
+    config: Config, client_id: str = "epic-wfms", with_executor: bool = True
+) -> Backends:
+    """All backends as configured; agents that run no jobs pass ``with_executor=False``."""
     db = open_database(config)
+    bus = MessageBus(build_transport(config, client_id), StoreLedger(db))
+    executor = (
+        LocalWorkerPool(db, {site.name: site.slots for site in config.sites})
+        if with_executor else None
+    )
+    return Backends(db, bus, build_ddm(config, db), executor)
+
+
+def build_ddm(config: Config, db: Database) -> DataManagement:
     rses = [
         LocalRSE(r.name, r.site, r.type, (config.data_dir / "rses" / r.name).resolve())
         for r in config.rses
     ]
-    bus = MessageBus(InProcessTransport(), StoreLedger(db))
-    executor = LocalWorkerPool(db, {site.name: site.slots for site in config.sites})
-    return Backends(db, bus, EmbeddedDDM(db, rses), executor)
+    return EmbeddedDDM(db, rses)

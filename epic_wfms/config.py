@@ -96,6 +96,20 @@ class ProcessingConfig(_Strict):
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
 
+class BusConfig(_Strict):
+    """Message transport: in-process (embedded) or a STOMP broker (ActiveMQ; RabbitMQ locally)."""
+
+    transport: Literal["inprocess", "stomp"] = "inprocess"
+    host: str = "127.0.0.1"
+    port: int = 61613
+    user: str = "guest"
+    password: str = "guest"
+    vhost: str = Field(default="/", description="STOMP 'host' header (RabbitMQ: its vhost)")
+    namespace: str = Field(default="", description="prefix of every destination name")
+    heartbeat_ms: int = Field(default=10_000, ge=0)
+    prefetch: int = Field(default=8, gt=0)
+
+
 class FaultInjection(_Strict):
     """For demos and tests: make the first N reco attempts of given STF sequences fail."""
 
@@ -120,6 +134,7 @@ class Config(_Strict):
     decision_box: DecisionBoxConfig = Field(default_factory=DecisionBoxConfig)
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     fault_injection: FaultInjection = Field(default_factory=FaultInjection)
+    bus: BusConfig = Field(default_factory=BusConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -155,11 +170,24 @@ class Config(_Strict):
         raise ConfigurationError(f"unknown site {name!r}", f"sites: {[s.name for s in self.sites]}")
 
 
-ENV_OVERRIDES = {"EPIC_WFMS_DATA_DIR": "data_dir", "EPIC_WFMS_DATABASE_URL": "database_url"}
+ENV_PREFIX = "EPIC_WFMS_"
+POSTGRES_DEFAULT_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _apply_environment(data: dict) -> None:
+    """``EPIC_WFMS_DATA_DIR`` sets data_dir; ``EPIC_WFMS_BUS__HOST`` sets bus.host, etc."""
+    for name, value in os.environ.items():
+        if not name.startswith(ENV_PREFIX) or not value or name.startswith("EPIC_WFMS_TEST_"):
+            continue
+        *sections, key = name.removeprefix(ENV_PREFIX).lower().split("__")
+        target = data
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[key] = value
 
 
 def load_config(path: Path | None = None, **overrides: object) -> Config:
-    """Defaults < YAML file < environment < explicit overrides."""
+    """Defaults < YAML file < environment (``EPIC_WFMS_*``) < explicit overrides."""
     data: dict = {}
     if path is not None:
         try:
@@ -168,9 +196,7 @@ def load_config(path: Path | None = None, **overrides: object) -> Config:
             raise ConfigurationError(
                 f"cannot read configuration {path}", str(error), "fix the file or omit --config"
             ) from error
-    for env, key in ENV_OVERRIDES.items():
-        if os.environ.get(env):
-            data[key] = os.environ[env]
+    _apply_environment(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return Config.model_validate(data)

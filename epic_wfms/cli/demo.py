@@ -1,10 +1,17 @@
-"""``epic-wfms demo``: one ePIC streaming run, end to end, on the embedded backends."""
+"""``epic-wfms demo``: one ePIC streaming run, end to end.
+
+``--backend embedded`` (default): everything in this process (SQLite, in-process bus).
+``--backend services``: the agents run as separate processes talking through the STOMP broker
+and PostgreSQL; the demo starts them, plays the DAQ as its own agent, and stops them.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
+import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -12,9 +19,13 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import func, select
 
-from epic_wfms.backends import Backends, build_backends
-from epic_wfms.config import Config
+from epic_wfms.backends import build_backends, build_ddm, open_database
+from epic_wfms.cli.services import AgentSet, write_config
+from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.model import naming
+from epic_wfms.store.database import Database
+from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import RunRecord, StfRecord
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.orchestrator import Orchestrator
@@ -28,16 +39,16 @@ class DemoOptions:
     stf_size_bytes: int = 64 * 1024
     pre_run_stfs: int = 3
     standby: range | None = None
-    timeout_s: float = 300.0
+    timeout_s: float = 600.0
 
 
-def next_run_number(backends: Backends) -> int:
-    with backends.db.session() as session:
+def next_run_number(db: Database) -> int:
+    with db.session() as session:
         return (session.scalar(select(func.max(RunRecord.number))) or 100) + 1
 
 
-def _progress(backends: Backends, run: int, options: DemoOptions) -> Table:
-    with backends.db.session() as session:
+def _progress(db: Database, run: int, options: DemoOptions) -> Table:
+    with db.session() as session:
         rows = session.execute(select(
             func.count(StfRecord.registered_at),
             func.count(StfRecord.archived_at),
@@ -51,51 +62,95 @@ def _progress(backends: Backends, run: int, options: DemoOptions) -> Table:
     return table
 
 
-def run_demo(config: Config, options: DemoOptions, console: Console | None) -> dict[str, Any]:
+def wait_finished(db: Database, run: int, options: DemoOptions, console: Console | None) -> bool:
+    """Poll the store until the run is finished, drawing progress if there is a console."""
+    deadline = time.monotonic() + options.timeout_s
+    live = Live(_progress(db, run, options), console=console, refresh_per_second=4,
+                auto_refresh=False) if console else None
+    try:
+        if live:
+            live.start()
+        while time.monotonic() < deadline:
+            run_record = get_run(db, run)
+            if live:
+                live.update(_progress(db, run, options), refresh=True)
+            if run_record is not None and run_record.status == "finished":
+                return True
+            time.sleep(0.25)
+        return False
+    finally:
+        if live:
+            live.stop()
+
+
+def run_demo(config: Config, options: DemoOptions, console: Console | None,
+             backend: str = "embedded") -> dict[str, Any]:
+    if backend == "services":
+        return run_services_demo(config, options, console)
     backends = build_backends(config)
     ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor)
     orchestrator = Orchestrator(ctx)
     orchestrator.start()
-    run = next_run_number(backends)
+    run = next_run_number(backends.db)
     daq = DaqSimulator(
         backends.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse,
         DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz),
     )
-    produced_before = 0
 
     def control_room() -> None:
-        nonlocal produced_before
         daq.bring_up()
         daq.stream_outside_run(options.pre_run_stfs)
-        produced_before = len(daq.produced)
         daq.physics_run(run, options.stfs, standby=options.standby)
 
     started = time.monotonic()
     daq_thread = threading.Thread(target=control_room, name="daq", daemon=True)
     daq_thread.start()
     try:
-        finished = _wait(orchestrator, backends, run, options, console)
+        finished = wait_finished(backends.db, run, options, console)
         daq_thread.join()
-        report = run_report(backends.db, backends.ddm, run, daq.produced[produced_before:])
-        report["outside_run_stfs"] = produced_before
-        report["finished"] = finished
-        report["wall_time_s"] = round(time.monotonic() - started, 2)
-        report["store"] = config.db_url
+        produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
+        report = run_report(backends.db, backends.ddm, run, produced)
+        report.update(outside_run_stfs=len(daq.produced) - len(produced), finished=finished,
+                      wall_time_s=round(time.monotonic() - started, 2), backend="embedded",
+                      store=config.db_url)
         return report
     finally:
         orchestrator.stop()
         backends.close()
 
 
-def _wait(orchestrator: Orchestrator, backends: Backends, run: int, options: DemoOptions,
-          console: Console | None) -> bool:
-    if console is None:
-        return orchestrator.wait_run_finished(run, options.timeout_s)
-    deadline = time.monotonic() + options.timeout_s
-    with Live(_progress(backends, run, options), console=console, refresh_per_second=4) as live:
-        while time.monotonic() < deadline:
-            if orchestrator.wait_run_finished(run, 0.25):
-                live.update(_progress(backends, run, options))
-                return True
-            live.update(_progress(backends, run, options))
-    return False
+def services_config(config: Config) -> Config:
+    """The embedded configuration turned to STOMP + PostgreSQL, with a fresh namespace."""
+    bus = config.bus.model_copy(update={
+        "transport": "stomp", "namespace": config.bus.namespace or f"epic-{uuid.uuid4().hex[:8]}",
+    })
+    return config.model_copy(update={
+        "bus": bus, "database_url": config.database_url or POSTGRES_DEFAULT_URL,
+    })
+
+
+def run_services_demo(config: Config, options: DemoOptions, console: Console | None
+                      ) -> dict[str, Any]:
+    config = services_config(config)
+    db = open_database(config)
+    agents = AgentSet(config, write_config(config, Path(config.data_dir) / "services.yaml"), db)
+    started = time.monotonic()
+    try:
+        agents.start_all()
+        run = next_run_number(db)
+        daq_args = ["--run", str(run), "--stfs", str(options.stfs), "--rate",
+                    str(options.rate_hz), "--stf-size", str(options.stf_size_bytes)]
+        if options.standby:
+            daq_args += ["--standby", f"{options.standby.start}:{options.standby.stop}"]
+        agents.start("daq", *daq_args)
+        finished = wait_finished(db, run, options, console)
+        produced = [naming.stf_filename(run, s) for s in range(options.stfs)]
+        report = run_report(db, build_ddm(config, db), run, produced)
+        report.update(outside_run_stfs=0, finished=finished, backend="services",
+                      wall_time_s=round(time.monotonic() - started, 2),
+                      store=config.db_url, broker=f"stomp://{config.bus.host}:{config.bus.port}",
+                      namespace=config.bus.namespace, logs=str(agents.logs))
+        return report
+    finally:
+        agents.stop_all()
+        db.dispose()

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from epic_wfms.backends import open_database
+from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.status import store_status
 from epic_wfms.config import load_config
@@ -43,17 +44,21 @@ def cli(verbose: bool) -> None:
 @click.option("--standby", default=None, metavar="FROM:TO",
               help="Pause the run (standby) for STF sequences FROM..TO-1 to see gating.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+@click.option("--backend", type=click.Choice(["embedded", "services"]), default="embedded",
+              show_default=True,
+              help="embedded: one process, SQLite, in-process bus; services: agents as "
+                   "processes through the STOMP broker and PostgreSQL.")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         config_path: Path | None, data_dir: Path | None) -> None:
-    """Run one ePIC streaming run end to end on the embedded backends."""
+         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+    """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
                               standby=_parse_range(standby))
         console = None if as_json else Console()
-        report = run_demo(config, options, console)
+        report = run_demo(config, options, console, backend)
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -85,7 +90,7 @@ def _print_report(console: Console, report: dict) -> None:
     table.add_row("latency available->dispatched", f"p50 {lat['p50']} s, p99 {lat['p99']} s")
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
-    table.add_row("wall time", f"{report['wall_time_s']} s")
+    table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
     console.print(table)
     console.print(f"store: {report['store']}  (inspect with: epic-wfms status)")
 
@@ -113,6 +118,28 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
     for key in ("stf_processing", "stf_archive", "jobs", "open_integrity_issues"):
         console.print(f"{key}: {info[key]}")
     console.print(f"STFs streamed outside runs: {info['outside_run_stfs']}")
+
+
+@cli.command()
+@click.argument("role", type=click.Choice(AGENT_ROLES))
+@click.option("--run", "run_number", type=int, help="daq: run number to play.")
+@click.option("--stfs", default=50, show_default=True, help="daq: STFs in the run.")
+@click.option("--rate", "rate_hz", default=5.0, show_default=True, help="daq: STF/s.")
+@click.option("--stf-size", default=64 * 1024, show_default=True, help="daq: STF bytes.")
+@click.option("--standby", default=None, metavar="FROM:TO", help="daq: standby period.")
+@CONFIG_OPTION
+@DATA_DIR_OPTION
+def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size: int,
+          standby: str | None, config_path: Path | None, data_dir: Path | None) -> None:
+    """Run one component (daq, ingest, archive, process, merge, monitor) as its own process."""
+    logging.getLogger().setLevel(logging.INFO)
+    config = load_config(config_path, data_dir=data_dir)
+    if role != "daq":
+        run_agent(role, config)
+        return
+    if run_number is None:
+        raise click.UsageError("the daq agent needs --run")
+    run_daq_agent(config, run_number, stfs, rate_hz, stf_size, _parse_range(standby))
 
 
 @cli.command()

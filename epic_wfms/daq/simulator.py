@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,7 +50,6 @@ class DaqSimulator:
         self.factory = MessageFactory("epic-daq.e0")
         self.state, self.substate, self.flavour = "off", "not_ready", "daq"
         self.produced: list[str] = []
-        self._rng = random.Random(self.settings.seed)
         self._segment = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._stream_seq = 0
         buffer_dir.mkdir(parents=True, exist_ok=True)
@@ -107,8 +106,10 @@ class DaqSimulator:
         path = self.buffer_dir / name
         header = {"run_number": run, "sequence": sequence, "state": self.state,
                   "substate": self.substate, "detector_config": s.detector_config}
+        # content depends only on (seed, name): a restarted DAQ rewrites identical bytes
+        rng = random.Random(f"{s.seed}:{name}")
         write_stf(path, header, s.tfs_per_stf, hits_per_tf_for(s.stf_size_bytes, s.tfs_per_stf),
-                  self._rng)
+                  rng)
         checksum = file_adler32(path)
         if sequence in s.corrupt_sequences:
             checksum = f"{(int(checksum, 16) ^ 0x5A5A) & 0xFFFFFFFF:08x}"
@@ -142,14 +143,23 @@ class DaqSimulator:
         self._send(dest.TF_SAMPLES, "tf_sample_available", m.TfSampleAvailable(
             sample=sample, rse=self.rse, path=str(path)), stf.run_number)
 
+    def restore(self, state: str, substate: str, flavour: str) -> None:
+        """Resume with the state a previous incarnation left (a restarted DAQ agent)."""
+        self.state, self.substate, self.flavour = state, substate, flavour
+
+    def paced(self, sequences: Iterable[int]) -> Iterator[tuple[int, int]]:
+        """Yield (sequence, index) when each STF is due at the configured rate."""
+        t0 = time.monotonic()
+        for index, sequence in enumerate(sequences):
+            self._pace(t0, index)
+            yield sequence, index
+
     def stream(self, run: int | None, sequences: Iterable[int],
                stop: threading.Event | None = None) -> None:
         """Produce STFs at the configured rate, paced against the wall clock."""
-        t0 = time.monotonic()
-        for index, sequence in enumerate(sequences):
+        for sequence, _ in self.paced(sequences):
             if stop is not None and stop.is_set():
                 return
-            self._pace(t0, index)
             self.write_stf(run, sequence, datetime.now(UTC))
 
     def _pace(self, t0: float, index: int) -> None:
@@ -177,13 +187,11 @@ class DaqSimulator:
         self.run_imminent(run, target=n_stfs)
         self.start_run(run)
         self.flavour = "epic"
-        t0 = time.monotonic()
-        for sequence in range(n_stfs):
+        for sequence, _ in self.paced(range(n_stfs)):
             if standby is not None and sequence == standby.start:
                 self.pause_run(run)
             if standby is not None and sequence == standby.stop:
                 self.resume_run(run)
-            self._pace(t0, sequence)
             self.write_stf(run, sequence, datetime.now(UTC))
         self.end_run(run, n_stfs)
         self.flavour = "lumi"

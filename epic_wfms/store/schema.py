@@ -267,3 +267,16 @@ class DeadLetterRecord(Base):
     body: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AgentRecord(Base):
+    """Liveness of agents run as separate processes (like Harvester's and PanDA's heartbeats)."""
+
+    __tablename__ = "agents"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    role: Mapped[str] = mapped_column(String(20))
+    host: Mapped[str] = mapped_column(String(100))
+    pid: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20))  # running, stopped
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,152 @@
+"""``epic-wfms agent <role>``: one component as its own process, wired through the broker
+and the shared store, with a heartbeat row in the store and a clean stop on SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from pathlib import Path
+
+from epic_wfms.backends import Backends, build_backends
+from epic_wfms.config import Config
+from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.monitor.event_log import EventLog
+from epic_wfms.store.schema import AgentRecord, utcnow
+from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.orchestrator import ROLES, Orchestrator
+
+log = logging.getLogger(__name__)
+
+AGENT_ROLES = ("daq", *ROLES, "monitor")
+HEARTBEAT_S = 2.0
+
+
+def agent_name(role: str) -> str:
+    return f"{role}@{socket.gethostname()}:{os.getpid()}"
+
+
+def beat(backends: Backends, name: str, role: str, status: str) -> None:
+    with backends.db.session() as session:
+        session.merge(AgentRecord(
+            name=name, role=role, host=socket.gethostname(), pid=os.getpid(), status=status,
+            heartbeat_at=utcnow(),
+        ))
+
+
+def _stop_event() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def run_agent(role: str, config: Config) -> None:
+    """Run ``role`` until SIGTERM/SIGINT (the daq role ends with its run)."""
+    if role not in AGENT_ROLES:
+        raise ValueError(f"unknown agent role {role!r}; roles: {', '.join(AGENT_ROLES)}")
+    name = agent_name(role)
+    backends = build_backends(config, client_id=name, with_executor=role in ("process", "merge"))
+    stop = _stop_event()
+    try:
+        if role == "daq":
+            raise ValueError("the daq agent is started with run_daq_agent")
+        component = _start_role(role, config, backends)
+        beat(backends, name, role, "running")
+        log.info("agent %s running", name)
+        while not stop.wait(HEARTBEAT_S):
+            beat(backends, name, role, "running")
+        if isinstance(component, Orchestrator):
+            component.stop()
+    finally:
+        beat(backends, name, role, "stopped")
+        backends.close()
+
+
+def _start_role(role: str, config: Config, backends: Backends) -> Orchestrator | EventLog:
+    if role == "monitor":
+        event_log = EventLog(backends.bus)
+        event_log.subscribe()
+        return event_log
+    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor,
+                           producer=f"epic-wfms.{role}")
+    orchestrator = Orchestrator(ctx, roles=[role])
+    orchestrator.start()
+    return orchestrator
+
+
+class DaqProgress:
+    """The DAQ agent's own record of how far its run got, so a restarted DAQ resumes."""
+
+    STEPS = ("bring_up", "run_imminent", "start_run", "streaming", "end_run")
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.data = json.loads(path.read_text()) if path.exists() else {"done": [], "next": 0}
+
+    def done(self, step: str) -> bool:
+        return step in self.data["done"]
+
+    def mark(self, step: str | None = None, next_seq: int | None = None) -> None:
+        if step:
+            self.data["done"].append(step)
+        if next_seq is not None:
+            self.data["next"] = next_seq
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.data))
+        tmp.replace(self.path)
+
+
+def run_daq_agent(
+    config: Config, run: int, stfs: int, rate_hz: float, stf_size: int,
+    standby: range | None = None,
+) -> None:
+    """Play one physics run as the E0 DAQ/run control; resumable after kill -9."""
+    name = agent_name("daq")
+    backends = build_backends(config, client_id=name, with_executor=False)
+    buffer = config.data_dir / "rses" / config.daq_rse
+    progress_dir = config.data_dir / "daq"
+    progress_dir.mkdir(parents=True, exist_ok=True)
+    progress = DaqProgress(progress_dir / f"run-{run:06d}.json")
+    daq = DaqSimulator(backends.bus, buffer, config.daq_rse,
+                       DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
+    stop = _stop_event()
+    try:
+        beat(backends, name, "daq", "running")
+        _play(daq, progress, run, stfs, standby, stop)
+    finally:
+        beat(backends, name, "daq", "stopped")
+        backends.close()
+
+
+def _play(daq: DaqSimulator, progress: DaqProgress, run: int, stfs: int,
+          standby: range | None, stop: threading.Event) -> None:
+    if progress.done("bring_up"):
+        daq.restore(state="beam", substate="ready", flavour="lumi")
+    else:
+        daq.bring_up()
+        progress.mark("bring_up")
+    if not progress.done("run_imminent"):
+        daq.run_imminent(run, target=stfs)
+        progress.mark("run_imminent")
+    if not progress.done("start_run"):
+        daq.start_run(run)
+        progress.mark("start_run")
+    first = progress.data["next"]
+    in_standby = standby is not None and standby.start < first < standby.stop
+    daq.restore(state="run", substate="standby" if in_standby else "physics", flavour="epic")
+    for sequence, _ in daq.paced(range(first, stfs)):
+        if stop.is_set():
+            return
+        if standby is not None and sequence == standby.start:
+            daq.pause_run(run)
+        if standby is not None and sequence == standby.stop:
+            daq.resume_run(run)
+        daq.write_stf(run, sequence, utcnow())
+        progress.mark(next_seq=sequence + 1)
+    if not progress.done("end_run"):
+        daq.end_run(run, stfs)
+        progress.mark("end_run")
