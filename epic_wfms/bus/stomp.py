@@ -59,6 +59,7 @@ class _Link(stomp.ConnectionListener):
         self.closing = False
         self.connected = threading.Event()
         self._lock = threading.Lock()
+        self._reconnecting = threading.Lock()
         self.on_connect: list = []
 
     def open(self) -> None:
@@ -76,6 +77,7 @@ class _Link(stomp.ConnectionListener):
     def _connect_once(self) -> None:
         s = self.settings
         with self._lock:
+            self._retire_old_connection()
             connection = stomp.Connection12(
                 [(s.host, s.port)], heartbeats=(s.heartbeat_ms, s.heartbeat_ms), vhost=s.vhost,
                 reconnect_attempts_max=1, try_loopback_connect=False,
@@ -88,11 +90,31 @@ class _Link(stomp.ConnectionListener):
                 callback(connection)
             self.connected.set()
 
+    def _retire_old_connection(self) -> None:
+        """Detach from a broken connection so its late events cannot trigger reconnects."""
+        old, self.connection = self.connection, None
+        if old is not None:
+            old.remove_listener("link")
+            with contextlib.suppress(StompException, OSError):
+                old.disconnect()
+
     def on_disconnected(self) -> None:
+        log.warning("%s: disconnected from the broker; reconnecting", self.name)
+        self.reconnect()
+
+    def reconnect(self) -> None:
+        """Start one background reconnection (a second request while one runs is a no-op)."""
         self.connected.clear()
-        if not self.closing:
-            log.warning("%s: disconnected from the broker; reconnecting", self.name)
-            threading.Thread(target=self.open, name=f"reconnect:{self.name}", daemon=True).start()
+        if self.closing or not self._reconnecting.acquire(blocking=False):
+            return
+
+        def run() -> None:
+            try:
+                self.open()
+            finally:
+                self._reconnecting.release()
+
+        threading.Thread(target=run, name=f"reconnect:{self.name}", daemon=True).start()
 
     def close(self) -> None:
         self.closing = True
@@ -129,7 +151,7 @@ class _Subscription(_Link):
         try:
             self.handler(frame.body)
             self.connection.ack(frame.headers["ack"])
-        except StompException as error:  # ack lost with the connection: broker redelivers
+        except (StompException, OSError) as error:  # ack lost with the connection: redelivered
             log.warning("%s: ack failed (%s); the message will be redelivered", self.name, error)
         except Exception:
             log.exception("%s: handler crashed; message left unacknowledged", self.name)
@@ -159,12 +181,9 @@ class StompTransport:
                         headers={"persistent": "true"},
                     )
                     return
-                except StompException as error:
+                except (StompException, OSError) as error:
                     log.warning("send to %s failed (%s); waiting for the broker", target, error)
-                    self._sender.connected.clear()
-                    time.sleep(self.settings.reconnect_initial_s)
-                    if not self._sender.connected.is_set():
-                        self._sender.open()
+                    self._sender.reconnect()
 
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
         link = _Subscription(self.settings, destination, subscription, handler, self)

@@ -43,12 +43,22 @@ class EmbeddedDDM:
     def __init__(self, db: Database, rses: list[LocalRSE]) -> None:
         self.db = db
         self.rses = {rse.name: rse for rse in rses}
-        with db.session() as session:
-            for rse in rses:
-                rse.root.mkdir(parents=True, exist_ok=True)
-                session.merge(RseRecord(
-                    name=rse.name, site=rse.site, rse_type=rse.rse_type, root=str(rse.root)
-                ))
+        for rse in rses:
+            rse.root.mkdir(parents=True, exist_ok=True)
+            self._declare(rse)
+
+    def _declare(self, rse: LocalRSE) -> None:
+        """Upsert the RSE row; agents starting together may race, the loser retries."""
+        for attempt in range(2):
+            try:
+                with self.db.session() as session:
+                    session.merge(RseRecord(
+                        name=rse.name, site=rse.site, rse_type=rse.rse_type, root=str(rse.root)
+                    ))
+                return
+            except IntegrityError:
+                if attempt:
+                    raise
 
     def rse(self, name: str) -> LocalRSE:
         try:
