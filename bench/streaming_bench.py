@@ -7,21 +7,27 @@ Three measurements in one run, same machine, same STF files and payloads:
              STF before looking at the next (what R4.7 forbids) -- its throughput is the yardstick
   paced      epic-wfms at a DAQ rate well above ePIC's 2 STF/s: latency percentiles
   burst      epic-wfms with every STF announced at once: sustained throughput
+each of the last two on the embedded backends (one process, SQLite, in-process bus) and on
+the services backends (agents as processes, RabbitMQ-STOMP, PostgreSQL).
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import create_engine, func, select, text
 
-from epic_wfms.backends import build_backends
-from epic_wfms.config import load_config
+from epic_wfms.backends import build_backends, open_database
+from epic_wfms.cli.demo import DemoOptions, services_config, wait_finished
+from epic_wfms.cli.services import AgentSet, write_config
+from epic_wfms.config import POSTGRES_DEFAULT_URL, load_config
 from epic_wfms.daq import DaqSettings, DaqSimulator
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
@@ -82,6 +88,44 @@ def _figures(rows) -> dict:
     }
 
 
+@contextmanager
+def bench_schema() -> Iterator[str]:
+    """A private PostgreSQL schema for the services scenarios, dropped afterwards."""
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(POSTGRES_DEFAULT_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_DEFAULT_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict:
+    """The same run through the STOMP broker and PostgreSQL, each role its own process."""
+    with bench_schema() as url:
+        config = services_config(_config(root, slots).model_copy(update={"database_url": url}))
+        db = open_database(config)
+        agents = AgentSet(config, write_config(config, root / "services.yaml"), db)
+        try:
+            agents.start_all()
+            agents.start("daq", "--run", "1", "--stfs", str(n), "--rate", str(rate),
+                         "--stf-size", str(size))
+            options = DemoOptions(stfs=n, timeout_s=600)
+            if not wait_finished(db, 1, options, None):
+                raise RuntimeError(f"services run did not finish; logs in {agents.logs}")
+            with db.session() as session:
+                rows = session.execute(select(
+                    StfRecord.available_at, StfRecord.registered_at, StfRecord.dispatched_at,
+                    StfRecord.processed_at).where(StfRecord.run_number == 1)).all()
+        finally:
+            agents.stop_all()
+            db.dispose()
+    return _figures(rows)
+
+
 def run_baseline(root: Path, n: int, size: int) -> dict:
     """Serial: validate, register, archive to two tapes, stage, reco -- one STF at a time."""
     config = _config(root, 1)
@@ -105,8 +149,7 @@ def run_baseline(root: Path, n: int, size: int) -> dict:
             out = ddm.pfn(DID(naming.SCOPE, naming.reco_output_filename(stf.filename)), "BNL_DISK")
             dispatched = datetime.now(UTC)
             done = []
-            executor.submit(JobSpec("reco", "E1_BNL", [
-                sys.executable, "-m", "epic_wfms.wfms.payloads.reco",
+            executor.submit(JobSpec("reco", "E1_BNL", "epic_wfms.wfms.payloads.reco", [
                 "--input", ddm.local_path(did, "BNL_DISK"), "--output", out], [stf.filename],
                 out), done.append)
             while not done:
@@ -129,9 +172,12 @@ def main() -> None:
         root = Path(tmp)
         results = {
             "baseline (serial)": run_baseline(root / "baseline", args.stfs, args.size),
-            f"epic-wfms paced {args.rate:g}/s": run_pipeline(
+            f"embedded paced {args.rate:g}/s": run_pipeline(
                 root / "paced", args.stfs, args.rate, args.size, args.slots),
-            "epic-wfms burst": run_pipeline(root / "burst", args.stfs, 0, args.size, args.slots),
+            "embedded burst": run_pipeline(root / "burst", args.stfs, 0, args.size, args.slots),
+            f"services paced {args.rate:g}/s": run_services(
+                root / "s-paced", args.stfs, args.rate, args.size, args.slots),
+            "services burst": run_services(root / "s-burst", args.stfs, 0, args.size, args.slots),
         }
     print(f"STFs per scenario: {args.stfs}, STF size {args.size} B, "
           f"{args.slots} slots per E1 site x 2 sites; ePIC DAQ rate {DAQ_RATE:g} STF/s")
@@ -144,9 +190,10 @@ def main() -> None:
               f"{r['register_p50'] * 1e3:>12.1f}ms{r['processed_per_s']:>13.1f}"
               f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
     base = results["baseline (serial)"]["processed_per_s"]
-    burst = results["epic-wfms burst"]["processed_per_s"]
-    print(f"sustained throughput: {burst:.1f} STF/s = {burst / base:.2f}x the serial baseline, "
-          f"{burst / DAQ_RATE:.1f}x the ePIC DAQ rate")
+    for name in ("embedded burst", "services burst"):
+        burst = results[name]["processed_per_s"]
+        print(f"{name}: sustained {burst:.1f} STF/s = {burst / base:.2f}x the serial baseline, "
+              f"{burst / DAQ_RATE:.1f}x the ePIC DAQ rate")
 
 
 if __name__ == "__main__":

@@ -53,7 +53,8 @@ def build_backends(
     db = open_database(config)
     bus = MessageBus(build_transport(config, client_id), StoreLedger(db))
     executor = (
-        LocalWorkerPool(db, {site.name: site.slots for site in config.sites})
+        LocalWorkerPool(db, {site.name: site.slots for site in config.sites},
+                        runner=config.payload_runner)
         if with_executor else None
     )
     return Backends(db, bus, build_ddm(config, db), executor)

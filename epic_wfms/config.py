@@ -135,6 +135,10 @@ class Config(_Strict):
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     fault_injection: FaultInjection = Field(default_factory=FaultInjection)
     bus: BusConfig = Field(default_factory=BusConfig)
+    payload_runner: Literal["standing", "subprocess"] = Field(
+        default="standing",
+        description="standing: each worker slot keeps a pilot process; subprocess: one per job",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Config:

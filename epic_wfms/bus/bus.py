@@ -53,14 +53,21 @@ class MessageBus:
         """Inject a wire body as-is (adapters, replays, tests of malformed input)."""
         self.transport.send(destination, body)
 
-    def subscribe(self, destination: str, subscription: str, handler: MessageHandler) -> None:
+    def subscribe(
+        self, destination: str, subscription: str, handler: MessageHandler, *,
+        msg_types: set[str] | None = None, track: bool = True,
+    ) -> None:
+        """``msg_types``: handle only these (others are acknowledged untouched);
+        ``track=False``: a pure observer, no idempotency ledger (e.g. a log)."""
+
         def deliver(body: str) -> None:
-            self._deliver(destination, subscription, handler, body)
+            self._deliver(destination, subscription, handler, body, msg_types, track)
 
         self.transport.subscribe(destination, subscription, deliver)
 
     def _deliver(
-        self, destination: str, subscription: str, handler: MessageHandler, body: str
+        self, destination: str, subscription: str, handler: MessageHandler, body: str,
+        msg_types: set[str] | None = None, track: bool = True,
     ) -> None:
         try:
             message = decode(body)
@@ -68,7 +75,9 @@ class MessageBus:
             log.warning("dead-lettering malformed message on %s: %s", destination, error)
             self.ledger.dead_letter(subscription, destination, body, str(error))
             return
-        if self.ledger.already_handled(subscription, message.msg_id):
+        if msg_types is not None and message.msg_type not in msg_types:
+            return
+        if track and self.ledger.already_handled(subscription, message.msg_id):
             return
         for attempt in range(1, self.max_attempts + 1):
             try:
@@ -81,7 +90,8 @@ class MessageBus:
                     return
                 time.sleep(self.retry_backoff_s * 2 ** (attempt - 1))
             else:
-                self.ledger.mark_handled(subscription, message.msg_id, message.msg_type)
+                if track:
+                    self.ledger.mark_handled(subscription, message.msg_id, message.msg_type)
                 return
 
     def wait_idle(self, timeout: float = 30.0) -> bool:

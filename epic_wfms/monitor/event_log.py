@@ -19,8 +19,8 @@ class EventLog:
         self.counts: Counter[str] = Counter()
 
     def subscribe(self) -> None:
-        self.bus.subscribe(dest.STATE, "monitor-state", self.on_message)
-        self.bus.subscribe(dest.EVENTS, "monitor-events", self.on_message)
+        self.bus.subscribe(dest.STATE, "monitor-state", self.on_message, track=False)
+        self.bus.subscribe(dest.EVENTS, "monitor-events", self.on_message, track=False)
 
     def on_message(self, message: m.Message) -> None:
         self.counts[message.msg_type] += 1

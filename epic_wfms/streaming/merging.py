@@ -8,7 +8,6 @@ processing state, deferred STFs were caught up and every STF is archived.
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from datetime import timedelta
 from pathlib import Path
@@ -30,6 +29,7 @@ from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 
 log = logging.getLogger(__name__)
 
+MERGE_PAYLOAD = "epic_wfms.wfms.payloads.merge"
 IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
 
 
@@ -42,12 +42,12 @@ class Merging:
         self._missing_reported: set[int] = set()
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe(dest.EVENTS, "merging", self.on_event)
+        self.ctx.bus.subscribe(dest.EVENTS, "merging", self.on_stf_processed,
+                               msg_types={"stf_processed"})
 
-    def on_event(self, message: m.Message) -> None:
-        if message.msg_type == "stf_processed":
-            body: m.StfNews = message.body
-            self.stf_processed(body.run_number, body.detail.get("site"))
+    def on_stf_processed(self, message: m.Message) -> None:
+        body: m.StfNews = message.body
+        self.stf_processed(body.run_number, body.detail.get("site"))
 
     def tick(self) -> None:
         """Periodic scan: merges nothing missed while this agent was down, finalizes runs."""
@@ -129,11 +129,11 @@ class Merging:
             self.ctx.ddm.add_rule(did, rse, copies=1, activity="Merge Input")
             paths.append(self.ctx.ddm.local_path(did, rse))
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
-        command = [sys.executable, "-m", "epic_wfms.wfms.payloads.merge", "--output", out_path]
         with self.ctx.db.session() as session:
             run_number = session.get(MergeRecord, merge_id).run_number
         spec = JobSpec(
-            kind=kind, site=site, command=command + paths, inputs=inputs, output=output,
+            kind=kind, site=site, payload=MERGE_PAYLOAD, args=["--output", out_path, *paths],
+            inputs=inputs, output=output,
             run_number=run_number, attempt_nr=attempt,
             max_attempts=self.ctx.config.processing.retry.max_attempts,
         )

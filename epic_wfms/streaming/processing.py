@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ log = logging.getLogger(__name__)
 
 
 ACTIVE = ("activated", "running", "retrying")
+RECO_PAYLOAD = "epic_wfms.wfms.payloads.reco"
 
 
 def dispatch_deferred(ctx: StreamingContext, run_number: int | None) -> int:
@@ -104,15 +104,13 @@ class StfProcessing:
         stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
         output = naming.reco_output_filename(work.filename)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
-        command = [
-            sys.executable, "-m", "epic_wfms.wfms.payloads.reco",
-            "--input", stf_path, "--output", out_path,
-        ]
+        args = ["--input", stf_path, "--output", out_path]
         if attempt <= self.ctx.config.fault_injection.reco_failures.get(work.sequence, 0):
-            command.append("--inject-failure")
+            args.append("--inject-failure")
         spec = JobSpec(
-            kind="reco", site=site.name, command=command, inputs=[work.filename], output=output,
-            run_number=work.run_number, stf_filename=work.filename, attempt_nr=attempt,
+            kind="reco", site=site.name, payload=RECO_PAYLOAD, args=args, inputs=[work.filename],
+            output=output, run_number=work.run_number, stf_filename=work.filename,
+            attempt_nr=attempt,
             max_attempts=self._retry.max_attempts,
         )
         self.ctx.executor.submit(spec, lambda result: self._done(work, result))

@@ -1,8 +1,15 @@
-"""Embedded execution: per-site local worker slots running payloads as real subprocesses."""
+"""Embedded execution: per-site local worker slots running payloads in real processes.
+
+``runner="standing"`` (default): each slot keeps a pilot process (wfms/pilot.py) that runs one
+payload after another; ``runner="subprocess"``: a fresh ``python -m payload`` per job.
+"""
 
 from __future__ import annotations
 
+import json
+import select
 import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -22,8 +29,14 @@ class LocalWorkerPool:
         db: Database,
         slots: dict[str, int],
         timeout_s: float = 600.0,
+        runner: str = "standing",
     ) -> None:
+        if runner not in ("standing", "subprocess"):
+            raise ValueError(f"runner {runner!r}: use 'standing' (pilots) or 'subprocess'")
         self.db = db
+        self.runner = runner
+        self._local = threading.local()
+        self._pilots: list[subprocess.Popen] = []
         self._pools = {
             site: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"worker:{site}")
             for site, n in slots.items()
@@ -83,6 +96,8 @@ class LocalWorkerPool:
         on_done(JobResult(job_id, spec, status, started, ended, exit_code, error))
 
     def _execute(self, spec: JobSpec) -> tuple[int | None, str | None]:
+        if self.runner == "standing":
+            return self._execute_in_pilot(spec)
         try:
             proc = subprocess.run(
                 spec.command, capture_output=True, text=True, timeout=self.timeout_s, check=False
@@ -93,6 +108,39 @@ class LocalWorkerPool:
             return None, f"payload could not start: {error}"
         if proc.returncode != 0:
             return proc.returncode, (proc.stderr or proc.stdout)[-_TAIL:].strip()
+        return 0, None
+
+    def _pilot(self) -> subprocess.Popen:
+        """This worker slot's standing payload process, started on first use or after a crash."""
+        pilot = getattr(self._local, "pilot", None)
+        if pilot is None or pilot.poll() is not None:
+            pilot = subprocess.Popen(
+                [sys.executable, "-m", "epic_wfms.wfms.pilot"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, text=True, bufsize=1,
+            )
+            self._local.pilot = pilot
+            with self._lock:
+                self._pilots.append(pilot)
+        return pilot
+
+    def _execute_in_pilot(self, spec: JobSpec) -> tuple[int | None, str | None]:
+        pilot = self._pilot()
+        try:
+            pilot.stdin.write(json.dumps({"payload": spec.payload, "args": spec.args}) + "\n")
+            pilot.stdin.flush()
+        except OSError as error:
+            return None, f"pilot {pilot.pid} unavailable: {error}"
+        ready, _, _ = select.select([pilot.stdout], [], [], self.timeout_s)
+        if not ready:
+            pilot.kill()
+            return None, f"payload exceeded {self.timeout_s:.0f}s; pilot {pilot.pid} killed"
+        line = pilot.stdout.readline()
+        if not line:
+            code = pilot.wait()
+            return None, f"pilot {pilot.pid} died running the payload (exit code {code})"
+        reply = json.loads(line)
+        if reply["exit_code"] != 0:
+            return reply["exit_code"], reply["output"][-_TAIL:].strip()
         return 0, None
 
     def _set(self, job_id: int, **fields: object) -> None:
@@ -119,3 +167,10 @@ class LocalWorkerPool:
             event.set()
         for pool in self._pools.values():
             pool.shutdown(wait=True, cancel_futures=False)
+        for pilot in self._pilots:
+            if pilot.poll() is None:
+                pilot.stdin.close()  # end of input: the pilot exits
+                try:
+                    pilot.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    pilot.kill()

@@ -7,6 +7,7 @@ the caller's policy (streaming/processing.py), as JEDI decides retries, not the 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,15 +26,22 @@ class JobStatus(StrEnum):
 
 @dataclass(frozen=True)
 class JobSpec:
+    """``payload`` is the Python module run as ``python -m payload *args`` (the transformation)."""
+
     kind: str  # reco, merge, gather
     site: str
-    command: list[str]
+    payload: str
+    args: list[str]
     inputs: list[str]  # logical file names consumed (provenance)
     output: str  # logical file name produced
     run_number: int | None = None
     stf_filename: str | None = None
     attempt_nr: int = 1
     max_attempts: int = 3
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", self.payload, *self.args]
 
 
 @dataclass(frozen=True)
