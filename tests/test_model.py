@@ -75,6 +75,9 @@ def test_naming_round_trip_and_errors():
     assert naming.parse_stf_filename(name) == (123, 42)
     assert naming.tf_sample_filename(name, 3) == "swf.000123.000042_tf_003.tf"
     assert naming.testbed_run_dataset(123) == "group.daq:swf.123.run"
+    reco = naming.reco_output_filename(name)
+    assert naming.attempt_filename(reco, 1) == "swf.000123.000042.reco.json"
+    assert naming.attempt_filename(reco, 3) == "swf.000123.000042.reco.a3.json"
     with pytest.raises(ValueError, match=re.escape("swf.<run:06d>.<seq:06d>.stf")):
         naming.parse_stf_filename("swf.20250101.120000.run.physics.stf")
 

@@ -17,7 +17,7 @@ from epic_wfms.backends import build_ddm, open_database
 from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import load_config
 from epic_wfms.model import naming
-from epic_wfms.store.schema import AgentRecord, RunRecord, StfRecord
+from epic_wfms.store.schema import AgentRecord, JobRecord, RunRecord, StfRecord
 from epic_wfms.streaming.report import merged_stfs, run_report
 from tests.conftest import private_postgres_schema
 
@@ -81,9 +81,20 @@ def assert_complete(agents: AgentSet) -> None:
 
 
 def _diagnose(agents: AgentSet) -> str:
-    tails = {p.name: p.read_text()[-1500:] for p in agents.logs.glob("*.log")}
-    return json.dumps({"registered": count(agents, StfRecord.registered_at),
-                       "processed": count(agents, StfRecord.processed_at), "logs": tails})[:6000]
+    """What is unfinished, with the jobs of each unfinished STF, and the agents' log tails."""
+    with agents.db.session() as session:
+        unfinished = {
+            s.filename: (s.processing_status, s.archive_status, [
+                (j.attempt_nr, j.status, j.error) for j in session.scalars(
+                    select(JobRecord).where(JobRecord.stf_filename == s.filename))])
+            for s in session.scalars(select(StfRecord).where(
+                StfRecord.run_number == RUN, StfRecord.processing_status != "merged"))
+        }
+        run = session.get(RunRecord, RUN)
+        run_status = run.status if run else None
+    tails = {p.name: p.read_text()[-800:] for p in agents.logs.glob("*.log")}
+    return json.dumps({"run": run_status, "unfinished": unfinished, "logs": tails},
+                      default=str)[:8000]
 
 
 @pytest.mark.parametrize("role", ["ingest", "archive", "process", "merge", "daq"])

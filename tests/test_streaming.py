@@ -189,6 +189,7 @@ def test_payload_failure_is_retried(installation_factory, tmp_path, database_url
     assert [(j.attempt_nr, j.status) for j in seq1] == [(1, "failed"), (2, "finished")]
     assert [j.status for j in seq2] == ["failed", "failed", "finished"]
     assert "injected failure" in seq1[0].error and seq1[0].exit_code == 65
+    assert stfs(inst, 206)[1].reco_output == "swf.000206.000001.reco.a2.json"  # immutable DIDs
 
 
 def test_retries_are_bounded_and_failure_reported(installation_factory, tmp_path, database_url):

@@ -7,6 +7,7 @@ Scope          epic           (the testbed uses group.daq)
 Run dataset    epic:swf.<run:06d>.run                             (testbed: group.daq:swf.<run>.run)
 E1 subsets     epic:swf.<run:06d>.E1_BNL / epic:swf.<run:06d>.E1_JLAB
 Merged output  swf.<run:06d>.<site>.merge_<k:04d>.json, swf.<run:06d>.run.merged.json
+Retried jobs   their output gets .a<attempt> before the extension (DIDs are immutable)
 """
 
 from __future__ import annotations
@@ -61,6 +62,14 @@ def merge_filename(run_number: int, site: str, index: int) -> str:
 
 def run_merged_filename(run_number: int) -> str:
     return f"swf.{run_number:06d}.run.merged.json"
+
+
+def attempt_filename(name: str, attempt: int) -> str:
+    """Outputs are immutable DIDs, so a retried job writes a new name: ``x.json``, ``x.a2.json``."""
+    if attempt <= 1:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    return f"{stem}.a{attempt}{dot}{ext}"
 
 
 def reco_output_filename(stf_name: str) -> str:

@@ -128,6 +128,7 @@ class Merging:
             did = DID(naming.SCOPE, name)
             self.ctx.ddm.add_rule(did, rse, copies=1, activity="Merge Input")
             paths.append(self.ctx.ddm.local_path(did, rse))
+        output = naming.attempt_filename(output, attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
         with self.ctx.db.session() as session:
             run_number = session.get(MergeRecord, merge_id).run_number
@@ -145,7 +146,9 @@ class Merging:
         spec = result.spec
         if result.status is not JobStatus.FINISHED:
             if spec.attempt_nr < spec.max_attempts:
-                self._submit(merge_id, spec.site, spec.inputs, spec.output, spec.kind,
+                with self.ctx.db.session() as session:
+                    base_output = session.get(MergeRecord, merge_id).output
+                self._submit(merge_id, spec.site, spec.inputs, base_output, spec.kind,
                              spec.attempt_nr + 1)
                 return
             self._set_merge(merge_id, "failed")
@@ -162,7 +165,7 @@ class Merging:
         final = spec.kind == "gather"
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)
-            merge.status = "done"
+            merge.status, merge.output = "done", spec.output
             for stf in session.scalars(select(StfRecord).where(StfRecord.merge_id == merge_id)):
                 stf.processing_status = "merged"
         if final:

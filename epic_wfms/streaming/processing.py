@@ -102,7 +102,7 @@ class StfProcessing:
         did = DID(naming.SCOPE, work.filename)
         self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity="Express")
         stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
-        output = naming.reco_output_filename(work.filename)
+        output = naming.attempt_filename(naming.reco_output_filename(work.filename), attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
         args = ["--input", stf_path, "--output", out_path]
         if attempt <= self.ctx.config.fault_injection.reco_failures.get(work.sequence, 0):

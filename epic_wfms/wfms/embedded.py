@@ -7,6 +7,7 @@ payload after another; ``runner="subprocess"``: a fresh ``python -m payload`` pe
 from __future__ import annotations
 
 import json
+import logging
 import select
 import subprocess
 import sys
@@ -19,6 +20,7 @@ from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
 
 _TAIL = 2000
+log = logging.getLogger(__name__)
 
 
 class LocalWorkerPool:
@@ -93,7 +95,10 @@ class LocalWorkerPool:
         self._finish(job_id, spec, status, ended, exit_code, error)
         with self._lock:
             self._backlog[spec.site] -= 1
-        on_done(JobResult(job_id, spec, status, started, ended, exit_code, error))
+        try:
+            on_done(JobResult(job_id, spec, status, started, ended, exit_code, error))
+        except Exception:  # a bookkeeping failure must be visible, not vanish in a future
+            log.exception("handling the end of job %d (%s) failed", job_id, spec.kind)
 
     def _execute(self, spec: JobSpec) -> tuple[int | None, str | None]:
         if self.runner == "standing":
