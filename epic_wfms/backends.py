@@ -42,7 +42,7 @@ def build_transport(config: Config, client_id: str) -> Transport:
     return StompTransport(StompSettings(
         host=b.host, port=b.port, user=b.user, password=b.password, vhost=b.vhost,
         namespace=b.namespace, client_id=client_id, heartbeat_ms=b.heartbeat_ms,
-        prefetch=b.prefetch,
+        prefetch=b.prefetch, queue_expiry_s=b.queue_expiry_s,
     ))
 
 

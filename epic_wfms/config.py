@@ -108,6 +108,11 @@ class BusConfig(_Strict):
     namespace: str = Field(default="", description="prefix of every destination name")
     heartbeat_ms: int = Field(default=10_000, ge=0)
     prefetch: int = Field(default=8, gt=0)
+    queue_expiry_s: float | None = Field(
+        default=None, gt=0,
+        description="drop a subscription's queue after this long unused (tests, demos); "
+        "None in production",
+    )
 
 
 class FaultInjection(_Strict):

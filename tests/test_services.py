@@ -35,7 +35,8 @@ def postgres_url():
 def services(tmp_path: Path, postgres_url: str):
     config = load_config(
         data_dir=tmp_path / "wfms", database_url=postgres_url,
-        bus={"transport": "stomp", "namespace": f"test-{uuid.uuid4().hex[:8]}"},
+        bus={"transport": "stomp", "namespace": f"test-{uuid.uuid4().hex[:8]}",
+             "queue_expiry_s": 60},
         processing={"merge_every": 5, "missing_grace_s": 2.0},
     )
     db = open_database(config)

@@ -7,7 +7,8 @@
   headers of ActiveMQ Classic, Artemis and RabbitMQ are all sent, brokers ignore the others;
 - messages are sent persistent; a lost connection is re-established with exponential backoff
   and every subscription re-made; a send waits for the broker instead of dropping the message;
-- ``namespace`` prefixes every destination so installations (or test runs) can share a broker.
+- ``namespace`` prefixes every destination so installations (or test runs) can share a broker;
+  ``queue_expiry_s`` lets a throw-away namespace's queues expire once unused (``x-expires``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class StompSettings:
     client_id: str = "epic-wfms"
     heartbeat_ms: int = 10_000
     prefetch: int = 8
+    queue_expiry_s: float | None = None
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 5.0
 
@@ -137,6 +139,8 @@ class _Subscription(_Link):
     def _subscribe(self, connection: stomp.Connection12) -> None:
         s = self.settings
         headers = {"prefetch-count": str(s.prefetch), "activemq.prefetchSize": str(s.prefetch)}
+        if s.queue_expiry_s:  # throw-away namespaces must not leave queues on the broker
+            headers["x-expires"] = str(int(s.queue_expiry_s * 1000))
         if is_topic(self.destination):
             headers.update({
                 "durable": "true", "auto-delete": "false", "persistent": "true",
@@ -170,15 +174,17 @@ class StompTransport:
         self._sender.open()
 
     def send(self, destination: str, body: str) -> None:
-        is_topic(destination)  # validates the destination's form
+        headers = {"persistent": "true"}
+        if not is_topic(destination) and self.settings.queue_expiry_s:
+            # a queue is declared by whichever frame comes first: both must agree on its expiry
+            headers["x-expires"] = str(int(self.settings.queue_expiry_s * 1000))
         target = namespaced(destination, self.settings.namespace)
         with self._send_lock:
             while True:
                 self._sender.connected.wait()
                 try:
                     self._sender.connection.send(
-                        target, body, content_type="application/json",
-                        headers={"persistent": "true"},
+                        target, body, content_type="application/json", headers=headers,
                     )
                     return
                 except (StompException, OSError) as error:

@@ -121,8 +121,10 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
 
 def services_config(config: Config) -> Config:
     """The embedded configuration turned to STOMP + PostgreSQL, with a fresh namespace."""
+    throwaway = not config.bus.namespace
     bus = config.bus.model_copy(update={
         "transport": "stomp", "namespace": config.bus.namespace or f"epic-{uuid.uuid4().hex[:8]}",
+        "queue_expiry_s": config.bus.queue_expiry_s or (600.0 if throwaway else None),
     })
     return config.model_copy(update={
         "bus": bus, "database_url": config.database_url or POSTGRES_DEFAULT_URL,
