@@ -118,6 +118,9 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
     for key in ("stf_processing", "stf_archive", "jobs", "open_integrity_issues"):
         console.print(f"{key}: {info[key]}")
     console.print(f"STFs streamed outside runs: {info['outside_run_stfs']}")
+    for agent_info in info["agents"]:
+        console.print(f"agent {agent_info['name']} ({agent_info['role']}): "
+                      f"{agent_info['status']}, heartbeat {agent_info['heartbeat_age_s']} s ago")
 
 
 @cli.command()

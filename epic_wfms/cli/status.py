@@ -8,11 +8,13 @@ from sqlalchemy import func, select
 
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
+    AgentRecord,
     IntegrityIssueRecord,
     JobRecord,
     RunRecord,
     StateTransitionRecord,
     StfRecord,
+    utcnow,
 )
 
 
@@ -41,6 +43,8 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
         ).all()
         last = session.scalar(select(StateTransitionRecord).order_by(
             StateTransitionRecord.id.desc()).limit(1))
+        agents = session.scalars(select(AgentRecord).order_by(AgentRecord.heartbeat_at.desc())
+                                 .limit(20)).all()
     return {
         "detector_state": f"{last.to_state}/{last.to_substate}" if last else "unknown",
         "runs": [
@@ -55,4 +59,9 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
         "stf_archive": dict(archive),
         "jobs": {f"{k}.{s}": n for k, s, n in jobs},
         "open_integrity_issues": dict(issues),
+        "agents": [
+            {"name": a.name, "role": a.role, "status": a.status,
+             "heartbeat_age_s": round((utcnow() - a.heartbeat_at).total_seconds(), 1)}
+            for a in agents
+        ],
     }
