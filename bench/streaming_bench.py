@@ -164,7 +164,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stfs", type=int, default=200)
-    parser.add_argument("--rate", type=float, default=20.0, help="paced DAQ rate, STF/s")
+    parser.add_argument("--rate", type=float, default=10.0, help="paced DAQ rate, STF/s")
     parser.add_argument("--size", type=int, default=64 * 1024, help="STF size, bytes")
     parser.add_argument("--slots", type=int, default=2, help="worker slots per E1 site")
     args = parser.parse_args()
