@@ -16,13 +16,10 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import func, select
 
 from epic_wfms.backends import build_backends, open_database
 from epic_wfms.cli.demo import DemoOptions, services_config, wait_finished
@@ -33,6 +30,7 @@ from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.schema import StfRecord
+from epic_wfms.store.scratch import scratch_schema
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import percentile
@@ -88,24 +86,9 @@ def _figures(rows) -> dict:
     }
 
 
-@contextmanager
-def bench_schema() -> Iterator[str]:
-    """A private PostgreSQL schema for the services scenarios, dropped afterwards."""
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(POSTGRES_DEFAULT_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{POSTGRES_DEFAULT_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
-
 def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict:
     """The same run through the STOMP broker and PostgreSQL, each role its own process."""
-    with bench_schema() as url:
+    with scratch_schema(POSTGRES_DEFAULT_URL, prefix="bench") as url:
         config = services_config(_config(root, slots).model_copy(update={"database_url": url}))
         db = open_database(config)
         agents = AgentSet(config, write_config(config, root / "services.yaml"), db)

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import uuid
+import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from epic_wfms.backends import Backends, build_backends
 from epic_wfms.config import Config, load_config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.store.scratch import scratch_schema
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.orchestrator import Orchestrator
 
@@ -46,19 +45,18 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@contextmanager
-def private_postgres_schema() -> Iterator[str]:
+def private_postgres_schema():
     """A URL whose search_path is a fresh schema, dropped afterwards: tests never collide."""
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(POSTGRES_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    return scratch_schema(POSTGRES_URL)
+
+
+def wait_for(predicate, timeout: float = 60) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

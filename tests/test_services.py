@@ -19,7 +19,7 @@ from epic_wfms.config import load_config
 from epic_wfms.model import naming
 from epic_wfms.store.schema import AgentRecord, JobRecord, RunRecord, StfRecord
 from epic_wfms.streaming.report import merged_stfs, run_report
-from tests.conftest import private_postgres_schema
+from tests.conftest import private_postgres_schema, wait_for
 
 RUN, STFS = 301, 40
 TIMEOUT = 180
@@ -56,22 +56,13 @@ def count(agents: AgentSet, column) -> int:
         return session.scalar(select(func.count(column)).where(StfRecord.run_number == RUN))
 
 
-def wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def assert_complete(agents: AgentSet) -> None:
     def finished() -> bool:
         with agents.db.session() as session:
             run = session.get(RunRecord, RUN)
             return run is not None and run.status == "finished"
 
-    assert wait_for(finished), _diagnose(agents)
+    assert wait_for(finished, TIMEOUT), _diagnose(agents)
     produced = [naming.stf_filename(RUN, s) for s in range(STFS)]
     ddm = build_ddm(agents.config, agents.db)
     report = run_report(agents.db, ddm, RUN, produced)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -25,18 +24,9 @@ from epic_wfms.store.schema import (
     TfSampleRecord,
 )
 from epic_wfms.streaming.report import run_report
-from tests.conftest import make_config
+from tests.conftest import make_config, wait_for
 
 TIMEOUT = 60
-
-
-def wait_for(predicate, timeout: float = TIMEOUT) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def stfs(inst, run):

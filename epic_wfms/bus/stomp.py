@@ -6,7 +6,8 @@
 - topic subscriptions are durable (a consumer that is down misses nothing): the subscription
   headers of ActiveMQ Classic, Artemis and RabbitMQ are all sent, brokers ignore the others;
 - messages are sent persistent; a lost connection is re-established with exponential backoff
-  and every subscription re-made; a send waits for the broker instead of dropping the message;
+  and every subscription re-made; a send counts only once the broker's RECEIPT arrived and is
+  repeated otherwise, so nothing is lost while the broker restarts;
 - ``namespace`` prefixes every destination so installations (or test runs) can share a broker;
   ``queue_expiry_s`` lets a throw-away namespace's queues expire once unused (``x-expires``).
 """
@@ -17,6 +18,7 @@ import contextlib
 import logging
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 
 import stomp
@@ -40,6 +42,7 @@ class StompSettings:
     heartbeat_ms: int = 10_000
     prefetch: int = 8
     queue_expiry_s: float | None = None
+    receipt_timeout_s: float = 10.0
     reconnect_initial_s: float = 0.2
     reconnect_max_s: float = 5.0
 
@@ -62,6 +65,7 @@ class _Link(stomp.ConnectionListener):
         self.connected = threading.Event()
         self._lock = threading.Lock()
         self._reconnecting = threading.Lock()
+        self._receipts: dict[str, threading.Event] = {}
         self.on_connect: list = []
 
     def open(self) -> None:
@@ -91,6 +95,16 @@ class _Link(stomp.ConnectionListener):
             for callback in self.on_connect:
                 callback(connection)
             self.connected.set()
+
+    def expect_receipt(self, receipt: str) -> threading.Event:
+        event = threading.Event()
+        self._receipts[receipt] = event
+        return event
+
+    def on_receipt(self, frame: stomp.utils.Frame) -> None:
+        event = self._receipts.pop(frame.headers.get("receipt-id", ""), None)
+        if event is not None:
+            event.set()
 
     def _retire_old_connection(self) -> None:
         """Detach from a broken connection so its late events cannot trigger reconnects."""
@@ -180,16 +194,27 @@ class StompTransport:
             headers["x-expires"] = str(int(self.settings.queue_expiry_s * 1000))
         target = namespaced(destination, self.settings.namespace)
         with self._send_lock:
-            while True:
-                self._sender.connected.wait()
-                try:
-                    self._sender.connection.send(
-                        target, body, content_type="application/json", headers=headers,
-                    )
-                    return
-                except (StompException, OSError) as error:
-                    log.warning("send to %s failed (%s); waiting for the broker", target, error)
-                    self._sender.reconnect()
+            while not self._send_confirmed(target, body, headers):
+                log.warning("send to %s not confirmed; resending after reconnect", target)
+                self._sender.reconnect()
+
+    def _send_confirmed(self, target: str, body: str, headers: dict[str, str]) -> bool:
+        """Send and wait for the broker's RECEIPT: a frame written into a dying socket is not
+        delivered, so only a receipt counts. A resend may duplicate; consumers are idempotent."""
+        self._sender.connected.wait()
+        receipt = uuid.uuid4().hex
+        confirmed = self._sender.expect_receipt(receipt)
+        try:
+            self._sender.connection.send(target, body, content_type="application/json",
+                                         headers={**headers, "receipt": receipt})
+        except (StompException, OSError) as error:
+            log.warning("send to %s failed: %s", target, error)
+            return False
+        deadline = time.monotonic() + self.settings.receipt_timeout_s
+        while not confirmed.wait(0.05):
+            if not self._sender.connected.is_set() or time.monotonic() > deadline:
+                return False
+        return True
 
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
         link = _Subscription(self.settings, destination, subscription, handler, self)

@@ -12,7 +12,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-EXIT_BAD_INPUT = 64
+from epic_wfms.wfms.payloads.results import EXIT_BAD_INPUT, write_result
 
 
 def _stfs_of(result: dict) -> list[str]:
@@ -54,10 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError, KeyError) as error:
         print(f"cannot merge: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".part")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.output)
+    write_result(args.output, result)
     return 0
 
 

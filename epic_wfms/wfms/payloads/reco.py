@@ -7,7 +7,6 @@ follow the pilot convention: 0 ok, 64 bad input file, 65 injected failure (tests
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from datetime import UTC, datetime
@@ -15,9 +14,7 @@ from pathlib import Path
 
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf_file import DETECTOR_CHANNELS, read_stf
-
-EXIT_BAD_INPUT = 64
-EXIT_INJECTED = 65
+from epic_wfms.wfms.payloads.results import EXIT_BAD_INPUT, EXIT_INJECTED, write_result
 
 
 def reconstruct(stf_path: Path) -> dict:
@@ -64,10 +61,7 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as error:
         print(f"cannot reconstruct {args.input}: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.output.with_suffix(".part")
-    tmp.write_text(json.dumps(result, indent=1))
-    tmp.replace(args.output)
+    write_result(args.output, result)
     return 0
 
 
