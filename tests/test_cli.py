@@ -25,8 +25,13 @@ def test_demo_json_then_status(tmp_path):
     info = json.loads(status.stdout)
     assert info["runs"][0]["run"] == report["run_number"]
     assert info["runs"][0]["status"] == "finished" and info["runs"][0]["stfs"] == 12
-    assert info["detector_state"] == "beam/ready"
+    assert info["detector_state"] == "off/not_ready"  # the demo ends the fill
     assert info["jobs"]["reco.finished"] == 12
+    again = epic_wfms("demo", "--stfs", "4", "--rate", "50", "--json",
+                      "--data-dir", str(tmp_path), cwd=tmp_path)
+    second = json.loads(again.stdout)
+    assert second["run_number"] == report["run_number"] + 1 and second["lost"] == 0
+    assert second["integrity_issues"] == {}  # the store's detector state carried over cleanly
 
 
 def test_demo_rejects_bad_standby_range(tmp_path):

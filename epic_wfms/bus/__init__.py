@@ -1,4 +1,4 @@
-"""Message bus: versioned JSON schema, destinations, transports (in-process; STOMP later)."""
+"""Message bus: versioned JSON schema, destinations, transports (in-process and STOMP)."""
 
 from epic_wfms.bus.bus import DeliveryLedger, MessageBus
 from epic_wfms.bus.inprocess import InProcessTransport

@@ -81,8 +81,6 @@ def _start_role(role: str, config: Config, backends: Backends) -> Orchestrator |
 class DaqProgress:
     """The DAQ agent's own record of how far its run got, so a restarted DAQ resumes."""
 
-    STEPS = ("bring_up", "run_imminent", "start_run", "streaming", "end_run")
-
     def __init__(self, path: Path) -> None:
         self.path = path
         self.data = json.loads(path.read_text()) if path.exists() else {"done": [], "next": 0}
@@ -150,3 +148,6 @@ def _play(daq: DaqSimulator, progress: DaqProgress, run: int, stfs: int,
     if not progress.done("end_run"):
         daq.end_run(run, stfs)
         progress.mark("end_run")
+    if not progress.done("shut_down"):
+        daq.shut_down()
+        progress.mark("shut_down")

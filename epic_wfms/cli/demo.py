@@ -101,6 +101,7 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         daq.bring_up()
         daq.stream_outside_run(options.pre_run_stfs)
         daq.physics_run(run, options.stfs, standby=options.standby)
+        daq.shut_down()
 
     started = time.monotonic()
     daq_thread = threading.Thread(target=control_room, name="daq", daemon=True)

@@ -15,7 +15,7 @@ from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.status import store_status
-from epic_wfms.config import load_config
+from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.statemachine.docs import transition_table_markdown
 
@@ -69,6 +69,14 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json:
         sys.exit(1)
 
 
+def _load(config_path: Path | None, data_dir: Path | None) -> Config:
+    """Configuration errors end the command with their message, not a traceback."""
+    try:
+        return load_config(config_path, data_dir=data_dir)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+
+
 def _parse_range(text: str | None) -> range | None:
     if not text:
         return None
@@ -101,7 +109,7 @@ def _print_report(console: Console, report: dict) -> None:
 @DATA_DIR_OPTION
 def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
     """Show runs, STFs, jobs and open integrity issues from the bookkeeping store."""
-    config = load_config(config_path, data_dir=data_dir)
+    config = _load(config_path, data_dir)
     info = store_status(open_database(config))
     if as_json:
         click.echo(json.dumps(info, indent=1))
@@ -136,7 +144,7 @@ def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size
           standby: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Run one component (daq, ingest, archive, process, merge, monitor) as its own process."""
     logging.getLogger().setLevel(logging.INFO)
-    config = load_config(config_path, data_dir=data_dir)
+    config = _load(config_path, data_dir)
     if role != "daq":
         run_agent(role, config)
         return

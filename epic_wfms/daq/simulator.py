@@ -182,6 +182,11 @@ class DaqSimulator:
         self.event("beam_on", "beam", "not_ready", "collider delivers beam")
         self.event("detector_ready", "beam", "ready", "shift leader declares detector ready")
 
+    def shut_down(self) -> None:
+        """End of the fill: beam dumped, systems off; the next session starts from ``off``."""
+        self.event("beam_lost", "no_beam", "not_ready", "end of fill: beam dumped")
+        self.event("systems_off", "off", "not_ready", "detector systems off")
+
     def physics_run(self, run: int, n_stfs: int, standby: range | None = None) -> None:
         """run_imminent, start_run, stream (optionally pausing), end_run."""
         self.run_imminent(run, target=n_stfs)

@@ -56,7 +56,8 @@ class Database:
         self.url = url
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        pool = {} if url.startswith("sqlite") else {"pool_size": 20, "max_overflow": 20}
+        # each agent is one process: 10 (+5) connections keeps six agents under PostgreSQL's 100
+        pool = {} if url.startswith("sqlite") else {"pool_size": 10, "max_overflow": 5}
         self.engine = create_engine(url, pool_pre_ping=True, **pool)
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)

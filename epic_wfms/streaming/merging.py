@@ -62,13 +62,12 @@ class Merging:
         with self.ctx.db.session() as session:
             running = session.scalars(select(MergeRecord).where(MergeRecord.status == "running"))
             stale = []
-            for merge in running:
+            for merge in running:  # nobody runs merges before recover(): all of them are stale
                 job = session.get(JobRecord, merge.job_id) if merge.job_id else None
-                if job is None or job.status in ("defined", "activated", "running"):
-                    if job is not None:
-                        job.status, job.ended_at = "failed", utcnow()
-                        job.error = "lost: the merge agent stopped while the job was active"
-                    stale.append((merge.id, merge.site, merge.output, job.attempt_nr if job else 0))
+                if job is not None and job.status in ("defined", "activated", "running"):
+                    job.status, job.ended_at = "failed", utcnow()
+                    job.error = "lost: the merge agent stopped while the job was active"
+                stale.append((merge.id, merge.site, merge.output, job.attempt_nr if job else 0))
         for merge_id, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
             kind = "gather" if site == "RUN" else "merge"
