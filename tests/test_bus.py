@@ -175,3 +175,12 @@ def test_testbed_run_lifecycle_maps():
         assert from_testbed({"msg_type": kind, "run_id": 9}, factory, "B").msg_type == kind
     end = from_testbed({"msg_type": "end_run", "run_id": 9, "total_files": 30}, factory, "B")
     assert end.body.total_stfs == 30
+
+
+def test_namespaces_prefix_our_destinations_but_not_external_ones():
+    from epic_wfms.bus import destinations as dest
+    from epic_wfms.bus.stomp import namespaced
+
+    assert namespaced("/queue/epic.archive", "bnl-prod") == "/queue/bnl-prod.epic.archive"
+    assert namespaced("/topic/epic.state", "") == "/topic/epic.state"
+    assert namespaced(dest.TESTBED, "bnl-prod") == "/topic/epictopic"

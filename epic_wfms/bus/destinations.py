@@ -13,6 +13,7 @@ STF_INGEST = "/queue/epic.stf.ingest"  # stf_available from the DAQ, one ingest 
 TF_SAMPLES = "/topic/epic.tf.sample"  # TF samples for the fast path
 ARCHIVE = "/queue/epic.archive"  # archive work, independent of processing (R4.7)
 TESTBED = "/topic/epictopic"  # the ePIC testbed's single topic
+EXTERNAL = frozenset({TESTBED})  # owned by other systems: never prefixed by our namespace
 
 
 def process_queue(site: str) -> str:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import stomp
 from stomp.exception import StompException
 
-from epic_wfms.bus.destinations import is_topic
+from epic_wfms.bus.destinations import EXTERNAL, is_topic
 from epic_wfms.bus.transport import RawHandler
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,7 @@ class StompSettings:
 
 
 def namespaced(destination: str, namespace: str) -> str:
-    if not namespace:
+    if not namespace or destination in EXTERNAL:
         return destination
     kind, _, name = destination[1:].partition("/")
     return f"/{kind}/{namespace}.{name}"
