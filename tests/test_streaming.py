@@ -56,6 +56,13 @@ def gate_events(inst):
             select(GateEventRecord).order_by(GateEventRecord.id))]
 
 
+def open_run(inst, run):
+    """Bring the complex up and start ``run`` (physics), as the control room does."""
+    inst.daq.bring_up()
+    inst.daq.run_imminent(run)
+    inst.daq.start_run(run)
+
+
 def finished_run(inst, run, n, **kw):
     inst.daq.bring_up()
     inst.daq.physics_run(run, n, **kw)
@@ -153,9 +160,7 @@ def test_sequence_gap_is_reported(installation_factory, daq_settings):
 
 def test_late_stf_resolves_its_gap(installation):
     inst = installation
-    inst.daq.bring_up()
-    inst.daq.run_imminent(205)
-    inst.daq.start_run(205)
+    open_run(inst, 205)
     now = datetime.now(UTC)
     for sequence in (0, 2):
         inst.daq.write_stf(205, sequence, now)
@@ -196,9 +201,7 @@ def test_retries_are_bounded_and_failure_reported(installation_factory, tmp_path
 
 def test_processing_suspended_in_standby_and_caught_up_on_resume(installation):
     inst = installation
-    inst.daq.bring_up()
-    inst.daq.run_imminent(208)
-    inst.daq.start_run(208)
+    open_run(inst, 208)
     now = datetime.now(UTC)
     for sequence in (0, 1):
         inst.daq.write_stf(208, sequence, now)
@@ -240,9 +243,7 @@ def test_idle_stream_suspends_and_next_stf_resumes(installation_factory, tmp_pat
 
 def test_duplicate_announcements(installation):
     inst = installation
-    inst.daq.bring_up()
-    inst.daq.run_imminent(210)
-    inst.daq.start_run(210)
+    open_run(inst, 210)
     stf = inst.daq.write_stf(210, 0, datetime.now(UTC))
     inst.daq.settings.corrupt_sequences = {0}
     inst.daq.write_stf(210, 0, stf.first_tf_time)  # rewritten with other content
@@ -277,9 +278,7 @@ def test_restarted_tracker_resumes_from_history(installation_factory, tmp_path, 
 
 def test_run_closed_by_beam_loss_is_finalized(installation):
     inst = installation
-    inst.daq.bring_up()
-    inst.daq.run_imminent(213)
-    inst.daq.start_run(213)
+    open_run(inst, 213)
     for sequence in range(3):
         inst.daq.write_stf(213, sequence, datetime.now(UTC))
     inst.daq.event("beam_lost", "no_beam", "not_ready", "beam abort")
