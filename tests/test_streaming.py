@@ -320,3 +320,21 @@ def test_testbed_daq_messages_drive_a_run(installation):
     with inst.db.session() as session:
         (letter,) = session.scalars(select(DeadLetterRecord)).all()
     assert letter.subscription == "testbed-bridge" and "lacks" in letter.reason
+
+
+def test_agents_without_the_state_machine_stamp_the_current_state(installation, tmp_path):
+    """An archive-only orchestrator (as in the archive agent) follows state_changed."""
+    from epic_wfms.streaming.context import StreamingContext
+    from epic_wfms.streaming.orchestrator import Orchestrator
+
+    inst = installation
+    b = inst.backends
+    archive_ctx = StreamingContext(inst.config, b.db, b.bus, b.ddm, None, producer="archive")
+    archive_only = Orchestrator(archive_ctx, roles=["archive"])
+    archive_only.start()
+    try:
+        open_run(inst, 215)
+        assert wait_for(lambda: (archive_ctx.detector.state, archive_ctx.detector.substate)
+                        == ("run", "physics"))
+    finally:
+        archive_only.stop()

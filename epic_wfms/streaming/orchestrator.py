@@ -31,7 +31,7 @@ from epic_wfms.streaming.ingest import Ingest
 from epic_wfms.streaming.merging import Merging
 from epic_wfms.streaming.processing import ACTIVE, StfProcessing
 from epic_wfms.streaming.runs import RunLifecycle
-from epic_wfms.streaming.state_tracking import StateTracker
+from epic_wfms.streaming.state_tracking import DetectorFollower, StateTracker
 from epic_wfms.streaming.tf_samples import TfSampleBook
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class Orchestrator:
         self.tickers: list[Callable[[], None]] = []
         for role in self.roles:
             getattr(self, f"_build_{role}")()
+        if "ingest" not in self.roles and "process" not in self.roles:
+            self.components.append(DetectorFollower(ctx))  # others follow state_changed
         self._stop = threading.Event()
         self._ticker = threading.Thread(target=self._tick, name="orchestrator-tick", daemon=True)
 

@@ -45,6 +45,23 @@ def restore_status(ctx: StreamingContext) -> DetectorStatus:
     )
 
 
+class DetectorFollower:
+    """For roles that do not own the machine: keep the state stamped on our messages current."""
+
+    def __init__(self, ctx: StreamingContext) -> None:
+        self.ctx = ctx
+        status = restore_status(ctx)
+        ctx.detector.state, ctx.detector.substate = status.state.value, status.readiness.value
+
+    def subscribe(self) -> None:
+        self.ctx.bus.subscribe(dest.STATE, f"{self.ctx.producer}-state", self.on_state_changed,
+                               track=False)
+
+    def on_state_changed(self, message: m.Message) -> None:
+        change: m.StateChanged = message.body
+        self.ctx.detector.state, self.ctx.detector.substate = change.to_state, change.to_substate
+
+
 class StateTracker:
     """Owns the detector state machine of this E1 installation."""
 
