@@ -34,7 +34,3 @@ class ConfigurationError(EpicWfmsError):
 
 class DataManagementError(EpicWfmsError):
     """A DDM operation (DID, replica, rule) that cannot be carried out."""
-
-
-class ExecutionError(EpicWfmsError):
-    """A job could not be defined, dispatched or run."""

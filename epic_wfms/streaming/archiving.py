@@ -10,6 +10,7 @@ from epic_wfms.ddm import DID
 from epic_wfms.model import naming
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import StfRecord, utcnow
+from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.context import StreamingContext
 
 
@@ -35,7 +36,7 @@ class Archiver:
         )
         archived = rule.state == "OK"
         with self.ctx.db.session() as session:
-            record = session.scalar(select(StfRecord).where(StfRecord.filename == work.filename))
+            record = stf_by_filename(session, work.filename)
             record.archive_status = "archived" if archived else "failed"
             record.archived_at = utcnow() if archived else None
         if not archived:

@@ -21,6 +21,7 @@ from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf import SuperTimeFrame
 from epic_wfms.store.integrity import report_issue, resolve_issues
 from epic_wfms.store.schema import StfRecord, utcnow
+from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
@@ -65,8 +66,10 @@ class Ingest:
     def on_stf_available(self, message: m.Message) -> None:
         body: m.StfAvailable = message.body
         stf = body.stf
-        if self._is_duplicate(stf):
-            self._reannounce(stf)
+        with self.ctx.db.session() as session:
+            known = stf_by_filename(session, stf.filename)
+        if known is not None:
+            self._on_duplicate(stf, known)
             return
         if stf.run_number is not None:
             self._prepare(stf.run_number)
@@ -91,12 +94,10 @@ class Ingest:
             prepare_run(self.ctx, run_number)
             self._prepared.add(run_number)
 
-    def _is_duplicate(self, stf: SuperTimeFrame) -> bool:
-        """A re-announced STF with identical content is ignored; different content is reported."""
-        with self.ctx.db.session() as session:
-            known = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
-        if known is None:
-            return False
+    def _on_duplicate(self, stf: SuperTimeFrame, known: StfRecord) -> None:
+        """Different content is reported (the first version is kept). Identical content is a
+        redelivery after a crash: send again whatever may not have been sent (archive and
+        process requests are idempotent at their consumers)."""
         if known.adler32 != stf.adler32 or known.size_bytes != stf.size_bytes:
             report_issue(
                 self.ctx.db, "duplicate_conflict",
@@ -105,14 +106,8 @@ class Ingest:
                 f"ad:{stf.adler32}); the first version is kept",
                 run_number=stf.run_number, filename=stf.filename,
             )
-        return True
-
-    def _reannounce(self, stf: SuperTimeFrame) -> None:
-        """A redelivered announcement after a crash: send again whatever may not have been
-        sent (archive and process requests are idempotent at their consumers)."""
-        with self.ctx.db.session() as session:
-            known = session.scalar(select(StfRecord).where(StfRecord.filename == stf.filename))
-        if known.validation != "ok" or known.adler32 != stf.adler32:
+            return
+        if known.validation != "ok":
             return
         work = m.StfWork(filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
                          site=known.site)

@@ -16,6 +16,7 @@ from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
+from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
@@ -120,9 +121,7 @@ class StfProcessing:
         if spec.kind != "reco":
             return
         with self.ctx.db.session() as session:
-            record = session.scalar(
-                select(StfRecord).where(StfRecord.filename == spec.stf_filename)
-            )
+            record = stf_by_filename(session, spec.stf_filename)
             record.processing_status = "running"
             if record.dispatched_at is None:
                 record.dispatched_at = started
@@ -189,6 +188,6 @@ class StfProcessing:
 
     def _set(self, filename: str, **fields: object) -> None:
         with self.ctx.db.session() as session:
-            record = session.scalar(select(StfRecord).where(StfRecord.filename == filename))
+            record = stf_by_filename(session, filename)
             for key, value in fields.items():
                 setattr(record, key, value)

@@ -1,0 +1,12 @@
+"""Looking up STF records by their file name (the natural key every message carries)."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from epic_wfms.store.schema import StfRecord
+
+
+def stf_by_filename(session: Session, filename: str) -> StfRecord | None:
+    return session.scalar(select(StfRecord).where(StfRecord.filename == filename))
