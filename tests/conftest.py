@@ -70,7 +70,7 @@ def database_url(request, tmp_path: Path) -> Iterator[str]:
 
 
 def make_config(tmp_path: Path, database_url: str | None = None, **processing: object) -> Config:
-    settings = {"merge_every": 4, "idle_suspend_s": 30.0, "missing_grace_s": 0.5,
+    settings = {"merge_every": 4, "idle_suspend_s": 30.0, "missing_grace_s": 3.0,
                 "retry": {"max_attempts": 3, "backoff_s": 0.05}, **processing}
     return load_config(data_dir=tmp_path / "wfms", database_url=database_url,
                        processing=settings)

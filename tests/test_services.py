@@ -101,8 +101,10 @@ def test_kill_9_an_agent_mid_run_and_restart_it(services: AgentSet, role: str):
         services.restart(role)
     assert_complete(services)
     with services.db.session() as session:
-        roles = session.execute(select(AgentRecord.role, AgentRecord.status)).all()
-    assert (role, "running") in roles  # the restarted incarnation reports in
+        rows = session.execute(select(AgentRecord.status).where(
+            AgentRecord.pid == services.processes[role].pid)).scalars().all()
+    # the restarted incarnation reports in (the DAQ's may already have played its run out)
+    assert rows == ["running"] or (role == "daq" and rows == ["stopped"]), rows
 
 
 def test_broker_restart_mid_run(services: AgentSet):

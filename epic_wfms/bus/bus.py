@@ -20,6 +20,7 @@ from epic_wfms.errors import MalformedMessageError
 log = logging.getLogger(__name__)
 
 MessageHandler = Callable[[Message], None]
+BatchHandler = Callable[[list[Message]], None]
 
 
 class DeliveryLedger(Protocol):
@@ -28,6 +29,12 @@ class DeliveryLedger(Protocol):
     def already_handled(self, subscription: str, msg_id: str) -> bool: ...
 
     def mark_handled(self, subscription: str, msg_id: str, msg_type: str) -> None: ...
+
+    def handled_among(self, subscription: str, msg_ids: list[str]) -> set[str]: ...
+
+    def mark_all_handled(self, subscription: str, messages: list[tuple[str, str]]) -> None:
+        """``(msg_id, msg_type)`` pairs, in one write."""
+        ...
 
     def dead_letter(self, subscription: str, destination: str, body: str, reason: str) -> None: ...
 
@@ -49,6 +56,11 @@ class MessageBus:
     def publish(self, destination: str, message: Message) -> None:
         self.transport.send(destination, encode(message))
 
+    def publish_many(self, messages: list[tuple[str, Message]]) -> None:
+        """Publish several messages in one round trip to the broker (pipelined)."""
+        if messages:
+            self.transport.send_many([(d, encode(message)) for d, message in messages])
+
     def publish_raw(self, destination: str, body: str) -> None:
         """Inject a wire body as-is (adapters, replays, tests of malformed input)."""
         self.transport.send(destination, body)
@@ -64,6 +76,49 @@ class MessageBus:
             self._deliver(destination, subscription, handler, body, msg_types, track)
 
         self.transport.subscribe(destination, subscription, deliver)
+
+    def subscribe_batch(
+        self, destination: str, subscription: str, handler: BatchHandler, *,
+        max_batch: int = 64, msg_types: set[str] | None = None,
+    ) -> None:
+        """Throughput mode: ``handler`` gets every new message waiting (up to ``max_batch``)
+        and does its bookkeeping in bulk. If it fails, each message of the batch is retried
+        alone (and dead-lettered alone), so one bad message cannot hold up the others."""
+
+        def deliver(bodies: list[str]) -> None:
+            self._deliver_batch(destination, subscription, handler, bodies, msg_types)
+
+        self.transport.subscribe_batch(destination, subscription, deliver, max_batch)
+
+    def _deliver_batch(
+        self, destination: str, subscription: str, handler: BatchHandler, bodies: list[str],
+        msg_types: set[str] | None,
+    ) -> None:
+        messages: dict[str, tuple[Message, str]] = {}
+        for body in bodies:
+            try:
+                message = decode(body)
+            except MalformedMessageError as error:
+                log.warning("dead-lettering malformed message on %s: %s", destination, error)
+                self.ledger.dead_letter(subscription, destination, body, str(error))
+                continue
+            if msg_types is None or message.msg_type in msg_types:
+                messages.setdefault(message.msg_id, (message, body))  # a duplicate counts once
+        handled = self.ledger.handled_among(subscription, list(messages)) if messages else set()
+        new = [(message, body) for msg_id, (message, body) in messages.items()
+               if msg_id not in handled]
+        if not new:
+            return
+        try:
+            handler([message for message, _body in new])
+        except Exception as error:
+            log.warning("batch of %d on %s failed (%s: %s); retrying one by one", len(new),
+                        subscription, type(error).__name__, error)
+            for _message, body in new:
+                self._deliver(destination, subscription, lambda msg: handler([msg]), body)
+            return
+        self.ledger.mark_all_handled(
+            subscription, [(message.msg_id, message.msg_type) for message, _body in new])
 
     def _deliver(
         self, destination: str, subscription: str, handler: MessageHandler, body: str,

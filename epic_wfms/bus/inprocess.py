@@ -8,7 +8,7 @@ import threading
 import time
 
 from epic_wfms.bus.destinations import is_topic
-from epic_wfms.bus.transport import RawHandler
+from epic_wfms.bus.transport import RawBatchHandler, RawHandler
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -43,7 +43,16 @@ class InProcessTransport:
                 self._pending += 1
                 self._queues[key].put(body)
 
+    def send_many(self, messages: list[tuple[str, str]]) -> None:
+        for destination, body in messages:
+            self.send(destination, body)
+
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
+        self.subscribe_batch(destination, subscription, lambda bodies: handler(bodies[0]), 1)
+
+    def subscribe_batch(
+        self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int
+    ) -> None:
         key = self._queue_key(destination, subscription)
         with self._lock:
             if is_topic(destination):
@@ -53,20 +62,32 @@ class InProcessTransport:
                 subs.append(subscription)
             inbox = self._queues.setdefault(key, queue.Queue())
         thread = threading.Thread(
-            target=self._consume, args=(inbox, handler), name=f"bus:{subscription}", daemon=True
+            target=self._consume, args=(inbox, handler, max_batch), name=f"bus:{subscription}",
+            daemon=True,
         )
         self._threads.append(thread)
         thread.start()
 
-    def _consume(self, inbox: queue.Queue, handler: RawHandler) -> None:
-        while (body := inbox.get()) is not _STOP:
+    def _consume(self, inbox: queue.Queue, handler: RawBatchHandler, max_batch: int) -> None:
+        stopping = False
+        while not stopping and (body := inbox.get()) is not _STOP:
+            bodies = [body]
+            while len(bodies) < max_batch:
+                try:
+                    more = inbox.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stopping = True
+                    break
+                bodies.append(more)
             try:
-                handler(body)
+                handler(bodies)
             except Exception:  # the bus layer handles retries; a raw crash must not kill us
                 log.exception("unhandled error in subscription handler")
             finally:
                 with self._lock:
-                    self._pending -= 1
+                    self._pending -= len(bodies)
                     if self._pending == 0:
                         self._idle.notify_all()
 

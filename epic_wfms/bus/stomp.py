@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 import uuid
@@ -25,7 +26,7 @@ import stomp
 from stomp.exception import StompException
 
 from epic_wfms.bus.destinations import EXTERNAL, is_topic
-from epic_wfms.bus.transport import RawHandler
+from epic_wfms.bus.transport import RawBatchHandler, RawHandler
 
 log = logging.getLogger(__name__)
 
@@ -140,19 +141,27 @@ class _Link(stomp.ConnectionListener):
 
 
 class _Subscription(_Link):
+    """A subscription; with ``max_batch`` > 1 a worker thread hands the handler whatever
+    frames are waiting (up to ``max_batch``) and acknowledges each after the handler."""
+
     def __init__(
-        self, settings: StompSettings, destination: str, name: str, handler: RawHandler,
-        transport: StompTransport,
+        self, settings: StompSettings, destination: str, name: str, handler: RawBatchHandler,
+        transport: StompTransport, max_batch: int = 1,
     ) -> None:
         super().__init__(settings, name)
         self.destination = destination
         self.handler = handler
         self.transport = transport
+        self.max_batch = max_batch
+        self._inbox: queue.Queue[tuple[stomp.Connection12, stomp.utils.Frame]] = queue.Queue()
         self.on_connect.append(self._subscribe)
+        if max_batch > 1:
+            threading.Thread(target=self._drain, name=f"batch:{name}", daemon=True).start()
 
     def _subscribe(self, connection: stomp.Connection12) -> None:
         s = self.settings
-        headers = {"prefetch-count": str(s.prefetch), "activemq.prefetchSize": str(s.prefetch)}
+        prefetch = str(max(s.prefetch, 2 * self.max_batch))
+        headers = {"prefetch-count": prefetch, "activemq.prefetchSize": prefetch}
         if s.queue_expiry_s:  # throw-away namespaces must not leave queues on the broker
             headers["x-expires"] = str(int(s.queue_expiry_s * 1000))
         if is_topic(self.destination):
@@ -166,15 +175,44 @@ class _Subscription(_Link):
 
     def on_message(self, frame: stomp.utils.Frame) -> None:
         self.transport._begin()
+        if self.max_batch > 1:
+            self._inbox.put((self.connection, frame))
+            return
         try:
-            self.handler(frame.body)
-            self.connection.ack(frame.headers["ack"])
-        except (StompException, OSError) as error:  # ack lost with the connection: redelivered
-            log.warning("%s: ack failed (%s); the message will be redelivered", self.name, error)
-        except Exception:
-            log.exception("%s: handler crashed; message left unacknowledged", self.name)
+            self._handle([(self.connection, frame)])
         finally:
             self.transport._end()
+
+    def _drain(self) -> None:
+        while not self.closing:
+            try:
+                batch = [self._inbox.get(timeout=0.5)]
+            except queue.Empty:
+                continue
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._inbox.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                self._handle(batch)
+            finally:
+                self.transport._end(len(batch))
+
+    def _handle(self, batch: list[tuple[stomp.Connection12, stomp.utils.Frame]]) -> None:
+        try:
+            self.handler([frame.body for _connection, frame in batch])
+        except Exception:
+            log.exception("%s: handler crashed; messages left unacknowledged", self.name)
+            return
+        for connection, frame in batch:
+            if connection is not self.connection:
+                continue  # delivered on a connection since lost: the broker redelivers it
+            try:
+                connection.ack(frame.headers["ack"])
+            except (StompException, OSError) as error:  # lost with the connection: redelivered
+                log.warning("%s: ack failed (%s); the message will be redelivered", self.name,
+                            error)
 
 
 class StompTransport:
@@ -188,36 +226,57 @@ class StompTransport:
         self._sender.open()
 
     def send(self, destination: str, body: str) -> None:
+        self.send_many([(destination, body)])
+
+    def send_many(self, messages: list[tuple[str, str]]) -> None:
+        """Frames are written back to back and their RECEIPTs awaited together (pipelined)."""
+        with self._send_lock:
+            while messages:
+                messages = self._send_confirmed(messages)
+                if messages:
+                    log.warning("%d send(s) not confirmed; resending after reconnect",
+                                len(messages))
+                    self._sender.reconnect()
+
+    def _headers(self, destination: str) -> dict[str, str]:
         headers = {"persistent": "true"}
         if not is_topic(destination) and self.settings.queue_expiry_s:
             # a queue is declared by whichever frame comes first: both must agree on its expiry
             headers["x-expires"] = str(int(self.settings.queue_expiry_s * 1000))
-        target = namespaced(destination, self.settings.namespace)
-        with self._send_lock:
-            while not self._send_confirmed(target, body, headers):
-                log.warning("send to %s not confirmed; resending after reconnect", target)
-                self._sender.reconnect()
+        return headers
 
-    def _send_confirmed(self, target: str, body: str, headers: dict[str, str]) -> bool:
-        """Send and wait for the broker's RECEIPT: a frame written into a dying socket is not
-        delivered, so only a receipt counts. A resend may duplicate; consumers are idempotent."""
+    def _send_confirmed(self, messages: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """Send and wait for the broker's RECEIPTs: a frame written into a dying socket is not
+        delivered, so only a receipt counts. Returns the unconfirmed messages (to resend: a
+        resend may duplicate; consumers are idempotent)."""
         self._sender.connected.wait()
-        receipt = uuid.uuid4().hex
-        confirmed = self._sender.expect_receipt(receipt)
-        try:
-            self._sender.connection.send(target, body, content_type="application/json",
-                                         headers={**headers, "receipt": receipt})
-        except (StompException, OSError) as error:
-            log.warning("send to %s failed: %s", target, error)
-            return False
+        waiting: list[tuple[threading.Event, tuple[str, str]]] = []
+        for destination, body in messages:
+            receipt = uuid.uuid4().hex
+            confirmed = self._sender.expect_receipt(receipt)
+            try:
+                self._sender.connection.send(
+                    namespaced(destination, self.settings.namespace), body,
+                    content_type="application/json",
+                    headers={**self._headers(destination), "receipt": receipt})
+            except (StompException, OSError) as error:
+                log.warning("send to %s failed: %s", destination, error)
+                return [message for _event, message in waiting] + messages[len(waiting):]
+            waiting.append((confirmed, (destination, body)))
         deadline = time.monotonic() + self.settings.receipt_timeout_s
-        while not confirmed.wait(0.05):
-            if not self._sender.connected.is_set() or time.monotonic() > deadline:
-                return False
-        return True
+        for confirmed, _message in waiting:
+            while not confirmed.wait(0.05):
+                if not self._sender.connected.is_set() or time.monotonic() > deadline:
+                    return [message for event, message in waiting if not event.is_set()]
+        return []
 
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
-        link = _Subscription(self.settings, destination, subscription, handler, self)
+        self.subscribe_batch(destination, subscription, lambda bodies: handler(bodies[0]), 1)
+
+    def subscribe_batch(
+        self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int
+    ) -> None:
+        link = _Subscription(self.settings, destination, subscription, handler, self, max_batch)
         self._subscriptions.append(link)
         link.open()
 
@@ -225,9 +284,9 @@ class StompTransport:
         with self._idle:
             self._pending += 1
 
-    def _end(self) -> None:
+    def _end(self, count: int = 1) -> None:
         with self._idle:
-            self._pending -= 1
+            self._pending -= count
             self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 RawHandler = Callable[[str], None]
+RawBatchHandler = Callable[[list[str]], None]
 
 
 class Transport(Protocol):
@@ -17,7 +18,18 @@ class Transport(Protocol):
 
     def send(self, destination: str, body: str) -> None: ...
 
+    def send_many(self, messages: list[tuple[str, str]]) -> None:
+        """Send ``(destination, body)`` pairs; returns once the broker has taken all of them."""
+        ...
+
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None: ...
+
+    def subscribe_batch(
+        self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int
+    ) -> None:
+        """Deliver up to ``max_batch`` bodies at once, whatever is waiting (never waits to
+        fill a batch: a lone message goes at once); all are acknowledged after the handler."""
+        ...
 
     def wait_idle(self, timeout: float) -> bool:
         """True once nothing is queued or being handled (used for draining and tests)."""

@@ -13,12 +13,13 @@ from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 
 from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE, match_expression
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model.checksum import file_adler32
-from epic_wfms.store.database import Database
+from epic_wfms.store.database import Database, insert_ignoring_duplicates
 from epic_wfms.store.schema import (
     AttachmentRecord,
     DidRecord,
@@ -103,7 +104,46 @@ class EmbeddedDDM:
 
     def attach(self, dataset: DID, files: list[DID]) -> None:
         with self.db.session() as session:
-            record = session.get(DidRecord, (dataset.scope, dataset.name))
+            self._attach(session, {dataset: files})
+
+    def register_and_attach(self, files: list[FileSpec], attachments: dict[DID, list[DID]]) -> None:
+        """One transaction, a handful of statements, whatever the number of files."""
+        for spec in files:
+            self.rse(spec.rse)
+        with self.db.session() as session:
+            self._check_unchanged(session, files)
+            session.execute(insert_ignoring_duplicates(session, DidRecord), [{
+                "scope": f.did.scope, "name": f.did.name, "did_type": "FILE", "bytes": f.bytes,
+                "adler32": f.adler32, "meta": f.meta, "is_open": False,
+            } for f in files])
+            session.execute(insert_ignoring_duplicates(session, ReplicaRecord), [{
+                "scope": f.did.scope, "name": f.did.name, "rse": f.rse, "path": f.path,
+                "state": "A",
+            } for f in files])
+            self._attach(session, attachments)
+
+    def _check_unchanged(self, session: Session, files: list[FileSpec]) -> None:
+        """A DID is immutable: re-registering it with other content is refused."""
+        names = [f.did.name for f in files]
+        known = {(r.scope, r.name): r for r in session.scalars(
+            select(DidRecord).where(DidRecord.name.in_(names)))}
+        for spec in files:
+            existing = known.get((spec.did.scope, spec.did.name))
+            if existing is not None and (existing.adler32, existing.bytes) != (
+                    spec.adler32, spec.bytes):
+                raise DataManagementError(
+                    f"{spec.did} is already registered with different content",
+                    f"catalog has {existing.bytes} B ad:{existing.adler32}, "
+                    f"new has {spec.bytes} B ad:{spec.adler32}",
+                    "a DID is immutable in Rucio: register the new file under a new name",
+                )
+
+    def _attach(self, session: Session, attachments: dict[DID, list[DID]]) -> None:
+        datasets = {(r.scope, r.name): r for r in session.scalars(select(DidRecord).where(
+            DidRecord.name.in_([d.name for d in attachments])))}
+        rows = []
+        for dataset, files in attachments.items():
+            record = datasets.get((dataset.scope, dataset.name))
             if record is None or record.did_type != "DATASET":
                 raise DataManagementError(
                     f"dataset {dataset} does not exist", "files attach only to datasets",
@@ -114,13 +154,10 @@ class EmbeddedDDM:
                     f"dataset {dataset} is closed", "a closed dataset cannot grow",
                     "attach to the run's open dataset before end_run closes it",
                 )
-            for did in files:
-                key = (dataset.scope, dataset.name, did.scope, did.name)
-                if session.get(AttachmentRecord, key) is None:
-                    session.add(AttachmentRecord(
-                        dataset_scope=dataset.scope, dataset_name=dataset.name,
-                        scope=did.scope, name=did.name,
-                    ))
+            rows += [{"dataset_scope": dataset.scope, "dataset_name": dataset.name,
+                      "scope": did.scope, "name": did.name} for did in files]
+        if rows:
+            session.execute(insert_ignoring_duplicates(session, AttachmentRecord), rows)
 
     def close_dataset(self, dataset: DID) -> None:
         with self.db.session() as session:
@@ -158,43 +195,61 @@ class EmbeddedDDM:
     def add_rule(
         self, did: DID, rse_expression: str, copies: int = 1, activity: str = "default"
     ) -> RuleInfo:
-        try:
-            targets = match_expression(rse_expression, list(self.rses.values()))
-        except ValueError as error:
-            raise DataManagementError(
-                f"cannot create rule for {did}", str(error), "fix the RSE expression"
-            ) from error
-        if copies > len(targets):
-            raise DataManagementError(
-                f"rule for {did} asks {copies} copies on {rse_expression!r}",
-                f"only {len(targets)} RSEs match", "lower copies or widen the expression",
-            )
+        return self.add_rules([did], rse_expression, copies, activity)[0]
+
+    def add_rules(
+        self, dids: list[DID], rse_expression: str, copies: int = 1, activity: str = "default"
+    ) -> list[RuleInfo]:
+        """One rule per DID; the catalog is read and written once for the whole list."""
+        targets = self._targets(dids, rse_expression, copies)
         with self.db.session() as session:
-            did_record = session.get(DidRecord, (did.scope, did.name))
-            if did_record is None:
+            found = {(r.scope, r.name): r for r in session.scalars(select(DidRecord).where(
+                DidRecord.name.in_([d.name for d in dids])))}
+            replicas: dict[tuple[str, str], list[ReplicaRecord]] = {}
+            for replica in session.scalars(select(ReplicaRecord).where(
+                    ReplicaRecord.name.in_([d.name for d in dids]))):
+                replicas.setdefault((replica.scope, replica.name), []).append(replica)
+        for did in dids:
+            if (did.scope, did.name) not in found:
                 raise DataManagementError(
                     f"cannot create rule for {did}", "the DID is not registered",
                     "register the file first",
                 )
-            expected = did_record.adler32
-            replicas = list(session.scalars(select(ReplicaRecord).where(
-                ReplicaRecord.scope == did.scope, ReplicaRecord.name == did.name
-            )))
-        made = [c for t in targets[:copies] if (c := self._copy(did, t, replicas, expected))]
-        error = next((c.error for c in made if c.error), None)
+        made = {did: [c for t in targets[:copies] if (c := self._copy(
+            did, t, replicas.get((did.scope, did.name), []), found[did.scope, did.name].adler32))]
+            for did in dids}
         with self.db.session() as session:
-            for copy in made:
-                session.merge(ReplicaRecord(
-                    scope=did.scope, name=did.name, rse=copy.rse, path=copy.path,
-                    state=copy.state, verified_at=utcnow(),
+            rules = []
+            for did in dids:
+                for copy in made[did]:
+                    session.merge(ReplicaRecord(
+                        scope=did.scope, name=did.name, rse=copy.rse, path=copy.path,
+                        state=copy.state, verified_at=utcnow(),
+                    ))
+                error = next((c.error for c in made[did] if c.error), None)
+                rules.append(RuleRecord(
+                    scope=did.scope, name=did.name, rse_expression=rse_expression, copies=copies,
+                    activity=activity, state="STUCK" if error else "OK", error=error,
                 ))
-            rule = RuleRecord(
-                scope=did.scope, name=did.name, rse_expression=rse_expression, copies=copies,
-                activity=activity, state="STUCK" if error else "OK", error=error,
-            )
-            session.add(rule)
+            session.add_all(rules)
             session.flush()
-            return RuleInfo(rule.id, did, rse_expression, copies, rule.state, error)
+            return [RuleInfo(r.id, DID(r.scope, r.name), rse_expression, copies, r.state, r.error)
+                    for r in rules]
+
+    def _targets(self, dids: list[DID], rse_expression: str, copies: int) -> list[LocalRSE]:
+        try:
+            targets = match_expression(rse_expression, list(self.rses.values()))
+        except ValueError as error:
+            raise DataManagementError(
+                f"cannot create rule for {', '.join(map(str, dids[:3]))}", str(error),
+                "fix the RSE expression",
+            ) from error
+        if copies > len(targets):
+            raise DataManagementError(
+                f"rule for {dids[0]} asks {copies} copies on {rse_expression!r}",
+                f"only {len(targets)} RSEs match", "lower copies or widen the expression",
+            )
+        return targets
 
     def _copy(
         self, did: DID, target: LocalRSE, replicas: list[ReplicaRecord], expected: str | None

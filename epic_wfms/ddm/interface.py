@@ -60,6 +60,11 @@ class DataManagement(Protocol):
 
     def attach(self, dataset: DID, files: list[DID]) -> None: ...
 
+    def register_and_attach(self, files: list[FileSpec], attachments: dict[DID, list[DID]]) -> None:
+        """Bulk form of ``register_file`` + ``attach`` (Rucio: ``add_replicas`` then
+        ``attach_dids_to_dids``): one round trip for a whole batch of STFs; idempotent."""
+        ...
+
     def close_dataset(self, dataset: DID) -> None: ...
 
     def list_files(self, dataset: DID) -> list[DID]: ...
@@ -68,6 +73,12 @@ class DataManagement(Protocol):
         self, did: DID, rse_expression: str, copies: int = 1, activity: str = "default"
     ) -> RuleInfo:
         """Ask for ``copies`` replicas on RSEs matching the expression; returns the rule."""
+        ...
+
+    def add_rules(
+        self, dids: list[DID], rse_expression: str, copies: int = 1, activity: str = "default"
+    ) -> list[RuleInfo]:
+        """Bulk form of ``add_rule`` (one rule per DID, in order; Rucio takes a DID list)."""
         ...
 
     def list_replicas(self, did: DID) -> list[Replica]: ...

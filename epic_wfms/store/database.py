@@ -8,7 +8,8 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event
+from sqlalchemy import Insert, create_engine, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,6 +48,12 @@ def _guard_append_only(session_factory: sessionmaker) -> None:
                     f"an update or delete of transition #{obj.id} was attempted",
                     "record a new transition instead of changing an old one",
                 )
+
+
+def insert_ignoring_duplicates(session: Session, table: Any) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING on either backend: bulk writes stay idempotent."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
 
 
 class Database:

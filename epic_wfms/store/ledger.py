@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from epic_wfms.store.database import Database
+from epic_wfms.store.database import Database, insert_ignoring_duplicates
 from epic_wfms.store.schema import ConsumedMessageRecord, DeadLetterRecord
 
 
@@ -24,6 +25,19 @@ class StoreLedger:
                 ))
         except IntegrityError:
             pass  # a concurrent redelivery already marked it: idempotent by design
+
+    def handled_among(self, subscription: str, msg_ids: list[str]) -> set[str]:
+        with self.db.session() as session:
+            return set(session.scalars(select(ConsumedMessageRecord.msg_id).where(
+                ConsumedMessageRecord.subscription == subscription,
+                ConsumedMessageRecord.msg_id.in_(msg_ids),
+            )))
+
+    def mark_all_handled(self, subscription: str, messages: list[tuple[str, str]]) -> None:
+        rows = [{"subscription": subscription, "msg_id": msg_id, "msg_type": msg_type}
+                for msg_id, msg_type in messages]
+        with self.db.session() as session:
+            session.execute(insert_ignoring_duplicates(session, ConsumedMessageRecord), rows)
 
     def dead_letter(self, subscription: str, destination: str, body: str, reason: str) -> None:
         with self.db.session() as session:

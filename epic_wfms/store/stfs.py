@@ -10,3 +10,9 @@ from epic_wfms.store.schema import StfRecord
 
 def stf_by_filename(session: Session, filename: str) -> StfRecord | None:
     return session.scalar(select(StfRecord).where(StfRecord.filename == filename))
+
+
+def stfs_by_filename(session: Session, filenames: list[str]) -> dict[str, StfRecord]:
+    """Bulk lookup: one query for a whole batch of messages."""
+    rows = session.scalars(select(StfRecord).where(StfRecord.filename.in_(filenames)))
+    return {row.filename: row for row in rows}

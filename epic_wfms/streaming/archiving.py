@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
-from epic_wfms.ddm import DID
+from epic_wfms.ddm import DID, RuleInfo
 from epic_wfms.model import naming
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import StfRecord, utcnow
-from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.context import StreamingContext
+
+MAX_BATCH = 32  # archive requests turned into rules together when the archiver is behind
 
 
 class Archiver:
@@ -24,34 +25,45 @@ class Archiver:
 
     def subscribe(self) -> None:
         for index in range(self.consumers):
-            self.ctx.bus.subscribe(dest.ARCHIVE, f"archiver-{index}", self.on_archive_stf)
+            self.ctx.bus.subscribe_batch(dest.ARCHIVE, f"archiver-{index}", self.on_archive_stfs,
+                                         max_batch=MAX_BATCH)
 
     def on_archive_stf(self, message: m.Message) -> None:
-        work: m.StfWork = message.body
-        if self._status(work.filename) == "archived":
-            return  # idempotent: a redelivered request changes nothing
-        did = DID(naming.SCOPE, work.filename)
-        rule = self.ctx.ddm.add_rule(
-            did, self.rse_expression, copies=len(self.ctx.config.sites), activity=self.ACTIVITY
-        )
-        archived = rule.state == "OK"
-        with self.ctx.db.session() as session:
-            record = stf_by_filename(session, work.filename)
-            record.archive_status = "archived" if archived else "failed"
-            record.archived_at = utcnow() if archived else None
-        if not archived:
-            report_issue(
-                self.ctx.db, "archive_failed", f"rule {rule.id} STUCK: {rule.error}",
-                run_number=work.run_number, filename=work.filename,
-            )
-            return
-        self.ctx.publish(dest.EVENTS, "stf_archived", m.StfNews(
-            filename=work.filename, run_number=work.run_number, sequence=work.sequence,
-            detail={"rule_id": rule.id, "rse_expression": self.rse_expression},
-        ), work.run_number)
+        self.on_archive_stfs([message])
 
-    def _status(self, filename: str) -> str | None:
+    def on_archive_stfs(self, messages: list[m.Message]) -> None:
+        """One rule per STF, created for the whole batch at once; archived STFs are skipped
+        (a redelivered request changes nothing)."""
         with self.ctx.db.session() as session:
-            return session.scalar(
-                select(StfRecord.archive_status).where(StfRecord.filename == filename)
-            )
+            done = set(session.scalars(select(StfRecord.filename).where(
+                StfRecord.filename.in_([msg.body.filename for msg in messages]),
+                StfRecord.archive_status == "archived")))
+        work = list({msg.body.filename: msg.body for msg in messages
+                     if msg.body.filename not in done}.values())
+        if not work:
+            return
+        rules = self.ctx.ddm.add_rules(
+            [DID(naming.SCOPE, w.filename) for w in work], self.rse_expression,
+            copies=len(self.ctx.config.sites), activity=self.ACTIVITY,
+        )
+        self._record(work, rules)
+        self.ctx.bus.publish_many([(dest.EVENTS, self.ctx.message("stf_archived", m.StfNews(
+            filename=w.filename, run_number=w.run_number, sequence=w.sequence,
+            detail={"rule_id": rule.id, "rse_expression": self.rse_expression},
+        ), w.run_number)) for w, rule in zip(work, rules, strict=True) if rule.state == "OK"])
+
+    def _record(self, work: list[m.StfWork], rules: list[RuleInfo]) -> None:
+        now, stfs = utcnow(), StfRecord.__table__
+        with self.ctx.db.session() as session:
+            session.connection().execute(
+                update(stfs).where(stfs.c.filename == bindparam("file")).values(
+                    archive_status=bindparam("status"), archived_at=bindparam("at")),
+                [{"file": w.filename, "status": "archived" if r.state == "OK" else "failed",
+                  "at": now if r.state == "OK" else None}
+                 for w, r in zip(work, rules, strict=True)])
+        for w, rule in zip(work, rules, strict=True):
+            if rule.state != "OK":
+                report_issue(
+                    self.ctx.db, "archive_failed", f"rule {rule.id} STUCK: {rule.error}",
+                    run_number=w.run_number, filename=w.filename,
+                )

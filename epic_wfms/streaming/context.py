@@ -6,7 +6,7 @@ import threading
 from dataclasses import dataclass, field
 
 from epic_wfms.bus import MessageBus, MessageFactory
-from epic_wfms.bus.messages import _Payload
+from epic_wfms.bus.messages import Message, _Payload
 from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement
 from epic_wfms.store.database import Database
@@ -35,11 +35,14 @@ class StreamingContext:
     def __post_init__(self) -> None:
         self.factory = MessageFactory(self.producer)
 
-    def publish(
-        self, destination: str, msg_type: str, body: _Payload, run_number: int | None = None
-    ) -> None:
-        message = self.factory.make(
+    def message(self, msg_type: str, body: _Payload, run_number: int | None = None) -> Message:
+        """A message stamped with this producer and the detector state in effect."""
+        return self.factory.make(
             msg_type, body, run_number=run_number,
             state=self.detector.state, substate=self.detector.substate,
         )
-        self.bus.publish(destination, message)
+
+    def publish(
+        self, destination: str, msg_type: str, body: _Payload, run_number: int | None = None
+    ) -> None:
+        self.bus.publish(destination, self.message(msg_type, body, run_number))

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import select
@@ -21,7 +23,7 @@ from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf import SuperTimeFrame
 from epic_wfms.store.integrity import report_issue, resolve_issues
 from epic_wfms.store.schema import StfRecord, utcnow
-from epic_wfms.store.stfs import stf_by_filename
+from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
@@ -30,6 +32,7 @@ from epic_wfms.streaming.runs import prepare_run
 
 log = logging.getLogger(__name__)
 
+MAX_BATCH = 64  # STF announcements handled together when the DAQ is ahead of us
 GATE_STATUS: dict[str, str] = {
     "process": "queued", "defer": "deferred", "archive_only": "not_required"
 }
@@ -61,32 +64,51 @@ class Ingest:
         self._lock = threading.Lock()
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe(dest.STF_INGEST, "ingest", self.on_stf_available)
+        self.ctx.bus.subscribe_batch(dest.STF_INGEST, "ingest", self.on_stfs_available,
+                                     max_batch=MAX_BATCH)
 
     def on_stf_available(self, message: m.Message) -> None:
+        self.on_stfs_available([message])
+
+    def on_stfs_available(self, messages: list[m.Message]) -> None:
+        """A batch of announcements (whatever the DAQ sent meanwhile): bookkeeping in bulk,
+        one DDM call, one insert, one pipelined publish, however many STFs arrived."""
+        with self.ctx.db.session() as session:
+            known = stfs_by_filename(session, [msg.body.stf.filename for msg in messages])
+        accepted: list[_Accepted] = []
+        for message in messages:
+            stf = message.body.stf
+            first = known.get(stf.filename)
+            if first is not None:
+                self._on_duplicate(stf, first)
+                continue
+            known[stf.filename] = _as_record(stf, message)  # a repeat within this batch
+            accepted.append(self._screen(message))
+        valid = [a for a in accepted if a.problem is None]
+        datasets = self._register(valid)
+        with self.ctx.db.session() as session:
+            session.add_all(self._record(a) for a in accepted)
+        outgoing: list[tuple[str, m.Message]] = []
+        for item in accepted:
+            if item.problem:
+                self._reject(item.stf, item.problem)
+            else:
+                outgoing += self._announcements(item, datasets[item.stf.filename])
+        self.ctx.bus.publish_many(outgoing)
+
+    def _screen(self, message: m.Message) -> _Accepted:
+        """Sequence check, validation against the DAQ's metadata, decision box, gate."""
         body: m.StfAvailable = message.body
         stf = body.stf
-        with self.ctx.db.session() as session:
-            known = stf_by_filename(session, stf.filename)
-        if known is not None:
-            self._on_duplicate(stf, known)
-            return
         if stf.run_number is not None:
             self._prepare(stf.run_number)
             self._check_sequence(stf)
         self.activity.stf_seen(stf.run_number)
         problem = validate_against_daq(stf, Path(body.path))
         if problem:
-            self._record(stf, message, validation="corrupt", archive_status="not_archived",
-                         processing_status="rejected")
-            self._reject(stf, problem)
-            return
+            return _Accepted(message, [], "archive_only", problem)
         sites = self.decision_box.route(stf) if stf.run_number is not None else []
-        datasets = self._register(stf, body, sites)
-        action = self._gate(stf, sites)
-        self._record(stf, message, validation="ok", registered_at=utcnow(),
-                     site=sites[0] if sites else None, processing_status=GATE_STATUS[action])
-        self._announce(stf, datasets, sites, action)
+        return _Accepted(message, sites, self._gate(stf, sites))
 
     def _prepare(self, run_number: int) -> None:
         """Run record and datasets, once per run (the lifecycle may not have announced it)."""
@@ -139,15 +161,13 @@ class Ingest:
             seqs = session.scalars(select(StfRecord.sequence).where(StfRecord.run_number == run))
             return max(seqs, default=-1) + 1
 
-    def _record(self, stf: SuperTimeFrame, message: m.Message, **status: object) -> None:
-        with self.ctx.db.session() as session:
-            session.add(StfRecord(
-                filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
-                first_tf_time=stf.first_tf_time, last_tf_time=stf.last_tf_time,
-                tf_count=stf.tf_count, size_bytes=stf.size_bytes, adler32=stf.adler32,
-                state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
-                available_at=message.envelope.created_at, **status,
-            ))
+    def _record(self, item: _Accepted) -> StfRecord:
+        if item.problem:
+            return _as_record(item.stf, item.message, validation="corrupt",
+                              archive_status="not_archived", processing_status="rejected")
+        return _as_record(item.stf, item.message, validation="ok", registered_at=utcnow(),
+                          site=item.sites[0] if item.sites else None,
+                          processing_status=GATE_STATUS[item.action])
 
     def _reject(self, stf: SuperTimeFrame, problem: str) -> None:
         kind = "checksum_mismatch" if "checksum" in problem else "size_mismatch"
@@ -160,44 +180,82 @@ class Ingest:
             detail={"problem": problem, "kind": kind},
         ), stf.run_number)
 
-    def _register(self, stf: SuperTimeFrame, body: m.StfAvailable, sites: list[str]) -> list[DID]:
-        """File DID + replica on the DAQ buffer, attached to the run's and the sites' datasets."""
-        did = DID(naming.SCOPE, stf.filename)
-        self.ctx.ddm.register_file(FileSpec(
-            did, body.rse, body.path, stf.size_bytes, stf.adler32,
-            {"run_number": stf.run_number, "sequence": stf.sequence, "state": stf.state.value},
-        ))
+    def _register(self, items: list[_Accepted]) -> dict[str, list[DID]]:
+        """File DIDs + replicas on the DAQ buffer, attached to the run's and the sites'
+        datasets, for the whole batch in one DDM call. Returns each file's datasets."""
+        files, attachments, datasets_of = [], defaultdict(list), {}
+        for item in items:
+            stf, body = item.stf, item.message.body
+            did = DID(naming.SCOPE, stf.filename)
+            files.append(FileSpec(
+                did, body.rse, body.path, stf.size_bytes, stf.adler32,
+                {"run_number": stf.run_number, "sequence": stf.sequence,
+                 "state": stf.state.value},
+            ))
+            datasets = self._datasets(stf, item.sites)
+            for dataset in datasets:
+                attachments[dataset].append(did)
+            datasets_of[stf.filename] = datasets
+        if files:
+            self.ctx.ddm.register_and_attach(files, dict(attachments))
+        return datasets_of
+
+    def _datasets(self, stf: SuperTimeFrame, sites: list[str]) -> list[DID]:
         if stf.run_number is None:
             dataset = DID(naming.SCOPE, naming.stream_dataset(stf.state.value, _segment(stf)))
             self.ctx.ddm.add_dataset(dataset)
-            datasets = [dataset]
-        else:
-            datasets = [DID(naming.SCOPE, naming.run_dataset(stf.run_number))] + [
-                DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in sites
-            ]
-        for dataset in datasets:
-            self.ctx.ddm.attach(dataset, [did])
-        return datasets
+            return [dataset]
+        return [DID(naming.SCOPE, naming.run_dataset(stf.run_number))] + [
+            DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in sites
+        ]
 
     def _gate(self, stf: SuperTimeFrame, sites: list[str]) -> GateAction:
         if stf.run_number is None or not sites:
             return "archive_only"
         return gate_action(self.ctx.config.processing.gate, stf.state.value, stf.substate)
 
-    def _announce(
-        self, stf: SuperTimeFrame, datasets: list[DID], sites: list[str], action: GateAction
-    ) -> None:
+    def _announcements(
+        self, item: _Accepted, datasets: list[DID]
+    ) -> list[tuple[str, m.Message]]:
         """Archive and process requests go to separate queues: neither can block the other."""
-        run = stf.run_number
-        self.ctx.publish(dest.EVENTS, "stf_registered", m.StfNews(
-            filename=stf.filename, run_number=run, sequence=stf.sequence,
-            detail={"datasets": [str(d) for d in datasets], "sites": sites, "gate": action},
-        ), run)
+        stf, run, sites = item.stf, item.stf.run_number, item.sites
         work = m.StfWork(filename=stf.filename, run_number=run, sequence=stf.sequence,
                          site=sites[0] if sites else None)
-        self.ctx.publish(dest.ARCHIVE, "archive_stf", work, run)
-        if action == "process":
-            self.ctx.publish(dest.process_queue(sites[0]), "process_stf", work, run)
+        out = [
+            (dest.EVENTS, self.ctx.message("stf_registered", m.StfNews(
+                filename=stf.filename, run_number=run, sequence=stf.sequence,
+                detail={"datasets": [str(d) for d in datasets], "sites": sites,
+                        "gate": item.action},
+            ), run)),
+            (dest.ARCHIVE, self.ctx.message("archive_stf", work, run)),
+        ]
+        if item.action == "process":
+            out.append((dest.process_queue(sites[0]), self.ctx.message("process_stf", work, run)))
+        return out
+
+
+@dataclass
+class _Accepted:
+    """One new STF of a batch and what screening decided for it."""
+
+    message: m.Message
+    sites: list[str]
+    action: GateAction
+    problem: str | None = None
+
+    @property
+    def stf(self) -> SuperTimeFrame:
+        return self.message.body.stf
+
+
+def _as_record(stf: SuperTimeFrame, message: m.Message, **status: object) -> StfRecord:
+    return StfRecord(
+        filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
+        first_tf_time=stf.first_tf_time, last_tf_time=stf.last_tf_time,
+        tf_count=stf.tf_count, size_bytes=stf.size_bytes, adler32=stf.adler32,
+        state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
+        available_at=message.envelope.created_at, **status,
+    )
 
 
 def _segment(stf: SuperTimeFrame) -> str:

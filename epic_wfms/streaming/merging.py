@@ -167,8 +167,8 @@ class Merging:
             merge.status, merge.output = "done", spec.output
             for stf in session.scalars(select(StfRecord).where(StfRecord.merge_id == merge_id)):
                 stf.processing_status = "merged"
-        if final:
-            ensure_run(self.ctx.db, spec.run_number, merged_output=spec.output)
+            if final:  # in the same transaction: a finished run always names its output
+                session.get(RunRecord, spec.run_number).merged_output = spec.output
         self.ctx.publish(dest.EVENTS, "merge_done", m.MergeDone(
             run_number=spec.run_number, site=spec.site, output=spec.output,
             n_inputs=len(spec.inputs), final=final,

@@ -26,6 +26,8 @@ log = logging.getLogger(__name__)
 
 ACTIVE = ("activated", "running", "retrying")
 RECO_PAYLOAD = "epic_wfms.wfms.payloads.reco"
+STAGE_IN = "Express"  # Rucio activity of the stage-in rules to the site's disk
+MAX_BATCH = 16  # process requests claimed and staged together when the site is behind
 
 
 def dispatch_deferred(ctx: StreamingContext, run_number: int | None) -> int:
@@ -77,31 +79,54 @@ class StfProcessing:
 
     def subscribe(self) -> None:
         for site in self.sites:
-            self.ctx.bus.subscribe(
-                dest.process_queue(site), f"processing-{site}", self.on_process_stf
+            self.ctx.bus.subscribe_batch(
+                dest.process_queue(site), f"processing-{site}", self.on_process_stfs,
+                max_batch=MAX_BATCH,
             )
         self.ctx.bus.subscribe(dest.STATE, "processing-gate", self.on_state_changed)
 
     # -- dispatch -------------------------------------------------------------------------
     def on_process_stf(self, message: m.Message) -> None:
-        work: m.StfWork = message.body
-        if not self._claim(work.filename):
-            return  # already dispatched: a redelivered or duplicated request changes nothing
-        self._submit(work, attempt=1)
+        self.on_process_stfs([message])
 
-    def _claim(self, filename: str) -> bool:
+    def on_process_stfs(self, messages: list[m.Message]) -> None:
+        """Claim the batch's STFs at once, stage them in with one rule call per site, then
+        submit a job each. Already-dispatched STFs (redelivered requests) are skipped."""
+        claimed = self._claim([msg.body.filename for msg in messages])
+        work = list({msg.body.filename: msg.body for msg in messages
+                     if msg.body.filename in claimed}.values())
+        submitted: set[str] = set()
+        try:
+            for site in {w.site for w in work}:
+                at_site = [w for w in work if w.site == site]
+                self.ctx.ddm.add_rules([DID(naming.SCOPE, w.filename) for w in at_site],
+                                       self.ctx.config.site(site).disk_rse, activity=STAGE_IN)
+                for w in at_site:
+                    self._submit(w, attempt=1, staged=True)
+                    submitted.add(w.filename)
+        except Exception:
+            self._unclaim([w.filename for w in work if w.filename not in submitted])
+            raise  # the bus retries the requests: their claims must be free again
+
+    def _unclaim(self, filenames: list[str]) -> None:
+        with self.ctx.db.session() as session:
+            session.execute(update(StfRecord).where(
+                StfRecord.filename.in_(filenames), StfRecord.processing_status == "activated",
+            ).values(processing_status="queued"))
+
+    def _claim(self, filenames: list[str]) -> set[str]:
         """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
         with self.ctx.db.session() as session:
-            claimed = session.execute(update(StfRecord).where(
-                StfRecord.filename == filename,
+            return set(session.scalars(update(StfRecord).where(
+                StfRecord.filename.in_(filenames),
                 StfRecord.processing_status.in_(("queued", "deferred")),
-            ).values(processing_status="activated"))
-            return claimed.rowcount == 1
+            ).values(processing_status="activated").returning(StfRecord.filename)))
 
-    def _submit(self, work: m.StfWork, attempt: int) -> None:
+    def _submit(self, work: m.StfWork, attempt: int, staged: bool = False) -> None:
         site = self.ctx.config.site(work.site)
         did = DID(naming.SCOPE, work.filename)
-        self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity="Express")
+        if not staged:
+            self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity=STAGE_IN)
         stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
         output = naming.attempt_filename(naming.reco_output_filename(work.filename), attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
