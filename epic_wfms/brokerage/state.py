@@ -52,6 +52,11 @@ class FabricState:
         self.link_factor[key] = factor
         self.fabric.rebuild_bandwidth(self.link_factor)
 
+    def direct_gbps(self, a: int, b: int) -> float:
+        """Current bandwidth of the direct link (0 if none or cut)."""
+        key = (min(a, b), max(a, b))
+        return self.fabric.links.get(key, 0.0) * self.link_factor.get(key, 1.0)
+
     def link_gbps(self, a: int, b: int) -> float:
         """Current bandwidth of the best path between two sites."""
         return self.fabric.bandwidth[a][b]
