@@ -16,6 +16,8 @@ from epic_wfms.brokerage.state import FabricState
 
 
 class ButterflyBalancer:
+    MEMORY = 0.99  # decay of the per-E1 counts at each STF
+
     def __init__(self, state: FabricState, source_site: str = "E1_BNL",
                  fractions: dict[str, float] | None = None, stream_rate_hz: float = 1.67,
                  stf_size_gb: float = 2.0, link_headroom: float = 0.5) -> None:
@@ -34,7 +36,8 @@ class ButterflyBalancer:
         self.targets = {fab.site_index[n]: f / total for n, f in names.items()}
         self.stream_gbps = stream_rate_hz * stf_size_gb * 8.0
         self.link_headroom = link_headroom
-        self.assigned = dict.fromkeys(self.queue_of, 0)
+        self.assigned = dict.fromkeys(self.queue_of, 0.0)
+        self._usable: frozenset[int] = frozenset(self.queue_of)
 
     def effective_fractions(self, now: float) -> tuple[dict[int, float], dict[str, str]]:
         """Target fractions after removing unusable E1s and capping by the link."""
@@ -70,6 +73,11 @@ class ButterflyBalancer:
                 "policy": "butterfly", "degraded": degraded,
                 "summary": "no E1 can take streaming now; the STF waits in the DAQ buffer",
             })
+        if frozenset(eff) != self._usable:  # an E1 left or came back: balance from now on,
+            self._usable = frozenset(eff)  # not by catching up on the past
+            self.assigned = dict.fromkeys(self.assigned, 0.0)
+        for s in self.assigned:  # recent STFs count most (about the last hundred)
+            self.assigned[s] *= self.MEMORY
         n = sum(self.assigned.values()) + 1
         chosen = max(eff, key=lambda s: (eff[s] * n - self.assigned[s], -s))
         self.assigned[chosen] += 1
