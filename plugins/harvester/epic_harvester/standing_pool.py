@@ -12,6 +12,13 @@ At ``run_imminent`` epic-wfms writes the pool's target size to a small JSON file
   streaming worker (cores, memory, walltime of the pool, tagged with the pool and run in
   ``workAttributes``) instead of sizing it from PanDA job parameters.
 
+Harvester's throttler answer is yes/no: once released, the worker adjuster would submit up
+to the queue's static limits (nQueueLimitWorker, maxWorkers), overshooting the target. So
+the throttler also grants the cycle's deficit, and the worker maker stops making workers
+(returns None, which Harvester counts as a chunk not made - harmless in pull mode, where
+chunks carry no jobs) once the grant is used. Both run in the submitter's process (the
+adjuster is called from the submitter thread right before ``make_workers``).
+
 Interfaces follow HSF/harvester: ``PluginFactory`` passes every key of the block (plus
 ``queueName``, ``siteName``) as keyword arguments; ``to_be_throttled`` returns
 ``(bool, message)``; ``make_worker(jobspec_list, queue_config, job_type, resource_type,
@@ -24,6 +31,7 @@ import json
 import logging
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -140,6 +148,28 @@ def _harvester_alive_counter(queue_name: str, site_name: str) -> int:
                for by_rt in stats.values() for v in by_rt.values())
 
 
+# -- the per-cycle grant shared by the throttler and the worker maker ----------------------
+_grants: dict[str, int] = {}
+_grants_lock = threading.Lock()
+
+
+def _grant(queue_name: str, workers: int) -> None:
+    with _grants_lock:
+        _grants[queue_name] = workers
+
+
+def _take(queue_name: str) -> bool:
+    """Use one worker of the queue's grant; True without a grant (no throttler configured)."""
+    with _grants_lock:
+        left = _grants.get(queue_name)
+        if left is None:
+            return True
+        if left <= 0:
+            return False
+        _grants[queue_name] = left - 1
+        return True
+
+
 # -- the plugins ----------------------------------------------------------------------------
 class StandingPoolThrottler(PluginBase):
     """Throttle submission once the pool is full; release it while workers are missing.
@@ -169,6 +199,7 @@ class StandingPoolThrottler(PluginBase):
         site_name = getattr(queue_config, "siteName", queue_name) or queue_name
         target = self.target()
         alive = counter(queue_name, site_name)
+        _grant(queue_name, max(target - alive, 0))
         if alive >= target:
             return True, f"standing pool full: {alive} alive >= target {target}"
         return False, f"standing pool short by {target - alive}: {alive} alive < target {target}"
@@ -194,6 +225,8 @@ class StandingPoolWorkerMaker(BaseWorkerMaker):
 
     def make_worker(self, jobspec_list: list, queue_config: Any, job_type: str,
                     resource_type: str, prod_source_label: str = "ANY") -> Any:
+        if not _take(queue_config.queueName):
+            return None  # the pool's deficit for this cycle is already being submitted
         factory = self.workSpecFactory or WorkSpec
         if factory is None:
             log.error("no WorkSpec class: run inside Harvester or pass workSpecFactory")
