@@ -7,7 +7,7 @@ Scores (higher wins), each in [0, 1] and weighted per lane:
   locality   1 if an input replica is at the site, else 1 / (1 + minutes to move the input
              over the best network path from the nearest replica, at most 2 Gbit/s per job)
   capacity   free cores / cores (normal work may not eat the express reserve)
-  depth      1 - jobs queued / queue limit
+  depth      1 - jobs queued / queue limit (each class may fill only its share of the limit)
   share      headroom of the workflow class under the site's share target (R8.5)
   pledge     opportunistic queues suit short, low-criticality work; long jobs lose there
   size       (express lane) big sites start work soonest (R7.5 "high-throughput facilities")
@@ -77,7 +77,8 @@ class Broker:
                 else:
                     kept.append((q.index, q.site_index, q.cores_per_node, q.memory_per_core_gb,
                                  q.max_walltime_s, q.gpus_per_node, q.max_queued, q.cores,
-                                 q.express_reserve_cores, q.pledged))
+                                 q.express_reserve_cores, q.pledged,
+                                 q.class_queue_cap[req.workflow_class]))
             hit = self._static[key] = (kept, rejected)
         return hit
 
@@ -111,7 +112,7 @@ class Broker:
         w = EXPRESS if express else NORMAL
         wl, wc, wd, wsh, wp, wz = w.locality, w.capacity, w.depth, w.share, w.pledge, w.size
         blocked, probing = st.health.blocked_until, st.health.probing
-        running, queued = st.running_cores, st.queued
+        running, queued, queued_class = st.running_cores, st.queued, st.queued_by_class
         committed, shares, site_cores = st.fairshare.committed, fab.site_shares, fab.site_cores
         locality = self._locality_scores(req)
         size = self._size
@@ -120,7 +121,7 @@ class Broker:
         rejected: dict[str, int] = {}
         best = second = None  # (score, candidate, components)
         for cand in static:
-            qi, s, cpn, qmem, qwall, gpn, maxq, qcores, reserve, pledged = cand
+            qi, s, cpn, qmem, qwall, gpn, maxq, qcores, reserve, pledged, class_cap = cand
             if cores > cpn:
                 why = "cores"
             elif mem > qmem:
@@ -131,7 +132,7 @@ class Broker:
                 why = "gpu"
             elif blocked[s] > now:
                 why = "site_unavailable"
-            elif queued[qi] >= maxq:
+            elif queued[qi] >= maxq or queued_class[qi][wf] >= class_cap:
                 why = "queue_full"
             else:
                 why = None

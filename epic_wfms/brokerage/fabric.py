@@ -33,6 +33,7 @@ class QueueInfo:
     classes: frozenset[str]
     pledged: bool
     express_reserve_cores: int
+    class_queue_cap: dict[str, int]  # jobs of a class that may wait here (share of max_queued)
 
 
 @dataclass(slots=True)
@@ -74,6 +75,8 @@ class Fabric:
                     max_queued=queue.max_queued, classes=frozenset(queue.workflow_classes),
                     pledged=site.queue_pledged(queue),
                     express_reserve_cores=int(queue.cores * queue.express_reserve),
+                    class_queue_cap=class_caps(queue.max_queued, queue.workflow_classes,
+                                               site.shares),
                 ))
             for link in site.links:
                 key = tuple(sorted((index[name], index[link.to])))
@@ -97,6 +100,20 @@ class Fabric:
         """Recompute paths with some links degraded (factor 0 = down)."""
         degraded = {k: v * factors.get(k, 1.0) for k, v in self.links.items()}
         self.bandwidth = widest_paths(len(self.sites), degraded)
+
+
+def class_caps(max_queued: int, classes: list[str], shares: dict[str, float]) -> dict[str, int]:
+    """Split a queue's waiting slots among its classes by the site's shares.
+
+    Without it the first class to arrive fills the batch queue and the others cannot get in,
+    whatever the shares say (PanDA caps queued jobs per global share for the same reason).
+    """
+    weights = {c: shares.get(c, 0.0) for c in classes}
+    total = sum(weights.values())
+    floor = min(10, max_queued)
+    if not total:
+        return dict.fromkeys(classes, max(max_queued // len(classes), floor))
+    return {c: max(int(max_queued * w / total), floor) for c, w in weights.items()}
 
 
 def widest_paths(n: int, links: dict[tuple[int, int], float]) -> list[list[float]]:

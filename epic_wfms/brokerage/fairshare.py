@@ -21,8 +21,9 @@ class FairShare:
         n = len(site_shares)
         self.usage = [dict.fromkeys(CLASSES, 0.0) for _ in range(n)]
         self._stamp = [0.0] * n
-        #: cores committed (running + queued) per site and class, kept by the caller
+        #: cores committed (running + queued) and running, per site and class (FabricState)
         self.committed = [dict.fromkeys(CLASSES, 0) for _ in range(n)]
+        self.running = [dict.fromkeys(CLASSES, 0) for _ in range(n)]
 
     def charge(self, site: int, workflow_class: str, core_seconds: float, now: float) -> None:
         self._decay(site, now)
@@ -43,8 +44,14 @@ class FairShare:
         return {c: u / total for c, u in usage.items()}
 
     def pick(self, site: int, waiting: list[str], now: float) -> str:
-        """Of the classes with work waiting at the site, the one furthest below its target."""
+        """Of the classes with work waiting at the site, the one furthest below its target.
+
+        Half the weight on the cores each class holds now (fast response), half on the
+        decayed past usage (a class that was short in the past catches up).
+        """
         self._decay(site, now)
-        usage, targets = self.usage[site], self.targets[site]
-        total = sum(usage.values()) or 1.0
-        return max(waiting, key=lambda c: targets.get(c, 0.0) - usage[c] / total)
+        usage, running, targets = self.usage[site], self.running[site], self.targets[site]
+        used = sum(usage.values()) or 1.0
+        held = sum(running.values()) or 1.0
+        return max(waiting, key=lambda c: targets.get(c, 0.0)
+                   - 0.5 * (usage[c] / used + running[c] / held))

@@ -18,6 +18,8 @@ class FabricState:
         self.fabric = fabric
         self.running_cores = [0] * len(fabric.queues)
         self.queued = [0] * len(fabric.queues)
+        self.queued_by_class: list[dict[str, int]] = [
+            dict.fromkeys(q.classes, 0) for q in fabric.queues]
         self.health = SiteHealth(len(fabric.sites), health)
         self.fairshare = FairShare(fabric.site_shares)
         self.link_factor: dict[tuple[int, int], float] = {}
@@ -28,19 +30,24 @@ class FabricState:
     def commit(self, q: int, workflow_class: str, cores: int) -> None:
         """A job was sent to queue q and waits there."""
         self.queued[q] += 1
+        self.queued_by_class[q][workflow_class] += 1
         self.fairshare.committed[self.fabric.queues[q].site_index][workflow_class] += cores
 
-    def start(self, q: int, cores: int) -> None:
+    def start(self, q: int, workflow_class: str, cores: int) -> None:
         self.queued[q] -= 1
+        self.queued_by_class[q][workflow_class] -= 1
         self.running_cores[q] += cores
+        self.fairshare.running[self.fabric.queues[q].site_index][workflow_class] += cores
 
     def finish(self, q: int, workflow_class: str, cores: int) -> None:
         self.running_cores[q] -= cores
+        self.fairshare.running[self.fabric.queues[q].site_index][workflow_class] -= cores
         self.fairshare.committed[self.fabric.queues[q].site_index][workflow_class] -= cores
 
     def withdraw(self, q: int, workflow_class: str, cores: int) -> None:
         """A queued job left the queue without running (re-brokered elsewhere)."""
         self.queued[q] -= 1
+        self.queued_by_class[q][workflow_class] -= 1
         self.fairshare.committed[self.fabric.queues[q].site_index][workflow_class] -= cores
 
     def set_link(self, a: str, b: str, factor: float) -> None:

@@ -77,6 +77,8 @@ class SimSettings:
     tick_s: float = 60.0
     max_decisions_per_tick: int = 50_000
     outages: list[Outage] = field(default_factory=list)
+    classes: tuple[str, ...] | None = None  # restrict the campaign's workflow classes
+    drain: bool = True  # run on after the window until the campaign is complete
 
 
 class _Queue:
@@ -97,11 +99,12 @@ class FabricSimulation:
         self.fabric = Fabric.from_catalogue(catalogue)
         self.state = FabricState(self.fabric)
         self.broker = Broker(self.state)
-        self.butterfly = ButterflyBalancer(self.state, stream_rate_hz=s.stf_rate_hz)
+        self.butterfly = (ButterflyBalancer(self.state, stream_rate_hz=s.stf_rate_hz)
+                          if s.stf_rate_hz > 0 else None)
         self._check_outages(s.outages)
         self.rng = random.Random(s.seed)
         disk = [r for r in self.fabric.disk_rse if r]
-        self.workload = Workload(s.seed, disk, s.stf_cores, s.stf_seconds)
+        self.workload = Workload(s.seed, disk, s.stf_cores, s.stf_seconds, s.classes)
         self.queues = [_Queue(q) for q in self.fabric.queues]
         self.heap: list = []
         self._seq = 0
@@ -147,7 +150,7 @@ class FabricSimulation:
         for i, outage in enumerate(s.outages):
             self._push(outage.start_s, _OUTAGE_START, i)
             self._push(outage.end_s, _OUTAGE_END, i)
-        limit = s.hours * HOUR * 3
+        limit = s.hours * HOUR * (3 if s.drain else 1)
         now = 0.0
         while self.heap:
             now, _, kind, payload = heapq.heappop(self.heap)
@@ -261,7 +264,7 @@ class FabricSimulation:
             self._start(q, q.pending[wf].popleft(), now)
 
     def _start(self, q: _Queue, job: SimJob, now: float) -> None:
-        self.state.start(q.info.index, job.request.cores)
+        self.state.start(q.info.index, job.request.workflow_class, job.request.cores)
         q.gpus_used += job.request.gpus
         q.running.add(id(job))
         job.started = now

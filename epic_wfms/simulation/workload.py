@@ -46,11 +46,12 @@ class SimJob:
 class Workload:
     """Draws campaign jobs and STF jobs reproducibly from a seed."""
 
-    def __init__(self, seed: int, input_rses: list[str], stf_cores: int, stf_seconds: float):
+    def __init__(self, seed: int, input_rses: list[str], stf_cores: int, stf_seconds: float,
+                 classes: tuple[str, ...] | None = None) -> None:
         self.rng = random.Random(seed)
         self.input_rses = input_rses
         self.stf_cores, self.stf_seconds = stf_cores, stf_seconds
-        self.classes = list(PROFILES)
+        self.classes = list(classes or PROFILES)
         self.weights = [PROFILES[c].weight / (PROFILES[c].cores * PROFILES[c].hours)
                         for c in self.classes]
         self.mean_core_hours = sum(
