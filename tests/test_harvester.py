@@ -19,7 +19,6 @@ import inspect
 import json
 import random
 import sys
-from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -227,7 +226,7 @@ def test_conformance_with_real_harvester_base_classes():
     base = pytest.importorskip("pandaharvester.harvesterworkermaker.base_worker_maker")
     work_spec = pytest.importorskip("pandaharvester.harvestercore.work_spec")
     assert issubclass(pool.StandingPoolWorkerMaker, base.BaseWorkerMaker)
-    assert pool.ALIVE_STATUSES <= set(work_spec.WorkSpec.ST_LIST) | {"pending"}
+    assert set(work_spec.WorkSpec.ST_LIST) | {"pending"} >= pool.ALIVE_STATUSES
     maker = pool.StandingPoolWorkerMaker(queueName="Q", siteName="Q", nCore=8)
     spec = maker.make_worker([], SimpleNamespace(queueName="Q"), "managed", "MCORE")
     assert isinstance(spec, work_spec.WorkSpec) and spec.nCore == 8

@@ -82,7 +82,7 @@ class SimSettings:
 
 
 class _Queue:
-    __slots__ = ("gpus", "gpus_used", "info", "pending", "express", "running")
+    __slots__ = ("express", "gpus", "gpus_used", "info", "pending", "running")
 
     def __init__(self, info: Any) -> None:
         self.info = info

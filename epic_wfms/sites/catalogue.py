@@ -157,7 +157,8 @@ def _check_cross_references(catalogue: Catalogue) -> None:
         for i, store in enumerate(site.storage):
             if store.rse in seen_rse:
                 raise CatalogueError(
-                    f"{path}: storage[{i}].rse: {store.rse} is already used by {seen_rse[store.rse]}",
+                    f"{path}: storage[{i}].rse: {store.rse} is already used by "
+                    f"{seen_rse[store.rse]}",
                     "an RSE belongs to one site", "give the RSE a unique name",
                 )
             seen_rse[store.rse] = site.name

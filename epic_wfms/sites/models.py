@@ -123,7 +123,8 @@ class Site(_Strict):
         runnable = {c for q in self.queues for c in q.workflow_classes}
         if unused := set(self.shares) - runnable:
             raise ValueError(
-                f"shares name classes no queue runs: {sorted(unused)}; queues run {sorted(runnable)}"
+                f"shares name classes no queue runs: {sorted(unused)}; "
+                f"queues run {sorted(runnable)}"
             )
         for queue in self.queues:
             self._check_criticality(queue)
