@@ -9,10 +9,13 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from epic_wfms.backends import open_database
 from epic_wfms.cli.main import cli
+from epic_wfms.config import load_config
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.simulation import FabricSimulation, SimSettings, parse_outage
 from epic_wfms.sites import load_catalogue
+from epic_wfms.store import accounting
 
 SHARES = {
     "E2_ALPHA": {"simulation": 0.6, "reconstruction": 0.3, "analysis": 0.1},
@@ -105,3 +108,19 @@ def test_cli_sim_fabric_reports_json():
     assert set(report["sites"]) >= {"E1_BNL", "E1_JLAB"}
     bad = CliRunner().invoke(cli, ["sim", "fabric", "--outage", "BNL"])
     assert bad.exit_code != 0 and "SITE@T0-T1" in bad.output
+
+
+def test_cli_sim_records_decisions_and_usage_for_the_monitor(tmp_path, monkeypatch):
+    monkeypatch.setenv("EPIC_WFMS_DATA_DIR", str(tmp_path))
+    result = CliRunner().invoke(cli, ["sim", "fabric", "--hours", "0.25", "--campaign", "0.01",
+                                      "--record", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    db = open_database(load_config())
+    assert report["recorded"]["decisions"] == report["brokerage"]["decisions"]
+    by_site = accounting.usage_summary(db, ("site",))
+    assert {r["site"] for r in by_site} >= {"E1_BNL", "E1_JLAB"}
+    assert sum(r["jobs"] for r in by_site) == report["recorded"]["usage"]
+    stf = accounting.why(db, "stf-0000000")[0]
+    assert stf["site"] == "E1_BNL" and stf["reasons"]["policy"] == "butterfly"
+    db.dispose()

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 from rich.console import Console
 from rich.table import Table
 
+from epic_wfms.backends import open_database
+from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.simulation import FabricSimulation, SimSettings, parse_outage
+from epic_wfms.simulation.recorder import StoreRecorder
 from epic_wfms.sites import load_catalogue
 
 
@@ -30,15 +34,26 @@ def sim() -> None:
 @click.option("--seed", default=1, show_default=True)
 @click.option("--sites", "site_dir", type=click.Path(path_type=Path, file_okay=False),
               default=None, help="Folder of site YAML files.")
+@click.option("--record", is_flag=True,
+              help="Write decisions and usage to the store (see them with the monitor).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              default=None, help="YAML configuration (chooses the store for --record).")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
 def fabric(hours: float, campaign_fraction: float, stf_rate: float, outages: tuple[str, ...],
-           compare: bool, seed: int, site_dir: Path | None, as_json: bool) -> None:
+           compare: bool, seed: int, site_dir: Path | None, record: bool,
+           config_path: Path | None, as_json: bool) -> None:
     """A campaign plus a live streaming run over the whole catalogue, real brokerage."""
     try:
         catalogue = load_catalogue(site_dir)
         settings = SimSettings(hours=hours, seed=seed, campaign_fraction=campaign_fraction,
                                stf_rate_hz=stf_rate, outages=[parse_outage(o) for o in outages])
-        report = FabricSimulation(catalogue, settings).run()
+        recorder = None
+        if record:
+            recorder = StoreRecorder(open_database(load_config(config_path)),
+                                     datetime.now(UTC).replace(microsecond=0))
+        report = FabricSimulation(catalogue, settings, recorder).run()
+        if recorder is not None:
+            report["recorded"] = {"decisions": recorder.decisions, "usage": recorder.usages}
         if compare and outages:
             settings.outages = []
             base = FabricSimulation(catalogue, settings).run()

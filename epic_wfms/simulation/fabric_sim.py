@@ -94,8 +94,10 @@ class _Queue:
 
 
 class FabricSimulation:
-    def __init__(self, catalogue: Catalogue, settings: SimSettings | None = None) -> None:
+    def __init__(self, catalogue: Catalogue, settings: SimSettings | None = None,
+                 recorder: Any = None) -> None:
         self.settings = s = settings or SimSettings()
+        self.recorder = recorder  # StoreRecorder: decisions and usage into the store
         self.fabric = Fabric.from_catalogue(catalogue)
         self.state = FabricState(self.fabric)
         self.broker = Broker(self.state)
@@ -174,6 +176,8 @@ class FabricSimulation:
                 self._outage_end(s.outages[payload], now)
             if self._finished(now) and kind == _END:
                 break
+        if self.recorder is not None:
+            self.recorder.close()
         return self._report(now, time.perf_counter() - wall0)
 
     def _finished(self, now: float) -> bool:
@@ -215,6 +219,8 @@ class FabricSimulation:
             decision = self.broker.decide(job.request, now)
         self.stats["broker_seconds"] += time.perf_counter() - t0
         self.stats["decisions"] += 1
+        if self.recorder is not None:
+            self.recorder.decision(decision, job.request, now)
         if decision.outcome != ASSIGNED:
             self.stats["no_candidate"] += not job.is_stf
             return False
@@ -280,6 +286,8 @@ class FabricSimulation:
         if job.started != started or job.done:
             return  # killed by an outage and already re-brokered
         q = self.queues[job.queue]
+        if self.recorder is not None:
+            self.recorder.usage(job.request, q.info.site, q.info.name, ok, job.started, now)
         self._release(q, job, now)
         self.state.health.record(q.info.site_index, ok, now)
         if ok:
