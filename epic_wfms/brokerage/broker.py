@@ -39,6 +39,8 @@ class Weights:
 
 NORMAL = Weights(locality=3.0, capacity=2.0, depth=1.0, share=2.0, pledge=1.0, size=0.0)
 EXPRESS = Weights(locality=1.0, capacity=4.0, depth=2.0, share=0.0, pledge=1.0, size=1.0)
+_WEIGHTS_SHOWN = {lane: {k: getattr(w, k) for k in COMPONENTS}
+                  for lane, w in (("normal", NORMAL), ("express", EXPRESS))}
 
 
 class Broker:
@@ -171,7 +173,7 @@ class Broker:
         reasons = {
             "lane": lane,
             "components": dict(zip(COMPONENTS, comps, strict=True)),
-            "weights": {k: getattr(w, k) for k in COMPONENTS},
+            "weights": _WEIGHTS_SHOWN[lane],
             "input_at_site": bool(req.input_rses) and locality[q.site_index] == 1.0,
             "probing": probing[q.site_index],
             "candidates": passed,
