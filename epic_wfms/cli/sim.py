@@ -88,6 +88,7 @@ def _print(console: Console, r: dict) -> None:
     console.print(f"campaign: {c['done']}/{c['jobs']} jobs, complete after "
                   f"{c['time_to_complete_h']} h; {c['failures_retried']} failures retried, "
                   f"{c['moved_by_outages']} moved by outages")
+    console.print(f"campaign classes complete after (h): {c['class_complete_h']}")
     console.print(f"streaming: {s['stfs_processed']}/{s['stfs_produced']} STFs processed, "
                   f"lost {s['lost']}, by site {s['by_site']}, latency {s['latency_s']}")
     for outage in r["outages"]:

@@ -116,6 +116,7 @@ class FabricSimulation:
         n = len(self.fabric.sites)
         self.site_class_cs = [dict() for _ in range(n)]  # core-seconds per class, whole run
         self.late_class_cs = [dict() for _ in range(n)]  # second half only (converged shares)
+        self.class_last_end: dict[str, float] = {}
         self.site_cs = [0.0] * n  # core-seconds within the streaming window [0, hours]
         self.stats: dict[str, Any] = {
             "stfs_produced": 0, "stfs_processed": 0, "stfs_deferred_decisions": 0,
@@ -298,6 +299,7 @@ class FabricSimulation:
                 by_site[q.info.site] = by_site.get(q.info.site, 0) + 1
             else:
                 self.stats["campaign_done"] += 1
+                self.class_last_end[job.request.workflow_class] = now
                 if self.stats["campaign_done"] == self.stats["campaign_jobs"]:
                     self.stats["campaign_done_at"] = now
             del self.jobs[key]
@@ -418,6 +420,9 @@ class FabricSimulation:
                 "jobs": st["campaign_jobs"], "done": st["campaign_done"],
                 "time_to_complete_h": round(st["campaign_done_at"] / HOUR, 2)
                 if st["campaign_done_at"] else None,
+                "class_complete_h": {c: round(t / HOUR, 2) for c, t in
+                                     sorted(self.class_last_end.items())
+                                     if not self.backlog.get(c)},
                 "failures_retried": st["job_failures"],
                 "moved_by_outages": st["killed_by_outage"],
             },
