@@ -17,6 +17,7 @@ from epic_wfms.brokerage import (
     JobRequest,
 )
 from epic_wfms.brokerage.health import AVOIDED, OK, PROBING, HealthPolicy
+from epic_wfms.errors import ConfigurationError
 from epic_wfms.sites import load_catalogue
 
 
@@ -57,8 +58,9 @@ def test_locality_follows_link_bandwidth(state):
     kisti, cnaf = fab.site_index["E2_KISTI"], fab.site_index["E2_CNAF"]
     bnl = fab.site_index["E1_BNL"]
     assert fab.bandwidth[bnl][kisti] == 40 and fab.bandwidth[bnl][cnaf] == 100
-    locality = Broker(state, transfer_gbps_cap=1000)._locality_scores(
+    locality, replicas = Broker(state, transfer_gbps_cap=1000)._locality_scores(
         JobRequest("x", "simulation", input_rses=("BNL_DISK",), input_gb=50))
+    assert replicas == {bnl}
     assert locality[bnl] == 1.0 > locality[cnaf] > locality[kisti] > 0
 
 
@@ -184,6 +186,11 @@ def test_butterfly_balances_and_fails_over(state):
     state.health.refresh(1500)  # BNL down and the link cut: nowhere to go, keep the STF
     held = balancer.route("stf-held", 1500)
     assert held.outcome == DEFERRED and "DAQ buffer" in held.reasons["summary"]
+
+
+def test_only_catalogued_links_can_be_degraded(state):
+    with pytest.raises(ConfigurationError, match="no link between E2_KISTI and E1_JLAB"):
+        state.set_link("E2_KISTI", "E1_JLAB", 0.0)
 
 
 def test_decisions_are_fast_enough_to_matter_nowhere_else(state):

@@ -100,6 +100,19 @@ def test_cli_lists_shows_and_validates():
     assert valid.exit_code == 0, valid.output
 
 
+def test_validate_reports_disagreement_with_the_configuration(tmp_path):
+    config = tmp_path / "epic.yaml"
+    config.write_text(yaml.safe_dump({
+        "rses": [{"name": "DAQ_BUFFER", "site": "E0_EIC", "type": "DISK"},
+                 {"name": "BNL_SCRATCH", "site": "E1_BNL", "type": "DISK"},
+                 {"name": "BNL_TAPE", "site": "E1_BNL", "type": "TAPE"}],
+        "sites": [{"name": "E1_BNL", "disk_rse": "BNL_SCRATCH", "tape_rse": "BNL_TAPE"}],
+    }))
+    result = CliRunner().invoke(cli, ["sites", "validate", "--config", str(config)])
+    assert result.exit_code == 1
+    assert "E1_BNL: configured DISK RSE BNL_SCRATCH is not in e1_bnl.yaml" in result.output
+
+
 def test_cli_reports_a_broken_catalogue_without_traceback(tmp_path):
     folder = _broken(tmp_path, "e1_jlab.yaml", lambda d: d["queues"][0].update(arch="sparc"))
     result = CliRunner().invoke(cli, ["sites", "list", "--sites", str(folder)])

@@ -52,7 +52,8 @@ class Broker:
         self.transfer_gbps_cap = transfer_gbps_cap
         self.fabric: Fabric = state.fabric
         self._static: dict[tuple[str, str | None, bool], tuple[list[tuple], dict]] = {}
-        self._locality: dict[tuple[tuple[str, ...], float], tuple[object, list[float]]] = {}
+        self._locality: dict[tuple[tuple[str, ...], float],
+                             tuple[object, list[float], frozenset[int]]] = {}
         biggest = max(self.fabric.site_cores)
         self._size = [math.log1p(c) / math.log1p(biggest) for c in self.fabric.site_cores]
 
@@ -84,14 +85,18 @@ class Broker:
             hit = self._static[key] = (kept, rejected)
         return hit
 
-    def _locality_scores(self, req: JobRequest) -> list[float]:
-        """Per site: 1 with a replica there, else 1 / (1 + minutes to transfer the input)."""
+    def _locality_scores(self, req: JobRequest) -> tuple[list[float], frozenset[int]]:
+        """Per site: 1 with a replica there, else 1 / (1 + minutes to transfer the input).
+
+        Also the sites holding a replica. Cached per input; recomputed when links change.
+        """
         key = (req.input_rses, req.input_gb)
         bandwidth = self.fabric.bandwidth
         hit = self._locality.get(key)
         if hit is not None and hit[0] is bandwidth:
-            return hit[1]
-        replicas = {self.fabric.rse_site[r] for r in req.input_rses if r in self.fabric.rse_site}
+            return hit[1], hit[2]
+        replicas = frozenset(self.fabric.rse_site[r] for r in req.input_rses
+                             if r in self.fabric.rse_site)
         bits = req.input_gb * 8.0
         scores = []
         for s in range(len(self.fabric.sites)):
@@ -103,8 +108,8 @@ class Broker:
             scores.append(1.0 / (1.0 + bits / gbps / 60.0) if gbps > 0 else 0.0)
         if len(self._locality) > 4096:
             self._locality.clear()
-        self._locality[key] = (bandwidth, scores)
-        return scores
+        self._locality[key] = (bandwidth, scores, replicas)
+        return scores, replicas
 
     # -- decision --------------------------------------------------------------------------
     def decide(self, req: JobRequest, now: float = 0.0) -> Decision:
@@ -116,7 +121,7 @@ class Broker:
         blocked, probing = st.health.blocked_until, st.health.probing
         running, queued, queued_class = st.running_cores, st.queued, st.queued_by_class
         committed, shares, site_cores = st.fairshare.committed, fab.site_shares, fab.site_cores
-        locality = self._locality_scores(req)
+        locality, replica_sites = self._locality_scores(req)
         size = self._size
         wf, cores, mem, wall, gpus = (req.workflow_class, req.cores, req.memory_per_core_gb,
                                       req.walltime_s, req.gpus)
@@ -174,7 +179,7 @@ class Broker:
             "lane": lane,
             "components": dict(zip(COMPONENTS, comps, strict=True)),
             "weights": _WEIGHTS_SHOWN[lane],
-            "input_at_site": bool(req.input_rses) and locality[q.site_index] == 1.0,
+            "input_at_site": q.site_index in replica_sites,
             "probing": probing[q.site_index],
             "candidates": passed,
             "rejected": rejected,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from epic_wfms.brokerage.fabric import Fabric
 from epic_wfms.brokerage.fairshare import FairShare
 from epic_wfms.brokerage.health import HealthPolicy, SiteHealth
+from epic_wfms.errors import ConfigurationError
 
 
 class FabricState:
@@ -55,7 +56,9 @@ class FabricState:
         ia, ib = self.fabric.site_index[a], self.fabric.site_index[b]
         key = (min(ia, ib), max(ia, ib))
         if key not in self.fabric.links:
-            raise KeyError(f"no link between {a} and {b}")
+            raise ConfigurationError(f"no link between {a} and {b}",
+                                     "only links listed in the site files can be changed",
+                                     "name two sites one of which lists the other in links")
         self.link_factor[key] = factor
         self.fabric.rebuild_bandwidth(self.link_factor)
 

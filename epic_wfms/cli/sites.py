@@ -73,10 +73,16 @@ def show(site: str, site_dir: Path | None) -> None:
 @SITES_OPTION
 @click.option("--harvester-dir", type=click.Path(path_type=Path, file_okay=False),
               default=DEFAULT_HARVESTER_DIR, show_default=True)
-def validate(site_dir: Path | None, harvester_dir: Path) -> None:
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              default=None, help="YAML configuration whose E1 sites/RSEs must be in the catalogue.")
+def validate(site_dir: Path | None, harvester_dir: Path, config_path: Path | None) -> None:
     """Validate the catalogue, its agreement with the configuration, and the Harvester files."""
     catalogue = _catalogue(site_dir)
-    problems = check_against_config(catalogue, load_config().sites)
+    try:
+        config = load_config(config_path)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    problems = check_against_config(catalogue, config.sites)
     for stale in stale_files(catalogue, harvester_dir):
         problems.append(f"{harvester_dir / stale} is stale: run `epic-wfms sites "
                         "harvester-config`")
