@@ -88,7 +88,12 @@ def test_validator_catches_what_harvester_would_reject():
     del block["MIT_T2"]["sweeper"]
     block["MIT_T2"]["monitor"]["name"] = "CondorMonitor"
     block["MIT_T2"]["mapType"] = "Pull"
+    k8s = json.loads(render(load_catalogue(), ["E2_CLOUD_GCP"])[
+        "E2_CLOUD_GCP/panda_queueconfig.json"])
+    del k8s["GCP_K8S"]["monitor"]["k8s_config_file"]
+    block.update(k8s)
     problems = validate_queueconfig(block)
+    assert "GCP_K8S.monitor: K8sMonitor needs 'k8s_config_file'" in problems
     assert any("missing mandatory plugin section 'sweeper'" in p for p in problems)
     assert any("unknown plugin pandaharvester.harvestermonitor.htcondor_monitor.CondorMonitor"
                in p for p in problems)

@@ -60,6 +60,17 @@ EPIC = {
 #: every (module, class) a generated config may name; the validator refuses anything else
 KNOWN_PLUGINS = {v for table in STOCK.values() for v in table.values()} | set(
     COMMON.values()) | set(EPIC.values())
+#: keys a stock plugin reads unconditionally in its constructor (from the HSF/harvester source)
+REQUIRED_KEYS = {
+    "K8sSubmitter": ("k8s_config_file", "k8s_yaml_file"),
+    "K8sMonitor": ("k8s_config_file",),
+    "K8sSweeper": ("k8s_config_file",),
+    "K8sMessenger": ("k8s_config_file", "logDir"),
+    "PBSSubmitter": ("templateFile",),
+    "SlurmSubmitter": ("templateFile",),
+    "StandingPoolThrottler": ("targetFile",),
+    "StandingPoolWorkerMaker": ("poolName", "nCore"),
+}
 MANDATORY_BLOCKS = ("messenger", "monitor", "preparator", "stager", "submitter", "sweeper",
                     "workerMaker")
 OPTIONAL_BLOCKS = ("throttler", "zipper", "common")
@@ -113,7 +124,8 @@ def queue_block(site: Site, queue: Queue) -> dict[str, Any]:
     block["messenger"] = _messenger(queue)
     block["stager"] = _stager(site, push)
     block["monitor"] = _plugin(stock["monitor"], **(
-        {"cancelUnknown": False, "heldTimeout": 3600} if queue.batch_system == "htcondor" else {}))
+        {"cancelUnknown": False, "heldTimeout": 3600} if queue.batch_system == "htcondor"
+        else _k8s_config(queue)))
     block["sweeper"] = _plugin(stock["sweeper"], **_k8s_config(queue))
     if pool:
         block["throttler"] = _plugin(EPIC["pool_throttler"], targetFile=_pool_file(queue),
@@ -151,7 +163,8 @@ def _stager(site: Site, push: bool) -> dict[str, Any]:
 
 def _messenger(queue: Queue) -> dict[str, Any]:
     if queue.batch_system == "kubernetes":
-        return _plugin(COMMON["k8s_messenger"], **_k8s_config(queue))
+        return _plugin(COMMON["k8s_messenger"], **_k8s_config(queue),
+                       logDir="/var/log/harvester/batch")
     return _plugin(COMMON["shared_file_messenger"], jobSpecFileFormat="cgi",
                    accessPoint=f"{WORKDIR}/${{harvesterID}}/${{_workerID_3.2}}/${{workerID}}")
 
@@ -167,7 +180,9 @@ def _submitter(site: Site, queue: Queue, ref: tuple[str, str], cores: int) -> di
     if queue.batch_system in ("slurm", "pbs"):
         return _plugin(ref, **common, localQueueName=h.partition or "batch",
                        templateFile=f"{HARVESTER_HOME}/etc/epic/{queue.batch_system}_pilot.sh")
-    return _plugin(ref, nProcesses=4, **_k8s_config(queue), tokenDir=common["tokenDir"])
+    return _plugin(ref, nProcesses=4, **_k8s_config(queue),
+                   k8s_yaml_file=f"{HARVESTER_HOME}/etc/epic/k8s_pilot_job.yaml",
+                   tokenDir=common["tokenDir"])
 
 
 def _worker_maker(queue: Queue, cores: int, pool: int) -> dict[str, Any]:
@@ -261,6 +276,10 @@ def validate_queueconfig(data: dict[str, Any]) -> list[str]:
                 elif (value["module"], value["name"]) not in KNOWN_PLUGINS:
                     problems.append(f"{name}.{key}: unknown plugin {value['module']}."
                                     f"{value['name']}")
+                else:
+                    problems += [f"{name}.{key}: {value['name']} needs {needed!r}"
+                                 for needed in REQUIRED_KEYS.get(value["name"], ())
+                                 if needed not in value]
         if block.get("mapType", "OneToOne") not in MAP_TYPES:
             problems.append(f"{name}.mapType: {block.get('mapType')!r}, allowed {MAP_TYPES}")
         for key in INT_LIMITS:
