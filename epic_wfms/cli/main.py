@@ -14,6 +14,8 @@ from rich.table import Table
 from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
+from epic_wfms.cli.sim import sim
+from epic_wfms.cli.sites import sites
 from epic_wfms.cli.status import store_status
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
@@ -157,6 +159,10 @@ def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size
 def statemachine() -> None:
     """Print the complete detector/DAQ transition table (Markdown)."""
     click.echo(transition_table_markdown())
+
+
+cli.add_command(sites)
+cli.add_command(sim)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -280,3 +281,48 @@ class AgentRecord(Base):
     status: Mapped[str] = mapped_column(String(20))  # running, stopped
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BrokerageDecisionRecord(Base):
+    """Where brokerage sent a job or STF and why (R10.3: "why did my job go there?")."""
+
+    __tablename__ = "brokerage_decisions"
+    __table_args__ = (Index("ix_decision_site_time", "site", "decided_at"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_ref: Mapped[str] = mapped_column(String(255), index=True)
+    workflow: Mapped[str] = mapped_column(String(100), default="")
+    user: Mapped[str] = mapped_column("username", String(100), default="")
+    activity: Mapped[str] = mapped_column(String(40))  # workflow class
+    lane: Mapped[str] = mapped_column(String(10))  # normal, express
+    outcome: Mapped[str] = mapped_column(String(20))  # assigned, deferred, no_candidate
+    site: Mapped[str | None] = mapped_column(String(40))
+    queue: Mapped[str | None] = mapped_column(String(64))
+    score: Mapped[float] = mapped_column(Float, default=0.0)
+    reasons: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ResourceUsageRecord(Base):
+    """Resources one job used, for accounting by workflow, user, site and activity (R8.6)."""
+
+    __tablename__ = "resource_usage"
+    __table_args__ = (
+        Index("ix_usage_site_activity", "site", "activity"),
+        Index("ix_usage_workflow", "workflow"),
+        Index("ix_usage_user", "username"),
+        Index("ix_usage_ended", "ended_at"),
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_ref: Mapped[str] = mapped_column(String(255), index=True)
+    workflow: Mapped[str] = mapped_column(String(100), default="")
+    user: Mapped[str] = mapped_column("username", String(100), default="")
+    site: Mapped[str] = mapped_column(String(40))
+    queue: Mapped[str] = mapped_column(String(64))
+    activity: Mapped[str] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # finished, failed
+    cores: Mapped[int]
+    gpus: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    core_seconds: Mapped[float] = mapped_column(Float)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)

@@ -1,0 +1,118 @@
+"""``epic-wfms sites``: the site catalogue and the Harvester deployments generated from it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from epic_wfms.config import load_config
+from epic_wfms.errors import EpicWfmsError
+from epic_wfms.sites import Catalogue, load_catalogue
+from epic_wfms.sites.catalogue import DEFAULT_SITE_DIR, check_against_config
+from epic_wfms.sites.harvester import stale_files, validate_queueconfig, write_configs
+
+DEFAULT_HARVESTER_DIR = DEFAULT_SITE_DIR.parent / "harvester_configs"
+
+SITES_OPTION = click.option(
+    "--sites", "site_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+    help="Folder of site YAML files (default: the repository's site_configs/).",
+)
+
+
+def _catalogue(site_dir: Path | None) -> Catalogue:
+    try:
+        return load_catalogue(site_dir)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@click.group()
+def sites() -> None:
+    """ePIC sites: list, show, validate, generate Harvester configurations."""
+
+
+@sites.command("list")
+@SITES_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def list_sites(site_dir: Path | None, as_json: bool) -> None:
+    """One line per site: echelon, kind, pledged, cores, queues, RSEs."""
+    catalogue = _catalogue(site_dir)
+    rows = [{"site": s.name, "echelon": s.echelon, "kind": s.kind, "pledged": s.pledged,
+             "cores": s.cores, "queues": [q.name for q in s.queues],
+             "rses": [r.rse for r in s.storage]} for s in catalogue]
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+        return
+    table = Table(title=f"{len(rows)} sites, {catalogue.cores:,} cores")
+    for column in ("site", "echelon", "kind", "pledged", "cores", "queues", "rses"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["site"], row["echelon"], row["kind"], str(row["pledged"]),
+                      f"{row['cores']:,}", ", ".join(row["queues"]), ", ".join(row["rses"]))
+    Console().print(table)
+
+
+@sites.command()
+@click.argument("site")
+@SITES_OPTION
+def show(site: str, site_dir: Path | None) -> None:
+    """Everything the catalogue knows about SITE (as JSON)."""
+    catalogue = _catalogue(site_dir)
+    try:
+        found = catalogue.site(site)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    click.echo(json.dumps(found.model_dump(), indent=1))
+
+
+@sites.command()
+@SITES_OPTION
+@click.option("--harvester-dir", type=click.Path(path_type=Path, file_okay=False),
+              default=DEFAULT_HARVESTER_DIR, show_default=True)
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              default=None, help="YAML configuration whose E1 sites/RSEs must be in the catalogue.")
+def validate(site_dir: Path | None, harvester_dir: Path, config_path: Path | None) -> None:
+    """Validate the catalogue, its agreement with the configuration, and the Harvester files."""
+    catalogue = _catalogue(site_dir)
+    try:
+        config = load_config(config_path)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    problems = check_against_config(catalogue, config.sites)
+    for stale in stale_files(catalogue, harvester_dir):
+        problems.append(f"{harvester_dir / stale} is stale: run `epic-wfms sites "
+                        "harvester-config`")
+    for path in sorted(Path(harvester_dir).glob("*/panda_queueconfig.json")):
+        problems += [f"{path}: {p}" for p in validate_queueconfig(json.loads(path.read_text()))]
+    if problems:
+        raise click.ClickException("\n".join(problems))
+    click.echo(f"ok: {len(catalogue.sites)} sites, {catalogue.cores:,} cores, "
+               f"{sum(1 for _ in catalogue.queues())} queues; Harvester configs current")
+
+
+@sites.command("harvester-config")
+@click.argument("site", required=False)
+@SITES_OPTION
+@click.option("--out", type=click.Path(path_type=Path, file_okay=False),
+              default=DEFAULT_HARVESTER_DIR, show_default=True)
+@click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
+def harvester_config(site: str | None, site_dir: Path | None, out: Path, check: bool) -> None:
+    """Generate <out>/<SITE>/panda_queueconfig.json and panda_harvester.cfg (all sites or SITE)."""
+    catalogue = _catalogue(site_dir)
+    if site:
+        try:
+            catalogue.site(site)
+        except EpicWfmsError as error:
+            raise click.ClickException(str(error)) from error
+    if check:
+        stale = [s for s in stale_files(catalogue, out) if not site or s.startswith(site + "/")]
+        if stale:
+            raise click.ClickException("stale: " + ", ".join(stale))
+        click.echo("Harvester configs are current")
+        return
+    for path in write_configs(catalogue, out, [site] if site else None):
+        click.echo(str(path))
