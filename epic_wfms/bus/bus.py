@@ -65,6 +65,9 @@ class MessageBus:
 
         self.transport.subscribe(destination, subscription, deliver)
 
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        self.transport.unsubscribe(destination, subscription)
+
     def _deliver(
         self, destination: str, subscription: str, handler: MessageHandler, body: str,
         msg_types: set[str] | None = None, track: bool = True,

@@ -19,6 +19,10 @@ class Transport(Protocol):
 
     def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None: ...
 
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        """Stop delivering to ``subscription`` (after the message in hand, if any)."""
+        ...
+
     def wait_idle(self, timeout: float) -> bool:
         """True once nothing is queued or being handled (used for draining and tests)."""
         ...

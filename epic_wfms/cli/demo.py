@@ -23,6 +23,7 @@ from epic_wfms.backends import build_backends, build_ddm, open_database
 from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.fastpath.results import fastpath_report
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
@@ -111,6 +112,9 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         daq_thread.join()
         produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
         report = run_report(backends.db, backends.ddm, run, produced)
+        if "fastpath" in orchestrator.roles:
+            orchestrator.fastpath.pool.wait_drained(timeout=60)
+            report.update(fastpath_report(backends.db, run))
         report.update(outside_run_stfs=len(daq.produced) - len(produced), finished=finished,
                       wall_time_s=round(time.monotonic() - started, 2), backend="embedded",
                       store=config.db_url)

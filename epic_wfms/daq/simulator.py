@@ -37,6 +37,7 @@ class DaqSettings:
     seed: int = 1
     corrupt_sequences: set[int] = field(default_factory=set)  # announce a wrong checksum
     skip_sequences: set[int] = field(default_factory=set)  # never announce (a sequence gap)
+    anomalous_tfs: dict[int, set[int]] = field(default_factory=dict)  # sequence -> saturated TFs
 
 
 class DaqSimulator:
@@ -109,7 +110,7 @@ class DaqSimulator:
         # content depends only on (seed, name): a restarted DAQ rewrites identical bytes
         rng = random.Random(f"{s.seed}:{name}")
         write_stf(path, header, s.tfs_per_stf, hits_per_tf_for(s.stf_size_bytes, s.tfs_per_stf),
-                  rng)
+                  rng, frozenset(s.anomalous_tfs.get(sequence, ())))
         checksum = file_adler32(path)
         if sequence in s.corrupt_sequences:
             checksum = f"{(int(checksum, 16) ^ 0x5A5A) & 0xFFFFFFFF:08x}"
