@@ -2,10 +2,10 @@
 
 Rule: a slice queued now waits about ``(backlog / size + 1) * slice_s``. Above the latency
 target (or if the oldest queued slice already waited longer) the pool grows to the size that
-clears the backlog within the target, at least by one. It shrinks by one only when nothing is
-queued, the pool was idle for ``shrink_idle_s`` and one worker less would still be far below
-the target (half of it): the gap between the two thresholds is the hysteresis. After any
-change, ``scale_cooldown_s`` passes before the next (damping). Always within pool min..max.
+clears the backlog within the target, at least by one. It shrinks by one only when nothing was
+queued or processed for ``shrink_idle_s`` (growing reacts to one observation, shrinking needs
+a sustained idle period: that asymmetry is the hysteresis). After any change,
+``scale_cooldown_s`` passes before the next (damping). Always within pool min..max.
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ class Autoscaler:
             return Decision(to, f"expected latency {expected:.2f}s (oldest queued "
                                 f"{obs.oldest_wait_s:.2f}s) > target {target:g}s: backlog "
                                 f"{obs.backlog}, {slice_s:.3f}s per slice")
-        if (obs.size > pool.min and idle and now - self.idle_since >= c.shrink_idle_s
-                and slice_s < target / 2):
+        if obs.size > pool.min and idle and now - self.idle_since >= c.shrink_idle_s:
             return Decision(obs.size - 1, f"idle for {now - self.idle_since:.1f}s with nothing "
                                           f"queued ({slice_s:.3f}s per slice)")
         return None
