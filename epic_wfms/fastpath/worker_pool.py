@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from sqlalchemy import update
 
@@ -195,8 +196,7 @@ class FastPathPool:
     def _resize(self, to: int, reason: str, backlog: int, slice_s: float | None,
                 before: int) -> None:
         with self._lock:
-            while self.size < to:
-                self._start_worker()
+            self._start_workers(to - self.size)
             idle = [w for w in self.workers.values() if not (w.dead or w.retired)]
             idle.sort(key=lambda w: w.busy)  # retire idle workers first
             for worker in idle[:max(self.size - to, 0)]:
@@ -211,13 +211,18 @@ class FastPathPool:
             run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
             slice_s=slice_s, reason=reason), self.run_number)
 
-    def _start_worker(self) -> SliceWorker:
-        name = (f"fpw-{self.run_number or 0:06d}-{next(self._numbers):03d}"
-                f"@{socket.gethostname()}:{os.getpid()}")
-        worker = SliceWorker(self, name, self.run_number)
-        self.workers[name] = worker
-        worker.start()
-        return worker
+    def _start_workers(self, count: int) -> None:
+        """Start ``count`` workers, their payloads calibrating in parallel."""
+        if count <= 0:
+            return
+        names = [f"fpw-{self.run_number or 0:06d}-{next(self._numbers):03d}"
+                 f"@{socket.gethostname()}:{os.getpid()}" for _ in range(count)]
+        with ThreadPoolExecutor(max_workers=count) as starting:
+            workers = list(starting.map(
+                lambda name: SliceWorker(self, name, self.run_number), names))
+        for worker in workers:
+            self.workers[worker.name] = worker
+            worker.start()
 
     def worker_died(self, worker: SliceWorker, reason: str) -> None:
         """Replace a dead worker (R3.9) and give its slices back to the queue."""
@@ -227,7 +232,7 @@ class FastPathPool:
             worker.dead = True
             threading.Thread(target=worker.retire, args=("dead", reason), daemon=True).start()
             if not self._stop.is_set() and not self.drained.is_set():
-                self._start_worker()
+                self._start_workers(1)
         for record in slices.held_by(self.ctx.db, [worker.name]):
             status = slices.release(self.ctx.db, record.name, worker.name, record.attempts,
                                     f"worker died: {reason}", self.config.max_attempts)
