@@ -20,10 +20,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from epic_wfms.backends import build_backends, build_ddm, open_database
-from epic_wfms.cli.services import AgentSet, write_config
+from epic_wfms.cli.services import SERVICE_ROLES, AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
-from epic_wfms.fastpath.results import fastpath_report
+from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
@@ -143,7 +143,8 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
     agents = AgentSet(config, write_config(config, Path(config.data_dir) / "services.yaml"), db)
     started = time.monotonic()
     try:
-        agents.start_all()
+        roles = SERVICE_ROLES + (("fastpath",) if config.fastpath.enabled else ())
+        agents.start_all(roles)
         run = next_run_number(db)
         daq_args = ["--run", str(run), "--stfs", str(options.stfs), "--rate",
                     str(options.rate_hz), "--stf-size", str(options.stf_size_bytes)]
@@ -153,6 +154,9 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
         finished = wait_finished(db, run, options, console)
         produced = [naming.stf_filename(run, s) for s in range(options.stfs)]
         report = run_report(db, build_ddm(config, db), run, produced)
+        if config.fastpath.enabled:
+            wait_fastpath_drained(db, run, timeout=60)
+            report.update(fastpath_report(db, run))
         report.update(outside_run_stfs=0, finished=finished, backend="services",
                       wall_time_s=round(time.monotonic() - started, 2),
                       store=config.db_url, broker=f"stomp://{config.bus.host}:{config.bus.port}",

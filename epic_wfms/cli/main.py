@@ -96,6 +96,12 @@ def _print_report(console: Console, report: dict) -> None:
         table.add_row(key, str(report[key]))
     lat = report["latency_s"]
     table.add_row("latency available->dispatched", f"p50 {lat['p50']} s, p99 {lat['p99']} s")
+    if "slices" in report:  # the fast path ran alongside (docs/fastpath.md)
+        sl, fl = report["slices"], report["slice_latency_s"]
+        table.add_row("fast-path slices", f"done {sl['done']}, failed {sl['failed']}, "
+                                          f"retried {sl['retried']} (of {sl['total']})")
+        table.add_row("latency TF available->slice result", f"p50 {fl['p50']} s, p99 {fl['p99']} s")
+        table.add_row("fast-path alarms", str(report["alarms"]))
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
     table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
@@ -142,7 +148,8 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
 @DATA_DIR_OPTION
 def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size: int,
           standby: str | None, config_path: Path | None, data_dir: Path | None) -> None:
-    """Run one component (daq, ingest, archive, process, merge, monitor) as its own process."""
+    """Run one component (daq, ingest, archive, process, merge, fastpath, monitor) as its own
+    process."""
     logging.getLogger().setLevel(logging.INFO)
     config = _load(config_path, data_dir)
     if role != "daq":

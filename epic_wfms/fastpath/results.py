@@ -8,6 +8,7 @@ nothing: no slice is counted twice.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -103,3 +104,21 @@ def fastpath_report(db: Database, run_number: int) -> dict[str, Any]:
         "alarms": alarms,
         "fastpath_workers": workers,
     }
+
+
+def wait_fastpath_drained(db: Database, run_number: int, timeout: float) -> bool:
+    """Poll the store until the run's slices are all final and its workers gone (any process
+    may run the pool, so the store is what tells)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with db.session() as session:
+            open_slices = session.scalar(select(func.count()).select_from(TfSliceRecord).where(
+                TfSliceRecord.run_number == run_number,
+                TfSliceRecord.status.notin_((COMPLETED, FAILED))))
+            live = session.scalar(select(func.count()).select_from(FastPathWorkerRecord).where(
+                FastPathWorkerRecord.run_number == run_number,
+                FastPathWorkerRecord.status == "registered"))
+        if not open_slices and not live:
+            return True
+        time.sleep(0.2)
+    return False

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 from sqlalchemy import select
 
 from epic_wfms.fastpath import slices
 from epic_wfms.fastpath.slicing import Slicer
 from epic_wfms.fastpath.worker_pool import FastPathPool, requeue
-from epic_wfms.store.schema import TfSliceRecord
+from epic_wfms.store.schema import FastPathWorkerRecord, TfSliceRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 
 
@@ -19,8 +22,10 @@ class FastPath:
         self.slicer.on_slices.append(self.pool.activity)
 
     def recover(self) -> None:
-        """After a restart: slices left processing died with their workers (release them);
-        queued slices may have lost their message with the process (send them again)."""
+        """After a restart: workers of a dead incarnation on this host are recorded dead;
+        slices left processing died with their workers (release them); queued slices may
+        have lost their message with the process (send them again)."""
+        self._bury_lost_workers()
         with self.ctx.db.session() as session:
             stale = list(session.scalars(select(TfSliceRecord).where(
                 TfSliceRecord.status.in_((slices.PROCESSING, slices.QUEUED)))))
@@ -39,3 +44,25 @@ class FastPath:
 
     def stop(self) -> None:
         self.pool.stop()
+
+    def _bury_lost_workers(self) -> None:
+        """Worker names end in ``@host:agent-pid``: on this host, a gone pid is a dead agent."""
+        host = socket.gethostname()
+        with self.ctx.db.session() as session:
+            for worker in session.scalars(select(FastPathWorkerRecord).where(
+                    FastPathWorkerRecord.status == "registered",
+                    FastPathWorkerRecord.name.like(f"%@{host}:%"))):
+                pid = int(worker.name.rsplit(":", 1)[1])
+                if pid != os.getpid() and not _alive(pid):
+                    worker.status, worker.ended_at = "dead", utcnow()
+                    worker.detail = f"lost with its agent (pid {pid} is gone)"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
