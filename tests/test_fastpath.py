@@ -24,6 +24,7 @@ from epic_wfms.fastpath.results import fastpath_report
 from epic_wfms.fastpath.role import FastPath
 from epic_wfms.fastpath.slicing import plan_slices, sampled, selected
 from epic_wfms.model.stf import TFSample
+from epic_wfms.store import fastpath as fp_store
 from epic_wfms.store.schema import (
     FastPathAlarmRecord,
     FastPathScalingRecord,
@@ -134,6 +135,13 @@ def test_slices_flow_to_results_and_the_pool_drains_at_end_run(rig_factory, data
     report = fastpath_report(rig.backends.db, RUN)
     assert report["slices"] == {"total": 12, "done": 12, "failed": 0, "retried": 0, "open": 0}
     assert report["slice_latency_s"]["n"] == 12
+    # what the monitor pages read
+    db = rig.backends.db
+    assert fp_store.slice_counts(db, RUN) == {"completed": 12}
+    assert [w["status"] for w in fp_store.workers(db, RUN)] == ["exited", "exited"]
+    recent = fp_store.recent_slices(db, RUN, limit=5)
+    assert len(recent) == 5 and all(r["latency_s"] > 0 and r["n_events"] for r in recent)
+    assert fp_store.scaling_decisions(db, RUN)[0]["reason"] == "provisioned at run_imminent"
 
 
 def test_worker_killed_mid_slice_is_replaced_and_its_slice_retried_elsewhere(rig_factory):
@@ -201,6 +209,7 @@ def test_a_single_event_anomaly_raises_an_alarm_message_and_row(rig_factory):
     assert {(r.kind, r.event, r.stf_filename) for r in rows} == {
         ("saturated_event", 1, "swf.000401.000001.stf"),
         ("hot_channel", None, "swf.000401.000001.stf")}
+    assert {a["kind"] for a in fp_store.alarms(rig.backends.db, RUN)} == set(alarms)
     saturated = read_histograms(rig.backends.db, RUN)["event_saturated_fraction"]
     assert saturated["counts"][-1] == 1  # the one anomalous event
 

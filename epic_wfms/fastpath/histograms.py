@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epic_wfms.store.database import Database
+from epic_wfms.store.fastpath import histogram_rows
 from epic_wfms.store.schema import FastPathHistogramRecord, utcnow
 
 
@@ -76,11 +77,8 @@ def read_histograms(db: Database, run_number: int) -> dict[str, dict[str, Any]]:
     """The run's histograms: ``{name: {title, low, high, counts, underflow, overflow,
     entries, updated_at}}`` (empty before the first slice result)."""
     titles = {spec.name: spec.title for spec in HISTOGRAMS}
-    with db.session() as session:
-        rows = session.scalars(select(FastPathHistogramRecord).where(
-            FastPathHistogramRecord.run_number == run_number)).all()
     return {row.name: {
         "title": titles.get(row.name, row.name), "low": row.low, "high": row.high,
         "counts": list(row.counts), "underflow": row.underflow, "overflow": row.overflow,
         "entries": row.entries, "updated_at": row.updated_at.isoformat(),
-    } for row in rows}
+    } for row in histogram_rows(db, run_number)}
