@@ -48,8 +48,8 @@ def play(root: Path, runner: str, n: int, rate: float, pool: dict) -> dict:
         daq.bring_up()
         daq.run_imminent(1, target=n)  # run control announces the run ahead of its start ...
         lead = time.monotonic()
-        while orchestrator.fastpath.pool.size < pool["target"]:  # ... so the pool is ready
-            time.sleep(0.05)
+        if not orchestrator.fastpath.pool.wait_ready(60):  # ... so the pool is ready
+            raise RuntimeError("fast-path pool not ready 60 s after run_imminent")
         lead = time.monotonic() - lead
         daq.start_run(1)
         for sequence, _ in daq.paced(range(n)):

@@ -41,6 +41,7 @@ class DemoOptions:
     pre_run_stfs: int = 3
     standby: range | None = None
     timeout_s: float = 600.0
+    anomalous_tfs: dict[int, set[int]] | None = None  # STF sequence -> saturated TFs (alarms)
 
 
 def next_run_number(db: Database) -> int:
@@ -95,13 +96,17 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
     run = next_run_number(backends.db)
     daq = DaqSimulator(
         backends.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse,
-        DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz),
+        DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz,
+                    anomalous_tfs=options.anomalous_tfs or {}),
     )
 
     def control_room() -> None:
         daq.bring_up()
         daq.stream_outside_run(options.pre_run_stfs)
-        daq.physics_run(run, options.stfs, standby=options.standby)
+        daq.run_imminent(run, target=options.stfs)
+        if "fastpath" in orchestrator.roles:  # run_imminent gives the pool its lead time
+            orchestrator.fastpath.pool.wait_ready(timeout=30)
+        daq.physics_run(run, options.stfs, standby=options.standby, announced=True)
         daq.shut_down()
 
     started = time.monotonic()

@@ -43,6 +43,8 @@ def cli(verbose: bool) -> None:
 @click.option("--stf-size", default=64 * 1024, show_default=True, help="STF size in bytes.")
 @click.option("--standby", default=None, metavar="FROM:TO",
               help="Pause the run (standby) for STF sequences FROM..TO-1 to see gating.")
+@click.option("--anomaly", "anomalies", multiple=True, metavar="SEQ:TF",
+              help="Embedded: saturate TF of STF SEQ to see the fast path raise an alarm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
 @click.option("--backend", type=click.Choice(["embedded", "services"]), default="embedded",
               show_default=True,
@@ -50,13 +52,15 @@ def cli(verbose: bool) -> None:
                    "processes through the STOMP broker and PostgreSQL.")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
-def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
+         anomalies: tuple[str, ...], as_json: bool, backend: str, config_path: Path | None,
+         data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
-                              standby=_parse_range(standby))
+                              standby=_parse_range(standby),
+                              anomalous_tfs=_parse_anomalies(anomalies))
         console = None if as_json else Console()
         report = run_demo(config, options, console, backend)
     except EpicWfmsError as error:
@@ -87,6 +91,18 @@ def _parse_range(text: str | None) -> range | None:
     if not 0 <= start < stop:
         raise click.BadParameter(f"{text!r}: need 0 <= FROM < TO")
     return range(start, stop)
+
+
+def _parse_anomalies(texts: tuple[str, ...]) -> dict[int, set[int]]:
+    anomalies: dict[int, set[int]] = {}
+    for text in texts:
+        try:
+            sequence, tf = (int(p) for p in text.split(":"))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not SEQ:TF, e.g. 5:1", param_hint="--anomaly"
+                                     ) from None
+        anomalies.setdefault(sequence, set()).add(tf)
+    return anomalies
 
 
 def _print_report(console: Console, report: dict) -> None:

@@ -188,9 +188,12 @@ class DaqSimulator:
         self.event("beam_lost", "no_beam", "not_ready", "end of fill: beam dumped")
         self.event("systems_off", "off", "not_ready", "detector systems off")
 
-    def physics_run(self, run: int, n_stfs: int, standby: range | None = None) -> None:
-        """run_imminent, start_run, stream (optionally pausing), end_run."""
-        self.run_imminent(run, target=n_stfs)
+    def physics_run(self, run: int, n_stfs: int, standby: range | None = None,
+                    announced: bool = False) -> None:
+        """run_imminent (unless ``announced`` already), start_run, stream (optionally
+        pausing), end_run."""
+        if not announced:
+            self.run_imminent(run, target=n_stfs)
         self.start_run(run)
         self.flavour = "epic"
         for sequence, _ in self.paced(range(n_stfs)):

@@ -277,6 +277,15 @@ class FastPathPool:
             self.drained.set()
         log.info("fast-path pool drained for run %s (%d workers)", self.run_number, len(live))
 
+    def wait_ready(self, timeout: float) -> bool:
+        """True once the run's target size of workers registered (after run_imminent)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.run_number is not None and self.size >= self.config.pool.target:
+                return True
+            time.sleep(0.05)
+        return False
+
     def wait_drained(self, timeout: float) -> bool:
         return self.drained.wait(timeout)
 
