@@ -47,6 +47,7 @@ class SliceWorker:
         self.config = pool.ctx.config.fastpath
         self.gate = ExpressFirst()
         self.dead = False
+        self.buried = False  # its death was handled (replacement started)
         self.retired = False
         self._inflight = 0
         self._lock = threading.Condition()
@@ -227,9 +228,9 @@ class FastPathPool:
     def worker_died(self, worker: SliceWorker, reason: str) -> None:
         """Replace a dead worker (R3.9) and give its slices back to the queue."""
         with self._lock:
-            if worker.retired:
-                return
-            worker.dead = True
+            if worker.buried or worker.retired:
+                return  # the worker and the pool's liveness check may both report a death
+            worker.buried = worker.dead = True
             threading.Thread(target=worker.retire, args=("dead", reason), daemon=True).start()
             if not self._stop.is_set() and not self.drained.is_set():
                 self._start_workers(1)
