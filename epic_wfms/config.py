@@ -178,6 +178,17 @@ class FastPathConfig(_Strict):
                                  description="after end_run, wait this long for late samples")
     payload: FastPathPayloadConfig = Field(default_factory=FastPathPayloadConfig)
 
+    @model_validator(mode="after")
+    def _select_names_real_states(self) -> FastPathConfig:
+        legal = {f"{state.value}/*" for state in ALLOWED_READINESS} | {
+            f"{state.value}/{readiness.value}"
+            for state, allowed in ALLOWED_READINESS.items() for readiness in allowed}
+        if unknown := [key for key in self.select if key not in legal]:
+            raise ValueError(
+                f"fastpath.select names no detector state: {', '.join(unknown)}; use "
+                f"'state/substate' or 'state/*' from: {', '.join(sorted(legal))}")
+        return self
+
 
 class Config(_Strict):
     data_dir: Path = Path(".epic-wfms")

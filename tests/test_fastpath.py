@@ -251,3 +251,8 @@ def test_sampling_selection_and_slicing_rules():
 def test_pool_bounds_are_checked_when_the_configuration_loads():
     with pytest.raises(ConfigurationError, match="min <= target <= max"):
         load_config(fastpath={"pool": {"min": 3, "target": 2, "max": 4}})
+
+
+def test_a_select_entry_that_names_no_state_is_refused():
+    with pytest.raises(ConfigurationError, match=r"names no detector state: run/physic;"):
+        load_config(fastpath={"select": ["run/physic"]})

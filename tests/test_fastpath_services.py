@@ -35,7 +35,7 @@ def fastpath_agent(tmp_path: Path):
         )
         db = open_database(config)
         agents = AgentSet(config, write_config(config, tmp_path / "services.yaml"), db)
-        agents.start_all(("fastpath",))
+        agents.start_all(("ingest", "fastpath"))  # ingest keeps the run records
         daq_side = build_backends(config, client_id="test-daq", with_executor=False)
         daq = DaqSimulator(daq_side.bus, config.data_dir / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
                            DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0,
@@ -73,8 +73,8 @@ def test_fastpath_agent_survives_kill_9_of_a_payload_and_of_itself(fastpath_agen
     assert wait_for(lambda: workers(agents)[victim.worker].status == "dead", 30)
     assert wait_for(lambda: sum(s.status == "completed" for s in slices(agents)) >= 8, 60)
     agents.kill("fastpath", signal.SIGKILL)  # the whole agent, its workers with it
-    agents.restart("fastpath")
-    daq.run_imminent(RUN)  # run control repeats the announcement to the new incarnation
+    agents.restart("fastpath")  # finds the open run in the store and provisions its pool
+    assert wait_for(lambda: live_workers(agents) == 2, 60), workers(agents)
     daq.end_run(RUN, STFS)
     expected = STFS * 3
     assert wait_for(lambda: [s.status for s in slices(agents)].count("completed") == expected,

@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import socket
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from epic_wfms.fastpath import slices
 from epic_wfms.fastpath.slicing import Slicer
 from epic_wfms.fastpath.worker_pool import FastPathPool, requeue
-from epic_wfms.store.schema import FastPathWorkerRecord, TfSliceRecord, utcnow
+from epic_wfms.store.schema import FastPathWorkerRecord, RunRecord, TfSliceRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 
 
@@ -26,6 +26,7 @@ class FastPath:
         slices left processing died with their workers (release them); queued slices may
         have lost their message with the process (send them again)."""
         self._bury_lost_workers()
+        self._resume_run()
         with self.ctx.db.session() as session:
             stale = list(session.scalars(select(TfSliceRecord).where(
                 TfSliceRecord.status.in_((slices.PROCESSING, slices.QUEUED)))))
@@ -37,6 +38,22 @@ class FastPath:
                 if status != slices.QUEUED:
                     continue
             requeue(self.ctx, slices.slice_work(record))
+
+    def _resume_run(self) -> None:
+        """Mid-run restart: provision the pool again for the run in progress (announced or
+        open in the store, or with unfinished slices); a run that ended meanwhile drains."""
+        with self.ctx.db.session() as session:
+            active = session.scalar(select(func.max(RunRecord.number)).where(
+                RunRecord.status.in_(("announced", "open"))))
+            unfinished = session.scalar(select(func.max(TfSliceRecord.run_number)).where(
+                TfSliceRecord.status.in_((slices.QUEUED, slices.PROCESSING))))
+            run = max((r for r in (active, unfinished) if r is not None), default=None)
+            status = session.scalar(select(RunRecord.status).where(RunRecord.number == run))
+        if run is None:
+            return
+        self.pool.provision(run)
+        if status not in ("announced", "open"):
+            self.pool.draining = True
 
     def subscribe(self) -> None:
         self.slicer.subscribe()
