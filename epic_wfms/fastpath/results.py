@@ -12,6 +12,7 @@ import time
 from typing import Any
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -32,6 +33,28 @@ from epic_wfms.streaming.report import percentile
 def record_result(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt: int,
                   reply: dict[str, Any]) -> bool:
     """Complete the slice from a successful payload reply; False if it was not ours anymore."""
+    for tries in range(1, 4):
+        try:
+            if not _complete(ctx, work, worker, attempt, reply):
+                return False
+            break
+        except IntegrityError:  # two workers created the run's first histogram rows at once
+            if tries == 3:
+                raise
+    publish_alarms(ctx, work, reply.get("anomalies", []))
+    ctx.publish(dest.FASTPATH_RESULTS, "slice_result", m.SliceResult(
+        slice_name=work.slice_name, run_number=work.run_number, worker=worker,
+        status=COMPLETED, attempt=attempt, n_events=reply.get("n_events", 0),
+        events=reply.get("events", []), summary=reply.get("summary", {}),
+        processing_s=reply.get("processing_s"),
+        latency_s=round((utcnow() - work.available_at).total_seconds(), 4),
+    ), work.run_number)
+    return True
+
+
+def _complete(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt: int,
+              reply: dict[str, Any]) -> bool:
+    """One transaction: slice completed (compare-and-set), alarm rows, histograms."""
     now = utcnow()
     with ctx.db.session() as session:
         done = session.execute(update(TfSliceRecord).where(
@@ -50,14 +73,6 @@ def record_result(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt
                         .values(slices_done=FastPathWorkerRecord.slices_done + 1))
         if work.run_number is not None:
             histograms.fill(session, work.run_number, reply.get("events", []))
-    publish_alarms(ctx, work, reply.get("anomalies", []))
-    ctx.publish(dest.FASTPATH_RESULTS, "slice_result", m.SliceResult(
-        slice_name=work.slice_name, run_number=work.run_number, worker=worker,
-        status=COMPLETED, attempt=attempt, n_events=reply.get("n_events", 0),
-        events=reply.get("events", []), summary=reply.get("summary", {}),
-        processing_s=reply.get("processing_s"),
-        latency_s=round((now - work.available_at).total_seconds(), 4),
-    ), work.run_number)
     return True
 
 

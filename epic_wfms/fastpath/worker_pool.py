@@ -105,10 +105,14 @@ class SliceWorker:
             self._failed(work, attempt, str(error))
             self.pool.worker_died(self, str(error))
             return
-        if reply.get("ok"):
-            record_result(self.ctx, work, self.name, attempt, reply)
-        else:
+        if not reply.get("ok"):
             self._failed(work, attempt, reply.get("error", "payload failed"))
+            return
+        try:
+            record_result(self.ctx, work, self.name, attempt, reply)
+        except Exception as error:  # never leave a slice in processing behind
+            log.exception("recording the result of %s failed", work.slice_name)
+            self._failed(work, attempt, f"recording the result failed: {error}")
 
     def _failed(self, work: m.SliceWork, attempt: int, error: str) -> None:
         status = slices.release(self.ctx.db, work.slice_name, self.name, attempt, error,
