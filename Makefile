@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/streaming_bench.py
 	$(BIN)/python bench/brokerage_bench.py
+	$(BIN)/python bench/fastpath_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms tests bench

@@ -44,7 +44,8 @@ def _config(root: Path, slots: int):
              {"name": "E1_JLAB", "disk_rse": "JLAB_DISK", "tape_rse": "JLAB_TAPE",
               "slots": slots}]
     return load_config(data_dir=root, sites=sites,
-                       processing={"merge_every": 25, "missing_grace_s": 10})
+                       processing={"merge_every": 25, "missing_grace_s": 10},
+                       fastpath={"enabled": False})  # STF path only: bench/fastpath_bench.py
 
 
 def run_pipeline(root: Path, n: int, rate: float, size: int, slots: int) -> dict:

@@ -121,6 +121,75 @@ class FaultInjection(_Strict):
     reco_failures: dict[int, int] = Field(default_factory=dict)
 
 
+class FastPathPoolConfig(_Strict):
+    """Standing worker pool of the fast path (the testbed's ``target_worker_count``)."""
+
+    min: int = Field(default=1, ge=1)
+    max: int = Field(default=4, ge=1)
+    target: int = Field(default=2, ge=1, description="workers provisioned at run_imminent")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> FastPathPoolConfig:
+        if not self.min <= self.target <= self.max:
+            raise ValueError(
+                f"fastpath.pool needs min <= target <= max, got min={self.min} "
+                f"target={self.target} max={self.max}"
+            )
+        return self
+
+
+class FastPathPayloadConfig(_Strict):
+    """What the slice payload does (docs/fastpath.md#payload)."""
+
+    calibration_channels: int = Field(default=65536, gt=0, le=65536)
+    extra_cost_s: float = Field(
+        default=0.0, ge=0, description="simulated extra work per slice (heavier reconstruction)"
+    )
+    saturation_fraction: float = Field(
+        default=0.5, gt=0, le=1, description="event alarm: this fraction of hits saturated"
+    )
+    hot_channel_hits: int = Field(default=8, gt=1,
+                                  description="status alarm: one channel with this many hits")
+
+
+class FastPathConfig(_Strict):
+    """Fast processing path: TF slices on a standing worker pool (docs/fastpath.md)."""
+
+    enabled: bool = True
+    sample_fraction: float = Field(default=1.0, gt=0, le=1,
+                                   description="fraction of STFs whose TF sample is sliced")
+    select: list[str] = Field(
+        default_factory=lambda: ["run/physics", "calib/*"],
+        description="'state/substate' or 'state/*' in which sampled STFs were captured",
+    )
+    slice_tfs: int = Field(default=5, gt=0, description="TFs per TF slice")
+    express_tfs: int = Field(default=2, ge=0,
+                             description="TFs of each sample checked on the express lane (0: off)")
+    pool: FastPathPoolConfig = Field(default_factory=FastPathPoolConfig)
+    runner: Literal["standing", "per_slice"] = Field(
+        default="standing", description="standing payload process per worker, or one per slice"
+    )
+    latency_target_s: float = Field(default=1.0, gt=0)
+    scale_cooldown_s: float = Field(default=2.0, ge=0)
+    shrink_idle_s: float = Field(default=3.0, ge=0)
+    max_attempts: int = Field(default=3, ge=1)
+    slice_timeout_s: float = Field(default=60.0, gt=0)
+    drain_grace_s: float = Field(default=1.0, ge=0,
+                                 description="after end_run, wait this long for late samples")
+    payload: FastPathPayloadConfig = Field(default_factory=FastPathPayloadConfig)
+
+    @model_validator(mode="after")
+    def _select_names_real_states(self) -> FastPathConfig:
+        legal = {f"{state.value}/*" for state in ALLOWED_READINESS} | {
+            f"{state.value}/{readiness.value}"
+            for state, allowed in ALLOWED_READINESS.items() for readiness in allowed}
+        if unknown := [key for key in self.select if key not in legal]:
+            raise ValueError(
+                f"fastpath.select names no detector state: {', '.join(unknown)}; use "
+                f"'state/substate' or 'state/*' from: {', '.join(sorted(legal))}")
+        return self
+
+
 class Config(_Strict):
     data_dir: Path = Path(".epic-wfms")
     database_url: str | None = None
@@ -144,6 +213,7 @@ class Config(_Strict):
         default="standing",
         description="standing: each worker slot keeps a pilot process; subprocess: one per job",
     )
+    fastpath: FastPathConfig = Field(default_factory=FastPathConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:

@@ -73,7 +73,7 @@ def make_config(tmp_path: Path, database_url: str | None = None, **processing: o
     settings = {"merge_every": 4, "idle_suspend_s": 30.0, "missing_grace_s": 3.0,
                 "retry": {"max_attempts": 3, "backoff_s": 0.05}, **processing}
     return load_config(data_dir=tmp_path / "wfms", database_url=database_url,
-                       processing=settings)
+                       processing=settings, fastpath={"enabled": False})  # own tests
 
 
 @pytest.fixture

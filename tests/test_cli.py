@@ -20,6 +20,9 @@ def test_demo_json_then_status(tmp_path):
         assert report[key] == 12, key
     assert report["lost"] == 0
     assert 0 <= report["latency_s"]["p50"] <= report["latency_s"]["p99"]
+    # the fast path ran alongside: 12 TF samples -> 12 express + 24 slices, all done once
+    assert report["slices"] == {"total": 36, "done": 36, "failed": 0, "retried": 0, "open": 0}
+    assert 0 < report["slice_latency_s"]["p50"] <= report["slice_latency_s"]["p99"]
     status = epic_wfms("status", "--json", "--data-dir", str(tmp_path), cwd=tmp_path)
     assert status.returncode == 0, status.stderr
     info = json.loads(status.stdout)

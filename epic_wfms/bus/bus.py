@@ -120,6 +120,9 @@ class MessageBus:
         self.ledger.mark_all_handled(
             subscription, [(message.msg_id, message.msg_type) for message, _body in new])
 
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        self.transport.unsubscribe(destination, subscription)
+
     def _deliver(
         self, destination: str, subscription: str, handler: MessageHandler, body: str,
         msg_types: set[str] | None = None, track: bool = True,

@@ -12,6 +12,11 @@ EVENTS = "/topic/epic.events"  # registered/archived/job/merge/integrity news fo
 STF_INGEST = "/queue/epic.stf.ingest"  # stf_available from the DAQ, one ingest consumer
 TF_SAMPLES = "/topic/epic.tf.sample"  # TF samples for the fast path
 ARCHIVE = "/queue/epic.archive"  # archive work, independent of processing (R4.7)
+FASTPATH_SLICES = "/queue/epic.fastpath.slices"  # tf_slice work, competing standing workers
+FASTPATH_EXPRESS = "/queue/epic.fastpath.express"  # alarm-grade tf_slice work, drained first
+FASTPATH_RESULTS = "/topic/epic.fastpath.results"  # slice_result, event-level quantities
+FASTPATH_POOL = "/topic/epic.fastpath.pool"  # worker_* and pool_scaled news
+ALARMS = "/topic/epic.alarms"  # alarm notifications (R3.11)
 TESTBED = "/topic/epictopic"  # the ePIC testbed's single topic
 EXTERNAL = frozenset({TESTBED})  # owned by other systems: never prefixed by our namespace
 

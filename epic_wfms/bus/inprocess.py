@@ -12,6 +12,7 @@ from epic_wfms.bus.transport import RawBatchHandler, RawHandler
 
 log = logging.getLogger(__name__)
 _STOP = object()
+_POLL_S = 0.5  # how soon an unsubscribed consumer notices
 
 
 class InProcessTransport:
@@ -21,6 +22,7 @@ class InProcessTransport:
         self._queues: dict[str, queue.Queue] = {}  # one per topic subscription or per queue
         self._topic_subs: dict[str, list[str]] = {}
         self._threads: list[threading.Thread] = []
+        self._stops: dict[tuple[str, str], threading.Event] = {}  # (destination, subscription)
         self._lock = threading.Lock()
         self._pending = 0
         self._idle = threading.Condition(self._lock)
@@ -61,16 +63,26 @@ class InProcessTransport:
                     raise ValueError(f"subscription {subscription!r} already on {destination}")
                 subs.append(subscription)
             inbox = self._queues.setdefault(key, queue.Queue())
+        stop = self._stops[(destination, subscription)] = threading.Event()
         thread = threading.Thread(
-            target=self._consume, args=(inbox, handler, max_batch), name=f"bus:{subscription}",
+            target=self._consume, args=(inbox, handler, max_batch, stop),
+            name=f"bus:{subscription}",
             daemon=True,
         )
         self._threads.append(thread)
         thread.start()
 
-    def _consume(self, inbox: queue.Queue, handler: RawBatchHandler, max_batch: int) -> None:
-        stopping = False
-        while not stopping and (body := inbox.get()) is not _STOP:
+    def _consume(
+        self, inbox: queue.Queue, handler: RawBatchHandler, max_batch: int,
+        stop: threading.Event,
+    ) -> None:
+        while not stop.is_set():
+            try:
+                body = inbox.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+            if body is _STOP:
+                return
             bodies = [body]
             while len(bodies) < max_batch:
                 try:
@@ -78,7 +90,7 @@ class InProcessTransport:
                 except queue.Empty:
                     break
                 if more is _STOP:
-                    stopping = True
+                    inbox.put(_STOP)  # seen after this batch is handled
                     break
                 bodies.append(more)
             try:
@@ -90,6 +102,21 @@ class InProcessTransport:
                     self._pending -= len(bodies)
                     if self._pending == 0:
                         self._idle.notify_all()
+
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        """Stop one consumer after the message it is handling (a queue keeps its backlog for
+        the others; a topic subscription stops receiving)."""
+        with self._lock:
+            stop = self._stops.pop((destination, subscription), None)
+            if stop is None:
+                raise ValueError(f"no subscription {subscription!r} on {destination}")
+            stop.set()
+            if is_topic(destination):  # its own inbox: what it has not handled goes with it
+                self._topic_subs[destination].remove(subscription)
+                inbox = self._queues.pop(self._queue_key(destination, subscription))
+                self._pending -= inbox.qsize()
+                if self._pending == 0:
+                    self._idle.notify_all()
 
     def wait_idle(self, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

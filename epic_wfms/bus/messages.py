@@ -147,6 +147,70 @@ class IntegrityIssue(_Payload):
     detail: str
 
 
+class SliceWork(_Payload):
+    """tf_slice: one TF slice for the fast path's workers (the testbed's ``slice``)."""
+
+    slice_name: str = Field(min_length=1)
+    run_number: int | None = None
+    stf_filename: str
+    sample_filename: str
+    path: str
+    first_tf: int = Field(ge=0)
+    tf_count: int = Field(gt=0)
+    kind: str = "monitoring"  # monitoring | detector_status
+    express: bool = False
+    available_at: AwareDatetime
+
+
+class SliceResult(_Payload):
+    """slice_result: what a worker computed for a slice, down to per-event quantities."""
+
+    slice_name: str
+    run_number: int | None = None
+    worker: str
+    status: str  # completed | failed | retrying
+    attempt: int = Field(ge=1)
+    n_events: int = 0
+    events: list[dict[str, Any]] = Field(default_factory=list)
+    summary: dict[str, Any] = Field(default_factory=dict)
+    processing_s: float | None = None
+    latency_s: float | None = None
+    error: str | None = None
+
+
+class WorkerNews(_Payload):
+    """worker_registered / worker_exited / worker_replaced: the standing pool's members."""
+
+    worker: str
+    run_number: int | None = None
+    pid: int | None = None
+    detail: str = ""
+
+
+class PoolScaled(_Payload):
+    """pool_scaled: an autoscaling decision of the fast-path pool."""
+
+    run_number: int | None = None
+    from_size: int = Field(ge=0)
+    to_size: int = Field(ge=0)
+    backlog: int = Field(ge=0)
+    slice_s: float | None = None
+    reason: str
+
+
+class Alarm(_Payload):
+    """alarm: raised by a slice result; published at once, before the STF is processed."""
+
+    run_number: int | None = None
+    slice_name: str
+    stf_filename: str
+    event: int | None = None
+    kind: str
+    value: float
+    threshold: float
+    detail: str = ""
+
+
 PAYLOADS: dict[str, type[_Payload]] = {
     "run_imminent": RunImminent,
     "start_run": RunBoundary,
@@ -168,6 +232,13 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "processing_suspended": ProcessingGate,
     "processing_resumed": ProcessingGate,
     "integrity_issue": IntegrityIssue,
+    "tf_slice": SliceWork,
+    "slice_result": SliceResult,
+    "worker_registered": WorkerNews,
+    "worker_exited": WorkerNews,
+    "worker_replaced": WorkerNews,
+    "pool_scaled": PoolScaled,
+    "alarm": Alarm,
 }
 
 

@@ -280,6 +280,15 @@ class StompTransport:
         self._subscriptions.append(link)
         link.open()
 
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        """Close the subscription's connection: its unacknowledged messages are redelivered."""
+        for link in self._subscriptions:
+            if link.destination == destination and link.name == subscription:
+                self._subscriptions.remove(link)
+                link.close()
+                return
+        raise ValueError(f"no subscription {subscription!r} on {destination}")
+
     def _begin(self) -> None:
         with self._idle:
             self._pending += 1

@@ -29,6 +29,8 @@ class Transport(Protocol):
     ) -> None:
         """Deliver up to ``max_batch`` bodies at once, whatever is waiting (never waits to
         fill a batch: a lone message goes at once); all are acknowledged after the handler."""
+    def unsubscribe(self, destination: str, subscription: str) -> None:
+        """Stop delivering to ``subscription`` (after the message in hand, if any)."""
         ...
 
     def wait_idle(self, timeout: float) -> bool:

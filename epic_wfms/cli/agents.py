@@ -21,7 +21,7 @@ from epic_wfms.streaming.orchestrator import ROLES, Orchestrator
 
 log = logging.getLogger(__name__)
 
-AGENT_ROLES = ("daq", *ROLES, "monitor")
+AGENT_ROLES = ("daq", *ROLES, "fastpath", "monitor")
 HEARTBEAT_S = 2.0
 
 
@@ -49,6 +49,8 @@ def run_agent(role: str, config: Config) -> None:
     if role not in AGENT_ROLES:
         raise ValueError(f"unknown agent role {role!r}; roles: {', '.join(AGENT_ROLES)}")
     name = agent_name(role)
+    if role == "fastpath":  # a worker holds one slice at a time: no prefetched backlog
+        config = config.model_copy(update={"bus": config.bus.model_copy(update={"prefetch": 1})})
     backends = build_backends(config, client_id=name, with_executor=role in ("process", "merge"))
     stop = _stop_event()
     try:

@@ -20,9 +20,10 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from epic_wfms.backends import build_backends, build_ddm, open_database
-from epic_wfms.cli.services import AgentSet, write_config
+from epic_wfms.cli.services import SERVICE_ROLES, AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
@@ -40,6 +41,7 @@ class DemoOptions:
     pre_run_stfs: int = 3
     standby: range | None = None
     timeout_s: float = 600.0
+    anomalous_tfs: dict[int, set[int]] | None = None  # STF sequence -> saturated TFs (alarms)
 
 
 def next_run_number(db: Database) -> int:
@@ -94,13 +96,17 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
     run = next_run_number(backends.db)
     daq = DaqSimulator(
         backends.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse,
-        DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz),
+        DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz,
+                    anomalous_tfs=options.anomalous_tfs or {}),
     )
 
     def control_room() -> None:
         daq.bring_up()
         daq.stream_outside_run(options.pre_run_stfs)
-        daq.physics_run(run, options.stfs, standby=options.standby)
+        daq.run_imminent(run, target=options.stfs)
+        if "fastpath" in orchestrator.roles:  # run_imminent gives the pool its lead time
+            orchestrator.fastpath.pool.wait_ready(timeout=30)
+        daq.physics_run(run, options.stfs, standby=options.standby, announced=True)
         daq.shut_down()
 
     started = time.monotonic()
@@ -111,6 +117,9 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         daq_thread.join()
         produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
         report = run_report(backends.db, backends.ddm, run, produced)
+        if "fastpath" in orchestrator.roles:
+            orchestrator.fastpath.pool.wait_drained(timeout=60)
+            report.update(fastpath_report(backends.db, run))
         report.update(outside_run_stfs=len(daq.produced) - len(produced), finished=finished,
                       wall_time_s=round(time.monotonic() - started, 2), backend="embedded",
                       store=config.db_url)
@@ -139,7 +148,8 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
     agents = AgentSet(config, write_config(config, Path(config.data_dir) / "services.yaml"), db)
     started = time.monotonic()
     try:
-        agents.start_all()
+        roles = SERVICE_ROLES + (("fastpath",) if config.fastpath.enabled else ())
+        agents.start_all(roles)
         run = next_run_number(db)
         daq_args = ["--run", str(run), "--stfs", str(options.stfs), "--rate",
                     str(options.rate_hz), "--stf-size", str(options.stf_size_bytes)]
@@ -149,6 +159,9 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
         finished = wait_finished(db, run, options, console)
         produced = [naming.stf_filename(run, s) for s in range(options.stfs)]
         report = run_report(db, build_ddm(config, db), run, produced)
+        if config.fastpath.enabled:
+            wait_fastpath_drained(db, run, timeout=60)
+            report.update(fastpath_report(db, run))
         report.update(outside_run_stfs=0, finished=finished, backend="services",
                       wall_time_s=round(time.monotonic() - started, 2),
                       store=config.db_url, broker=f"stomp://{config.bus.host}:{config.bus.port}",

@@ -45,6 +45,8 @@ def cli(verbose: bool) -> None:
 @click.option("--stf-size", default=64 * 1024, show_default=True, help="STF size in bytes.")
 @click.option("--standby", default=None, metavar="FROM:TO",
               help="Pause the run (standby) for STF sequences FROM..TO-1 to see gating.")
+@click.option("--anomaly", "anomalies", multiple=True, metavar="SEQ:TF",
+              help="Embedded: saturate TF of STF SEQ to see the fast path raise an alarm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
 @click.option("--backend", type=click.Choice(["embedded", "services"]), default="embedded",
               show_default=True,
@@ -52,13 +54,15 @@ def cli(verbose: bool) -> None:
                    "processes through the STOMP broker and PostgreSQL.")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
-def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
+         anomalies: tuple[str, ...], as_json: bool, backend: str, config_path: Path | None,
+         data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
-                              standby=_parse_range(standby))
+                              standby=_parse_range(standby),
+                              anomalous_tfs=_parse_anomalies(anomalies))
         console = None if as_json else Console()
         report = run_demo(config, options, console, backend)
     except EpicWfmsError as error:
@@ -91,6 +95,18 @@ def _parse_range(text: str | None) -> range | None:
     return range(start, stop)
 
 
+def _parse_anomalies(texts: tuple[str, ...]) -> dict[int, set[int]]:
+    anomalies: dict[int, set[int]] = {}
+    for text in texts:
+        try:
+            sequence, tf = (int(p) for p in text.split(":"))
+        except ValueError:
+            raise click.BadParameter(f"{text!r} is not SEQ:TF, e.g. 5:1", param_hint="--anomaly"
+                                     ) from None
+        anomalies.setdefault(sequence, set()).add(tf)
+    return anomalies
+
+
 def _print_report(console: Console, report: dict) -> None:
     table = Table(title=f"run {report['run_number']}: {report['run_status']}", show_header=False)
     for key in ("stfs_produced", "stfs_registered", "stfs_archived", "stfs_processed",
@@ -98,6 +114,12 @@ def _print_report(console: Console, report: dict) -> None:
         table.add_row(key, str(report[key]))
     lat = report["latency_s"]
     table.add_row("latency available->dispatched", f"p50 {lat['p50']} s, p99 {lat['p99']} s")
+    if "slices" in report:  # the fast path ran alongside (docs/fastpath.md)
+        sl, fl = report["slices"], report["slice_latency_s"]
+        table.add_row("fast-path slices", f"done {sl['done']}, failed {sl['failed']}, "
+                                          f"retried {sl['retried']} (of {sl['total']})")
+        table.add_row("latency TF available->slice result", f"p50 {fl['p50']} s, p99 {fl['p99']} s")
+        table.add_row("fast-path alarms", str(report["alarms"]))
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
     table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
@@ -144,7 +166,8 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
 @DATA_DIR_OPTION
 def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size: int,
           standby: str | None, config_path: Path | None, data_dir: Path | None) -> None:
-    """Run one component (daq, ingest, archive, process, merge, monitor) as its own process."""
+    """Run one component (daq, ingest, archive, process, merge, fastpath, monitor) as its own
+    process."""
     logging.getLogger().setLevel(logging.INFO)
     config = _load(config_path, data_dir)
     if role != "daq":

@@ -37,6 +37,7 @@ class DaqSettings:
     seed: int = 1
     corrupt_sequences: set[int] = field(default_factory=set)  # announce a wrong checksum
     skip_sequences: set[int] = field(default_factory=set)  # never announce (a sequence gap)
+    anomalous_tfs: dict[int, set[int]] = field(default_factory=dict)  # sequence -> saturated TFs
 
 
 class DaqSimulator:
@@ -109,7 +110,7 @@ class DaqSimulator:
         # content depends only on (seed, name): a restarted DAQ rewrites identical bytes
         rng = random.Random(f"{s.seed}:{name}")
         write_stf(path, header, s.tfs_per_stf, hits_per_tf_for(s.stf_size_bytes, s.tfs_per_stf),
-                  rng)
+                  rng, frozenset(s.anomalous_tfs.get(sequence, ())))
         checksum = file_adler32(path)
         if sequence in s.corrupt_sequences:
             checksum = f"{(int(checksum, 16) ^ 0x5A5A) & 0xFFFFFFFF:08x}"
@@ -187,9 +188,12 @@ class DaqSimulator:
         self.event("beam_lost", "no_beam", "not_ready", "end of fill: beam dumped")
         self.event("systems_off", "off", "not_ready", "detector systems off")
 
-    def physics_run(self, run: int, n_stfs: int, standby: range | None = None) -> None:
-        """run_imminent, start_run, stream (optionally pausing), end_run."""
-        self.run_imminent(run, target=n_stfs)
+    def physics_run(self, run: int, n_stfs: int, standby: range | None = None,
+                    announced: bool = False) -> None:
+        """run_imminent (unless ``announced`` already), start_run, stream (optionally
+        pausing), end_run."""
+        if not announced:
+            self.run_imminent(run, target=n_stfs)
         self.start_run(run)
         self.flavour = "epic"
         for sequence, _ in self.paced(range(n_stfs)):

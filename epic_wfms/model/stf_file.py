@@ -47,16 +47,25 @@ def _write_header(handle: BinaryIO, magic: bytes, header: dict[str, Any]) -> Non
     handle.write(magic + _LEN.pack(len(blob)) + blob)
 
 
+SATURATED_ADC = 0xFFFF
+HOT_CHANNEL = 16384 + 7  # an ECAL channel: where an injected anomaly puts its hits
+
+
 def write_stf(
-    path: Path, header: dict[str, Any], tf_count: int, hits_per_tf: int, rng: random.Random
+    path: Path, header: dict[str, Any], tf_count: int, hits_per_tf: int, rng: random.Random,
+    saturated_tfs: frozenset[int] = frozenset(),
 ) -> None:
-    """Write an STF file with ``tf_count`` TFs of pseudo-random hits."""
+    """Write an STF file with ``tf_count`` TFs of pseudo-random hits; a TF listed in
+    ``saturated_tfs`` is an anomaly (one hot ECAL channel, every ADC saturated), for tests."""
     with path.open("wb") as handle:
         _write_header(handle, MAGIC, {**header, "tf_count": tf_count})
         for index in range(tf_count):
             n_hits = max(1, hits_per_tf + rng.randint(-hits_per_tf // 10, hits_per_tf // 10))
             n_hits = min(n_hits, 65535)
-            handle.write(TF_HEADER.pack(index, n_hits) + rng.randbytes(n_hits * HIT.size))
+            body = rng.randbytes(n_hits * HIT.size)
+            if index in saturated_tfs:
+                body = b"".join(HIT.pack(HOT_CHANNEL, SATURATED_ADC, i) for i in range(n_hits))
+            handle.write(TF_HEADER.pack(index, n_hits) + body)
 
 
 def read_header(handle: BinaryIO, magic: bytes = MAGIC) -> dict[str, Any]:

@@ -326,3 +326,91 @@ class ResourceUsageRecord(Base):
     ended_at: Mapped[datetime]
     core_seconds: Mapped[float] = mapped_column(Float)
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+# -- fast processing path (epic_wfms/fastpath, docs/fastpath.md) -----------------------------
+class TfSliceRecord(Base):
+    """One TF slice, the fast path's work unit: queued -> processing -> completed | failed."""
+
+    __tablename__ = "tf_slices"
+    __table_args__ = (Index("ix_tf_slices_run_status", "run_number", "status"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    run_number: Mapped[int | None]
+    stf_filename: Mapped[str] = mapped_column(String(255))
+    sample_filename: Mapped[str] = mapped_column(String(255))
+    path: Mapped[str] = mapped_column(Text)
+    first_tf: Mapped[int]
+    tf_count: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))  # monitoring, detector_status
+    express: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[str] = mapped_column(String(20))
+    attempts: Mapped[int] = mapped_column(default=0)
+    worker: Mapped[str | None] = mapped_column(String(100))
+    available_at: Mapped[datetime]  # the TF sample was announced by the DAQ
+    queued_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    processing_s: Mapped[float | None]
+    n_events: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class FastPathWorkerRecord(Base):
+    """A standing fast-path worker: registered, exited (drained/retired) or dead (replaced)."""
+
+    __tablename__ = "fastpath_workers"
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    run_number: Mapped[int | None] = mapped_column(index=True)
+    pid: Mapped[int | None]  # its payload process
+    status: Mapped[str] = mapped_column(String(20))
+    registered_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+    slices_done: Mapped[int] = mapped_column(default=0)
+    detail: Mapped[str | None] = mapped_column(Text)
+
+
+class FastPathScalingRecord(Base):
+    """One autoscaling decision with what it was based on."""
+
+    __tablename__ = "fastpath_scaling"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_number: Mapped[int | None] = mapped_column(index=True)
+    decided_at: Mapped[datetime] = mapped_column(default=utcnow)
+    from_size: Mapped[int]
+    to_size: Mapped[int]
+    backlog: Mapped[int]
+    slice_s: Mapped[float | None]
+    reason: Mapped[str] = mapped_column(Text)
+
+
+class FastPathAlarmRecord(Base):
+    """An alarm raised by a slice result (single-event anomaly or detector-status check)."""
+
+    __tablename__ = "fastpath_alarms"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_number: Mapped[int | None] = mapped_column(index=True)
+    slice_name: Mapped[str] = mapped_column(String(255))
+    stf_filename: Mapped[str] = mapped_column(String(255))
+    event: Mapped[int | None]  # TF index in the STF; None for a whole-slice check
+    kind: Mapped[str] = mapped_column(String(40))
+    value: Mapped[float]
+    threshold: Mapped[float]
+    detail: Mapped[str] = mapped_column(Text)
+    raised_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FastPathHistogramRecord(Base):
+    """A rolling per-run quality histogram, filled from slice results (fast monitoring)."""
+
+    __tablename__ = "fastpath_histograms"
+    run_number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    name: Mapped[str] = mapped_column(String(40), primary_key=True)
+    low: Mapped[float]
+    high: Mapped[float]
+    counts: Mapped[list[int]] = mapped_column(JSON)
+    underflow: Mapped[int] = mapped_column(default=0)
+    overflow: Mapped[int] = mapped_column(default=0)
+    entries: Mapped[int] = mapped_column(default=0)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

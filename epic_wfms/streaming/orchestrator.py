@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 
 from epic_wfms.bus.testbed import TestbedBridge
+from epic_wfms.fastpath.role import FastPath
 from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import StfRecord
 from epic_wfms.streaming.activity import StreamActivity
@@ -37,6 +38,7 @@ from epic_wfms.streaming.tf_samples import TfSampleBook
 log = logging.getLogger(__name__)
 
 ROLES = ("ingest", "archive", "process", "merge")
+OPTIONAL_ROLES = ("fastpath",)  # epic_wfms/fastpath; embedded: runs with the four when enabled
 TICK_S = 0.25
 
 
@@ -61,9 +63,12 @@ class Orchestrator:
     def __init__(self, ctx: StreamingContext, roles: Iterable[str] = ROLES) -> None:
         self.ctx = ctx
         self.roles = tuple(roles)
-        unknown = set(self.roles) - set(ROLES)
+        unknown = set(self.roles) - set(ROLES) - set(OPTIONAL_ROLES)
         if unknown:
-            raise ValueError(f"unknown roles {sorted(unknown)}; roles are {', '.join(ROLES)}")
+            raise ValueError(f"unknown roles {sorted(unknown)}; roles are "
+                             f"{', '.join(ROLES + OPTIONAL_ROLES)}")
+        if set(ROLES) <= set(self.roles) and ctx.config.fastpath.enabled:
+            self.roles += tuple(r for r in OPTIONAL_ROLES if r not in self.roles)
         self.components: list[Component] = []
         self.tickers: list[Callable[[], None]] = []
         for role in self.roles:
@@ -93,6 +98,10 @@ class Orchestrator:
     def _build_process(self) -> None:
         self.processing = StfProcessing(self.ctx)
         self.components.append(self.processing)
+
+    def _build_fastpath(self) -> None:
+        self.fastpath = FastPath(self.ctx)
+        self.components.append(self.fastpath)
 
     def _build_merge(self) -> None:
         self.merging = Merging(self.ctx)
@@ -129,3 +138,5 @@ class Orchestrator:
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=5)
+        if "fastpath" in self.roles:
+            self.fastpath.stop()
