@@ -44,7 +44,8 @@ def prun(tmp_path_factory):
         os.chdir(workdir)
         sys.argv = ["prun", *args]
         try:
-            return PrunScript.main(get_taskparams=True, dry_mode=True, ext_args=args)
+            # -y answers prun's interactive memory question; it is not a task parameter
+            return PrunScript.main(get_taskparams=True, dry_mode=True, ext_args=[*args, "-y"])
         finally:
             os.chdir(cwd)
             sys.argv = argv

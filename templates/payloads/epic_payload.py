@@ -100,8 +100,9 @@ def eicrecon(a: argparse.Namespace) -> None:
     if not _real("eicrecon", [f"-Ppodio:output_file={a.out}", *map(str, inputs)]):
         record = {"tool": "eicrecon", "engine": "toy", "events": _events_in(inputs),
                   "inputs": _digest(inputs)}
-        if a.calibration:
-            record["calibration"] = json.loads(Path(a.calibration).read_text())["constant"]
+        if a.calibration:  # the last iteration of the calibration loop
+            latest = sorted(_files(a.calibration))[-1]
+            record["calibration"] = json.loads(latest.read_text())["constant"]
         _write(a.out, record)
 
 
@@ -148,6 +149,13 @@ def hpo_done(a: argparse.Namespace) -> None:
     sys.exit(0 if best <= a.target_loss else 1)
 
 
+def merge(a: argparse.Namespace) -> None:
+    """Gather partial outputs (reco, histograms) into one file."""
+    inputs = _files(a.inputs)
+    _write(a.out, {"tool": "merge", "engine": "toy", "events": _events_in(inputs),
+                   "merged_files": len(inputs), "inputs": _digest(inputs)})
+
+
 def analysis(a: argparse.Namespace) -> None:
     inputs = _files(a.inputs)
     _write(a.out, {"tool": "analysis", "engine": "toy", "events": _events_in(inputs),
@@ -186,6 +194,7 @@ def main() -> None:
     add("train", train, ("--inputs", s), ("--lr-min", f), ("--lr-max", f), ("--state", s),
         ("--out", s))
     add("hpo-done", hpo_done, ("--state", s), ("--target-loss", f))
+    add("merge", merge, ("--inputs", s), ("--out", s))
     add("analysis", analysis, ("--inputs", s), ("--selection", s), ("--out", s))
     add("validate", validate, ("--files", s), ("--min-events", {"type": int, "default": 1}))
     args = parser.parse_args()
