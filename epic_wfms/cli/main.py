@@ -15,6 +15,7 @@ from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.status import store_status
+from epic_wfms.cli.template import template_cli
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.statemachine.docs import transition_table_markdown
@@ -158,6 +159,8 @@ def statemachine() -> None:
     """Print the complete detector/DAQ transition table (Markdown)."""
     click.echo(transition_table_markdown())
 
+
+cli.add_command(template_cli)
 
 if __name__ == "__main__":
     cli()

@@ -35,7 +35,7 @@ def parse_assignments(pairs: list[str]) -> dict[str, str]:
 def describe_expected(spec: ParameterSpec) -> str:
     """A short human description of what a parameter accepts (also used in CLI help)."""
     if spec.type == "tag":
-        return f"a {TAG_KIND_NAMES[spec.tag_kind]} tag ({spec.tag_kind}<number>)"
+        return f"a {spec.tag_kind} tag ({TAG_KIND_NAMES[spec.tag_kind]}, e.g. {spec.tag_kind}1001)"
     text = {"string": "text", "integer": "an integer", "number": "a number",
             "boolean": "true or false", "list": f"a comma-separated list of {spec.items}s"
             }[spec.type]
