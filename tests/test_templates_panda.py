@@ -15,8 +15,8 @@ from epic_wfms.templates.render import example_values
 from epic_wfms.templates.targets.panda import (
     PANDA_CLIENT_VERSION,
     PRUN_LACKS,
-    prun_arguments,
     produced_containers,
+    prun_arguments,
     render_panda,
     task_params,
 )

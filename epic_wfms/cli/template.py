@@ -31,7 +31,7 @@ from epic_wfms.templates.targets import TARGETS, render_target
 
 
 def _library() -> TemplateLibrary:
-    directory = os.environ.get("EPIC_WFMS_TEMPLATE_DIR")
+    directory = os.environ.get("EPIC_TEMPLATE_DIR")
     return TemplateLibrary(Path(directory) if directory else None)
 
 

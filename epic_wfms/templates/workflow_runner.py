@@ -35,8 +35,8 @@ _OUTPUT_LOG_CHARS = 2000
 def container_runtime() -> tuple[str, str]:
     """(runtime, note): a working container engine on this host, or 'host' and why.
 
-    ``EPIC_WFMS_CONTAINER_RUNTIME=host`` forces running on the host."""
-    forced = os.environ.get("EPIC_WFMS_CONTAINER_RUNTIME", "")
+    ``EPIC_CONTAINER_RUNTIME=host`` forces running on the host."""
+    forced = os.environ.get("EPIC_CONTAINER_RUNTIME", "")
     for name in ("apptainer", "singularity", "docker"):
         if forced in ("", name) and shutil.which(name) and _works(name):
             return name, f"payloads ran in their images with {name}"

@@ -21,6 +21,7 @@ from epic_wfms.templates.schema import RenderedWorkflow, Step
 from epic_wfms.templates.targets.panda import _architecture, image_url
 
 CWL_VERSION = "v1.0"
+DEFAULT_IMAGE = "eicweb/eic_xl:nightly"  # a step without opt_containerImage: the ePIC image
 _SAFE = re.compile(r"[^a-z0-9_]+")
 
 
@@ -136,9 +137,14 @@ def _parse_args(text: str) -> dict[str, str]:
     tokens = shlex.split(text or "")
     options: dict[str, str] = {}
     for index, token in enumerate(tokens):
-        if token.startswith("--"):
+        if not token.startswith("--"):
+            continue
+        key, sep, value = token.partition("=")
+        if sep:
+            options[key] = value
+        else:
             nxt = tokens[index + 1] if index + 1 < len(tokens) else ""
-            options[token] = "" if nxt.startswith("--") else nxt
+            options[key] = "" if nxt.startswith("--") else nxt
     return options
 
 
@@ -147,11 +153,15 @@ def import_cwl(text: str, name: str = "imported_cwl") -> dict[str, Any]:
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise TemplateError("the CWL file is not valid YAML", str(error), "fix its syntax") from None
+        raise TemplateError("the CWL file is not valid YAML", str(error),
+                            "fix its syntax") from None
     if not isinstance(document, dict) or document.get("class") != "Workflow":
         raise TemplateError("the CWL file is not a Workflow", "pchain takes class: Workflow",
                             "export a Workflow, not a CommandLineTool")
-    inputs = {k: _default(v) for k, v in (document.get("inputs") or {}).items()}
+    raw_inputs = document.get("inputs") or {}
+    if isinstance(raw_inputs, list):  # the list form: [{id: name, default: ...}]
+        raw_inputs = {str(i.get("id")): i for i in raw_inputs if isinstance(i, dict)}
+    inputs = {k: _default(v) for k, v in raw_inputs.items()}
     steps = []
     for step_name, step in (document.get("steps") or {}).items():
         run = str(step.get("run", ""))
@@ -193,7 +203,7 @@ def _import_step(name: str, step: dict[str, Any], inputs: dict[str, Any]) -> dic
         raise TemplateError(f"CWL step {name} declares no --outputs in opt_args",
                             "every step writes at least one output file",
                             "add --outputs FILE to opt_args")
-    image = str(_default(entry.get("opt_containerImage", "")) or "")
+    image = str(_default(entry.get("opt_containerImage", "")) or DEFAULT_IMAGE)
     result: dict[str, Any] = {
         "name": name,
         "payload": {"image": image.removeprefix("docker://"), "command": _default(

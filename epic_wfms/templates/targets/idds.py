@@ -25,7 +25,7 @@ logging.getLogger("WorkflowBase").setLevel(logging.WARNING)
 
 def _work(step: Step, name: str, command: str, task: dict[str, Any] | None) -> Work:
     work = Work(executable=command, work_name=name, work_tag="epic", exec_type="panda",
-                work_type=step.loop and "iterative" or "processing",
+                work_type=(step.loop and "iterative") or "processing",
                 parameters={"task_parameters": task, "image": step.payload.image,
                             "resources": step.resources.model_dump(),
                             "conditions": [c.model_dump(exclude_none=True) for c in step.when]})
