@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError
+from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError
 from jinja2.nativetypes import NativeEnvironment
 from pydantic import ValidationError
 
@@ -26,22 +26,37 @@ from epic_wfms.templates.params import closest, resolve_parameters
 from epic_wfms.templates.schema import Campaign, RenderedWorkflow, Step, TemplateSpec
 from epic_wfms.templates.tags import TagCatalogue, default_tag_dir
 
-_ENV = NativeEnvironment(undefined=StrictUndefined, keep_trailing_newline=False)
+# A string that is one {{ expression }} keeps its native type (a list stays a list, 4 an
+# int); any other string renders as text.
+_NATIVE = NativeEnvironment(undefined=StrictUndefined)
+_TEXT = Environment(undefined=StrictUndefined, autoescape=False)
+_ONE_EXPRESSION = re.compile(r"^\s*\{\{(?:(?!\}\}|\{\{).)*\}\}\s*$", re.DOTALL)
 _SAFE = re.compile(r"[^a-z0-9]+")
 
 
 class _Expr:
     """A compiled Jinja2 string, remembered with its source for error messages."""
 
-    __slots__ = ("source", "template")
+    __slots__ = ("native", "source", "template")
 
     def __init__(self, source: str, where: str) -> None:
         self.source = source
+        self.native = bool(_ONE_EXPRESSION.match(source.strip())) and source == source.strip()
+        env = _NATIVE if self.native else _TEXT
         try:
-            self.template = _ENV.from_string(source)
+            self.template = env.from_string(source)
         except TemplateSyntaxError as error:
             raise TemplateError(f"{where}: Jinja2 syntax error in {source!r}", str(error),
                                 "fix the expression ({{ name }} for a parameter)") from None
+
+    def render(self, context: Mapping[str, Any]) -> Any:
+        """Render against ``context`` without copying it (jinja's shared context)."""
+        template = self.template
+        parts = template.root_render_func(template.new_context(context, shared=True))
+        if self.native:  # one expression: its value as it is, no literal_eval round trip
+            values = list(parts)
+            return values[0] if len(values) == 1 else template.environment.concat(values)
+        return template.environment.concat(parts)
 
 
 def _compile(node: Any, where: str) -> Any:
@@ -57,7 +72,7 @@ def _compile(node: Any, where: str) -> Any:
 def _evaluate(node: Any, context: Mapping[str, Any], where: str) -> Any:
     if isinstance(node, _Expr):
         try:
-            value = node.template.render(context)
+            value = node.render(context)
         except UndefinedError as error:
             name = re.search(r"'([^']+)' is undefined", str(error))
             hint = closest(name.group(1), sorted(context)) if name else None
@@ -108,7 +123,7 @@ class CompiledTemplate:
             if pspec.type == "tag" and params[name] is not None:
                 tag_values[pspec.tag_kind] = params[name]
                 tag_defs[pspec.tag_kind] = self.tags.resolve(params[name], pspec.tag_kind)
-        context: dict[str, Any] = {**params, "tag": tag_defs}
+        context: dict[str, Any] = {**_NATIVE.globals, **params, "tag": tag_defs}
         campaign = _validated(Campaign, _evaluate(self.campaign, context,
                                                   f"{spec.template}: campaign"),
                               f"{spec.template}: campaign")
@@ -165,42 +180,51 @@ def _validated(model: type, data: Any, where: str) -> Any:
                             "parameters that feed it") from None
 
 
-def _instances(ref: str, current: str, names: set[str],
-               scatter: dict[str, tuple[str, int]]) -> list[str]:
-    """Step names a reference means: the step, or its scattered instances (index-matched
-    when the referring step is scattered over the same list)."""
-    if ref in names:
-        return [ref]
-    found = sorted(n for n, (base, _) in scatter.items() if base == ref and n in names)
-    mine = scatter.get(current)
-    if mine and found:
-        same = [n for n in found if scatter[n][1] == mine[1]]
-        if same:
-            return same
-    return found
+class _Scatter:
+    """Scattered step instances by base name and index, for O(1) reference lookups."""
+
+    def __init__(self, scatter: dict[str, tuple[str, int]], names: set[str]) -> None:
+        self.of = scatter
+        self.names = names
+        self.by_base: dict[str, list[str]] = {}
+        self.by_index: dict[tuple[str, int], str] = {}
+        for name, (base, index) in scatter.items():
+            if name in names:
+                self.by_base.setdefault(base, []).append(name)
+                self.by_index[(base, index)] = name
+
+    def instances(self, ref: str, current: str) -> list[str]:
+        """Step names a reference means: the step, or its scattered instances (the one with
+        the same index when the referring step is scattered over the same list)."""
+        if ref in self.names:
+            return [ref]
+        mine = self.of.get(current)
+        if mine and (ref, mine[1]) in self.by_index:
+            return [self.by_index[(ref, mine[1])]]
+        return sorted(self.by_base.get(ref, []))
 
 
 def _resolve_links(template: str, steps: list[Step], scatter: dict[str, tuple[str, int]]) -> None:
     names = {s.name for s in steps}
-    bases = sorted(names | {b for b, _ in scatter.values()})
+    index = _Scatter(scatter, names)
+    by_name = {s.name: s for s in steps}
     for step in steps:
         depends: list[str] = []
         for ref in [*step.after, *(i.from_ for i in step.inputs if i.from_)]:
-            found = _instances(ref, step.name, names, scatter)
+            found = index.instances(ref, step.name)
             if not found:
                 raise TemplateError(f"{template}: step {step.name} depends on {ref!r}",
-                                    "no enabled step of that name", _hint(ref, bases))
+                                    "no enabled step of that name", _hint(ref, _bases(index)))
             depends += [n for n in found if n not in depends]
         for cond in step.when:
             if cond.kind == "input_ready" and ":" in cond.subject:
                 continue  # an external dataset
-            found = _instances(cond.subject, step.name, names, scatter)
+            found = index.instances(cond.subject, step.name)
             if not found:
                 raise TemplateError(f"{template}: step {step.name}: condition "
                                     f"{cond.kind} on {cond.subject!r}",
                                     "names no enabled step (or scope:dataset)",
-                                    _hint(cond.subject, bases))
-            by_name = {s.name: s for s in steps}
+                                    _hint(cond.subject, _bases(index)))
             for name in found:
                 if cond.kind == "upstream_validated" and not by_name[name].validate_cmd:
                     raise TemplateError(f"{template}: step {step.name} waits for {name} to be "
@@ -214,17 +238,21 @@ def _resolve_links(template: str, steps: list[Step], scatter: dict[str, tuple[st
         step.depends_on = depends
 
 
+def _bases(index: _Scatter) -> list[str]:
+    return sorted(index.names | set(index.by_base))
+
+
 def _resolve_inputs(template: str, steps: list[Step], scatter: dict[str, tuple[str, int]]
                     ) -> None:
     by_name = {s.name: s for s in steps}
-    names = set(by_name)
+    index = _Scatter(scatter, set(by_name))
     for step in steps:
         for item in step.inputs:
             if item.dataset:
                 item.datasets = [item.dataset]
                 continue
             datasets = []
-            for producer in _instances(item.from_, step.name, names, scatter):
+            for producer in index.instances(item.from_, step.name):
                 outs = by_name[producer].outputs
                 if item.datatype:
                     outs = [o for o in outs if o.datatype.startswith(item.datatype)]

@@ -12,6 +12,7 @@ has no option for are added as the JEDI task parameters of the same name
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import platform
@@ -157,6 +158,12 @@ def _exec_parameters(command: str) -> list[dict[str, Any]]:
     return params
 
 
+@functools.cache
+def _os_info() -> str:
+    """The submitting host's OS, as prun records it (platform.platform is slow)."""
+    return platform.platform()
+
+
 def _source_url() -> str:
     base = os.environ.get("PANDA_URL_SSL", "https://pandaserver.cern.ch/server/panda")
     match = re.search("(http.*://[^/]+)/", base)
@@ -192,7 +199,7 @@ def task_params(step: Step, workflow: RenderedWorkflow, produced: dict[str, str]
     elif "--nFilesPerJob" in options:
         params["nFilesPerJob"] = int(options["--nFilesPerJob"])
     params["cliParams"] = _cli_string(argv)
-    params["osInfo"] = platform.platform()
+    params["osInfo"] = _os_info()
     if "--disableAutoRetry" in options:
         params["disableAutoRetry"] = 1
     if campaign.working_group:
@@ -295,10 +302,10 @@ def render_panda(workflow: RenderedWorkflow) -> dict[str, Any]:
     produced = produced_containers(workflow)
     tasks, notes = [], []
     parents: dict[str, list[str]] = {}
+    names = {s.name: task_name(s) + "/" for s in workflow.steps}
     for step in workflow.steps:
         tasks.append(task_params(step, workflow, produced))
-        parents[task_name(step) + "/"] = [task_name(workflow.step(d)) + "/"
-                                          for d in step.depends_on]
+        parents[names[step.name]] = [names[d] for d in step.depends_on]
         if step.loop:
             notes.append(f"{step.name}: loop until '{step.loop.check}' succeeds (at most "
                          f"{step.loop.max_iterations} iterations) is driven by iDDS or the "
