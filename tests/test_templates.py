@@ -415,3 +415,18 @@ def test_cli_lists_shows_renders_and_dry_runs(tmp_path):
     ran = runner.invoke(cli, ["template", "submit", "streaming_reco", "--run", "3",
                               "--toy-inputs", "--json", *data])
     assert ran.exit_code == 0 and json.loads(ran.output)["status"] == "finished"
+
+
+def test_idds_workflow_has_conditions_and_a_loop():
+    workflow = render_template("calibration", {"run": 3, "max_iterations": 6}, LIBRARY)
+    idds = load_idds_workflow(render_idds(workflow)["workflow"])
+    units = {type(u).__name__: u for u in idds.template.works.values()}
+    loop = units["Workflow"]
+    assert loop.name.endswith("calib_loop.loop") and loop.template.loop_condition is not None
+    check = [w for w in loop.template.works.values() if w.work_name.endswith(".check")][0]
+    assert check.parameters["max_iterations"] == 6
+    assert "converged" in check.executable
+    # alignment and reco_calibrated each wait for the loop: two conditions
+    assert len(idds.template.conditions) == 2
+    work = [w for w in idds.template.works.values() if w.work_name.endswith("reco_calibrated")][0]
+    assert work.parameters["task_parameters"]["vo"] == "epic"

@@ -33,19 +33,21 @@ def _work(step: Step, name: str, command: str, task: dict[str, Any] | None) -> W
     return work
 
 
-def _step_unit(step: Step, task: dict[str, Any]) -> tuple[Any, Work]:
-    """(what the parent workflow holds, the work that decides the step's outcome)."""
+def _step_unit(step: Step, task: dict[str, Any]) -> Any:
+    """What the parent workflow holds for a step: its work, or the loop around it."""
     work = _work(step, task_name(step), step.payload.command, task)
     if not step.loop:
-        return work, work
+        return work
     check = _work(step, f"{task_name(step)}.check", step.loop.check, None)
+    # iDDS loops have no iteration limit of their own: the check work carries it
+    check.parameters = {**check.parameters, "max_iterations": step.loop.max_iterations,
+                        "on_exhausted": step.loop.on_exhausted}
     loop = Workflow(name=f"{task_name(step)}.loop")
     loop.add_work(work, initial=True)
     loop.add_work(check)
     loop.add_condition(Condition(cond=work.is_finished, current_work=work, true_work=check))
     loop.add_loop_condition(Condition(cond=check.is_failed, current_work=check))
-    loop.max_loop_iterations = step.loop.max_iterations
-    return loop, check
+    return loop
 
 
 def build_idds_workflow(workflow: RenderedWorkflow) -> Workflow:
@@ -54,7 +56,7 @@ def build_idds_workflow(workflow: RenderedWorkflow) -> Workflow:
     root = Workflow(name=f"epic.{workflow.template}.{workflow.rendered_hash[:12]}")
     units: dict[str, Any] = {}
     for step in workflow.steps:
-        unit, _ = _step_unit(step, task_params(step, workflow, produced))
+        unit = _step_unit(step, task_params(step, workflow, produced))
         root.add_work(unit, initial=not step.depends_on)
         units[step.name] = unit
         upstream = [units[d] for d in step.depends_on]
