@@ -423,10 +423,11 @@ def test_idds_workflow_has_conditions_and_a_loop():
     units = {type(u).__name__: u for u in idds.template.works.values()}
     loop = units["Workflow"]
     assert loop.name.endswith("calib_loop.loop") and loop.template.loop_condition is not None
-    check = [w for w in loop.template.works.values() if w.work_name.endswith(".check")][0]
+    check = next(w for w in loop.template.works.values() if w.work_name.endswith(".check"))
     assert check.parameters["max_iterations"] == 6
     assert "converged" in check.executable
     # alignment and reco_calibrated each wait for the loop: two conditions
     assert len(idds.template.conditions) == 2
-    work = [w for w in idds.template.works.values() if w.work_name.endswith("reco_calibrated")][0]
+    work = next(w for w in idds.template.works.values()
+                if getattr(w, "work_name", "").endswith("reco_calibrated"))
     assert work.parameters["task_parameters"]["vo"] == "epic"
