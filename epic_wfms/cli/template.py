@@ -254,8 +254,12 @@ def _print_submission(result: dict[str, Any]) -> None:
         for task in result["spec"]["tasks"]:
             console.print(f"  task {task['taskName']} ({task['prodSourceLabel']}, priority "
                           f"{task['taskPriority']})")
-    else:
-        console.print(json.dumps(result["spec"], default=str)[:2000])
+    else:  # idds: the workflow JSON is in --json; here its works
+        spec = result["spec"]
+        console.print(f"  iDDS workflow {spec['name']}: {len(spec['works'])} works, loops: "
+                      + (", ".join(spec["loops"]) or "none"))
+        for work in spec["works"]:
+            console.print(f"  work {work}")
 
 
 def _value_option(name: str, dest: str, help_text: str, multiple: bool = False,
