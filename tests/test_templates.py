@@ -415,6 +415,20 @@ def test_cli_lists_shows_renders_and_dry_runs(tmp_path):
     ran = runner.invoke(cli, ["template", "submit", "streaming_reco", "--run", "3",
                               "--toy-inputs", "--json", *data])
     assert ran.exit_code == 0 and json.loads(ran.output)["status"] == "finished"
+    history = json.loads(runner.invoke(cli, ["template", "history", "--json", *data]).output)
+    assert [(h["template"], h["target"], h["status"]) for h in history] == [
+        ("streaming_reco", "local", "finished"), ("fast_monitoring", "panda", "dry-run")]
+    assert {j["step"] for j in history[0]["jobs"]} >= {"stf_reco", "merge"}
+
+
+def test_migrations_create_exactly_the_modelled_tables(db):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from epic_wfms.store.schema import Base
+
+    with db.engine.connect() as connection:
+        assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
 
 def test_idds_workflow_has_conditions_and_a_loop():

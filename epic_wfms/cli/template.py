@@ -271,6 +271,39 @@ def _value_option(name: str, dest: str, help_text: str, multiple: bool = False,
     return make
 
 
+@template_cli.command("history")
+@click.option("--limit", default=20, show_default=True, help="Newest submissions to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with each local run's jobs).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              default=None, help="YAML configuration (docs/configuration.md).")
+@click.option("--data-dir", type=click.Path(path_type=Path), default=None,
+              help="Where the store lives (default .epic-wfms).")
+def history(limit: int, as_json: bool, config_path: Path | None, data_dir: Path | None) -> None:
+    """Recorded submissions: template version, target, status, rendered hash."""
+    from epic_wfms.templates.records import step_runs, submissions
+
+    try:
+        db = open_database(load_config(config_path, data_dir=data_dir))
+    except EpicWfmsError as error:
+        raise _fail(error) from None
+    try:
+        rows = submissions(db, limit)
+        if as_json:
+            for row in rows:
+                row["jobs"] = step_runs(db, row["id"])
+    finally:
+        db.dispose()
+    if as_json:
+        _echo_json(rows)
+        return
+    table = Table("id", "template", "version", "target", "status", "rendered", "campaign")
+    for row in rows:
+        table.add_row(str(row["id"]), row["template"], row["version"],
+                      row["target"] + (" (dry run)" if row["dry_run"] else ""), row["status"],
+                      row["rendered_hash"][:12], row["campaign"])
+    Console(width=160).print(table)
+
+
 render_group = _PerTemplate(
     "render", help="Render a template with parameters to a target (default: the workflow).",
     action=_render_action,
