@@ -81,4 +81,5 @@ def test_campaign_settings_reach_the_task(prun):
     assert task["vo"] == "epic" and task["prodSourceLabel"] == "managed"
     assert task["taskPriority"] == 950 and task["currentPriority"] == 950
     assert task["useJobCloning"] == "runonce" and task["nSitesPerJob"] == 2
+    assert task["gshare"] == "express" and task["campaign"] == "26.11.0"
     assert task["container_name"].startswith("docker://eicweb/")

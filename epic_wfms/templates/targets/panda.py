@@ -7,7 +7,7 @@ sandbox, argparse), so that a campaign of thousands of tasks renders in well und
 second. ``tests/test_templates_panda.py`` checks every step of every template against
 ``pandaclient.PrunScript.main(get_taskparams=True)`` itself. Campaign settings that prun
 has no option for are added as the JEDI task parameters of the same name
-(``PRUN_LACKS``): taskPriority, campaign, coreCount other than 1/8, job cloning.
+(``PRUN_LACKS``): taskPriority, campaign, gshare, coreCount other than 1/8, job cloning.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ from epic_wfms.templates.schema import RenderedWorkflow, Step
 
 PANDA_CLIENT_VERSION = "2.2.0"  # the pinned panda-client whose format we produce
 VO = "epic"
-PRUN_LACKS = ("taskPriority", "campaign", "coreCount", "useJobCloning", "nSitesPerJob")
+PRUN_LACKS = ("taskPriority", "campaign", "gshare", "coreCount", "useJobCloning",
+              "nSitesPerJob")
 _RNDM = re.compile(r"%RNDM[:=](\d+)")
 _PLACEHOLDER = re.compile(r"%(?:RNDM|OUT|SKIPEVENTS|FIRSTEVENT|MAXEVENTS|DB)\b")
 _CONTAINER_EXEC = ('echo "=== cat exec script ==="; cat __run_main_exec.sh; echo; '
@@ -284,6 +285,8 @@ def _campaign_extras(step: Step, workflow: RenderedWorkflow) -> dict[str, Any]:
     """JEDI task parameters prun has no option for (names as JEDI's TaskRefiner reads)."""
     campaign = workflow.campaign
     extras: dict[str, Any] = {"taskPriority": campaign.priority, "campaign": campaign.name}
+    if campaign.share:  # the global share; PanDA keeps it when valid, else assigns one
+        extras["gshare"] = campaign.share
     if step.resources.cores not in (1, 8):
         extras["coreCount"] = step.resources.cores
     if campaign.expedite.job_cloning:
