@@ -24,6 +24,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/streaming_bench.py
 	$(BIN)/python bench/brokerage_bench.py
 	$(BIN)/python bench/fastpath_bench.py
+	$(BIN)/python bench/templates_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms tests bench

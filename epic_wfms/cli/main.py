@@ -17,6 +17,7 @@ from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.sim import sim
 from epic_wfms.cli.sites import sites
 from epic_wfms.cli.status import store_status
+from epic_wfms.cli.template import template_cli
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.statemachine.docs import transition_table_markdown
@@ -186,6 +187,7 @@ def statemachine() -> None:
 
 cli.add_command(sites)
 cli.add_command(sim)
+cli.add_command(template_cli)
 
 
 if __name__ == "__main__":

@@ -414,3 +414,54 @@ class FastPathHistogramRecord(Base):
     overflow: Mapped[int] = mapped_column(default=0)
     entries: Mapped[int] = mapped_column(default=0)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+class TemplateSubmissionRecord(Base):
+    """A rendered template handed to a target; the rendered workflow is kept (R1.12)."""
+
+    __tablename__ = "template_submissions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    template: Mapped[str] = mapped_column(String(100), index=True)
+    template_version: Mapped[str] = mapped_column(String(20))
+    template_hash: Mapped[str] = mapped_column(String(64))
+    rendered_hash: Mapped[str] = mapped_column(String(64), index=True)
+    target: Mapped[str] = mapped_column(String(20))  # panda, idds, cwl, local
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False)
+    campaign: Mapped[str] = mapped_column(String(100), index=True)
+    activity: Mapped[str] = mapped_column(String(20))  # production, analysis
+    parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    rendered: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = mapped_column(String(20))  # submitted, running, finished, failed
+    runtime: Mapped[str | None] = mapped_column(Text)  # how payloads ran (container or host)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None]
+
+
+class TemplateStepRunRecord(Base):
+    """One job of one step (and loop iteration) run by the local workflow runner."""
+
+    __tablename__ = "template_step_runs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    submission_id: Mapped[int] = mapped_column(ForeignKey("template_submissions.id"), index=True)
+    step: Mapped[str] = mapped_column(String(100))
+    iteration: Mapped[int] = mapped_column(default=1)
+    job_index: Mapped[int] = mapped_column(default=0)
+    attempt: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(String(20))  # running, finished, failed, skipped
+    command: Mapped[str] = mapped_column(Text)
+    exit_code: Mapped[int | None]
+    runtime: Mapped[str] = mapped_column(String(40))  # apptainer, docker, host
+    outputs: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    ended_at: Mapped[datetime | None]
+
+
+class ProductionTagUsageRecord(Base):
+    """First production use of a tag: its content hash, which may never change afterwards."""
+
+    __tablename__ = "production_tag_usage"
+    tag: Mapped[str] = mapped_column(String(20), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(1))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    submission_id: Mapped[int] = mapped_column(ForeignKey("template_submissions.id"))
+    first_used_at: Mapped[datetime] = mapped_column(default=utcnow)
