@@ -9,6 +9,7 @@ bytes are moved by ``LocalTransferAgent`` (no FTS here), see docs/rucio.md.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -21,7 +22,7 @@ from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE
 from epic_wfms.ddm.rucio import policy
 from epic_wfms.ddm.rucio.client import RucioClients, translate
-from epic_wfms.ddm.rucio.transfers import LocalTransferAgent
+from epic_wfms.ddm.rucio.transfers import FAILURE_PREFIX, LocalTransferAgent
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model import naming
 
@@ -81,10 +82,8 @@ class RucioDDM:
 
     def _into_period(self, dataset: DID) -> None:
         container = policy.period_container(self.scope, self.settings.period)
-        try:
+        with contextlib.suppress(rucio_errors.DataIdentifierAlreadyExists):
             self.client.add_container(container.scope, container.name)
-        except rucio_errors.DataIdentifierAlreadyExists:
-            pass
         self.client.attach_dids_to_dids([{
             "scope": container.scope, "name": container.name,
             "dids": [{"scope": dataset.scope, "name": dataset.name}],
@@ -120,22 +119,42 @@ class RucioDDM:
         self.register_files([spec])
 
     def register_files(self, specs: list[FileSpec]) -> None:
-        """Register replicas (one call per RSE) and their metadata (one call); idempotent."""
-        by_rse: dict[str, list[FileSpec]] = defaultdict(list)
+        """Register replicas and metadata of a batch in three calls; idempotent.
+
+        Rucio's add_replicas skips what exists without comparing content, so the batch is
+        first looked up: a DID known with other bytes/adler32 is refused (DIDs are immutable).
+        """
         for spec in specs:
             self.rse(spec.rse)
-            by_rse[spec.rse].append(spec)
+        known = self._known_files([self.did(s.did) for s in specs])
+        by_rse: dict[str, list[FileSpec]] = defaultdict(list)
+        for spec in specs:
+            did = self.did(spec.did)
+            row = known.get(did)
+            if row is None:
+                by_rse[spec.rse].append(spec)
+                continue
+            if int(row["bytes"]) != spec.bytes or row["adler32"] != spec.adler32:
+                raise DataManagementError(
+                    f"{did} is already registered with different content",
+                    f"catalog has {row['bytes']} B ad:{row['adler32']}, "
+                    f"new has {spec.bytes} B ad:{spec.adler32}",
+                    "a DID is immutable in Rucio: register the new file under a new name",
+                )
+            if spec.rse not in row.get("states", {}):
+                by_rse[spec.rse].append(spec)
         for rse, group in by_rse.items():
             try:
                 self.client.add_replicas(rse, [self._replica_row(s) for s in group])
-            except (rucio_errors.Duplicate, rucio_errors.FileAlreadyExists,
-                    rucio_errors.FileConsistencyMismatch,
-                    rucio_errors.DataIdentifierAlreadyExists):
-                self._register_missing(rse, group)
             except rucio_errors.RucioException as error:
                 raise translate(error, f"cannot register {len(group)} file(s) on {rse}",
                                 "check the RSE and the scope exist in Rucio") from error
         self._set_meta([(self.did(s.did), policy.file_metadata(s.meta)) for s in specs])
+
+    def _known_files(self, dids: list[DID]) -> dict[DID, dict[str, Any]]:
+        rows = self.client.list_replicas([{"scope": d.scope, "name": d.name} for d in dids],
+                                         all_states=True, resolve_archives=False)
+        return {DID(r["scope"], r["name"]): r for r in rows}
 
     def _replica_row(self, spec: FileSpec) -> dict[str, Any]:
         did = self.did(spec.did)
@@ -144,32 +163,6 @@ class RucioDDM:
         if not self.rses[spec.rse].deterministic:
             row["pfn"] = f"file://localhost{Path(spec.path).resolve()}"
         return row
-
-    def _register_missing(self, rse: str, group: list[FileSpec]) -> None:
-        """Some of the batch exist already: check their content, add only the new ones."""
-        for spec in group:
-            did = self.did(spec.did)
-            known = self._get_file(did)
-            if known is not None and (int(known["bytes"]) != spec.bytes
-                                      or known["adler32"] != spec.adler32):
-                raise DataManagementError(
-                    f"{did} is already registered with different content",
-                    f"catalog has {known['bytes']} B ad:{known['adler32']}, "
-                    f"new has {spec.bytes} B ad:{spec.adler32}",
-                    "a DID is immutable in Rucio: register the new file under a new name",
-                )
-            if known is not None and rse in self._replica_states(did):
-                continue
-            try:
-                self.client.add_replicas(rse, [self._replica_row(spec)])
-            except rucio_errors.Duplicate:
-                pass  # registered concurrently by another consumer
-
-    def _get_file(self, did: DID) -> dict[str, Any] | None:
-        try:
-            return self.client.get_did(did.scope, did.name)
-        except rucio_errors.DataIdentifierNotFound:
-            return None
 
     def _set_meta(self, items: list[tuple[DID, dict[str, Any]]]) -> None:
         rows = [{"scope": d.scope, "name": d.name, "meta": m} for d, m in items if m]
@@ -302,8 +295,11 @@ class RucioDDM:
 
     def rule(self, rule_id: str) -> RuleInfo:
         r = self.client.get_replication_rule(rule_id)
+        error = r.get("error")
+        if r["state"] == "STUCK" and (r.get("comments") or "").startswith(FAILURE_PREFIX):
+            error = r["comments"].removeprefix(FAILURE_PREFIX)
         return RuleInfo(r["id"], DID(r["scope"], r["name"]), r["rse_expression"], r["copies"],
-                        r["state"], r.get("error"))
+                        r["state"], error)
 
     def wait_rule(self, rule_id: str, timeout: float | None = None) -> RuleInfo:
         """Poll until the rule leaves REPLICATING (events are the fast path; this the net)."""

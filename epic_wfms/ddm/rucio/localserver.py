@@ -10,6 +10,7 @@ transfer agent (``transfers.py``), Rucio's own lock/rule logic decides the rule 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -31,9 +32,8 @@ GUNICORN_VERSION = "23.0.0"
 SERVER_REQUIREMENTS = (f"rucio[postgresql]=={RUCIO_VERSION}", f"gunicorn=={GUNICORN_VERSION}")
 API_ENDPOINTS = (
     "accounts, auth, config, credentials, dids, dirac, export, heartbeats, identities, import, "
-    "lifetime_exceptions, locks, meta_conventions, ping, redirect, replicas, requests, rses, rules, "
-    "scopes, "
-    "subscriptions, vos"
+    "lifetime_exceptions, locks, meta_conventions, ping, redirect, replicas, requests, rses, "
+    "rules, scopes, subscriptions, vos"
 )  # no "traces": that endpoint refuses to load without a [trace] broker
 
 
@@ -112,7 +112,7 @@ class LocalRucioServer:
         )
         self._spawn("gunicorn", [
             str(self.venv / "bin" / "gunicorn"), "-b", f"127.0.0.1:{self.port}", "-w", "2",
-            "--threads", "4", "--timeout", "120",
+            "--threads", "4", "--timeout", "120", "--graceful-timeout", "2",
             "--worker-tmp-dir", str(self.workdir), "rucio.web.rest.flaskapi.v1.main:application",
         ])
         self._wait_ping(timeout)
@@ -123,7 +123,7 @@ class LocalRucioServer:
             process.terminate()
         for process in self._processes:
             try:
-                process.wait(10)
+                process.wait(3)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
@@ -305,15 +305,13 @@ def provision(client, rses: list, account: str = "root", quota_bytes: int = 10**
         if rse.deterministic:
             rse.root.mkdir(parents=True, exist_ok=True)
         operations = {"read": 1, "write": 1, "delete": 1}
-        try:
+        with contextlib.suppress(Duplicate, RSEProtocolPriorityError):
             client.add_protocol(rse.name, {
                 "scheme": "file", "hostname": "localhost", "port": 0, "prefix": prefix,
                 "impl": "rucio.rse.protocols.posix.Default",
                 "domains": {"lan": operations, "wan": {
                     **operations, "third_party_copy_read": 1, "third_party_copy_write": 1}},
             })
-        except (Duplicate, RSEProtocolPriorityError):
-            pass
         client.add_rse_attribute(rse.name, "site", rse.site)
         client.add_rse_attribute(rse.name, "type", rse.rse_type)
         client.set_local_account_limit(account, rse.name, quota_bytes)
@@ -322,7 +320,5 @@ def provision(client, rses: list, account: str = "root", quota_bytes: int = 10**
 def add_scope(client, scope: str, account: str = "root") -> None:
     from rucio.common.exception import Duplicate
 
-    try:
+    with contextlib.suppress(Duplicate):
         client.add_scope(account, scope)
-    except Duplicate:
-        pass

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from epic_wfms.ddm.rucio.backend import RucioDDM
 
 PENDING_LOCKS = ("REPLICATING", "R", "WAITING")
+FAILURE_PREFIX = "epic-wfms transfer failed: "
 
 
 class LocalTransferAgent:
@@ -28,18 +29,20 @@ class LocalTransferAgent:
 
     def complete(self, rule_id: str) -> int:
         """Do every pending transfer of the rule; returns how many replicas were written."""
-        done = 0
+        done, errors = 0, []
         client = self.ddm.client
         for lock in client.list_replica_locks(rule_id):
             if str(lock["state"]).upper() not in PENDING_LOCKS:
                 continue
             did = DID(lock["scope"], lock["name"])
             state, error = self._copy(did, lock["rse"])
-            replica = {"scope": did.scope, "name": did.name, "state": state}
-            if error:
-                replica["error_message"] = error
-            client.update_replicas_states(lock["rse"], [replica])
+            client.update_replicas_states(
+                lock["rse"], [{"scope": did.scope, "name": did.name, "state": state}]
+            )
             done += state == "A"
+            errors += [error] if error else []
+        if errors:  # the replica API takes no reason: keep it on the rule, for its owner
+            client.update_replication_rule(rule_id, {"comment": FAILURE_PREFIX + errors[0]})
         return done
 
     def _copy(self, did: DID, rse: str) -> tuple[str, str | None]:
