@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from epic_wfms.bus import InProcessTransport, MessageBus
 from epic_wfms.bus.stomp import StompSettings, StompTransport
@@ -65,4 +65,10 @@ def build_ddm(config: Config, db: Database) -> DataManagement:
         LocalRSE(r.name, r.site, r.type, (config.data_dir / "rses" / r.name).resolve())
         for r in config.rses
     ]
+    if config.ddm.backend == "rucio":
+        from epic_wfms.ddm.rucio import RucioDDM  # rucio-clients loads only when chosen
+
+        return RucioDDM(config.ddm.rucio, [
+            replace(rse, deterministic=rse.name != config.daq_rse) for rse in rses
+        ])
     return EmbeddedDDM(db, rses)

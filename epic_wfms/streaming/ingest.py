@@ -165,7 +165,10 @@ class Ingest:
         did = DID(naming.SCOPE, stf.filename)
         self.ctx.ddm.register_file(FileSpec(
             did, body.rse, body.path, stf.size_bytes, stf.adler32,
-            {"run_number": stf.run_number, "sequence": stf.sequence, "state": stf.state.value},
+            {"run_number": stf.run_number, "sequence": stf.sequence, "state": stf.state.value,
+             "substate": stf.substate, "tf_count": stf.tf_count,
+             "first_tf_time": stf.first_tf_time.isoformat(),
+             "last_tf_time": stf.last_tf_time.isoformat()},
         ))
         if stf.run_number is None:
             dataset = DID(naming.SCOPE, naming.stream_dataset(stf.state.value, _segment(stf)))

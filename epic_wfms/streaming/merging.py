@@ -215,14 +215,14 @@ class Merging:
                 select(func.max(StfRecord.received_at)).where(StfRecord.run_number == run.number)
             )
         missing = sorted(set(range(run.total_stfs or 0)) - seqs)
-        if not missing:
-            return True
+        if not missing and run.total_stfs is not None:
+            return True  # unknown total (closed by the state topic before end_run): wait grace
         moments = [t for t in (run.end_time, last_received) if t is not None]
         quiet_since = max(moments) if moments else utcnow()
         grace = timedelta(seconds=self.ctx.config.processing.missing_grace_s)
         if utcnow() - quiet_since < grace:
             return False
-        if run.number not in self._missing_reported:
+        if missing and run.number not in self._missing_reported:
             self._missing_reported.add(run.number)
             report_issue(
                 self.ctx.db, "missing_at_end_of_run",

@@ -22,17 +22,13 @@ from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE
 from epic_wfms.ddm.rucio import policy
 from epic_wfms.ddm.rucio.client import RucioClients, translate
+from epic_wfms.ddm.rucio.pfn import file_path, file_pfn
 from epic_wfms.ddm.rucio.transfers import FAILURE_PREFIX, LocalTransferAgent
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model import naming
 
 REPLICA_STATE = {"AVAILABLE": "A", "COPYING": "C", "UNAVAILABLE": "U", "BAD": "B",
                  "BEING_DELETED": "D", "TEMPORARY_UNAVAILABLE": "T"}
-
-
-def file_path(pfn: str) -> str:
-    """Local path of a ``file://`` PFN (POSIX RSEs)."""
-    return pfn.removeprefix("file://localhost").removeprefix("file://")
 
 
 class RucioDDM:
@@ -44,6 +40,10 @@ class RucioDDM:
         self.transfers = LocalTransferAgent(self) if settings.transfers == "local_copy" else None
         self._pfns: dict[tuple[str, str, str], str] = {}
         self._datasets_seen: set[DID] = set()
+        # replicas this process registered or transferred and verified: local_path needs no
+        # catalog lookup for them (Rucio stays the truth for everything else)
+        self._available: dict[DID, dict[str, str]] = defaultdict(dict)
+        self._adler32: dict[DID, str] = {}
 
     @property
     def client(self):
@@ -121,39 +121,38 @@ class RucioDDM:
     def register_files(self, specs: list[FileSpec]) -> None:
         """Register replicas and metadata of a batch in three calls; idempotent.
 
-        Rucio's add_replicas skips what exists without comparing content, so the batch is
-        first looked up: a DID known with other bytes/adler32 is refused (DIDs are immutable).
+        Rucio's add_replicas skips replicas that exist without comparing content, so the
+        batch is looked up first: a DID known with other bytes/adler32 is refused (DIDs are
+        immutable); the rest is (re-)added, which registers each replica at most once.
         """
-        for spec in specs:
-            self.rse(spec.rse)
-        known = self._known_files([self.did(s.did) for s in specs])
         by_rse: dict[str, list[FileSpec]] = defaultdict(list)
         for spec in specs:
-            did = self.did(spec.did)
-            row = known.get(did)
-            if row is None:
-                by_rse[spec.rse].append(spec)
-                continue
-            if int(row["bytes"]) != spec.bytes or row["adler32"] != spec.adler32:
+            self.rse(spec.rse)
+            by_rse[spec.rse].append(spec)
+        known = self._known_files([self.did(s.did) for s in specs])
+        for spec in specs:
+            row = known.get(self.did(spec.did))
+            if row is not None and (int(row["bytes"]) != spec.bytes
+                                    or row["adler32"] != spec.adler32):
                 raise DataManagementError(
-                    f"{did} is already registered with different content",
+                    f"{self.did(spec.did)} is already registered with different content",
                     f"catalog has {row['bytes']} B ad:{row['adler32']}, "
                     f"new has {spec.bytes} B ad:{spec.adler32}",
                     "a DID is immutable in Rucio: register the new file under a new name",
                 )
-            if spec.rse not in row.get("states", {}):
-                by_rse[spec.rse].append(spec)
         for rse, group in by_rse.items():
             try:
                 self.client.add_replicas(rse, [self._replica_row(s) for s in group])
             except rucio_errors.RucioException as error:
                 raise translate(error, f"cannot register {len(group)} file(s) on {rse}",
                                 "check the RSE and the scope exist in Rucio") from error
+            for spec in group:
+                self._adler32[self.did(spec.did)] = spec.adler32
+                self.mark_available(spec.did, rse, str(Path(spec.path).resolve()))
         self._set_meta([(self.did(s.did), policy.file_metadata(s.meta)) for s in specs])
 
     def _known_files(self, dids: list[DID]) -> dict[DID, dict[str, Any]]:
-        rows = self.client.list_replicas([{"scope": d.scope, "name": d.name} for d in dids],
-                                         all_states=True, resolve_archives=False)
+        rows = self.client.get_metadata_bulk([{"scope": d.scope, "name": d.name} for d in dids])
         return {DID(r["scope"], r["name"]): r for r in rows}
 
     def _replica_row(self, spec: FileSpec) -> dict[str, Any]:
@@ -161,7 +160,7 @@ class RucioDDM:
         row: dict[str, Any] = {"scope": did.scope, "name": did.name, "bytes": spec.bytes,
                                "adler32": spec.adler32}
         if not self.rses[spec.rse].deterministic:
-            row["pfn"] = f"file://localhost{Path(spec.path).resolve()}"
+            row["pfn"] = file_pfn(spec.path)
         return row
 
     def _set_meta(self, items: list[tuple[DID, dict[str, Any]]]) -> None:
@@ -233,7 +232,19 @@ class RucioDDM:
             self._pfns[key] = file_path(pfn)
         return self._pfns[key]
 
+    def mark_available(self, did: DID, rse: str, path: str) -> None:
+        self._available[self.did(did)][rse] = path
+
+    def known_replicas(self, did: DID) -> dict | None:
+        """Checksum and verified replica paths this process registered or transferred."""
+        did = self.did(did)
+        if did not in self._adler32:
+            return None
+        return {"adler32": self._adler32[did], "sources": dict(self._available.get(did, {}))}
+
     def local_path(self, did: DID, rse: str) -> str:
+        if path := self._available.get(self.did(did), {}).get(rse):
+            return path
         for replica in self.list_replicas(did):
             if replica.rse == rse and replica.state == "A":
                 return replica.path

@@ -123,7 +123,7 @@ class LocalRucioServer:
             process.terminate()
         for process in self._processes:
             try:
-                process.wait(3)
+                process.wait(2)
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from epic_wfms.ddm.interface import DID
+from epic_wfms.ddm.rucio.pfn import file_path
 from epic_wfms.model.checksum import file_adler32
 
 if TYPE_CHECKING:
@@ -29,33 +30,50 @@ class LocalTransferAgent:
 
     def complete(self, rule_id: str) -> int:
         """Do every pending transfer of the rule; returns how many replicas were written."""
-        done, errors = 0, []
         client = self.ddm.client
-        for lock in client.list_replica_locks(rule_id):
-            if str(lock["state"]).upper() not in PENDING_LOCKS:
-                continue
+        pending = [lock for lock in client.list_replica_locks(rule_id)
+                   if str(lock["state"]).upper() in PENDING_LOCKS]
+        errors: list[str] = []
+        catalog: dict[DID, dict] = {}
+        for lock in pending:
             did = DID(lock["scope"], lock["name"])
-            state, error = self._copy(did, lock["rse"])
+            if did not in catalog:
+                catalog[did] = self.ddm.known_replicas(did) or self._catalog(did)
+            state, error = self._copy(did, lock["rse"], catalog[did])
             client.update_replicas_states(
                 lock["rse"], [{"scope": did.scope, "name": did.name, "state": state}]
             )
-            done += state == "A"
-            errors += [error] if error else []
+            if error:
+                errors.append(error)
+            else:
+                self.ddm.mark_available(did, lock["rse"], self.ddm.pfn(did, lock["rse"]))
         if errors:  # the replica API takes no reason: keep it on the rule, for its owner
             client.update_replication_rule(rule_id, {"comment": FAILURE_PREFIX + errors[0]})
-        return done
+        return len(pending) - len(errors)
 
-    def _copy(self, did: DID, rse: str) -> tuple[str, str | None]:
+    def _catalog(self, did: DID) -> dict:
+        """Checksum and available source paths of one file, in one catalog call."""
+        rows = list(self.ddm.client.list_replicas(
+            [{"scope": did.scope, "name": did.name}], schemes=["file"], all_states=True,
+            resolve_archives=False,
+        ))
+        if not rows:
+            return {"adler32": None, "sources": {}}
+        row = rows[0]
+        sources = {rse: file_path(pfns[0]) for rse, pfns in row.get("rses", {}).items()
+                   if pfns and row.get("states", {}).get(rse) == "AVAILABLE"}
+        return {"adler32": row.get("adler32"), "sources": sources}
+
+    def _copy(self, did: DID, rse: str, catalog: dict) -> tuple[str, str | None]:
         """Copy and verify one replica: ('A', None) or ('U', why)."""
-        replicas = self.ddm.list_replicas(did)
-        sources = [r for r in replicas if r.state == "A" and r.rse != rse]
+        sources = [path for source, path in catalog["sources"].items() if source != rse]
         if not sources:
             return "U", f"no available source of {did}"
-        expected = self.ddm.client.get_did(did.scope, did.name).get("adler32")
+        expected = catalog["adler32"]
         destination = Path(self.ddm.pfn(did, rse))
         try:
             destination.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(sources[0].path, destination)
+            shutil.copyfile(sources[0], destination)
             found = file_adler32(destination)
         except OSError as error:
             return "U", f"transfer to {rse} failed: {error}"
