@@ -26,6 +26,8 @@ class Backends:
         if self.executor is not None:
             self.executor.shutdown()
         self.bus.close()
+        if close_ddm := getattr(self.ddm, "close", None):
+            close_ddm()  # the Rucio backend's event listener
         self.db.dispose()
 
 
@@ -68,7 +70,8 @@ def build_ddm(config: Config, db: Database) -> DataManagement:
     if config.ddm.backend == "rucio":
         from epic_wfms.ddm.rucio import RucioDDM  # rucio-clients loads only when chosen
 
-        return RucioDDM(config.ddm.rucio, [
+        ddm = RucioDDM(config.ddm.rucio, [
             replace(rse, deterministic=rse.name != config.daq_rse) for rse in rses
         ])
+        return ddm.listen(config.bus) if config.ddm.rucio.events else ddm
     return EmbeddedDDM(db, rses)

@@ -141,13 +141,26 @@ class RucioConfig(_Strict):
         description="rucio: a transfer service (FTS) completes rules; local_copy: this process "
         "copies between POSIX RSEs, verifies adler32 and marks the replica available",
     )
+    events: bool = Field(default=False, description="follow Rucio's events on the bus broker")
     events_destination: str = "/topic/rucio.events"
     event_wait_s: float = Field(default=60.0, gt=0, description="wait for a rule before failing")
+
+
+LocalityMode = Literal["replicate", "remote"]
 
 
 class DdmConfig(_Strict):
     backend: Literal["embedded", "rucio"] = "embedded"
     rucio: RucioConfig = Field(default_factory=RucioConfig)
+    locality: dict[str, LocalityMode] = Field(
+        default_factory=lambda: {"reco": "replicate", "merge": "replicate"},
+        description="per workflow: replicate (rule to the site's disk first) or remote "
+        "(read the input where it is)",
+    )
+    outputs_to: str | None = Field(
+        default=None, description="RSE expression outputs move to, by rule, after being "
+        "written to the site's disk; None keeps them there",
+    )
 
 
 class Config(_Strict):

@@ -9,14 +9,18 @@ import pytest
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.config import BusConfig
 from epic_wfms.ddm import DID
+from epic_wfms.ddm.rucio.backend import RucioDDM
+from epic_wfms.ddm.rucio.events import RucioEventListener
+from epic_wfms.ddm.rucio.transfers import SiteTransferService
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.streaming.report import run_report
 from tests.conftest import Installation, make_config
 from tests.test_streaming import TIMEOUT, stfs
 
-RUN, N = 301, 8
+RUN, N = 301, 6
 
 
 @pytest.fixture
@@ -84,3 +88,36 @@ def _stf_of(record):
         tf_count=record.tf_count, size_bytes=record.size_bytes, adler32=record.adler32,
         state=record.state, substate=record.substate, daq_metadata=record.daq_metadata,
     )
+
+
+def test_rules_complete_asynchronously_and_rucio_events_start_the_work(
+    tmp_path: Path, rucio_server, daq_settings
+):
+    """transfers: rucio - a site transfer service (the FTS stand-in) completes rules as Rucio
+    queues them; archiving and processing continue on Rucio's RULE_OK events."""
+    scope = rucio_server.new_scope()
+    settings = rucio_server.settings(scope, transfers="rucio", events=True)
+    site = SiteTransferService(RucioDDM(settings, rucio_server.rses)).start()
+    feed = RucioEventListener(BusConfig(), settings.events_destination)
+    feed.add_handler(site.on_event)
+    feed.start()
+    config = make_config(tmp_path, missing_grace_s=60.0)
+    config = config.model_copy(update={"ddm": config.ddm.model_copy(update={
+        "backend": "rucio", "rucio": settings})})
+    inst = Installation(config, daq_settings)
+    try:
+        inst.daq.bring_up()
+        inst.daq.physics_run(RUN + 1, 4)
+        assert inst.orchestrator.wait_run_finished(RUN + 1, TIMEOUT * 2), stfs(inst, RUN + 1)
+        report = run_report(inst.db, inst.backends.ddm, RUN + 1,
+                            [naming.stf_filename(RUN + 1, s) for s in range(4)])
+        assert report["stfs_archived"] == report["stfs_processed"] == 4, report
+        assert report["lost"] == 0
+        watcher = inst.backends.ddm.watcher
+        assert watcher.fired_by_event >= 1  # Rucio's RULE_OK reached us through hermes
+        assert watcher.fired_by_event + watcher.fired_by_poll >= 8  # archive + stage-in
+        assert site.completed >= 12  # two tape copies and one disk copy per STF, verified
+    finally:
+        inst.close()
+        feed.stop()
+        site.stop()

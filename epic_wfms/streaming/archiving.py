@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
-from epic_wfms.ddm import DID
+from epic_wfms.ddm import DID, RuleInfo
+from epic_wfms.ddm.locality import when_done
 from epic_wfms.model import naming
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import StfRecord, utcnow
@@ -34,6 +35,10 @@ class Archiver:
         rule = self.ctx.ddm.add_rule(
             did, self.rse_expression, copies=len(self.ctx.config.sites), activity=self.ACTIVITY
         )
+        when_done(self.ctx.ddm, rule, lambda info: self._archived(work, info))
+
+    def _archived(self, work: m.StfWork, rule: RuleInfo) -> None:
+        """The archive rule finished (at once, or later on the DDM's rule event)."""
         archived = rule.state == "OK"
         with self.ctx.db.session() as session:
             record = stf_by_filename(session, work.filename)

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.ddm.locality import stage_input_now
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -125,8 +126,8 @@ class Merging:
         paths = []
         for name in inputs:
             did = DID(naming.SCOPE, name)
-            self.ctx.ddm.add_rule(did, rse, copies=1, activity="Merge Input")
-            paths.append(self.ctx.ddm.local_path(did, rse))
+            mode = self.ctx.config.ddm.locality.get("merge", "replicate")
+            paths.append(stage_input_now(self.ctx.ddm, did, rse, mode, "Merge Input"))
         output = naming.attempt_filename(output, attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
         with self.ctx.db.session() as session:

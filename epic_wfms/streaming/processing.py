@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.ddm.locality import stage_input
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -99,10 +100,18 @@ class StfProcessing:
             return claimed.rowcount == 1
 
     def _submit(self, work: m.StfWork, attempt: int) -> None:
+        """Stage the STF by the workflow's locality mode; the job starts when it is there."""
         site = self.ctx.config.site(work.site)
-        did = DID(naming.SCOPE, work.filename)
-        self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity="Express")
-        stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
+        mode = self.ctx.config.ddm.locality.get("reco", "replicate")
+        stage_input(self.ctx.ddm, DID(naming.SCOPE, work.filename), site.disk_rse, mode,
+                    "Express", lambda path, error: self._launch(work, attempt, path, error))
+
+    def _launch(self, work: m.StfWork, attempt: int, stf_path: str | None,
+                error: str | None) -> None:
+        if stf_path is None:
+            self._retry_or_fail(work, attempt, f"stage-in failed: {error}")
+            return
+        site = self.ctx.config.site(work.site)
         output = naming.attempt_filename(naming.reco_output_filename(work.filename), attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
         args = ["--input", stf_path, "--output", out_path]
@@ -162,6 +171,8 @@ class StfProcessing:
             did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
             {"run_number": work.run_number, "parent": work.filename, "kind": "reco"},
         ))
+        if self.ctx.config.ddm.outputs_to:  # written locally, moved by rule asynchronously
+            self.ctx.ddm.add_rule(did, self.ctx.config.ddm.outputs_to, activity="Output Export")
 
     def _publish_job(self, work: m.StfWork, result: JobResult) -> None:
         self.ctx.publish(dest.EVENTS, "job_state", m.JobState(

@@ -17,13 +17,15 @@ from typing import Any
 
 from rucio.common import exception as rucio_errors
 
-from epic_wfms.config import RucioConfig
+from epic_wfms.config import BusConfig, RucioConfig
 from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE
 from epic_wfms.ddm.rucio import policy
 from epic_wfms.ddm.rucio.client import RucioClients, translate
+from epic_wfms.ddm.rucio.events import RucioEventListener
 from epic_wfms.ddm.rucio.pfn import file_path, file_pfn
 from epic_wfms.ddm.rucio.transfers import FAILURE_PREFIX, LocalTransferAgent
+from epic_wfms.ddm.rucio.watch import RuleWatcher
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model import naming
 
@@ -44,6 +46,23 @@ class RucioDDM:
         # catalog lookup for them (Rucio stays the truth for everything else)
         self._available: dict[DID, dict[str, str]] = defaultdict(dict)
         self._adler32: dict[DID, str] = {}
+        self.watcher = RuleWatcher(self)
+        self.events: RucioEventListener | None = None
+
+    def listen(self, bus: BusConfig) -> RucioDDM:
+        """Follow Rucio's events (rule OK) from its STOMP topic: rules then finish by event."""
+        self.events = RucioEventListener(bus, self.settings.events_destination)
+        self.events.add_handler(self.watcher.on_event)
+        self.events.start()
+        return self
+
+    def when_rule_done(self, rule_id: str, callback) -> None:
+        self.watcher.when_done(rule_id, callback)
+
+    def close(self) -> None:
+        self.watcher.stop()
+        if self.events is not None:
+            self.events.stop()
 
     @property
     def client(self):

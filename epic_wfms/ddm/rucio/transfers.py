@@ -9,17 +9,22 @@ exactly as it does when FTS reports a finished transfer.
 
 from __future__ import annotations
 
+import logging
+import queue
 import shutil
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from epic_wfms.ddm.interface import DID
+from epic_wfms.ddm.rucio.events import RucioEvent
 from epic_wfms.ddm.rucio.pfn import file_path
 from epic_wfms.model.checksum import file_adler32
 
 if TYPE_CHECKING:
     from epic_wfms.ddm.rucio.backend import RucioDDM
 
+log = logging.getLogger(__name__)
 PENDING_LOCKS = ("REPLICATING", "R", "WAITING")
 FAILURE_PREFIX = "epic-wfms transfer failed: "
 
@@ -81,3 +86,51 @@ class LocalTransferAgent:
             destination.unlink(missing_ok=True)
             return "U", f"checksum mismatch on {rse}: expected ad:{expected}, found ad:{found}"
         return "A", None
+
+
+class SiteTransferService:
+    """Stands in for FTS: completes a rule's transfers when Rucio queues them.
+
+    Rucio announces each queued transfer (``transfer-queued`` with the rule id); this
+    service copies and verifies in its own thread, so the event listener never blocks.
+    ``sweep()`` catches up on rules queued while it was not listening.
+    """
+
+    def __init__(self, ddm: RucioDDM) -> None:
+        self.ddm = ddm
+        self.agent = LocalTransferAgent(ddm)
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        self._seen: set[str] = set()
+        self._thread = threading.Thread(target=self._run, name="site-transfers", daemon=True)
+        self.completed = 0
+
+    def start(self) -> SiteTransferService:
+        self._thread.start()
+        return self
+
+    def on_event(self, event: RucioEvent) -> None:
+        if event.event_type == "transfer-queued" and event.payload.get("scope") == self.ddm.scope:
+            self.submit(event.rule_id)
+
+    def submit(self, rule_id: str | None) -> None:
+        if rule_id and rule_id not in self._seen:
+            self._seen.add(rule_id)
+            self._queue.put(rule_id)
+
+    def sweep(self) -> None:
+        for rule in self.ddm.client.list_replication_rules(
+            {"scope": self.ddm.scope, "state": "REPLICATING"}
+        ):
+            self.submit(rule["id"])
+
+    def _run(self) -> None:
+        while (rule_id := self._queue.get()) is not None:
+            try:
+                self.completed += self.agent.complete(rule_id)
+            except Exception:
+                log.exception("completing rule %s failed", rule_id)
+                self._seen.discard(rule_id)
+
+    def stop(self) -> None:
+        self._queue.put(None)
+        self._thread.join(timeout=10)
