@@ -11,11 +11,14 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import BusConfig
 from epic_wfms.ddm import DID
+from epic_wfms.ddm.reconcile import reconcile_run
 from epic_wfms.ddm.rucio.backend import RucioDDM
 from epic_wfms.ddm.rucio.events import RucioEventListener
 from epic_wfms.ddm.rucio.transfers import SiteTransferService
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.integrity import open_issues
+from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.report import run_report
 from tests.conftest import Installation, make_config
 from tests.test_streaming import TIMEOUT, stfs
@@ -77,6 +80,25 @@ def test_streaming_run_with_rucio_registers_archives_processes_and_closes(rucio_
     assert [d.name for d in ddm.list_files(run_ds)] == produced
     assert len([r for r in ddm.list_replicas(DID("epic", produced[0]))
                 if r.rse.endswith("_TAPE")]) == 2
+
+    # reconciliation: the store and Rucio agree; then each side is made to differ
+    assert reconcile_run(inst.db, ddm, inst.config, RUN) == 0
+    ddm.client.update_replicas_states("JLAB_TAPE", [
+        {"scope": ddm.scope, "name": produced[1], "state": "U"}])  # a tape copy lost in Rucio
+    with inst.db.session() as session:
+        stf_by_filename(session, produced[2]).adler32 = "00000001"  # store disagrees
+    assert reconcile_run(inst.db, ddm, inst.config, RUN) == 2
+    assert reconcile_run(inst.db, ddm, inst.config, RUN) == 2  # reported once, not twice
+    details = {(i.filename, i.detail) for i in open_issues(inst.db, RUN)
+               if i.kind == "ddm_mismatch"}
+    assert details == {
+        (produced[1], "archived in the store but no available replica on JLAB_TAPE in DDM"),
+        (produced[2], f"checksum differs: store ad:00000001, DDM ad:{record_adler(inst, 2)}"),
+    }
+
+
+def record_adler(inst, sequence):
+    return file_adler32(inst.daq.buffer_dir / naming.stf_filename(RUN, sequence))
 
 
 def _stf_of(record):

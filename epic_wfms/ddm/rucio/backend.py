@@ -236,6 +236,20 @@ class RucioDDM:
                                         REPLICA_STATE.get(state, state[:1])))
         return replicas
 
+    def dataset_view(self, dataset: DID):
+        """Every file of a dataset with its adler32 and replica states, in one call."""
+        from epic_wfms.ddm.reconcile import FileView
+
+        dataset = self.did(dataset)
+        try:
+            rows = self.client.list_replicas([{"scope": dataset.scope, "name": dataset.name}],
+                                             all_states=True, resolve_archives=False)
+            return {r["name"]: FileView(r.get("adler32"), {
+                rse: REPLICA_STATE.get(state, state[:1]) for rse, state in r["states"].items()
+            }) for r in rows}
+        except rucio_errors.DataIdentifierNotFound:
+            return {}
+
     def pfn(self, did: DID, rse: str) -> str:
         """Rucio's lfns2pfns for the RSE's file protocol (cached: deterministic)."""
         did = self.did(did)
