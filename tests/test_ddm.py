@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from epic_wfms.ddm import DID, EmbeddedDDM, FileSpec, LocalRSE
+from epic_wfms.ddm.carousel import DataCarousel
 from epic_wfms.ddm.rucio.backend import RucioDDM
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model.checksum import file_adler32
@@ -115,3 +116,27 @@ def test_pfn_is_where_a_rule_puts_the_file(ddm, tmp_path):
     spec = put(ddm, tmp_path, "swf.000001.000004.stf", b"z" * 10)
     ddm.add_rule(spec.did, "BNL_DISK", activity="Express")
     assert ddm.local_path(spec.did, "BNL_DISK") == ddm.pfn(spec.did, "BNL_DISK")
+
+
+def test_carousel_stages_tape_inputs_in_bounded_batches(ddm, tmp_path):
+    inputs = []
+    for index in range(7):  # files archived long ago: their only replica is on tape
+        did = DID("epic", f"swf.000009.{index:06d}.stf")
+        path = Path(ddm.pfn(did, "BNL_TAPE"))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(f"raw data {index}".encode() * 20)
+        ddm.register_file(FileSpec(did, "BNL_TAPE", str(path), path.stat().st_size,
+                                   file_adler32(path)))
+        inputs.append(did)
+    carousel = DataCarousel(ddm, inputs, "BNL_DISK", batch_size=3).start()
+    assert len(carousel.stats.requested) == 3  # one batch, nothing more before consumption
+    consumed = []
+    while (item := carousel.next_ready(timeout=30)) is not None:
+        did, path = item
+        assert file_adler32(Path(path)) == file_adler32(Path(ddm.pfn(did, "BNL_TAPE")))
+        consumed.append(did.name)
+        carousel.consumed(did)
+    assert consumed == [d.name for d in inputs]
+    assert carousel.stats.max_in_flight == 3 and not carousel.stats.failed
+    with pytest.raises(DataManagementError, match="not positive"):
+        DataCarousel(ddm, inputs, "BNL_DISK", batch_size=0)
