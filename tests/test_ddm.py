@@ -140,3 +140,21 @@ def test_carousel_stages_tape_inputs_in_bounded_batches(ddm, tmp_path):
     assert carousel.stats.max_in_flight == 3 and not carousel.stats.failed
     with pytest.raises(DataManagementError, match="not positive"):
         DataCarousel(ddm, inputs, "BNL_DISK", batch_size=0)
+
+
+def test_rucio_registers_and_attaches_in_one_call_idempotently(rucio_server, tmp_path):
+    ddm = RucioDDM(rucio_server.settings(rucio_server.new_scope()), rucio_server.rses)
+    datasets = [DID("epic", "swf.000002.run"), DID("epic", "swf.000002.E1_BNL")]
+    for dataset in datasets:
+        ddm.add_dataset(dataset)
+    path = tmp_path / "swf.000002.000000.stf"
+    path.write_bytes(b"q" * 64)
+    spec = FileSpec(DID("epic", path.name), "DAQ_BUFFER", str(path), 64, file_adler32(path))
+    ddm.register_and_attach([spec], datasets)
+    ddm.register_and_attach([spec], datasets)  # a redelivered STF: nothing twice, no error
+    for dataset in datasets:
+        assert [d.name for d in ddm.list_files(dataset)] == [path.name]
+    assert [(r.rse, r.state) for r in ddm.list_replicas(spec.did)] == [("DAQ_BUFFER", "A")]
+    with pytest.raises(DataManagementError, match="different content"):
+        ddm.register_and_attach([FileSpec(spec.did, "DAQ_BUFFER", spec.path, 65, "00000001")],
+                                datasets)

@@ -163,13 +163,13 @@ class Ingest:
     def _register(self, stf: SuperTimeFrame, body: m.StfAvailable, sites: list[str]) -> list[DID]:
         """File DID + replica on the DAQ buffer, attached to the run's and the sites' datasets."""
         did = DID(naming.SCOPE, stf.filename)
-        self.ctx.ddm.register_file(FileSpec(
+        spec = FileSpec(
             did, body.rse, body.path, stf.size_bytes, stf.adler32,
             {"run_number": stf.run_number, "sequence": stf.sequence, "state": stf.state.value,
              "substate": stf.substate, "tf_count": stf.tf_count,
              "first_tf_time": stf.first_tf_time.isoformat(),
              "last_tf_time": stf.last_tf_time.isoformat()},
-        ))
+        )
         if stf.run_number is None:
             dataset = DID(naming.SCOPE, naming.stream_dataset(stf.state.value, _segment(stf)))
             self.ctx.ddm.add_dataset(dataset)
@@ -178,6 +178,11 @@ class Ingest:
             datasets = [DID(naming.SCOPE, naming.run_dataset(stf.run_number))] + [
                 DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in sites
             ]
+        combined = getattr(self.ctx.ddm, "register_and_attach", None)
+        if combined is not None:  # Rucio: replica + attachments in one call
+            combined([spec], datasets)
+            return datasets
+        self.ctx.ddm.register_file(spec)
         for dataset in datasets:
             self.ctx.ddm.attach(dataset, [did])
         return datasets

@@ -193,6 +193,37 @@ class RucioDDM:
                             "arbitrary keys need the JSON metadata plugin (PostgreSQL)") \
                 from error
 
+    def register_and_attach(self, specs: list[FileSpec], datasets: list[DID]) -> None:
+        """Register replicas on their RSE and attach them to every dataset in ONE Rucio call
+        (attachments carrying the RSE), plus one for metadata. Rucio checks bytes/adler32
+        against an existing DID (FileConsistencyMismatch), skips existing replicas and,
+        with ignore_duplicate, existing attachments: a repeat changes nothing."""
+        rses = {spec.rse for spec in specs}
+        if len(rses) != 1 or not datasets:
+            self.register_files(specs)
+            self.attach_many({dataset: [s.did for s in specs] for dataset in datasets})
+            return
+        (rse,) = rses
+        self.rse(rse)
+        rows = [self._replica_row(spec) for spec in specs]
+        attachments = [{"scope": d.scope, "name": d.name, "rse": rse, "dids": rows}
+                       for d in map(self.did, datasets)]
+        try:
+            self.client.attach_dids_to_dids(attachments, ignore_duplicate=True)
+        except rucio_errors.FileConsistencyMismatch as error:
+            raise DataManagementError(
+                f"{len(specs)} file(s) already registered with different content",
+                f"Rucio: {error}",
+                "a DID is immutable in Rucio: register the new file under a new name",
+            ) from error
+        except (rucio_errors.DataIdentifierNotFound, rucio_errors.UnsupportedOperation):
+            self.attach_many({d: [s.did for s in specs] for d in datasets})  # explains it
+            raise
+        for spec in specs:
+            self._adler32[self.did(spec.did)] = spec.adler32
+            self.mark_available(spec.did, rse, str(Path(spec.path).resolve()))
+        self._set_meta([(self.did(s.did), policy.file_metadata(s.meta)) for s in specs])
+
     def attach(self, dataset: DID, files: list[DID]) -> None:
         self.attach_many({dataset: files})
 
