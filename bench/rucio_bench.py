@@ -1,7 +1,7 @@
 """Rucio benchmark: STF registrations per second through a real Rucio server, and where the
 time goes.
 
-    make bench            (or: .venv/bin/python bench/rucio_bench.py --stfs 200)
+    make bench            (or: .venv/bin/python bench/rucio_bench.py --stfs 100)
 
 One Rucio 41.5.1 server (gunicorn, 2 workers x 4 threads, PostgreSQL) is started on loopback
 (``.venv-rucio``, created on first use). Two ways of doing what ingest does per STF --
@@ -126,7 +126,7 @@ def report(name: str, n: int, seconds: float, timer: CallTimer) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stfs", type=int, default=200)
+    parser.add_argument("--stfs", type=int, default=100)
     parser.add_argument("--batch", type=int, default=50)
     parser.add_argument("--size", type=int, default=64 * 1024)
     args = parser.parse_args()

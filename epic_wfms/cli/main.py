@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -48,17 +49,21 @@ def cli(verbose: bool) -> None:
               show_default=True,
               help="embedded: one process, SQLite, in-process bus; services: agents as "
                    "processes through the STOMP broker and PostgreSQL.")
+@click.option("--ddm", type=click.Choice(["embedded", "rucio"]), default=None,
+              help="DDM backend (default: the configuration's ddm.backend); rucio without a "
+                   "configured server starts a private one (docs/rucio.md).")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+         backend: str, ddm: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
                               standby=_parse_range(standby))
         console = None if as_json else Console()
-        report = run_demo(config, options, console, backend)
+        with ddm_for_demo(config, ddm, console) as config:
+            report = run_demo(config, options, console, backend)
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -67,6 +72,20 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json:
         _print_report(Console(), report)
     if not report["finished"] or report["lost"]:
         sys.exit(1)
+
+
+@contextmanager
+def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
+    if ddm == "rucio" or (ddm is None and config.ddm.backend == "rucio"):
+        from epic_wfms.ddm.rucio.demo import rucio_ddm
+
+        with rucio_ddm(config, console.print if console else lambda *_: None) as rucio_config:
+            yield rucio_config
+    elif ddm == "embedded":
+        yield config.model_copy(update={"ddm": config.ddm.model_copy(update={
+            "backend": "embedded"})})
+    else:
+        yield config
 
 
 def _load(config_path: Path | None, data_dir: Path | None) -> Config:
