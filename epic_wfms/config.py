@@ -144,6 +144,10 @@ class RucioConfig(_Strict):
     events: bool = Field(default=False, description="follow Rucio's events on the bus broker")
     events_destination: str = "/topic/rucio.events"
     event_wait_s: float = Field(default=60.0, gt=0, description="wait for a rule before failing")
+    server_venv: Path = Field(
+        default=Path(".venv-rucio"), description="virtualenv of the private Rucio server that "
+        "demo --ddm rucio starts when no server is configured (created on first use)",
+    )
 
 
 LocalityMode = Literal["replicate", "remote"]

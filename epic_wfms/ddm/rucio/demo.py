@@ -8,17 +8,11 @@ and drops it afterwards. Transfers are done by the site-local agent (no FTS here
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 from epic_wfms.config import Config
 from epic_wfms.ddm.rse import LocalRSE
-
-
-def server_venv() -> Path:
-    return Path(os.environ.get("EPIC_WFMS_RUCIO_VENV", Path.cwd() / ".venv-rucio"))
 
 
 @contextmanager
@@ -32,8 +26,9 @@ def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
     from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
 
     root = (config.data_dir / "rucio").resolve()
-    announce(f"starting a Rucio server (virtualenv {server_venv()}; created on first use)")
-    server = LocalRucioServer(root / "server", server_venv()).start()
+    venv = settings.server_venv.resolve()
+    announce(f"starting a Rucio server (virtualenv {venv}; created on first use)")
+    server = LocalRucioServer(root / "server", venv).start()
     try:
         settings = settings.model_copy(update={
             "host": server.url, "username": server.username, "password": server.password,
