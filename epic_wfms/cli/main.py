@@ -64,6 +64,8 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json:
         console = None if as_json else Console()
         with ddm_for_demo(config, ddm, console) as config:
             report = run_demo(config, options, console, backend)
+            report.update(ddm_summary(config.model_copy(update={
+                "database_url": report["store"]}), report["run_number"]))
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -86,6 +88,19 @@ def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
             "backend": "embedded"})})
     else:
         yield config
+
+
+def ddm_summary(config: Config, run_number: int) -> dict:
+    """The run's data as the DDM holds it, checked against the store (reconciliation)."""
+    from epic_wfms.backends import build_ddm
+    from epic_wfms.ddm.reconcile import run_data_summary
+
+    db = open_database(config)
+    try:
+        summary = run_data_summary(db, build_ddm(config, db), config, run_number)
+        return {"ddm": config.ddm.backend, **summary}
+    finally:
+        db.dispose()
 
 
 def _load(config_path: Path | None, data_dir: Path | None) -> Config:
@@ -117,6 +132,8 @@ def _print_report(console: Console, report: dict) -> None:
     table.add_row("latency available->dispatched", f"p50 {lat['p50']} s, p99 {lat['p99']} s")
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
+    table.add_row("data (" + report.get("ddm", "ddm") + ")", ", ".join(
+        f"{k.removeprefix('ddm_')}={v}" for k, v in report.items() if k.startswith("ddm_")))
     table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
     console.print(table)
     console.print(f"store: {report['store']}  (inspect with: epic-wfms status)")

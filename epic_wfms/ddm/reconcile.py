@@ -83,3 +83,22 @@ def reconcile_run(db: Database, ddm: DataManagement, config: Config, run_number:
         if (filename, detail) not in reported:
             report_issue(db, KIND, detail, run_number=run_number, filename=filename)
     return len(found)
+
+
+def run_data_summary(db: Database, ddm: DataManagement, config: Config, run_number: int
+                     ) -> dict[str, object]:
+    """What the DDM holds for a run (the demo prints it): files, verified archive copies,
+    closed datasets, and the reconciliation's differences."""
+    dataset = DID(naming.SCOPE, naming.run_dataset(run_number))
+    view = catalog_view(ddm, dataset)
+    tapes = [site.tape_rse for site in config.sites]
+    is_open = getattr(ddm, "is_open", None)
+    datasets = [dataset] + [DID(naming.SCOPE, naming.site_dataset(run_number, s.name))
+                            for s in config.sites]
+    return {
+        "ddm_files_in_run_dataset": len(view),
+        "ddm_files_archived_on_all_tapes": sum(
+            all(v.states.get(t) == "A" for t in tapes) for v in view.values()),
+        "ddm_datasets_closed": None if is_open is None else not any(map(is_open, datasets)),
+        "ddm_differences": reconcile_run(db, ddm, config, run_number),
+    }
