@@ -20,7 +20,7 @@ from epic_wfms.streaming.report import run_report
 from tests.conftest import private_postgres_schema, wait_for
 from tests.test_services import count
 
-RUN, STFS = 301, 16
+RUN, STFS = 301, 10
 
 
 @pytest.fixture
@@ -46,7 +46,7 @@ def test_kill_9_ingest_mid_run_leaves_no_duplicate_or_missing_attachment(rucio_s
     agents = rucio_services
     agents.start("daq", "--run", str(RUN), "--stfs", str(STFS), "--rate", "4",
                  "--stf-size", "16384")
-    assert wait_for(lambda: count(agents, StfRecord.registered_at) >= 4, 90)
+    assert wait_for(lambda: count(agents, StfRecord.registered_at) >= 3, 90)
     agents.kill("ingest", signal.SIGKILL)
     time.sleep(0.5)
     agents.restart("ingest")
