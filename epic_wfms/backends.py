@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from epic_wfms.bus import InProcessTransport, MessageBus
 from epic_wfms.bus.stomp import StompSettings, StompTransport
@@ -26,6 +26,8 @@ class Backends:
         if self.executor is not None:
             self.executor.shutdown()
         self.bus.close()
+        if close_ddm := getattr(self.ddm, "close", None):
+            close_ddm()  # the Rucio backend's event listener
         self.db.dispose()
 
 
@@ -65,4 +67,11 @@ def build_ddm(config: Config, db: Database) -> DataManagement:
         LocalRSE(r.name, r.site, r.type, (config.data_dir / "rses" / r.name).resolve())
         for r in config.rses
     ]
+    if config.ddm.backend == "rucio":
+        from epic_wfms.ddm.rucio import RucioDDM  # rucio-clients loads only when chosen
+
+        ddm = RucioDDM(config.ddm.rucio, [
+            replace(rse, deterministic=rse.name != config.daq_rse) for rse in rses
+        ])
+        return ddm.listen(config.bus) if config.ddm.rucio.events else ddm
     return EmbeddedDDM(db, rses)

@@ -190,6 +190,52 @@ class FastPathConfig(_Strict):
         return self
 
 
+class RucioConfig(_Strict):
+    """Connection and policy of the Rucio DDM backend (docs/rucio.md)."""
+
+    host: str = Field(default="http://127.0.0.1:8080", description="Rucio server URL")
+    auth_host: str | None = Field(default=None, description="auth server; None = host")
+    account: str = "root"
+    auth_type: Literal["userpass", "x509", "x509_proxy", "oidc", "gss", "ssh"] = "userpass"
+    username: str | None = None
+    password: str | None = None
+    ca_cert: str | None = None
+    vo: str = "def"
+    scope: str = Field(default="epic", description="scope of every ePIC streaming DID")
+    period: str = Field(default="testbed", description="run period: container of run datasets")
+    archive_lifetime_s: int | None = Field(default=None, description="None: archive forever")
+    processing_lifetime_s: int = Field(default=7 * 86400, gt=0)
+    transfers: Literal["rucio", "local_copy"] = Field(
+        default="rucio",
+        description="rucio: a transfer service (FTS) completes rules; local_copy: this process "
+        "copies between POSIX RSEs, verifies adler32 and marks the replica available",
+    )
+    events: bool = Field(default=False, description="follow Rucio's events on the bus broker")
+    events_destination: str = "/topic/rucio.events"
+    event_wait_s: float = Field(default=60.0, gt=0, description="wait for a rule before failing")
+    server_venv: Path = Field(
+        default=Path(".venv-rucio"), description="virtualenv of the private Rucio server that "
+        "demo --ddm rucio starts when no server is configured (created on first use)",
+    )
+
+
+LocalityMode = Literal["replicate", "remote"]
+
+
+class DdmConfig(_Strict):
+    backend: Literal["embedded", "rucio"] = "embedded"
+    rucio: RucioConfig = Field(default_factory=RucioConfig)
+    locality: dict[str, LocalityMode] = Field(
+        default_factory=lambda: {"reco": "replicate", "merge": "replicate"},
+        description="per workflow: replicate (rule to the site's disk first) or remote "
+        "(read the input where it is)",
+    )
+    outputs_to: str | None = Field(
+        default=None, description="RSE expression outputs move to, by rule, after being "
+        "written to the site's disk; None keeps them there",
+    )
+
+
 class Config(_Strict):
     data_dir: Path = Path(".epic-wfms")
     database_url: str | None = None
@@ -209,6 +255,7 @@ class Config(_Strict):
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     fault_injection: FaultInjection = Field(default_factory=FaultInjection)
     bus: BusConfig = Field(default_factory=BusConfig)
+    ddm: DdmConfig = Field(default_factory=DdmConfig)
     payload_runner: Literal["standing", "subprocess"] = Field(
         default="standing",
         description="standing: each worker slot keeps a pilot process; subprocess: one per job",

@@ -15,6 +15,7 @@ from epic_wfms.daq import DaqSettings, DaqSimulator
 from epic_wfms.store.scratch import scratch_schema
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.orchestrator import Orchestrator
+from tests.rucio_fixtures import rucio_scope, rucio_server  # noqa: F401 (session fixtures)
 
 
 class Installation:

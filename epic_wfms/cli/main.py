@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -53,11 +54,14 @@ def cli(verbose: bool) -> None:
               show_default=True,
               help="embedded: one process, SQLite, in-process bus; services: agents as "
                    "processes through the STOMP broker and PostgreSQL.")
+@click.option("--ddm", type=click.Choice(["embedded", "rucio"]), default=None,
+              help="DDM backend (default: the configuration's ddm.backend); rucio without a "
+                   "configured server starts a private one (docs/rucio.md).")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
-         anomalies: tuple[str, ...], as_json: bool, backend: str, config_path: Path | None,
-         data_dir: Path | None) -> None:
+         anomalies: tuple[str, ...], as_json: bool, backend: str, ddm: str | None,
+         config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
@@ -65,7 +69,10 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
                               standby=_parse_range(standby),
                               anomalous_tfs=_parse_anomalies(anomalies))
         console = None if as_json else Console()
-        report = run_demo(config, options, console, backend)
+        with ddm_for_demo(config, ddm, console) as config:
+            report = run_demo(config, options, console, backend)
+            report.update(ddm_summary(config.model_copy(update={
+                "database_url": report["store"]}), report["run_number"]))
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -74,6 +81,33 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
         _print_report(Console(), report)
     if not report["finished"] or report["lost"]:
         sys.exit(1)
+
+
+@contextmanager
+def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
+    if ddm == "rucio" or (ddm is None and config.ddm.backend == "rucio"):
+        from epic_wfms.ddm.rucio.demo import rucio_ddm
+
+        with rucio_ddm(config, console.print if console else lambda *_: None) as rucio_config:
+            yield rucio_config
+    elif ddm == "embedded":
+        yield config.model_copy(update={"ddm": config.ddm.model_copy(update={
+            "backend": "embedded"})})
+    else:
+        yield config
+
+
+def ddm_summary(config: Config, run_number: int) -> dict:
+    """The run's data as the DDM holds it, checked against the store (reconciliation)."""
+    from epic_wfms.backends import build_ddm
+    from epic_wfms.ddm.reconcile import run_data_summary
+
+    db = open_database(config)
+    try:
+        summary = run_data_summary(db, build_ddm(config, db), config, run_number)
+        return {"ddm": config.ddm.backend, **summary}
+    finally:
+        db.dispose()
 
 
 def _load(config_path: Path | None, data_dir: Path | None) -> Config:
@@ -123,6 +157,8 @@ def _print_report(console: Console, report: dict) -> None:
         table.add_row("fast-path alarms", str(report["alarms"]))
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
+    table.add_row("data (" + report.get("ddm", "ddm") + ")", ", ".join(
+        f"{k.removeprefix('ddm_')}={v}" for k, v in report.items() if k.startswith("ddm_")))
     table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
     console.print(table)
     console.print(f"store: {report['store']}  (inspect with: epic-wfms status)")

@@ -165,6 +165,11 @@ class EmbeddedDDM:
             if record is not None and record.is_open:
                 record.is_open, record.closed_at = False, utcnow()
 
+    def is_open(self, dataset: DID) -> bool:
+        with self.db.session() as session:
+            record = session.get(DidRecord, (dataset.scope, dataset.name))
+            return bool(record is not None and record.is_open)
+
     def list_files(self, dataset: DID) -> list[DID]:
         with self.db.session() as session:
             rows = session.scalars(select(AttachmentRecord).where(

@@ -29,7 +29,7 @@ class Replica:
 
 @dataclass(frozen=True)
 class RuleInfo:
-    id: int
+    id: int | str  # Rucio rule ids are UUID strings
     did: DID
     rse_expression: str
     copies: int

@@ -7,6 +7,7 @@ from sqlalchemy import bindparam, select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, RuleInfo
+from epic_wfms.ddm.locality import when_done
 from epic_wfms.model import naming
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import StfRecord, utcnow
@@ -46,11 +47,21 @@ class Archiver:
             [DID(naming.SCOPE, w.filename) for w in work], self.rse_expression,
             copies=len(self.ctx.config.sites), activity=self.ACTIVITY,
         )
-        self._record(work, rules)
+        done = [(w, r) for w, r in zip(work, rules, strict=True) if r.state != "REPLICATING"]
+        self._archived(done)
+        for w, rule in zip(work, rules, strict=True):
+            if rule.state == "REPLICATING":  # asynchronous transfers (Rucio): on the rule event
+                when_done(self.ctx.ddm, rule, lambda info, w=w: self._archived([(w, info)]))
+
+    def _archived(self, finished: list[tuple[m.StfWork, RuleInfo]]) -> None:
+        """Archive rules that left REPLICATING: record them and announce the archived ones."""
+        if not finished:
+            return
+        self._record([w for w, _r in finished], [r for _w, r in finished])
         self.ctx.bus.publish_many([(dest.EVENTS, self.ctx.message("stf_archived", m.StfNews(
             filename=w.filename, run_number=w.run_number, sequence=w.sequence,
             detail={"rule_id": rule.id, "rse_expression": self.rse_expression},
-        ), w.run_number)) for w, rule in zip(work, rules, strict=True) if rule.state == "OK"])
+        ), w.run_number)) for w, rule in finished if rule.state == "OK"])
 
     def _record(self, work: list[m.StfWork], rules: list[RuleInfo]) -> None:
         now, stfs = utcnow(), StfRecord.__table__

@@ -190,7 +190,9 @@ class Ingest:
             files.append(FileSpec(
                 did, body.rse, body.path, stf.size_bytes, stf.adler32,
                 {"run_number": stf.run_number, "sequence": stf.sequence,
-                 "state": stf.state.value},
+                 "state": stf.state.value, "substate": stf.substate, "tf_count": stf.tf_count,
+                 "first_tf_time": stf.first_tf_time.isoformat(),
+                 "last_tf_time": stf.last_tf_time.isoformat()},
             ))
             datasets = self._datasets(stf, item.sites)
             for dataset in datasets:

@@ -17,6 +17,7 @@ from sqlalchemy import func, select
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.ddm.locality import stage_input_now
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -125,8 +126,8 @@ class Merging:
         paths = []
         for name in inputs:
             did = DID(naming.SCOPE, name)
-            self.ctx.ddm.add_rule(did, rse, copies=1, activity="Merge Input")
-            paths.append(self.ctx.ddm.local_path(did, rse))
+            mode = self.ctx.config.ddm.locality.get("merge", "replicate")
+            paths.append(stage_input_now(self.ctx.ddm, did, rse, mode, "Merge Input"))
         output = naming.attempt_filename(output, attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
         with self.ctx.db.session() as session:
@@ -215,14 +216,14 @@ class Merging:
                 select(func.max(StfRecord.received_at)).where(StfRecord.run_number == run.number)
             )
         missing = sorted(set(range(run.total_stfs or 0)) - seqs)
-        if not missing:
-            return True
+        if not missing and run.total_stfs is not None:
+            return True  # unknown total (closed by the state topic before end_run): wait grace
         moments = [t for t in (run.end_time, last_received) if t is not None]
         quiet_since = max(moments) if moments else utcnow()
         grace = timedelta(seconds=self.ctx.config.processing.missing_grace_s)
         if utcnow() - quiet_since < grace:
             return False
-        if run.number not in self._missing_reported:
+        if missing and run.number not in self._missing_reported:
             self._missing_reported.add(run.number)
             report_issue(
                 self.ctx.db, "missing_at_end_of_run",

@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.ddm.locality import stage_input
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 ACTIVE = ("activated", "running", "retrying")
 RECO_PAYLOAD = "epic_wfms.wfms.payloads.reco"
 STAGE_IN = "Express"  # Rucio activity of the stage-in rules to the site's disk
-MAX_BATCH = 16  # process requests claimed and staged together when the site is behind
+MAX_BATCH = 16  # process requests claimed together when the site is behind
 
 
 def dispatch_deferred(ctx: StreamingContext, run_number: int | None) -> int:
@@ -90,20 +91,17 @@ class StfProcessing:
         self.on_process_stfs([message])
 
     def on_process_stfs(self, messages: list[m.Message]) -> None:
-        """Claim the batch's STFs at once, stage them in with one rule call per site, then
-        submit a job each. Already-dispatched STFs (redelivered requests) are skipped."""
+        """Claim the batch's STFs with one compare-and-set, then stage in and submit each
+        (by the workflow's locality mode). Already-dispatched STFs (redelivered requests)
+        are skipped."""
         claimed = self._claim([msg.body.filename for msg in messages])
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename in claimed}.values())
         submitted: set[str] = set()
         try:
-            for site in {w.site for w in work}:
-                at_site = [w for w in work if w.site == site]
-                self.ctx.ddm.add_rules([DID(naming.SCOPE, w.filename) for w in at_site],
-                                       self.ctx.config.site(site).disk_rse, activity=STAGE_IN)
-                for w in at_site:
-                    self._submit(w, attempt=1, staged=True)
-                    submitted.add(w.filename)
+            for w in work:
+                self._submit(w, attempt=1)
+                submitted.add(w.filename)
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
@@ -122,12 +120,19 @@ class StfProcessing:
                 StfRecord.processing_status.in_(("queued", "deferred")),
             ).values(processing_status="activated").returning(StfRecord.filename)))
 
-    def _submit(self, work: m.StfWork, attempt: int, staged: bool = False) -> None:
+    def _submit(self, work: m.StfWork, attempt: int) -> None:
+        """Stage the STF by the workflow's locality mode; the job starts when it is there."""
         site = self.ctx.config.site(work.site)
-        did = DID(naming.SCOPE, work.filename)
-        if not staged:
-            self.ctx.ddm.add_rule(did, site.disk_rse, copies=1, activity=STAGE_IN)
-        stf_path = self.ctx.ddm.local_path(did, site.disk_rse)
+        mode = self.ctx.config.ddm.locality.get("reco", "replicate")
+        stage_input(self.ctx.ddm, DID(naming.SCOPE, work.filename), site.disk_rse, mode,
+                    STAGE_IN, lambda path, error: self._launch(work, attempt, path, error))
+
+    def _launch(self, work: m.StfWork, attempt: int, stf_path: str | None,
+                error: str | None) -> None:
+        if stf_path is None:
+            self._retry_or_fail(work, attempt, f"stage-in failed: {error}")
+            return
+        site = self.ctx.config.site(work.site)
         output = naming.attempt_filename(naming.reco_output_filename(work.filename), attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
         args = ["--input", stf_path, "--output", out_path]
@@ -187,6 +192,8 @@ class StfProcessing:
             did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
             {"run_number": work.run_number, "parent": work.filename, "kind": "reco"},
         ))
+        if self.ctx.config.ddm.outputs_to:  # written locally, moved by rule asynchronously
+            self.ctx.ddm.add_rule(did, self.ctx.config.ddm.outputs_to, activity="Output Export")
 
     def _publish_job(self, work: m.StfWork, result: JobResult) -> None:
         self.ctx.publish(dest.EVENTS, "job_state", m.JobState(

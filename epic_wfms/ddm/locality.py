@@ -1,0 +1,79 @@
+"""Data locality (R4.4, R4.5): how a workflow gets its input to the site that processes it.
+
+``replicate``: a rule brings the input to the site's disk first and the job starts when the
+rule is OK (with Rucio and asynchronous transfers: on Rucio's RULE_OK event). ``remote``:
+no rule; the job reads an available replica where it is (streaming input). The mode is
+chosen per workflow (``ddm.locality`` in the configuration).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from epic_wfms.ddm.interface import DID, DataManagement, RuleInfo
+from epic_wfms.errors import DataManagementError
+
+Ready = Callable[[str | None, str | None], None]  # (path, error): exactly one is set
+
+
+def when_done(ddm: DataManagement, rule: RuleInfo, callback: Callable[[RuleInfo], None]) -> None:
+    """Call back once the rule has left REPLICATING: now, on the backend's event, or by poll."""
+    if rule.state != "REPLICATING":
+        callback(rule)
+        return
+    watch = getattr(ddm, "when_rule_done", None)
+    if watch is not None:
+        watch(rule.id, callback)
+        return
+    wait = getattr(ddm, "wait_rule", None)
+    if wait is None:
+        raise DataManagementError(
+            f"rule {rule.id} is still replicating", "this DDM backend cannot wait for rules",
+            "use a backend that completes rules or follows their events",
+        )
+    callback(wait(rule.id))
+
+
+def remote_path(ddm: DataManagement, did: DID, prefer: str) -> str:
+    """An available replica to read in place: the preferred RSE's, else any."""
+    available = [r for r in ddm.list_replicas(did) if r.state == "A"]
+    if not available:
+        raise DataManagementError(
+            f"no available replica of {did} to read remotely", "every replica is missing or bad",
+            "check the file's replicas; a rule can recreate lost ones",
+        )
+    available.sort(key=lambda r: r.rse != prefer)
+    return available[0].path
+
+
+def stage_input(
+    ddm: DataManagement, did: DID, rse: str, mode: str, activity: str, ready: Ready
+) -> None:
+    """Bring ``did`` within reach of a job at ``rse``, then call ``ready(path, error)``."""
+    if mode == "remote":
+        ready(remote_path(ddm, did, rse), None)
+        return
+    rule = ddm.add_rule(did, rse, copies=1, activity=activity)
+
+    def done(info: RuleInfo) -> None:
+        if info.state == "OK":
+            ready(ddm.local_path(did, rse), None)
+        else:
+            ready(None, f"rule {info.id} to {rse} is {info.state}: {info.error}")
+
+    when_done(ddm, rule, done)
+
+
+def stage_input_now(ddm: DataManagement, did: DID, rse: str, mode: str, activity: str) -> str:
+    """Blocking variant for steps that gather several inputs (merging)."""
+    if mode == "remote":
+        return remote_path(ddm, did, rse)
+    rule = ddm.add_rule(did, rse, copies=1, activity=activity)
+    if rule.state == "REPLICATING" and hasattr(ddm, "wait_rule"):
+        rule = ddm.wait_rule(rule.id)
+    if rule.state != "OK":
+        raise DataManagementError(
+            f"cannot stage {did} to {rse}", f"rule {rule.id} is {rule.state}: {rule.error}",
+            "check the rule and the source replicas",
+        )
+    return ddm.local_path(did, rse)

@@ -1,0 +1,50 @@
+"""``epic-wfms demo --ddm rucio``: the demo with Rucio as DDM.
+
+With ``ddm.rucio`` credentials in the configuration the demo uses that server. Without, it
+starts a private real Rucio server on loopback for the demo's duration (PostgreSQL database,
+gunicorn, hermes; see localserver.py), creates the POSIX RSEs and the ePIC scope, and stops
+and drops it afterwards. Transfers are done by the site-local agent (no FTS here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from epic_wfms.config import Config
+from epic_wfms.ddm.rse import LocalRSE
+
+
+@contextmanager
+def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
+    """``config`` switched to Rucio; a private server is started if none is configured."""
+    settings = config.ddm.rucio
+    if settings.username or settings.auth_type != "userpass":
+        yield _with(config, settings)
+        return
+    from epic_wfms.ddm.rucio.backend import RucioDDM
+    from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
+
+    root = (config.data_dir / "rucio").resolve()
+    venv = settings.server_venv.resolve()
+    announce(f"starting a Rucio server (virtualenv {venv}; created on first use)")
+    server = LocalRucioServer(root / "server", venv).start()
+    try:
+        settings = settings.model_copy(update={
+            "host": server.url, "username": server.username, "password": server.password,
+            "transfers": "local_copy"})
+        rses = [LocalRSE(r.name, r.site, r.type, root / "rses" / r.name,
+                         deterministic=r.name != config.daq_rse) for r in config.rses]
+        client = RucioDDM(settings, rses).client
+        provision(client, rses)
+        add_scope(client, settings.scope)
+        announce(f"Rucio {server.url} ready: scope {settings.scope}, RSEs "
+                 f"{', '.join(r.name for r in rses)}")
+        yield _with(config, settings)
+    finally:
+        server.stop()
+
+
+def _with(config: Config, settings) -> Config:
+    return config.model_copy(update={"ddm": config.ddm.model_copy(update={
+        "backend": "rucio", "rucio": settings})})
