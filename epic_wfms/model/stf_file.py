@@ -22,6 +22,7 @@ TF_HEADER = struct.Struct("<IH")
 HIT = struct.Struct("<HHI")
 _LEN = struct.Struct("<I")
 
+DETECTOR_BITS = 14  # channel >> 14 is the subsystem: 16384 channels each
 DETECTOR_CHANNELS = {  # channel ranges per subsystem, used by the reco stand-in
     "tracker": range(0, 16384),
     "ecal": range(16384, 32768),
@@ -76,8 +77,9 @@ def read_header(handle: BinaryIO, magic: bytes = MAGIC) -> dict[str, Any]:
     return json.loads(handle.read(length))
 
 
-def iter_timeframes(handle: BinaryIO) -> Iterator[TimeFrame]:
-    """Yield TFs after the header; raise ValueError on a truncated record."""
+def iter_tf_records(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:
+    """Yield ``(tf index, raw hit bytes)`` after the header, for decoders that work on whole
+    arrays of hits; raise ValueError on a truncated record."""
     while raw := handle.read(TF_HEADER.size):
         if len(raw) != TF_HEADER.size:
             raise ValueError("truncated TF header: the file is incomplete")
@@ -85,6 +87,12 @@ def iter_timeframes(handle: BinaryIO) -> Iterator[TimeFrame]:
         body = handle.read(n_hits * HIT.size)
         if len(body) != n_hits * HIT.size:
             raise ValueError(f"truncated TF {index}: the file is incomplete")
+        yield index, body
+
+
+def iter_timeframes(handle: BinaryIO) -> Iterator[TimeFrame]:
+    """Yield TFs after the header, hits decoded; raise ValueError on a truncated record."""
+    for index, body in iter_tf_records(handle):
         yield TimeFrame(index, list(HIT.iter_unpack(body)))
 
 
