@@ -50,18 +50,29 @@ def stage_input(
     ddm: DataManagement, did: DID, rse: str, mode: str, activity: str, ready: Ready
 ) -> None:
     """Bring ``did`` within reach of a job at ``rse``, then call ``ready(path, error)``."""
+    stage_inputs(ddm, [did], rse, mode, activity, lambda _did, path, error: ready(path, error))
+
+
+def stage_inputs(
+    ddm: DataManagement, dids: list[DID], rse: str, mode: str, activity: str,
+    ready: Callable[[DID, str | None, str | None], None],
+) -> None:
+    """Bulk ``stage_input``: one rule call for the whole list; ``ready(did, path, error)``
+    is called for each DID as soon as its own rule is done."""
     if mode == "remote":
-        ready(remote_path(ddm, did, rse), None)
+        for did in dids:
+            ready(did, remote_path(ddm, did, rse), None)
         return
-    rule = ddm.add_rule(did, rse, copies=1, activity=activity)
+    rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
+    for did, rule in zip(dids, rules, strict=True):
 
-    def done(info: RuleInfo) -> None:
-        if info.state == "OK":
-            ready(ddm.local_path(did, rse), None)
-        else:
-            ready(None, f"rule {info.id} to {rse} is {info.state}: {info.error}")
+        def done(info: RuleInfo, did: DID = did) -> None:
+            if info.state == "OK":
+                ready(did, ddm.local_path(did, rse), None)
+            else:
+                ready(did, None, f"rule {info.id} to {rse} is {info.state}: {info.error}")
 
-    when_done(ddm, rule, done)
+        when_done(ddm, rule, done)
 
 
 def stage_input_now(ddm: DataManagement, did: DID, rse: str, mode: str, activity: str) -> str:

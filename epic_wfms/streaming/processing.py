@@ -12,7 +12,7 @@ from sqlalchemy import select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
-from epic_wfms.ddm.locality import stage_input
+from epic_wfms.ddm.locality import stage_input, stage_inputs
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -91,17 +91,25 @@ class StfProcessing:
         self.on_process_stfs([message])
 
     def on_process_stfs(self, messages: list[m.Message]) -> None:
-        """Claim the batch's STFs with one compare-and-set, then stage in and submit each
-        (by the workflow's locality mode). Already-dispatched STFs (redelivered requests)
-        are skipped."""
+        """Claim the batch's STFs with one compare-and-set, stage them in with one rule call
+        per site (by the workflow's locality mode), and submit each once its input is there.
+        Already-dispatched STFs (redelivered requests) are skipped."""
         claimed = self._claim([msg.body.filename for msg in messages])
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename in claimed}.values())
         submitted: set[str] = set()
         try:
-            for w in work:
-                self._submit(w, attempt=1)
-                submitted.add(w.filename)
+            for site in {w.site for w in work}:
+                at_site = {DID(naming.SCOPE, w.filename): w for w in work if w.site == site}
+                mode = self.ctx.config.ddm.locality.get("reco", "replicate")
+
+                def launch(did: DID, path: str | None, error: str | None,
+                           at_site: dict[DID, m.StfWork] = at_site) -> None:
+                    submitted.add(did.name)  # from here on the STF's own retry policy rules
+                    self._launch(at_site[did], 1, path, error)
+
+                stage_inputs(self.ctx.ddm, list(at_site), self.ctx.config.site(site).disk_rse,
+                             mode, STAGE_IN, launch)
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
