@@ -14,6 +14,7 @@ from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.controls import processing_held
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.store.stfs import stf_by_filename
@@ -85,9 +86,20 @@ class StfProcessing:
     # -- dispatch -------------------------------------------------------------------------
     def on_process_stf(self, message: m.Message) -> None:
         work: m.StfWork = message.body
+        if self._held(work.filename):
+            return  # an operator suspended processing: deferred until resumed (monitor)
         if not self._claim(work.filename):
             return  # already dispatched: a redelivered or duplicated request changes nothing
         self._submit(work, attempt=1)
+
+    def _held(self, filename: str) -> bool:
+        with self.ctx.db.session() as session:
+            if not processing_held(session):
+                return False
+            session.execute(update(StfRecord).where(
+                StfRecord.filename == filename, StfRecord.processing_status == "queued",
+            ).values(processing_status="deferred"))
+            return True
 
     def _claim(self, filename: str) -> bool:
         """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
