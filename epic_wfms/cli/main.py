@@ -14,6 +14,7 @@ from rich.table import Table
 from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
+from epic_wfms.cli.monitor import monitor
 from epic_wfms.cli.status import store_status
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
@@ -44,6 +45,9 @@ def cli(verbose: bool) -> None:
 @click.option("--standby", default=None, metavar="FROM:TO",
               help="Pause the run (standby) for STF sequences FROM..TO-1 to see gating.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+@click.option("--monitor", "with_monitor", is_flag=True,
+              help="Serve the web monitor while the run goes (its URL is printed).")
+@click.option("--monitor-port", type=int, default=None, help="Port of --monitor (default free).")
 @click.option("--backend", type=click.Choice(["embedded", "services"]), default="embedded",
               show_default=True,
               help="embedded: one process, SQLite, in-process bus; services: agents as "
@@ -51,12 +55,14 @@ def cli(verbose: bool) -> None:
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+         with_monitor: bool, monitor_port: int | None, backend: str, config_path: Path | None,
+         data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
-                              standby=_parse_range(standby))
+                              standby=_parse_range(standby), monitor=with_monitor,
+                              monitor_port=monitor_port)
         console = None if as_json else Console()
         report = run_demo(config, options, console, backend)
     except EpicWfmsError as error:
@@ -158,6 +164,8 @@ def statemachine() -> None:
     """Print the complete detector/DAQ transition table (Markdown)."""
     click.echo(transition_table_markdown())
 
+
+cli.add_command(monitor)
 
 if __name__ == "__main__":
     cli()

@@ -73,7 +73,7 @@ def create_app(config: Config, db: Database | None = None, bus: MessageBus | Non
     errors.install(app)
 
     @app.middleware("http")
-    async def count_usage(request: Request, call_next):  # noqa: ANN001, ANN202 (Starlette)
+    async def count_usage(request: Request, call_next):
         response = await call_next(request)
         route = request.scope.get("route")
         if route is not None and not request.url.path.startswith("/static"):

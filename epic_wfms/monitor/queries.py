@@ -439,7 +439,7 @@ def summary(session: Session, hours: int = 24) -> dict[str, Any]:
 
 def dashboard(session: Session) -> dict[str, Any]:
     return {"detector": detector_state(session), "run": current_run(session),
-            "backlog": backlog(session), "throughput": throughput(session),
+            "backlog": backlog(session), "throughput": throughput(session, minutes=10),
             "gate_events": gate_events(session, 8), "hold": processing_hold(session),
             "issues": issues(session, limit=8)["items"], "agents": agents(session)}
 

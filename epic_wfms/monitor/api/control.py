@@ -17,6 +17,9 @@ from epic_wfms.monitor.state import MonitorState, monitor_state, read_session, r
 from epic_wfms.store.schema import OperatorCommandRecord
 
 router = APIRouter(responses=ERROR_RESPONSES)
+STREAMING = Depends(requires("streaming.control"))
+JOBS = Depends(requires("job.control"))
+PRIORITY = Depends(requires("priority"))
 
 
 class Reason(BaseModel):
@@ -33,31 +36,31 @@ def hold(session: Session = Depends(read_session)) -> dict[str, Any]:
 
 
 @router.post("/streaming/suspend", tags=["control"], summary="Suspend processing (operator)")
-def suspend(body: Reason, who: Principal = Depends(requires("streaming.control")),
+def suspend(body: Reason, who: Principal = STREAMING,
             state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return state.ops.suspend(who, body.reason)
 
 
 @router.post("/streaming/resume", tags=["control"], summary="Resume processing (operator)")
-def resume(body: Reason, who: Principal = Depends(requires("streaming.control")),
+def resume(body: Reason, who: Principal = STREAMING,
            state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return state.ops.resume(who, body.reason)
 
 
 @router.post("/jobs/{job_id}/kill", tags=["control"], summary="Kill an active job")
-def kill(job_id: JobPath, body: Reason, who: Principal = Depends(requires("job.control")),
+def kill(job_id: JobPath, body: Reason, who: Principal = JOBS,
          state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return state.ops.kill_job(who, job_id, body.reason)
 
 
 @router.post("/jobs/{job_id}/retry", tags=["control"], summary="Retry a failed reco job")
-def retry(job_id: JobPath, who: Principal = Depends(requires("job.control")),
+def retry(job_id: JobPath, who: Principal = JOBS,
           state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return state.ops.retry_job(who, job_id)
 
 
 @router.put("/jobs/{job_id}/priority", tags=["control"], summary="Change a job's priority")
-def priority(job_id: JobPath, body: Priority, who: Principal = Depends(requires("priority")),
+def priority(job_id: JobPath, body: Priority, who: Principal = PRIORITY,
              state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return state.ops.set_priority(who, job_id, body.priority)
 

@@ -29,7 +29,7 @@ def state_class(value: Any) -> str:
 def short_time(value: Any) -> str:
     """HH:MM:SS.mmm for ISO times of today, else the date too (tables stay narrow)."""
     if not value:
-        return "–"
+        return "\u2013"
     try:
         at = datetime.fromisoformat(str(value))
     except ValueError:

@@ -52,12 +52,16 @@ def state_machine(request: Request, session: Session = Db, limit: Limit = 100,
              for s in DetectorState for r in Readiness if r in ALLOWED_READINESS[s]]
     nxt = transitions_from(DetectorState(current["state"]), Readiness(current["substate"]))
     data = {"current": current, "nodes": nodes, "lanes": STATE_LANES,
-            "next": [{"trigger": t.trigger.value,
-                      "to": f"{(t.target or t.source).value}/"
-                            f"{(t.target_readiness.value if t.target_readiness else current['substate'])}",
+            "next": [{"trigger": t.trigger.value, "to": _target(t, current["substate"]),
                       "guard": t.guard.value, "description": t.description} for t in nxt],
             "history": q.transitions(session, limit, offset, run)}
     return page(request, "statemachine.html", data, "State machine")
+
+
+def _target(transition: Any, substate: str) -> str:
+    state = (transition.target or transition.source).value
+    readiness = transition.target_readiness
+    return f"{state}/{readiness.value if readiness else substate}"
 
 
 @router.get("/runs")
