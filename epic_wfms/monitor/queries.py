@@ -194,8 +194,9 @@ def stfs(session: Session, run_number: int | None = None, processing_status: str
 
 def stf_timeline(stf: dict[str, Any], merged_at: str | None = None) -> list[dict[str, Any]]:
     """produced -> registered -> archived -> dispatched -> processed -> merged, with gaps."""
-    steps = [{"step": step, "at": stf[col]} for step, col in TIMELINE]
-    steps.append({"step": "merged", "at": merged_at if stf.get("merge_id") else None})
+    steps = [{"step": step, "at": stf[col], "done": stf[col] is not None}
+             for step, col in TIMELINE]
+    steps.append({"step": "merged", "at": merged_at, "done": stf.get("merge_id") is not None})
     return steps
 
 

@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
@@ -18,7 +19,8 @@ STATE_CLASSES = {  # BigMon-like colours by state name
     "closed": "ok", "running": "run", "activated": "act", "defined": "act", "queued": "act",
     "retrying": "warn", "deferred": "warn", "pending": "act", "failed": "bad", "cancelled": "bad",
     "corrupt": "bad", "open": "run", "announced": "act", "not_required": "muted",
-    "waiting": "muted", "stopped": "muted", "suspended": "warn", "resumed": "ok",
+    "waiting": "muted", "merged": "ok", "registered": "act", "stopped": "muted",
+    "suspended": "warn", "resumed": "ok",
 }
 
 
@@ -26,15 +28,16 @@ def state_class(value: Any) -> str:
     return "st-" + STATE_CLASSES.get(str(value), "muted")
 
 
-def short_time(value: Any) -> str:
-    """HH:MM:SS.mmm for ISO times of today, else the date too (tables stay narrow)."""
+def short_time(value: Any) -> Markup | str:
+    """``MM-DD HH:MM:SS`` (UTC) in a <time> with the full ISO time: tables stay narrow."""
     if not value:
         return "\u2013"
     try:
         at = datetime.fromisoformat(str(value))
     except ValueError:
         return str(value)
-    return at.strftime("%Y-%m-%d %H:%M:%S")
+    return Markup('<time datetime="{0}" title="{0}">{1}</time>').format(
+        at.isoformat(), at.strftime("%m-%d %H:%M:%S"))
 
 
 def seconds_between(a: Any, b: Any) -> str:
