@@ -38,6 +38,18 @@ def _own_bus(config: Config, db: Database) -> MessageBus | None:
     return MessageBus(build_transport(config, "epic-wfms-monitor"), StoreLedger(db))
 
 
+def endpoint_template(request: Request, route: object) -> str:
+    """``/api/v1/runs/{number}`` for ``/api/v1/runs/301``: usage counts per endpoint, not URL
+    (an included router's route knows only its own part of the path)."""
+    own = getattr(route, "path", "")
+    try:
+        rendered = own.format(**request.path_params)
+    except (KeyError, IndexError, ValueError):
+        return own or "?"
+    path = request.url.path
+    return path[: len(path) - len(rendered)] + own if path.endswith(rendered) else own
+
+
 def create_app(config: Config, db: Database | None = None, bus: MessageBus | None = None
                ) -> FastAPI:
     owns_db, db = db is None, db or open_database(config)
@@ -78,7 +90,7 @@ def create_app(config: Config, db: Database | None = None, bus: MessageBus | Non
         route = request.scope.get("route")
         if route is not None and not request.url.path.startswith("/static"):
             who = getattr(request.state, "principal", ANONYMOUS)
-            state.usage.record(who.username, request.method, getattr(route, "path", "?"),
+            state.usage.record(who.username, request.method, endpoint_template(request, route),
                                response.status_code >= 400)
         return response
 

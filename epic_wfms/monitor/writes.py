@@ -83,6 +83,7 @@ class Operations:
         return command
 
     def resume(self, who: Principal, reason: str) -> dict[str, Any]:
+        """Lift the hold first (agents check it), then send the deferred STFs to their sites."""
         with self.db.session() as session:
             if not processing_held(session):
                 raise WriteRefused(409, "not_suspended", "processing is not suspended",
@@ -95,24 +96,25 @@ class Operations:
                 select(StfRecord.filename, StfRecord.run_number, StfRecord.sequence,
                        StfRecord.site).where(StfRecord.processing_status == "deferred")
                 .order_by(StfRecord.id)).all()
+            sendable = waiting if self.bus is not None else []
+            if gated:
+                result = (f"detector is {state['state']}/{state['substate']}: deferred STFs "
+                          "wait for the state gate")
+            elif waiting and self.bus is None:
+                result = (f"{len(waiting)} deferred STF(s) wait: this monitor has no bus to "
+                          "the processing agents (configure bus.transport: stomp)")
+            else:
+                result = f"{len(sendable)} deferred STF(s) dispatched"
             text = f"operator {who.username}: {reason}"
-            session.add(GateEventRecord(action="resumed", reason=text, backlog=len(waiting)))
-        dispatched = 0
-        for name, run, seq, site in waiting:
-            sent = self._publish(dest.process_queue(site), "process_stf", m.StfWork(
+            session.add(GateEventRecord(action="resumed", reason=text, backlog=len(sendable)))
+            command = self._record(session, who, "resume", "streaming", "processing", result,
+                                   reason=reason, dispatched=len(sendable))
+        for name, run, seq, site in sendable:
+            self._publish(dest.process_queue(site), "process_stf", m.StfWork(
                 filename=name, run_number=run, sequence=seq, site=site), run)
-            dispatched += sent
         self._publish(dest.EVENTS, "processing_resumed",
-                      m.ProcessingGate(reason=text, backlog=dispatched), None)
-        result = (f"{dispatched} deferred STF(s) dispatched" if not gated else
-                  f"detector is {state['state']}/{state['substate']}: deferred STFs wait for "
-                  "the state gate")
-        if waiting and self.bus is None:
-            result = (f"{len(waiting)} deferred STF(s) wait: this monitor has no bus to the "
-                      "processing agents (configure bus.transport: stomp)")
-        with self.db.session() as session:
-            return self._record(session, who, "resume", "streaming", "processing", result,
-                                reason=reason, dispatched=dispatched)
+                      m.ProcessingGate(reason=text, backlog=len(sendable)), None)
+        return command
 
     # -- jobs -----------------------------------------------------------------------------------
     def _job(self, session: Any, job_id: int) -> JobRecord:
