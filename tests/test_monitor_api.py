@@ -8,8 +8,13 @@ from datetime import UTC, datetime
 
 import jwt
 import pytest
+import schemathesis
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, settings
+from schemathesis.checks import not_a_server_error
+from schemathesis.config import SchemathesisConfig
+from schemathesis.specs.openapi.checks import content_type_conformance, status_code_conformance
 from sqlalchemy import select
 
 from epic_wfms.model import naming
@@ -211,7 +216,7 @@ def test_reads_can_require_authentication(inst):
         assert client.get("/api/v1/runs", headers=bearer(config, "v", "viewer")).status_code == 200
 
 
-# -- writes take effect in the streaming layer ------------------------------------------------------
+# -- writes take effect in the streaming layer ---------------------------------------------
 def test_suspend_defers_new_stfs_and_resume_processes_them(client, inst):
     operator = bearer(inst.config, "olga", "operator")
     held = client.post("/api/v1/streaming/suspend", json={"reason": "tape drive swap"},
@@ -310,3 +315,30 @@ def test_rest_usage_is_recorded_per_user_and_endpoint(client, inst):
     assert rows == {("/api/v1/runs", 1, 0), ("/api/v1/runs/{number}", 1, 1)}
     usage = client.get("/api/v1/usage", params={"user": "uma"}).json()
     assert {u["endpoint"] for u in usage} == {"/api/v1/runs", "/api/v1/runs/{number}"}
+
+
+# -- the OpenAPI document fuzzed (last: its admin writes change the installation) ---------------
+@pytest.fixture(scope="module")
+def api_schema(inst):
+    """Fuzzing phase only, bounded examples per operation: CI time stays small."""
+    app = create_app(inst.config, inst.db, inst.backends.bus)
+    config = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
+    return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, config=config)
+
+
+@pytest.fixture(scope="module")
+def admin(inst):
+    return bearer(inst.config, "fuzzer", "admin")
+
+
+# the event stream never ends by design; test_monitor_live reads a bounded number of events
+schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="/events$")
+
+
+@schema.parametrize()
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=list(HealthCheck))
+def test_openapi_fuzzing_finds_no_server_error(case, admin):
+    """Writes are fuzzed with an admin token, so they reach the store and the bus."""
+    case.call_and_validate(headers=admin, checks=[
+        not_a_server_error, status_code_conformance, content_type_conformance])

@@ -55,9 +55,14 @@ def _key_path(config: Config) -> Path:
     return Path(config.data_dir) / "monitor" / "local_issuer.pem"
 
 
+_LOADED: dict[Path, rsa.RSAPrivateKey] = {}  # loading checks the key: ~0.1 s, so once
+
+
 def local_private_key(config: Config) -> rsa.RSAPrivateKey:
     """The local issuer's key, created on first use (0600) so tokens survive restarts."""
-    path = _key_path(config)
+    path = _key_path(config).resolve()
+    if path in _LOADED:
+        return _LOADED[path]
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -65,7 +70,8 @@ def local_private_key(config: Config) -> rsa.RSAPrivateKey:
                                 serialization.NoEncryption())
         path.touch(mode=0o600)
         path.write_bytes(pem)
-    return serialization.load_pem_private_key(path.read_bytes(), password=None)
+    _LOADED[path] = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    return _LOADED[path]
 
 
 def issue_token(config: Config, username: str, roles: list[str], ttl_s: float = 3600,

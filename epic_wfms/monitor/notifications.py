@@ -112,18 +112,18 @@ class Notifier:
 
     def deliver(self, rule: NotificationRule, payload: dict[str, Any], attempts: int = 3
                 ) -> Delivery:
-        error = None
         for attempt in range(attempts):
             try:
                 response = httpx.post(rule.webhook, json=payload, timeout=self.timeout_s)
-                delivery = Delivery(rule.name, payload, response.status_code,
-                                    None if response.is_success else response.text[:200])
+                delivery = Delivery(rule.name, payload, response.status_code, None if
+                                    response.is_success else
+                                    f"HTTP {response.status_code}: {response.text[:200]}")
                 if response.is_success:
                     break
             except httpx.HTTPError as exc:
-                error = f"{type(exc).__name__}: {exc}"
-                delivery = Delivery(rule.name, payload, None, error)
-            time.sleep(0.2 * 2 ** attempt)
+                delivery = Delivery(rule.name, payload, None, f"{type(exc).__name__}: {exc}")
+            if attempt + 1 < attempts:
+                time.sleep(0.2 * 2 ** attempt)
         if delivery.error:
             log.warning("notification %s to %s not delivered: %s", rule.name, rule.webhook,
                         delivery.error)

@@ -150,7 +150,7 @@ class Operations:
                                    "only failed or cancelled jobs can be retried",
                                    "wait for the job to end, or kill it first")
             if self.bus is None:
-                raise WriteRefused(503, "no_bus", "the processing agents cannot be reached",
+                raise WriteRefused(409, "no_bus", "the processing agents cannot be reached",
                                    "this monitor has no message bus to them",
                                    "run the monitor with bus.transport: stomp, or inside the demo")
             claimed = session.execute(update(StfRecord).where(
