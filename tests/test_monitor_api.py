@@ -336,7 +336,7 @@ schema = schemathesis.pytest.from_fixture("api_schema").exclude(path_regex="/eve
 
 
 @schema.parametrize()
-@settings(max_examples=12, deadline=None, derandomize=True,
+@settings(max_examples=8, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_openapi_fuzzing_finds_no_server_error(case, admin):
     """Writes are fuzzed with an admin token, so they reach the store and the bus."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -147,16 +146,15 @@ def test_opensearch_bulk_export_is_valid_ndjson(inst):
 
 
 def test_event_stream_announces_store_changes(inst):
-    """Two events: the state on connect, then the change a detector event makes."""
-    def later() -> None:
-        time.sleep(0.6)
-        inst.daq.event("systems_off", "off", "not_ready", "stream test")
-
-    threading.Thread(target=later, daemon=True).start()
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
-        body = client.get("/api/v1/events", params={"max_events": 2}).text
-    events = [json.loads(line.removeprefix("data: ")) for line in body.splitlines()
-              if line.startswith("data: ")]
+    """One event with the state on connect, the next when a detector event changes the store."""
+    events = []
+    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client, \
+            client.stream("GET", "/api/v1/events", params={"max_events": 2}) as stream:
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                events.append(json.loads(line.removeprefix("data: ")))
+                if len(events) == 1:
+                    inst.daq.event("systems_off", "off", "not_ready", "stream test")
     assert len(events) == 2
     assert events[0]["pulse"] != events[1]["pulse"]
     assert events[1]["detector"]["state"] == "off"

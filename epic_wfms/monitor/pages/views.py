@@ -73,18 +73,20 @@ def runs(request: Request, session: Session = Db, status: Filter = None, run_typ
 
 @router.get("/runs/{number}")
 def run(request: Request, number: RunPath, session: Session = Db,
-        processing_status: Filter = None, limit: Limit = 200, offset: Offset = 0) -> Any:
+        processing_status: Filter = None, sort: Sort = None, limit: Limit = 50,
+        offset: Offset = 0) -> Any:
     data = q.run_detail(session, number)
     if data is None:
         return missing(request, f"run {number} does not exist", "see the list of runs")
-    data["stfs"] = q.stfs(session, number, processing_status, None, None, None, limit, offset)
+    data["stfs"] = q.stfs(session, number, processing_status, None, None, sort or "-sequence",
+                          limit, offset)
     return page(request, "run.html", data, f"Run {number}")
 
 
 @router.get("/stfs")
 def stfs(request: Request, session: Session = Db, run: RunNumber = None,
          processing_status: Filter = None, archive_status: Filter = None, site: Filter = None,
-         sort: Sort = None, limit: Limit = 100, offset: Offset = 0) -> Any:
+         sort: Sort = None, limit: Limit = 50, offset: Offset = 0) -> Any:
     data = q.stfs(session, run, processing_status, archive_status, site, sort, limit, offset)
     return page(request, "stfs.html", data, "STFs")
 
@@ -100,7 +102,7 @@ def stf(request: Request, filename: Name, session: Session = Db) -> Any:
 @router.get("/jobs")
 def jobs(request: Request, session: Session = Db, status: Filter = None, site: Filter = None,
          kind: Filter = None, run: RunNumber = None, stf: Filter = None, sort: Sort = None,
-         limit: Limit = 100, offset: Offset = 0) -> Any:
+         limit: Limit = 50, offset: Offset = 0) -> Any:
     data = q.jobs(session, status, site, kind, run, stf, sort, limit, offset)
     return page(request, "jobs.html", data, "Jobs")
 
