@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session, sessionmaker
 class ReadStore:
     def __init__(self, url: str) -> None:
         sqlite = url.startswith("sqlite")
+        # no pre-ping: a page is a few short queries, a ping would add a round trip to each;
+        # a connection found dead is invalidated by SQLAlchemy and the next request reconnects
         self.engine = create_engine(
-            url, pool_pre_ping=True,
-            **({} if sqlite else {"pool_size": 4, "max_overflow": 4}),
-        )
+            url, **({} if sqlite else {"pool_size": 4, "max_overflow": 4}))
         if sqlite:
             @event.listens_for(self.engine, "connect")
             def _connect(dbapi_connection: Any, _record: Any) -> None:

@@ -30,18 +30,20 @@ class MonitorState:
         return [s.model_dump() for s in self.config.sites]
 
 
-def monitor_state(request: Request) -> MonitorState:
+# dependencies without I/O are async: a sync one costs a threadpool hop per request
+
+async def monitor_state(request: Request) -> MonitorState:
     return request.app.state.monitor
 
 
-def caller(request: Request, state: MonitorState = Depends(monitor_state)) -> Principal:
+async def caller(request: Request, state: MonitorState = Depends(monitor_state)) -> Principal:
     """The authenticated caller (or anonymous), remembered for usage accounting."""
     principal = state.auth.principal(request.headers.get("authorization"))
     request.state.principal = principal
     return principal
 
 
-def reader(principal: Principal = Depends(caller),
+async def reader(principal: Principal = Depends(caller),
            state: MonitorState = Depends(monitor_state)) -> Principal:
     state.auth.require(principal, "read")
     return principal
@@ -56,7 +58,7 @@ def read_session(state: MonitorState = Depends(monitor_state),
 def requires(permission: str):
     """Dependency: the caller must hold a role allowed ``permission`` (401/403 otherwise)."""
 
-    def check(principal: Principal = Depends(caller),
+    async def check(principal: Principal = Depends(caller),
               state: MonitorState = Depends(monitor_state)) -> Principal:
         state.auth.require(principal, permission)
         return principal
