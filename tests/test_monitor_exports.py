@@ -15,7 +15,7 @@ from epic_wfms.config import NotificationRule
 from epic_wfms.monitor.app import create_app
 from epic_wfms.monitor.notifications import Notifier
 from epic_wfms.monitor.readstore import ReadStore
-from tests.conftest import wait_for
+from tests.conftest import private_postgres_schema, wait_for
 from tests.monitor_helpers import installation, monitor_config
 
 RUN = 401
@@ -158,3 +158,22 @@ def test_event_stream_announces_store_changes(inst):
     assert len(events) == 2
     assert events[0]["pulse"] != events[1]["pulse"]
     assert events[1]["detector"]["state"] == "off"
+
+
+def test_monitor_on_postgresql(tmp_path):
+    """The production store: every page, the event stream and metrics work on PostgreSQL."""
+    with private_postgres_schema() as url:
+        pg = installation(monitor_config(tmp_path / "wfms", url))
+        try:
+            pg.daq.bring_up()
+            pg.daq.physics_run(601, 3)
+            assert pg.orchestrator.wait_run_finished(601, 60)
+            with TestClient(create_app(pg.config, pg.db, pg.backends.bus)) as client:
+                for path in ["/", "/state", "/runs/601", "/stfs/swf.000601.000000.stf",
+                             "/jobs", "/sites", "/issues", "/users/x", "/metrics",
+                             "/api/v1/summary", "/api/v1/events?max_events=1"]:
+                    assert client.get(path).status_code == 200, path
+                run = client.get("/api/v1/runs/601").json()
+                assert run["counts"]["processed"] == 3  # the failing sequence (5) is not in it
+        finally:
+            pg.close()
