@@ -214,6 +214,11 @@ def test_reads_can_require_authentication(inst):
         error_of(client.get("/api/v1/runs"), 401, "authentication_required")
         error_of(client.get("/", params={"json": ""}), 401, "authentication_required")
         assert client.get("/api/v1/runs", headers=bearer(config, "v", "viewer")).status_code == 200
+        token = bearer(config, "v", "viewer")["Authorization"].split()[1]
+        client.cookies.set("epic_wfms_token", token)  # a signed-in browser
+        assert client.get("/runs").status_code == 200
+        error_of(client.post("/api/v1/streaming/suspend", json={"reason": "csrf?"}),
+                 401, "authentication_required")  # the cookie never authorizes a write
 
 
 # -- writes take effect in the streaming layer ---------------------------------------------

@@ -30,6 +30,8 @@ class MonitorState:
         return [s.model_dump() for s in self.config.sites]
 
 
+TOKEN_COOKIE = "epic_wfms_token"
+
 # dependencies without I/O are async: a sync one costs a threadpool hop per request
 
 async def monitor_state(request: Request) -> MonitorState:
@@ -37,8 +39,15 @@ async def monitor_state(request: Request) -> MonitorState:
 
 
 async def caller(request: Request, state: MonitorState = Depends(monitor_state)) -> Principal:
-    """The authenticated caller (or anonymous), remembered for usage accounting."""
-    principal = state.auth.principal(request.headers.get("authorization"))
+    """The authenticated caller (or anonymous), remembered for usage accounting.
+
+    Browsers navigating pages cannot send a header, so reads (GET) also take the token from
+    the ``epic_wfms_token`` cookie set by "Sign in"; writes need the header (no CSRF)."""
+    header = request.headers.get("authorization")
+    cookie = request.cookies.get(TOKEN_COOKIE)
+    if header is None and cookie and request.method == "GET":
+        header = f"Bearer {cookie}"
+    principal = state.auth.principal(header)
     request.state.principal = principal
     return principal
 

@@ -46,7 +46,13 @@
     if (signin) {
       const token = prompt("Paste a bearer token (epic-wfms monitor token --user NAME --role ROLE)",
                            localStorage.getItem("epicToken") || "");
-      if (token !== null) { localStorage.setItem("epicToken", token.trim()); whoami(); }
+      if (token !== null) {
+        localStorage.setItem("epicToken", token.trim());
+        // pages are plain GETs: reads take the token from this cookie, writes from the header
+        document.cookie = "epic_wfms_token=" + encodeURIComponent(token.trim()) +
+          "; path=/; SameSite=Strict";
+        whoami();
+      }
       return;
     }
     const button = event.target.closest("[data-write]");
