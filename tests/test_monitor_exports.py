@@ -8,11 +8,14 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+from epic_wfms.cli.main import cli
 from epic_wfms.config import NotificationRule
 from epic_wfms.monitor.app import create_app
+from epic_wfms.monitor.auth import Authenticator
 from epic_wfms.monitor.notifications import Notifier
 from epic_wfms.monitor.readstore import ReadStore
 from tests.conftest import private_postgres_schema, wait_for
@@ -177,3 +180,19 @@ def test_monitor_on_postgresql(tmp_path):
                 assert run["counts"]["processed"] == 3  # the failing sequence (5) is not in it
         finally:
             pg.close()
+
+
+def test_cli_mints_tokens_and_exports(inst):
+    data_dir = str(inst.config.data_dir)
+    runner = CliRunner()
+    minted = runner.invoke(cli, ["monitor", "token", "--user", "olga", "--role", "operator",
+                                 "--data-dir", data_dir])
+    assert minted.exit_code == 0, minted.output
+    principal = Authenticator(inst.config).verify(minted.output.strip())
+    assert (principal.username, principal.roles) == ("olga", frozenset({"operator"}))
+    bad = runner.invoke(cli, ["monitor", "token", "--user", "x", "--role", "king"])
+    assert bad.exit_code != 0 and "king" in bad.output
+    exported = runner.invoke(cli, ["monitor", "export", "--kind", "runs", "--data-dir", data_dir])
+    assert exported.exit_code == 0, exported.output
+    lines = [json.loads(line) for line in exported.output.splitlines()]
+    assert [doc["number"] for doc in lines[1::2]] == [RUN]
