@@ -7,9 +7,11 @@ and PostgreSQL; the demo starts them, plays the DAQ as its own agent, and stops 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import uuid
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from rich.table import Table
 from sqlalchemy import func, select
 
 from epic_wfms.backends import build_backends, build_ddm, open_database
+from epic_wfms.bus import MessageBus
 from epic_wfms.cli.services import SERVICE_ROLES, AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
 from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
 from epic_wfms.model import naming
+from epic_wfms.monitor.server import background_monitor
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import RunRecord, StfRecord
@@ -42,6 +46,8 @@ class DemoOptions:
     standby: range | None = None
     timeout_s: float = 600.0
     anomalous_tfs: dict[int, set[int]] | None = None  # STF sequence -> saturated TFs (alarms)
+    monitor: bool = False  # serve the web monitor while the run goes (prints its URL)
+    monitor_port: int | None = None
 
 
 def next_run_number(db: Database) -> int:
@@ -85,6 +91,14 @@ def wait_finished(db: Database, run: int, options: DemoOptions, console: Console
             live.stop()
 
 
+def serve_monitor(stack: ExitStack, config: Config, options: DemoOptions, db: Database,
+                  bus: MessageBus | None) -> None:
+    """The web monitor next to the run, if asked (``--monitor``); its URL goes to stderr."""
+    if options.monitor:
+        url = stack.enter_context(background_monitor(config, db, bus, options.monitor_port))
+        print(f"monitor: {url}", file=sys.stderr, flush=True)
+
+
 def run_demo(config: Config, options: DemoOptions, console: Console | None,
              backend: str = "embedded") -> dict[str, Any]:
     if backend == "services":
@@ -111,8 +125,10 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
 
     started = time.monotonic()
     daq_thread = threading.Thread(target=control_room, name="daq", daemon=True)
-    daq_thread.start()
+    monitor = ExitStack()
     try:
+        serve_monitor(monitor, config, options, backends.db, backends.bus)
+        daq_thread.start()
         finished = wait_finished(backends.db, run, options, console)
         daq_thread.join()
         produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
@@ -125,6 +141,7 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
                       store=config.db_url)
         return report
     finally:
+        monitor.close()
         orchestrator.stop()
         backends.close()
 
@@ -147,9 +164,11 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
     db = open_database(config)
     agents = AgentSet(config, write_config(config, Path(config.data_dir) / "services.yaml"), db)
     started = time.monotonic()
+    monitor = ExitStack()
     try:
         roles = SERVICE_ROLES + (("fastpath",) if config.fastpath.enabled else ())
         agents.start_all(roles)
+        serve_monitor(monitor, config, options, db, None)
         run = next_run_number(db)
         daq_args = ["--run", str(run), "--stfs", str(options.stfs), "--rate",
                     str(options.rate_hz), "--stf-size", str(options.stf_size_bytes)]
@@ -168,5 +187,6 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
                       namespace=config.bus.namespace, logs=str(agents.logs))
         return report
     finally:
+        monitor.close()
         agents.stop_all()
         db.dispose()

@@ -15,6 +15,7 @@ from rich.table import Table
 from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
+from epic_wfms.cli.monitor import monitor
 from epic_wfms.cli.sim import sim
 from epic_wfms.cli.sites import sites
 from epic_wfms.cli.status import store_status
@@ -50,6 +51,9 @@ def cli(verbose: bool) -> None:
 @click.option("--anomaly", "anomalies", multiple=True, metavar="SEQ:TF",
               help="Embedded: saturate TF of STF SEQ to see the fast path raise an alarm.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object only.")
+@click.option("--monitor", "with_monitor", is_flag=True,
+              help="Serve the web monitor while the run goes (its URL is printed).")
+@click.option("--monitor-port", type=int, default=None, help="Port of --monitor (default free).")
 @click.option("--backend", type=click.Choice(["embedded", "services"]), default="embedded",
               show_default=True,
               help="embedded: one process, SQLite, in-process bus; services: agents as "
@@ -60,14 +64,16 @@ def cli(verbose: bool) -> None:
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
-         anomalies: tuple[str, ...], as_json: bool, backend: str, ddm: str | None,
-         config_path: Path | None, data_dir: Path | None) -> None:
+         anomalies: tuple[str, ...], as_json: bool, with_monitor: bool,
+         monitor_port: int | None, backend: str, ddm: str | None, config_path: Path | None,
+         data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
                               standby=_parse_range(standby),
-                              anomalous_tfs=_parse_anomalies(anomalies))
+                              anomalous_tfs=_parse_anomalies(anomalies), monitor=with_monitor,
+                              monitor_port=monitor_port)
         console = None if as_json else Console()
         with ddm_for_demo(config, ddm, console) as config:
             report = run_demo(config, options, console, backend)
@@ -221,6 +227,7 @@ def statemachine() -> None:
     click.echo(transition_table_markdown())
 
 
+cli.add_command(monitor)
 cli.add_command(sites)
 cli.add_command(sim)
 cli.add_command(template_cli)

@@ -1,1 +1,2 @@
-"""REST API, web monitor pages, metrics. Issue: monitor/REST/auth. `epic-wfms status` for now."""
+"""The monitor: web pages, REST API /api/v1, bearer-token auth and roles, live events,
+exports and notifications (docs/monitor.md); plus the monitor agent's event log."""

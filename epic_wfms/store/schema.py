@@ -465,3 +465,47 @@ class ProductionTagUsageRecord(Base):
     content_hash: Mapped[str] = mapped_column(String(64))
     submission_id: Mapped[int] = mapped_column(ForeignKey("template_submissions.id"))
     first_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+class OperatorCommandRecord(Base):
+    """Every write made through the monitor (suspend/resume, kill, retry, priority): who, what,
+    when, with what result. The latest suspend/resume is the operator's processing hold."""
+
+    __tablename__ = "operator_commands"
+    __table_args__ = (Index("ix_opcmd_action_id", "action", "id"),
+                      Index("ix_opcmd_target", "target_kind", "target_id"),
+                      Index("ix_opcmd_user", "username"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    action: Mapped[str] = mapped_column(String(40))  # suspend, resume, kill, retry, priority
+    target_kind: Mapped[str] = mapped_column(String(20))  # streaming, job, task
+    target_id: Mapped[str] = mapped_column(String(255))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    username: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(40))
+    result: Mapped[str] = mapped_column(Text)
+    requested_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class RestUsageRecord(Base):
+    """REST usage per user, endpoint and day (R10.8), counted by the monitor."""
+
+    __tablename__ = "rest_usage"
+    username: Mapped[str] = mapped_column(String(100), primary_key=True)
+    method: Mapped[str] = mapped_column(String(8), primary_key=True)
+    endpoint: Mapped[str] = mapped_column(String(255), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD (UTC)
+    calls: Mapped[int] = mapped_column(default=0)
+    errors: Mapped[int] = mapped_column(default=0)
+    last_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# indexes the monitor's current-state pages need with a year of history (migration 0005)
+Index("ix_stf_processed_at", StfRecord.processed_at)
+Index("ix_stf_processing_site", StfRecord.processing_status, StfRecord.site)
+Index("ix_stf_received_at", StfRecord.received_at)
+Index("ix_stf_run_archive", StfRecord.run_number, StfRecord.archive_status)
+Index("ix_jobs_site_status", JobRecord.site, JobRecord.status)
+Index("ix_jobs_run_kind", JobRecord.run_number, JobRecord.kind)
+Index("ix_jobs_ended_at", JobRecord.ended_at)
+Index("ix_issues_open", IntegrityIssueRecord.resolved_at, IntegrityIssueRecord.run_number)
+Index("ix_transitions_run", StateTransitionRecord.run_number)
+Index("ix_gate_events_run", GateEventRecord.run_number)
+Index("ix_runs_status", RunRecord.status)

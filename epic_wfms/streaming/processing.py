@@ -15,6 +15,7 @@ from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.ddm.locality import stage_input, stage_inputs
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.controls import processing_held
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.store.stfs import stf_by_filename
@@ -94,7 +95,10 @@ class StfProcessing:
         """Claim the batch's STFs with one compare-and-set, stage them in with one rule call
         per site (by the workflow's locality mode), and submit each once its input is there.
         Already-dispatched STFs (redelivered requests) are skipped."""
-        claimed = self._claim([msg.body.filename for msg in messages])
+        filenames = [msg.body.filename for msg in messages]
+        if self._held(filenames):
+            return  # an operator suspended processing: deferred until resumed (monitor)
+        claimed = self._claim(filenames)
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename in claimed}.values())
         submitted: set[str] = set()
@@ -113,6 +117,15 @@ class StfProcessing:
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
+
+    def _held(self, filenames: list[str]) -> bool:
+        with self.ctx.db.session() as session:
+            if not processing_held(session):
+                return False
+            session.execute(update(StfRecord).where(
+                StfRecord.filename.in_(filenames), StfRecord.processing_status == "queued",
+            ).values(processing_status="deferred"))
+            return True
 
     def _unclaim(self, filenames: list[str]) -> None:
         with self.ctx.db.session() as session:

@@ -86,11 +86,15 @@ class LocalWorkerPool:
     def _run(self, job_id: int, spec: JobSpec, on_done: JobCallback) -> None:
         self._online[spec.site].wait()
         started = utcnow()
-        self._set(job_id, status=JobStatus.RUNNING, started_at=started)
-        for listener in self._start_listeners:
-            listener(job_id, spec, started)
-        exit_code, error = self._execute(spec)
-        status = JobStatus.FINISHED if exit_code == 0 else JobStatus.FAILED
+        exit_code, error = None, None
+        if self._killed(job_id) is None:
+            self._set(job_id, status=JobStatus.RUNNING, started_at=started)
+            for listener in self._start_listeners:
+                listener(job_id, spec, started)
+            exit_code, error = self._execute(spec)
+        killed = self._killed(job_id)  # an operator's kill (monitor) wins over the payload
+        error = killed or error
+        status = JobStatus.FINISHED if exit_code == 0 and not killed else JobStatus.FAILED
         ended = utcnow()
         self._finish(job_id, spec, status, ended, exit_code, error)
         with self._lock:
@@ -148,6 +152,12 @@ class LocalWorkerPool:
             return reply["exit_code"], reply["output"][-_TAIL:].strip()
         return 0, None
 
+    def _killed(self, job_id: int) -> str | None:
+        """The kill reason if an operator cancelled the job (monitor write API)."""
+        with self.db.session() as session:
+            job = session.get(JobRecord, job_id)
+            return job.error or "killed" if job.status == "cancelled" else None
+
     def _set(self, job_id: int, **fields: object) -> None:
         with self.db.session() as session:
             job = session.get(JobRecord, job_id)
@@ -160,7 +170,9 @@ class LocalWorkerPool:
     ) -> None:
         with self.db.session() as session:
             job = session.get(JobRecord, job_id)
-            job.status, job.ended_at, job.exit_code, job.error = status, ended, exit_code, error
+            if job.status != "cancelled":  # a killed job keeps its state and reason
+                job.status, job.ended_at, job.error = status, ended, error
+            job.exit_code = exit_code
             if status is JobStatus.FINISHED:
                 session.add_all(
                     ProvenanceRecord(job_id=job_id, input_name=name, output_name=spec.output)

@@ -1,0 +1,18 @@
+"""Query parameters shared by the routers, bounded so no input reaches the store unchecked."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Path, Query
+
+INT32 = 2**31 - 1
+Limit = Annotated[int, Query(ge=1, le=1000, description="page size")]
+Offset = Annotated[int, Query(ge=0, le=INT32, description="rows to skip")]
+Sort = Annotated[str | None, Query(max_length=40, description="field or -field (descending)")]
+RunNumber = Annotated[int | None, Query(ge=0, le=INT32, alias="run")]
+RunPath = Annotated[int, Path(ge=0, le=INT32)]
+JobPath = Annotated[int, Path(ge=0, le=INT32)]
+Name = Annotated[str, Path(min_length=1, max_length=255)]
+Filter = Annotated[str | None, Query(max_length=40)]
+Hours = Annotated[int, Query(ge=1, le=24 * 366)]

@@ -1,0 +1,62 @@
+"""Server-sent events: pages (and any client) hear when the store changes, without reload.
+
+The stream polls a cheap "pulse" of the store (newest ids and times, all indexed) so it works
+the same whether the agents run in this process or elsewhere against a shared store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from epic_wfms.monitor import queries as q
+from epic_wfms.monitor.auth import Principal
+from epic_wfms.monitor.state import MonitorState, monitor_state, reader
+
+router = APIRouter()
+KEEPALIVE_S = 15.0
+
+
+def _snapshot(state: MonitorState) -> dict[str, Any]:
+    with state.reads.session() as session:
+        return {"pulse": q.pulse(session), "detector": q.detector_state(session)}
+
+
+async def change_events(request: Request, state: MonitorState, max_events: int | None
+                        ) -> AsyncIterator[str]:
+    last: list[Any] | None = None
+    sent, quiet = 0, 0.0
+    period = state.config.monitor.live_poll_s
+    yield f"retry: {int(period * 1000)}\n\n"
+    while max_events is None or sent < max_events:
+        if await request.is_disconnected():
+            return
+        snapshot = await run_in_threadpool(_snapshot, state)
+        if snapshot["pulse"] != last:
+            last = snapshot["pulse"]
+            sent += 1
+            quiet = 0.0
+            yield f"id: {sent}\nevent: change\ndata: {json.dumps(snapshot)}\n\n"
+        elif quiet >= KEEPALIVE_S:
+            quiet = 0.0
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(period)
+        quiet += period
+
+
+@router.get("/api/v1/events", tags=["live"], summary="Server-sent events on store changes",
+            response_class=StreamingResponse,
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def events(request: Request,
+                 max_events: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+                 _: Principal = Depends(reader),
+                 state: MonitorState = Depends(monitor_state)) -> StreamingResponse:
+    return StreamingResponse(change_events(request, state, max_events),
+                             media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
