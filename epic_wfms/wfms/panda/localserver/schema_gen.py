@@ -98,6 +98,13 @@ BOOKKEEPING = {
     "DOMA_PANDAARCH.metaTable_ARCH": "pandaid modificationtime metadata:x",
     "DOMA_PANDA.JEDI_Job_Retry_History": "jeditaskid oldpandaid:n newpandaid:n ins_utc_tstamp "
     "relationtype originpandaid:n",
+    "DOMA_PANDA.JEDI_AUX_Status_MinTaskID": "status min_jeditaskid:n",
+    "DOMA_PANDA.tasks_statuslog": "jeditaskid modificationtime status modificationhost "
+    "attemptnr reason",
+    "DOMA_PANDA.task_attempts": "jeditaskid attemptnr starttime endtime startstatus endstatus",
+    "DOMA_PANDA.JEDI_Output_Template": "jeditaskid datasetid outtempid filenametemplate "
+    "maxserialnr:n serialnr:n sourcename streamname outtype",
+    "DOMA_PANDA.JEDI_JobParams_Template": "jeditaskid jobparamstemplate:x",
     "DOMA_PANDA.config": "app component key value:s type vo descr value_json:j",
     "DOMA_PANDA.resource_types": "resource_name mincore:n maxcore:n minrampercore:n "
     "maxrampercore:n",
@@ -130,7 +137,8 @@ BOOKKEEPING = {
 KINDS = {"n": "BIGINT", "s": "VARCHAR(4000)", "t": "TIMESTAMP", "j": "JSONB", "x": "TEXT"}
 SEQUENCES = ["DOMA_DEFT.PRODSYS2_TASK_ID_SEQ", "DOMA_PANDA.JOBSDEFINED4_PANDAID_SEQ",
              "DOMA_PANDA.FILESTABLE4_ROW_ID_SEQ", "DOMA_PANDA.JEDI_DATASETS_ID_SEQ",
-             "DOMA_PANDA.JEDI_DATASET_CONT_FILEID_SEQ", "DOMA_PANDAMETA.USERS_ID_SEQ"]
+             "DOMA_PANDA.JEDI_DATASET_CONT_FILEID_SEQ", "DOMA_PANDAMETA.USERS_ID_SEQ",
+             "DOMA_PANDA.JEDI_OUTPUT_TEMPLATE_ID_SEQ"]
 
 
 def bookkeeping_table(table: str, spec: str) -> str:
@@ -141,12 +149,21 @@ def bookkeeping_table(table: str, spec: str) -> str:
     return f"CREATE TABLE {table} (\n" + ",\n".join(cols) + "\n);"
 
 
+# JEDI scans tasks per status from a lower task id kept by a cron job in production.
+TASK_STATUSES = ("registered defined assigning ready pending scouting scouted running prepared "
+                 "done finished failed broken aborted tobroken toabort aborting paused throttled "
+                 "exhausted passed rerefine staging topreprocess preprocessing submitting "
+                 "toretry toincexec finishing")
+
+
 def main() -> None:
     out = ["CREATE SCHEMA IF NOT EXISTS DOMA_PANDA;", "CREATE SCHEMA IF NOT EXISTS DOMA_PANDAMETA;",
            "CREATE SCHEMA IF NOT EXISTS DOMA_PANDAARCH;", "CREATE SCHEMA IF NOT EXISTS DOMA_DEFT;"]
     out += [spec_table(t, m, c) for t, (m, c) in SPEC_TABLES.items()]
     out += [bookkeeping_table(t, cols) for t, cols in BOOKKEEPING.items()]
     out += [f"CREATE SEQUENCE {seq};" for seq in SEQUENCES]
+    out += [f"INSERT INTO DOMA_PANDA.JEDI_AUX_Status_MinTaskID VALUES ('{s}', 0);"
+            for s in TASK_STATUSES.split()]
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -182,6 +182,14 @@ class LocalPandaServer:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
+    # ---- JEDI ------------------------------------------------------------------------
+    def refine_tasks(self) -> list[dict]:
+        """Run JEDI's TaskRefiner step (with our ``EpicTaskRefiner``) once: see jedi_refine.py."""
+        out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_refine.py"),
+                    str(REPO / "plugins" / "panda"), self.vo],
+                   "JEDI task refinement", env=self.server_env(), cwd=str(self.workdir)).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
     # ---- identities ------------------------------------------------------------------
     def identity(self, name: str = "Epic Production", production: bool = True) -> PandaIdentity:
         """A token for a member of VO ``epic`` (with ``epic/production`` if ``production``)."""
