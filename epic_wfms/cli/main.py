@@ -14,6 +14,7 @@ from rich.table import Table
 from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
+from epic_wfms.cli.panda import panda
 from epic_wfms.cli.status import store_status
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
@@ -158,6 +159,8 @@ def statemachine() -> None:
     """Print the complete detector/DAQ transition table (Markdown)."""
     click.echo(transition_table_markdown())
 
+
+cli.add_command(panda)
 
 if __name__ == "__main__":
     cli()

@@ -53,7 +53,7 @@ class PandaConnection:
     def __init__(self, settings: PandaSettings) -> None:
         self.settings = settings
 
-    def _call(self, what: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, what: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
         with _LOCK:
             client = _client_module(self.settings)
             saved = {k: os.environ.get(k) for k in _ENV_KEYS}
@@ -79,7 +79,7 @@ class PandaConnection:
 
     # ---- tasks -----------------------------------------------------------------------
     def submit_task(self, task_params: dict) -> int:
-        code, message = self._call("task submission", "insertTaskParams", task_params,
+        code, message = self.call("task submission", "insertTaskParams", task_params,
                                    properErrorCode=True)
         if code not in (0, 3):
             raise PandaError(f"PanDA refused task {task_params.get('taskName')!r}",
@@ -92,33 +92,34 @@ class PandaConnection:
                              why=str(message)) from exc
 
     def task_status(self, task_id: int) -> str:
-        return self._call("task status", "getTaskStatus", task_id)
+        return self.call("task status", "getTaskStatus", task_id)
 
     def task_details(self, task_id: int) -> dict:
-        return self._call("task details", "getJediTaskDetails", {"jediTaskID": task_id},
+        return self.call("task details", "getJediTaskDetails", {"jediTaskID": task_id},
                           True, True)
 
     def task_params(self, task_id: int) -> dict:
-        code, params = self._call("task parameters", "getTaskParamsMap", task_id)
-        if code != 0:
-            raise PandaError(f"PanDA has no parameters for task {task_id}", why=str(params))
+        params = self.call("task parameters", "getTaskParamsMap", task_id)
+        if not params:
+            raise PandaError(f"PanDA has no parameters for task {task_id}",
+                             fix="check the task id")
         return params if isinstance(params, dict) else json.loads(params)
 
     def job_ids(self, task_id: int) -> list[int]:
-        return list(self._call("job ids of a task", "getPandaIDsWithTaskID", task_id) or [])
+        return list(self.call("job ids of a task", "getPandaIDsWithTaskID", task_id) or [])
 
     def jobs(self, panda_ids: list[int]) -> list:
         """panda-client ``JobSpec`` objects (active and archived jobs); None for unknown ids."""
         if not panda_ids:
             return []
-        return list(self._call("job descriptions", "getFullJobStatus", panda_ids))
+        return list(self.call("job descriptions", "getFullJobStatus", panda_ids))
 
     def files_in_datasets(self, task_id: int, types: str = "input,pseudo_input") -> list[dict]:
-        return self._call("datasets and files", "get_files_in_datasets", task_id, types) or []
+        return self.call("datasets and files", "get_files_in_datasets", task_id, types) or []
 
     # ---- operations ------------------------------------------------------------------
     def _command(self, what: str, fn_name: str, task_id: int, *args: Any) -> str:
-        output = self._call(what, fn_name, task_id, *args)
+        output = self.call(what, fn_name, task_id, *args)
         ok, message = output if isinstance(output, tuple) else (output, "")
         if ok is False or (isinstance(ok, int) and not isinstance(ok, bool) and ok != 0):
             raise PandaError(f"PanDA refused to {what} task {task_id}", why=str(message),
@@ -133,20 +134,20 @@ class PandaConnection:
 
     def retry_task(self, task_id: int, new_params: dict | None = None) -> str:
         """Retry the failed/cancelled parts (JEDI retries only unsuccessful files)."""
-        data, message = self._call("task retry", "retryTask", task_id, False, True, new_params)
+        data, message = self.call("task retry", "retryTask", task_id, False, True, new_params)
         if data not in (0, 3):  # 3: accepted with new parameters
             raise PandaError(f"PanDA refused to retry task {task_id}", why=f"{data}: {message}",
                              fix="only finished/failed/aborted-by-user tasks can be retried")
         return str(message)
 
     def increase_attempts(self, task_id: int, increase: int = 3) -> None:
-        code = self._call("attempt increase", "increase_attempt_nr", task_id, increase)
+        code = self.call("attempt increase", "increase_attempt_nr", task_id, increase)
         if code not in (0, None):
             raise PandaError(f"PanDA refused to increase attempts of task {task_id}",
                              why=f"code {code}")
 
     def change_priority(self, task_id: int, priority: int) -> str:
-        return self._api("change priority of", "task/change_priority",
+        return self.api("change priority of", "task/change_priority",
                          {"task_id": task_id, "priority": priority})
 
     def enable_job_cloning(self, task_id: int, mode: str = "runonce",
@@ -157,23 +158,28 @@ class PandaConnection:
             payload["multiplicity"] = multiplicity
         if num_sites is not None:
             payload["num_sites"] = num_sites
-        return self._api("enable job cloning for", "task/enable_job_cloning", payload)
+        return self.api("enable job cloning for", "task/enable_job_cloning", payload)
 
     def disable_job_cloning(self, task_id: int) -> str:
-        return self._api("disable job cloning for", "task/disable_job_cloning",
+        return self.api("disable job cloning for", "task/disable_job_cloning",
                          {"jedi_task_id": task_id})
 
-    def _api(self, what: str, endpoint: str, payload: dict) -> str:
+    def api(self, what: str, endpoint: str, payload: dict, data: bool = False) -> Any:
+        """POST ``payload`` to ``/api/v1/<endpoint>`` with panda-client's request machinery;
+        the server's message (or its ``data`` if asked) is returned, a refusal raised."""
+
         def build(client: ModuleType):
             return client.http_request_decorator(endpoint=endpoint, method="post", json_out=True,
                                                  output_mode="full")(lambda: payload)
 
-        output = self._call(what, build)
+        output = self.call(what, build)
         if not output.get("success"):
-            raise PandaError(f"PanDA refused to {what} task {payload.get('task_id') or payload.get('jedi_task_id')}",
+            task = payload.get("task_id") or payload.get("jedi_task_id")
+            raise PandaError(f"PanDA refused to {what}" + (f" task {task}" if task else " PanDA"),
                              why=str(output.get("message")),
-                             fix="this needs the production role (token group epic/production)")
-        return str(output.get("message", ""))
+                             fix="production actions need the production role (token group "
+                                 "epic/production)")
+        return output.get("data") if data else str(output.get("message", ""))
 
 
 _ENV_KEYS = ("PANDA_AUTH", "PANDA_AUTH_VO", "PANDA_AUTH_ID_TOKEN", "PANDA_VERIFY_HOST")

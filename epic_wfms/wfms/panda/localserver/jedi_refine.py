@@ -44,7 +44,7 @@ def refine_all(vo: str = "epic") -> list[dict]:
     tb = _TaskBufferIF(taskBuffer)
     queues = tb.getWorkQueueMap()
     results = []
-    for task_id, split_rule, status, parent_tid in tb.getTasksToRefine_JEDI(vo) or []:
+    for task_id, split_rule, status, _parent in tb.getTasksToRefine_JEDI(vo) or []:
         results.append(_refine_one(tb, EpicTaskRefiner, queues, task_id, split_rule, status))
     return results
 

@@ -53,7 +53,7 @@ class LoopbackIssuer:
                           "n": _b64(numbers.n), "e": _b64(numbers.e)}]}
 
     def token(self, name: str, groups: list[str], lifetime_s: int = 86400) -> str:
-        """An ID token for ``name`` carrying VO ``groups`` (e.g. ``["epic", "epic/production"]``)."""
+        """An ID token for ``name`` with VO ``groups`` (e.g. ``["epic", "epic/production"]``)."""
         now = int(time.time())
         claims = {"iss": self.issuer, "aud": self.client_id, "sub": name.replace(" ", "-"),
                   "name": name, "preferred_username": name.split()[0].lower(),

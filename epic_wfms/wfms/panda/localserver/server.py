@@ -150,11 +150,12 @@ class LocalPandaServer:
         self.port = self.port or free_port()
         self._write_config()
         self.create_database()
+        log = open(self.workdir / "gunicorn.log", "wb")  # noqa: SIM115 (outlives this call)
         self._proc = subprocess.Popen(
             [str(self.venv / "bin" / "gunicorn"), "--chdir", str(HERE),
              "-b", f"127.0.0.1:{self.port}", "-w", "1", "--threads", "4", "--timeout", "300",
              "--control-socket", str(self.workdir / "gunicorn.ctl"), "wsgi:application"],
-            env=self.server_env(), stdout=open(self.workdir / "gunicorn.log", "wb"),
+            env=self.server_env(), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_alive(timeout_s)
