@@ -22,6 +22,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/streaming_bench.py
+	$(BIN)/python bench/panda_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms tests bench
