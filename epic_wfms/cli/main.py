@@ -49,10 +49,14 @@ def cli(verbose: bool) -> None:
               show_default=True,
               help="embedded: one process, SQLite, in-process bus; services: agents as "
                    "processes through the STOMP broker and PostgreSQL.")
+@click.option("--wfms", type=click.Choice(["embedded", "panda"]), default="embedded",
+              show_default=True,
+              help="panda: also submit the run's processing to a local PanDA server "
+                   "(docs/panda-idds.md).")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json: bool,
-         backend: str, config_path: Path | None, data_dir: Path | None) -> None:
+         backend: str, wfms: str, config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
@@ -60,12 +64,19 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None, as_json:
                               standby=_parse_range(standby))
         console = None if as_json else Console()
         report = run_demo(config, options, console, backend)
+        if wfms == "panda":
+            from epic_wfms.wfms.panda.demo import submit_run_to_panda
+
+            report["panda"] = submit_run_to_panda(
+                open_database(config), report["run_number"], config.data_dir / "panda")
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(report))
     else:
         _print_report(Console(), report)
+        if "panda" in report:
+            Console().print(f"PanDA: {json.dumps(report['panda'])}  (epic-wfms panda tasks)")
     if not report["finished"] or report["lost"]:
         sys.exit(1)
 
