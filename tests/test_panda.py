@@ -196,3 +196,21 @@ def test_a_token_from_another_issuer_is_refused(panda_server, run_number):
     conn = PandaConnection(PandaSettings(panda_server.url, token, "epic.production"))
     with pytest.raises(PandaError):
         conn.submit_task(taskparams.prompt_task(run_number, "E1_BNL"))
+
+
+def test_the_panda_backend_is_chosen_by_configuration(panda_server, tmp_path, run_number):
+    from epic_wfms.backends import build_panda_connection
+    from epic_wfms.config import load_config
+    from epic_wfms.errors import ConfigurationError
+
+    assert build_panda_connection(load_config()) is None  # embedded by default
+    with pytest.raises(ConfigurationError, match="token_file"):
+        load_config(wfms={"backend": "panda", "panda": {"url": panda_server.url}})
+    who = panda_server.identity()
+    token = tmp_path / "token"
+    token.write_text(who.token)
+    config = load_config(wfms={"backend": "panda", "panda": {
+        "url": panda_server.url, "token_file": str(token), "auth_vo": who.auth_vo}})
+    conn = build_panda_connection(config)
+    task_id = conn.submit_task(taskparams.prompt_task(run_number, "E1_BNL"))
+    assert conn.task_params(task_id)["vo"] == "epic"
