@@ -214,3 +214,64 @@ def test_the_panda_backend_is_chosen_by_configuration(panda_server, tmp_path, ru
     conn = build_panda_connection(config)
     task_id = conn.submit_task(taskparams.prompt_task(run_number, "E1_BNL"))
     assert conn.task_params(task_id)["vo"] == "epic"
+
+
+# ---- the execution interface: embedded pool and PanDA pass the same contract ----------------
+
+@pytest.fixture(params=["embedded", "panda"])
+def executor(request, db, panda, run_number):
+    from epic_wfms.wfms.embedded import LocalWorkerPool
+    from epic_wfms.wfms.panda.executor import PandaExecutor
+
+    if request.param == "embedded":
+        ex = LocalWorkerPool(db, {"E1_BNL": 1})
+    else:
+        task_id = panda.submit_task(taskparams.prompt_task(run_number, "E1_BNL"))
+        ex = PandaExecutor(panda, {"E1_BNL": QUEUE}, task_id)
+    yield request.param, ex
+    ex.shutdown()
+
+
+def test_execution_contract(executor, tmp_path):
+    import threading
+
+    from epic_wfms.wfms import JobSpec, JobStatus
+
+    kind, ex = executor
+    reco = tmp_path / "a.reco.json"
+    reco.write_text('{"stf": "a.stf", "n_tf": 1, "n_hits": 2, "adc_sum": 3, '
+                    '"hits_per_detector": {"ecal": 2}}')
+
+    def spec(n: int) -> JobSpec:
+        return JobSpec("merge", "E1_BNL", "epic_wfms.wfms.payloads.merge",
+                       ["--output", str(tmp_path / f"out{n}.json"), str(reco)],
+                       inputs=[reco.name], output=f"out{n}.json")
+
+    with pytest.raises(ValueError, match="unknown site 'CERN'"):
+        ex.submit(JobSpec("reco", "CERN", "x", [], [], "y"), lambda r: None)
+    assert ex.sites() == ["E1_BNL"]
+    results, all_done = [], threading.Event()
+
+    def done(result):
+        results.append(result)
+        if len(results) == 2:
+            all_done.set()
+
+    ex.set_online("E1_BNL", False)  # offline: jobs wait, activated
+    ids = [ex.submit(spec(1), done), ex.submit(spec(2), done)]
+    assert len(set(ids)) == 2 and ex.backlog("E1_BNL") == 2 and not results
+    ex.set_online("E1_BNL", True)
+    if kind == "embedded":
+        assert all_done.wait(60)
+        assert {r.status for r in results} == {JobStatus.FINISHED}
+    else:  # as far as the server goes: no pilot runs them, so they wait at the queue
+        ex.poll()
+        panda_ids = list(ex._jobs)
+        assert not results, results
+        assert ex.backlog("E1_BNL") == 2
+        assert {ex.status(i) for i in panda_ids} <= {"defined", "activated", "assigned"}
+        kill_jobs(ex.connection, panda_ids)
+        assert ex.poll() == 2 and all_done.is_set()
+        assert {r.status for r in results} == {JobStatus.CANCELLED}
+        assert {r.job_id for r in results} == set(panda_ids)
+    assert ex.backlog("E1_BNL") == 0

@@ -14,7 +14,7 @@ from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.wfms.panda.client import PandaConnection
 from epic_wfms.wfms.panda.errors import PandaError
 
-_ERROR_FIELDS = ("brokerageErrorDiag", "ddmErrorDiag", "exeErrorDiag", "jobDispatcherErrorDiag",
+ERROR_FIELDS = ("brokerageErrorDiag", "ddmErrorDiag", "exeErrorDiag", "jobDispatcherErrorDiag",
                  "pilotErrorDiag", "supErrorDiag", "taskBufferErrorDiag")
 
 
@@ -46,7 +46,7 @@ def sync_task(connection: PandaConnection, db: Database, task_id: int) -> TaskSn
         for job in jobs:
             inputs = [f.lfn for f in job.Files if f.type == "input"]
             stf = next((name for name in inputs if stf_by_filename(session, name)), None)
-            error = "; ".join(str(getattr(job, k)) for k in _ERROR_FIELDS
+            error = "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
                               if getattr(job, k, None) not in (None, "", "NULL"))
             session.merge(PandaJobRecord(
                 panda_id=int(job.PandaID), jedi_task_id=task_id, status=job.jobStatus,

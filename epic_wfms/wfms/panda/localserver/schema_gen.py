@@ -138,7 +138,7 @@ KINDS = {"n": "BIGINT", "s": "VARCHAR(4000)", "t": "TIMESTAMP", "j": "JSONB", "x
 SEQUENCES = ["DOMA_DEFT.PRODSYS2_TASK_ID_SEQ", "DOMA_PANDA.JOBSDEFINED4_PANDAID_SEQ",
              "DOMA_PANDA.FILESTABLE4_ROW_ID_SEQ", "DOMA_PANDA.JEDI_DATASETS_ID_SEQ",
              "DOMA_PANDA.JEDI_DATASET_CONT_FILEID_SEQ", "DOMA_PANDAMETA.USERS_ID_SEQ",
-             "DOMA_PANDA.JEDI_OUTPUT_TEMPLATE_ID_SEQ"]
+             "DOMA_PANDA.JEDI_OUTPUT_TEMPLATE_ID_SEQ", "DOMA_PANDA.SUBCOUNTER_SUBID_SEQ"]
 
 
 def bookkeeping_table(table: str, spec: str) -> str:
@@ -156,12 +156,24 @@ TASK_STATUSES = ("registered defined assigning ready pending scouting scouted ru
                  "toretry toincexec finishing")
 
 
+# panda-server 1.0.4's getSerialNumber binds the dataset name as bytes (a Python 2 leftover):
+# on PostgreSQL that is ``varchar = bytea``, which has no operator, and every job without a
+# JEDI-made destination dataset fails in the setupper. This operator compares them as text.
+BYTEA_COMPAT = """
+CREATE FUNCTION public.epic_varchar_eq_bytea(a VARCHAR, b BYTEA) RETURNS BOOLEAN
+  LANGUAGE sql IMMUTABLE AS $$ SELECT a = convert_from(b, 'UTF8') $$;
+CREATE OPERATOR public.= (LEFTARG = VARCHAR, RIGHTARG = BYTEA,
+  FUNCTION = public.epic_varchar_eq_bytea);
+"""
+
+
 def main() -> None:
     out = ["CREATE SCHEMA IF NOT EXISTS DOMA_PANDA;", "CREATE SCHEMA IF NOT EXISTS DOMA_PANDAMETA;",
            "CREATE SCHEMA IF NOT EXISTS DOMA_PANDAARCH;", "CREATE SCHEMA IF NOT EXISTS DOMA_DEFT;"]
     out += [spec_table(t, m, c) for t, (m, c) in SPEC_TABLES.items()]
     out += [bookkeeping_table(t, cols) for t, cols in BOOKKEEPING.items()]
     out += [f"CREATE SEQUENCE {seq};" for seq in SEQUENCES]
+    out.append(BYTEA_COMPAT)
     out += [f"INSERT INTO DOMA_PANDA.JEDI_AUX_Status_MinTaskID VALUES ('{s}', 0);"
             for s in TASK_STATUSES.split()]
     sys.stdout.write("\n".join(out) + "\n")

@@ -131,6 +131,9 @@ class LocalPandaServer:
     venv: Path = field(default_factory=default_venv)
     port: int = 0
     drop_database: bool = True
+    # PanDA queues (as CRIC would publish them) -> their storage endpoint
+    queues: dict[str, str] = field(default_factory=lambda: {
+        "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
 
@@ -234,6 +237,14 @@ class LocalPandaServer:
             for nsp, rel in parents:  # what pg_partman would create: here one default each
                 conn.execute(f'CREATE TABLE IF NOT EXISTS "{nsp}"."{rel}_default" '
                              f'PARTITION OF "{nsp}"."{rel}" DEFAULT')
+            for queue, ddm in self.queues.items():  # the queue configuration CRIC publishes
+                conn.execute(
+                    f"INSERT INTO {SCHEMA}.schedconfig_json (panda_queue, data, last_update) "
+                    "VALUES (%s, %s, now())", (queue, json.dumps({
+                        "siteid": queue, "nickname": queue, "type": "production",
+                        "cloud": "US", "status": "online", "ddm": ddm, "vo_name": self.vo,
+                        "corecount": 8, "maxrss": 64000, "maxtime": 86400,
+                        "resource_type": "SCORE", "catchall": "", "wnconnectivity": "full"})))
             conn.execute(
                 f"INSERT INTO {SCHEMA}.jedi_work_queue (queue_id, queue_name, queue_type, vo, "
                 "queue_function) VALUES (10, 'epic_prompt', 'managed', %s, 'Resource'), "
