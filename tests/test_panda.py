@@ -121,11 +121,18 @@ def test_jobs_and_their_stfs_are_in_our_store_and_cli_with_pandas_ids(panda, pan
         assert {rows[i].stf_filename for i in panda_ids} == set(stfs)
         assert all(rows[i].status == snapshot.jobs[i] for i in panda_ids)
     # no pilot takes them: they wait at the queue, as PanDA shows
-    assert set(snapshot.jobs.values()) <= {"defined", "assigned", "activated"}, snapshot
+    with db.session() as s:
+        errors = [s.get(PandaJobRecord, i).error for i in panda_ids]
+    assert set(snapshot.jobs.values()) <= {"defined", "assigned", "activated"}, errors
     # killing a job goes through PanDA and shows on the next read-back
     kill_jobs(panda, panda_ids[:1])
     after = sync_task(panda, db, task.jedi_task_id).jobs
-    assert after[panda_ids[0]] == "cancelled" and after[panda_ids[1]] != "cancelled"
+    assert after[panda_ids[0]] in ("cancelled", "failed")  # PanDA's choice per job state
+    with db.session() as s:
+        errors = [s.get(PandaJobRecord, i).error for i in panda_ids]
+    assert after[panda_ids[1]] not in ("cancelled", "failed"), errors
+    with db.session() as s:
+        assert "killed by" in s.get(PandaJobRecord, panda_ids[0]).error
     out = CliRunner().invoke(cli, ["panda", "tasks", "--db", db.url]).output
     assert str(task.jedi_task_id) in out and "defined" in out
     out = CliRunner().invoke(cli, ["panda", "jobs", str(task.jedi_task_id), "--db", db.url]).output

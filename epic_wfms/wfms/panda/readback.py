@@ -47,7 +47,7 @@ def sync_task(connection: PandaConnection, db: Database, task_id: int) -> TaskSn
             inputs = [f.lfn for f in job.Files if f.type == "input"]
             stf = next((name for name in inputs if stf_by_filename(session, name)), None)
             error = "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
-                              if getattr(job, k, None) not in (None, "", "NULL"))
+                              if getattr(job, k, None) not in (None, "", "NULL", "None"))
             session.merge(PandaJobRecord(
                 panda_id=int(job.PandaID), jedi_task_id=task_id, status=job.jobStatus,
                 site=job.computingSite, attempt_nr=int(job.attemptNr or 0), input_files=inputs,

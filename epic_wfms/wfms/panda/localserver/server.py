@@ -337,8 +337,8 @@ entryVerbose=False
 token_authType=oidc
 auth_config={auth}
 legacy_token_issuers=
-adder_plugins=local:dataservice.AdderDummyPlugin:AdderDummyPlugin
-setupper_plugins=local:dataservice.SetupperDummyPlugin:SetupperDummyPlugin
+adder_plugins=epic:pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin
+setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
 [daemon]
 enable=False
 """
