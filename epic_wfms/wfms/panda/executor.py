@@ -135,8 +135,9 @@ class PandaExecutor:
                     listener(panda_id, spec, now)
             if status in _FINAL:
                 done += 1
-                error = "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
-                                  if getattr(job, k, None) not in (None, "", "NULL", "None")) or None
+                diags = [str(getattr(job, k)) for k in ERROR_FIELDS
+                         if getattr(job, k, None) not in (None, "", "NULL", "None")]
+                error = "; ".join(diags) or None
                 on_done(JobResult(panda_id, spec, _FINAL[status], None, now,
                                   _int(job.transExitCode), error, {"panda_status": status}))
         return done
