@@ -16,6 +16,7 @@ import json
 import os
 import pwd
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -166,12 +167,14 @@ class LocalPandaServer:
 
     def stop(self) -> None:
         if self._proc is not None:
-            self._proc.terminate()
+            # gunicorn and PanDA's ConBridge children share the session we started it in
+            self._signal_group(signal.SIGTERM)
             try:
                 self._proc.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                self._proc.kill()
+                self._signal_group(signal.SIGKILL)
                 self._proc.wait()
+            self._signal_group(signal.SIGKILL)  # children that outlived the master
             self._proc = None
         if self._issuer is not None:
             self._issuer.stop()
@@ -179,6 +182,11 @@ class LocalPandaServer:
         if self.drop_database:
             with self._admin() as conn:
                 conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    def _signal_group(self, sig: int) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
 
     def __enter__(self) -> LocalPandaServer:
         return self.start()
