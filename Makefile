@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/templates_bench.py
 	$(BIN)/python bench/rucio_bench.py
 	$(BIN)/python bench/monitor_bench.py
+	$(BIN)/python bench/panda_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms tests bench

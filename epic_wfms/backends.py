@@ -9,6 +9,7 @@ from epic_wfms.bus.stomp import StompSettings, StompTransport
 from epic_wfms.bus.transport import Transport
 from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement, EmbeddedDDM, LocalRSE
+from epic_wfms.errors import ConfigurationError
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.wfms import WorkloadExecutor
@@ -60,6 +61,22 @@ def build_backends(
         if with_executor else None
     )
     return Backends(db, bus, build_ddm(config, db), executor)
+
+
+def build_panda_connection(config: Config):
+    """The configured PanDA server as a ``PandaConnection`` (None on the embedded backend)."""
+    if config.wfms.backend != "panda":
+        return None
+    from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
+
+    panda = config.wfms.panda
+    try:
+        token = panda.token_file.read_text().strip()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the PanDA token {panda.token_file}", str(error),
+                                 "write the OIDC ID token there (or fix wfms.panda.token_file)"
+                                 ) from error
+    return PandaConnection(PandaSettings(panda.url, token, panda.auth_vo, panda.verify_host))
 
 
 def build_ddm(config: Config, db: Database) -> DataManagement:

@@ -115,6 +115,28 @@ class BusConfig(_Strict):
     )
 
 
+class PandaConfig(_Strict):
+    """A PanDA server reached with panda-client (docs/panda-idds.md)."""
+
+    url: str = Field(default="", description="e.g. https://pandaserver.example/server/panda")
+    auth_vo: str = Field(default="epic.production", description="token Origin: VO[.role]")
+    token_file: Path | None = Field(default=None, description="file holding the OIDC ID token")
+    verify_host: bool = True
+
+
+class WfmsConfig(_Strict):
+    """Where work executes: local worker slots (embedded) or PanDA/JEDI tasks."""
+
+    backend: Literal["embedded", "panda"] = "embedded"
+    panda: PandaConfig = Field(default_factory=PandaConfig)
+
+    @model_validator(mode="after")
+    def _panda_needs_a_server(self) -> WfmsConfig:
+        if self.backend == "panda" and not (self.panda.url and self.panda.token_file):
+            raise ValueError("wfms.backend panda needs wfms.panda.url and wfms.panda.token_file")
+        return self
+
+
 class FaultInjection(_Strict):
     """For demos and tests: make the first N reco attempts of given STF sequences fail."""
 
@@ -297,6 +319,7 @@ class Config(_Strict):
     bus: BusConfig = Field(default_factory=BusConfig)
     ddm: DdmConfig = Field(default_factory=DdmConfig)
     monitor: MonitorConfig = Field(default_factory=MonitorConfig)
+    wfms: WfmsConfig = Field(default_factory=WfmsConfig)
     payload_runner: Literal["standing", "subprocess"] = Field(
         default="standing",
         description="standing: each worker slot keeps a pilot process; subprocess: one per job",

@@ -16,6 +16,7 @@ from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.monitor import monitor
+from epic_wfms.cli.panda import panda
 from epic_wfms.cli.sim import sim
 from epic_wfms.cli.sites import sites
 from epic_wfms.cli.status import store_status
@@ -61,12 +62,16 @@ def cli(verbose: bool) -> None:
 @click.option("--ddm", type=click.Choice(["embedded", "rucio"]), default=None,
               help="DDM backend (default: the configuration's ddm.backend); rucio without a "
                    "configured server starts a private one (docs/rucio.md).")
+@click.option("--wfms", type=click.Choice(["embedded", "panda"]), default="embedded",
+              show_default=True,
+              help="panda: also submit the run's processing to a local PanDA server "
+                   "(docs/panda-idds.md).")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
          anomalies: tuple[str, ...], as_json: bool, with_monitor: bool,
-         monitor_port: int | None, backend: str, ddm: str | None, config_path: Path | None,
-         data_dir: Path | None) -> None:
+         monitor_port: int | None, backend: str, ddm: str | None, wfms: str,
+         config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
@@ -79,12 +84,19 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
             report = run_demo(config, options, console, backend)
             report.update(ddm_summary(config.model_copy(update={
                 "database_url": report["store"]}), report["run_number"]))
+        if wfms == "panda":
+            from epic_wfms.wfms.panda.demo import submit_run_to_panda
+
+            report["panda"] = submit_run_to_panda(
+                open_database(config), report["run_number"], config.data_dir / "panda")
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
         click.echo(json.dumps(report))
     else:
         _print_report(Console(), report)
+        if "panda" in report:
+            Console().print(f"PanDA: {json.dumps(report['panda'])}  (epic-wfms panda tasks)")
     if not report["finished"] or report["lost"]:
         sys.exit(1)
 
@@ -231,6 +243,7 @@ cli.add_command(monitor)
 cli.add_command(sites)
 cli.add_command(sim)
 cli.add_command(template_cli)
+cli.add_command(panda)
 
 
 if __name__ == "__main__":

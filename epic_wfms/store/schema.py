@@ -509,3 +509,36 @@ Index("ix_issues_open", IntegrityIssueRecord.resolved_at, IntegrityIssueRecord.r
 Index("ix_transitions_run", StateTransitionRecord.run_number)
 Index("ix_gate_events_run", GateEventRecord.run_number)
 Index("ix_runs_status", RunRecord.status)
+class PandaTaskRecord(Base):
+    """A JEDI task as PanDA knows it; ``jedi_task_id`` is PanDA's own id (shown by PanDA)."""
+
+    __tablename__ = "panda_tasks"
+    jedi_task_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    server: Mapped[str] = mapped_column(String(255))  # PanDA server URL
+    task_name: Mapped[str] = mapped_column(String(255))
+    kind: Mapped[str] = mapped_column(String(20))  # prompt, merge, production, ...
+    run_number: Mapped[int | None]
+    site: Mapped[str | None] = mapped_column(String(40))
+    input_dataset: Mapped[str | None] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(20))  # PanDA/JEDI task status
+    priority: Mapped[int | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as submitted
+    submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class PandaJobRecord(Base):
+    """A PanDA job of a task; ``stf_filename`` links it to the STF it read (by input LFN)."""
+
+    __tablename__ = "panda_jobs"
+    __table_args__ = (Index("ix_panda_jobs_task", "jedi_task_id"),)
+    panda_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    jedi_task_id: Mapped[int] = mapped_column(ForeignKey("panda_tasks.jedi_task_id"))
+    status: Mapped[str] = mapped_column(String(20))
+    site: Mapped[str | None] = mapped_column(String(128))
+    attempt_nr: Mapped[int] = mapped_column(default=0)
+    input_files: Mapped[list[str]] = mapped_column(JSON, default=list)
+    stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

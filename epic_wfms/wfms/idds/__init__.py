@@ -1,0 +1,1 @@
+"""iDDS as the backend for data-driven and conditional ePIC workflows, and the prompt pool."""

@@ -1,0 +1,59 @@
+"""ePIC's conditional workflows as iDDS workflows (idds-workflow objects).
+
+- calibration loop: a calibration task repeated until its residual is within tolerance
+  (iDDS loop condition), then the reconstruction pass that uses the constants;
+- process when upstream is validated: downstream work starts only on a validated upstream;
+- hyperparameter optimisation: one training task per point, iDDS's HPO service picks points.
+"""
+
+from __future__ import annotations
+
+from idds.workflowv2.workflow import Condition, Workflow
+
+from epic_wfms.wfms.idds.works import EpicPandaWork
+from epic_wfms.wfms.panda.errors import TaskParamsError
+
+
+def calibration_loop(calibration: dict, reconstruction: dict, tolerance: float,
+                     name: str | None = None) -> Workflow:
+    """Calibrate until ``residual <= tolerance`` (loop), then reconstruct with the result."""
+    if tolerance <= 0:
+        raise TaskParamsError(f"calibration tolerance {tolerance} is not positive",
+                              why="the loop would never converge",
+                              fix="give the residual a positive tolerance")
+    workflow = Workflow(name=name or f"{calibration['taskName']}.loop")
+    calib = EpicPandaWork(calibration, tolerance=tolerance)
+    reco = EpicPandaWork(reconstruction)
+    workflow.add_work(calib, initial=True)
+    workflow.add_work(reco)
+    workflow.add_condition(Condition(cond=calib.is_converged, true_work=reco))
+    workflow.add_loop_condition(Condition(cond=calib.is_not_converged))
+    return workflow
+
+
+def process_when_validated(upstream: dict, downstream: dict,
+                           name: str | None = None) -> Workflow:
+    """Run ``downstream`` only after ``upstream`` finished and its output was validated."""
+    workflow = Workflow(name=name or f"{upstream['taskName']}.validated")
+    up, down = EpicPandaWork(upstream), EpicPandaWork(downstream)
+    workflow.add_work(up, initial=True)
+    workflow.add_work(down)
+    workflow.add_condition(Condition(cond=up.is_validated, true_work=down))
+    return workflow
+
+
+def hyperparameter_optimisation(training: dict, search_space: dict, max_points: int = 20,
+                                points_per_iteration: int = 4) -> dict:
+    """An iDDS HPO request: the search space and the training task (one job per point).
+
+    ``search_space`` maps a hyperparameter to ``{"type": "float"|"int"|"categorical", ...}``
+    as iDDS's HPO service (``idds.client.hpoclient``) expects; the training task's command
+    gets each point through ``%HPO_POINT`` and reports its loss.
+    """
+    if not search_space:
+        raise TaskParamsError("HPO without a search space",
+                              fix="give at least one hyperparameter range")
+    return {"name": f"{training['taskName']}.hpo", "method": "bayesian",
+            "opt_space": search_space, "max_points": max_points,
+            "num_points_per_iteration": points_per_iteration,
+            "task_parameters": training}

@@ -1,0 +1,1 @@
+"""PanDA/JEDI as the execution backend: JEDI task submission, read-back, operations."""

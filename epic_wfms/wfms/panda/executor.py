@@ -1,0 +1,169 @@
+"""``WorkloadExecutor`` on PanDA: each JobSpec becomes a PanDA job at the site's PanDA queue.
+
+Job states are PanDA's own, read back by polling (``poll()``, or a thread every
+``poll_interval_s``): ``on_done`` fires when PanDA reports finished/failed/cancelled, start
+listeners when it reports running. A site taken offline holds new jobs here (activated, as
+the interface says) until it is back; PanDA's queue status itself is an admin setting (CRIC).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from datetime import UTC, datetime
+
+from pandaclient import MiscUtils
+from pandaclient.FileSpec import FileSpec
+from pandaclient.JobSpec import JobSpec as PandaJobSpec
+
+from epic_wfms.wfms.interface import (
+    JobCallback,
+    JobResult,
+    JobSpec,
+    JobStatus,
+    StartCallback,
+)
+from epic_wfms.wfms.panda.client import PandaConnection
+from epic_wfms.wfms.panda.errors import PandaError
+from epic_wfms.wfms.panda.readback import ERROR_FIELDS
+
+_FINAL = {"finished": JobStatus.FINISHED, "failed": JobStatus.FAILED,
+          "cancelled": JobStatus.CANCELLED, "closed": JobStatus.CANCELLED}
+_WAITING = {"pending", "defined", "assigned", "waiting", "activated", "sent", "starting"}
+
+
+class PandaExecutor:
+    def __init__(self, connection: PandaConnection, queues: dict[str, str], task_id: int,
+                 poll_interval_s: float | None = None, vo: str = "epic") -> None:
+        """``queues`` maps our site names (``E1_BNL``) to PanDA queues; jobs belong to the
+        JEDI task ``task_id`` (as JEDI's own jobs do: PanDA sets them up per task)."""
+        self.connection, self.queues, self.vo = connection, dict(queues), vo
+        self.task_id = task_id
+        self._lock = threading.Lock()
+        self._jobs: dict[int, tuple[JobSpec, JobCallback, str]] = {}  # PandaID -> spec, cb, st
+        self._held: dict[str, deque[tuple[int, JobSpec, JobCallback]]] = {}
+        self._offline: set[str] = set()
+        self._listeners: list[StartCallback] = []
+        self._next_hold_id = -1
+        self._stop = threading.Event()
+        self._thread = None
+        if poll_interval_s:
+            self._thread = threading.Thread(target=self._poll_loop, args=(poll_interval_s,),
+                                            name="panda-poll", daemon=True)
+            self._thread.start()
+
+    # ---- WorkloadExecutor --------------------------------------------------------------
+    def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
+        if spec.site not in self.queues:
+            raise ValueError(f"unknown site {spec.site!r}; PanDA queues are configured for "
+                             f"{sorted(self.queues)}")
+        with self._lock:
+            if spec.site in self._offline:
+                hold_id, self._next_hold_id = self._next_hold_id, self._next_hold_id - 1
+                self._held.setdefault(spec.site, deque()).append((hold_id, spec, on_done))
+                return hold_id
+        return self._send(spec, on_done)
+
+    def add_start_listener(self, listener: StartCallback) -> None:
+        self._listeners.append(listener)
+
+    def backlog(self, site: str) -> int:
+        with self._lock:
+            queued = sum(1 for s, _, st in self._jobs.values()
+                         if s.site == site and st not in _FINAL)
+            return queued + len(self._held.get(site, ()))
+
+    def sites(self) -> list[str]:
+        return sorted(self.queues)
+
+    def set_online(self, site: str, online: bool) -> None:
+        if site not in self.queues:
+            raise ValueError(f"unknown site {site!r}")
+        with self._lock:
+            if not online:
+                self._offline.add(site)
+                return
+            self._offline.discard(site)
+            held = list(self._held.pop(site, ()))
+        for _, spec, on_done in held:
+            self._send(spec, on_done)
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    # ---- PanDA -------------------------------------------------------------------------
+    def _send(self, spec: JobSpec, on_done: JobCallback) -> int:
+        job = PandaJobSpec()
+        job.VO, job.prodSourceLabel = self.vo, "managed"
+        job.jediTaskID = job.jobDefinitionID = self.task_id
+        job.jobName = f"epic.{spec.kind}.{spec.output}.a{spec.attempt_nr}"
+        job.transformation, job.computingSite = spec.payload, self.queues[spec.site]
+        job.jobParameters = " ".join(spec.args)
+        job.attemptNr, job.maxAttempt = spec.attempt_nr, spec.max_attempts
+        job.currentPriority = job.assignedPriority = 900
+        for lfn in spec.inputs:
+            job.addFile(_file(lfn, "input"))
+        job.addFile(_file(spec.output, "output"))
+        rows = self.connection.api("submit a job to", "job/submit",
+                                   {"jobs": MiscUtils.dump_jobs_json([job])}, data=True)
+        try:
+            panda_id = int(rows[0][0])
+        except (TypeError, ValueError, IndexError) as exc:
+            raise PandaError(f"PanDA returned no PandaID for {job.jobName}", why=str(rows)
+                             ) from exc
+        with self._lock:
+            self._jobs[panda_id] = (spec, on_done, "defined")
+        return panda_id
+
+    def poll(self) -> int:
+        """Read PanDA's job states once; fire callbacks; returns how many jobs are done."""
+        with self._lock:
+            open_ids = [i for i, (_, _, st) in self._jobs.items() if st not in _FINAL]
+        done = 0
+        for job in self.connection.jobs(open_ids):
+            if job is None:
+                continue
+            panda_id, status = int(job.PandaID), job.jobStatus
+            with self._lock:
+                spec, on_done, old = self._jobs[panda_id]
+                self._jobs[panda_id] = (spec, on_done, status)
+            now = datetime.now(UTC)
+            if status == "running" and old != "running":
+                for listener in self._listeners:
+                    listener(panda_id, spec, now)
+            if status in _FINAL:
+                done += 1
+                diags = [str(getattr(job, k)) for k in ERROR_FIELDS
+                         if getattr(job, k, None) not in (None, "", "NULL", "None")]
+                error = "; ".join(diags) or None
+                on_done(JobResult(panda_id, spec, _FINAL[status], None, now,
+                                  _int(job.transExitCode), error, {"panda_status": status}))
+        return done
+
+    def status(self, panda_id: int) -> str:
+        with self._lock:
+            return self._jobs[panda_id][2]
+
+    def _poll_loop(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.poll()
+            except PandaError:
+                continue  # the server is briefly unreachable: try again next round
+
+
+def _file(lfn: str, kind: str) -> FileSpec:
+    spec = FileSpec()
+    spec.lfn, spec.type = lfn, kind
+    spec.dataset = spec.prodDBlock = spec.destinationDBlock = "epic:swf.executor"
+    spec.status = "ready" if kind == "input" else "unknown"
+    return spec
+
+
+def _int(value: object) -> int | None:
+    try:
+        return int(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,352 @@
+"""Run the real PanDA server on loopback: its venv, its PostgreSQL schema, its config, gunicorn.
+
+What is real: the ``panda-server`` 1.0.4 package (API, TaskBuffer, task-parameter checks, DB
+layer) on PostgreSQL, authenticating our OIDC tokens. Its tables are generated from its own
+Spec classes (``schema_gen.py``), or taken from PanDA's reference schema when a checkout is
+named by ``EPIC_PANDA_SCHEMA_DIR``. What differs from production: gunicorn instead of
+httpd+mod_wsgi (``wsgi.py``), plain http on 127.0.0.1, a loopback token issuer instead of
+IAM, and default partitions instead of pg_partman/pg_cron housekeeping (not installed here).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from epic_wfms.wfms.panda.errors import PandaError
+from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[3]
+PANDA_SERVER = "panda-server==1.0.4"
+SCHEMA_FILES = [  # the order of panda_db_init.sh, without pg_cron/pg_partman/bigmon
+    "pg_PANDA_TABLE", "pg_PANDA_SEQUENCE", "pg_PANDA_FUNCTION", "pg_PANDA_TRIGGER",
+    "pg_PANDAMETA_TABLE", "pg_PANDAMETA_SEQUENCE", "pg_PANDAARCH_TABLE", "pg_DEFT_TABLE",
+]
+SCHEMA = "doma_panda"
+
+
+def default_venv() -> Path:
+    return Path(os.environ.get("EPIC_PANDA_VENV", REPO / ".venv-panda"))
+
+
+def _requirements_digest() -> str:
+    text = (HERE / "requirements.txt").read_bytes() + PANDA_SERVER.encode()
+    return hashlib.sha256(text).hexdigest()[:16]
+
+
+def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        raise PandaError(f"{what} failed (exit {proc.returncode})",
+                         why=(proc.stderr or proc.stdout)[-1500:],
+                         fix="read the output above; rerun `bash .ci/services-up`")
+    return proc
+
+
+def ensure_service_account() -> None:
+    """panda-server's build hook chowns to ``atlpan:zp`` when installed as root."""
+    if os.getuid() != 0:
+        return
+    try:
+        pwd.getpwnam("atlpan")
+    except KeyError as exc:
+        raise PandaError("the PanDA service account `atlpan` does not exist",
+                         why="panda-server's build hook looks it up when installed as root",
+                         fix="run `bash .ci/services-up` (it creates atlpan and group zp)") from exc
+
+
+def ensure_venv(venv: Path | None = None) -> Path:
+    """Create (once, then cached) the isolated venv that runs panda-server."""
+    venv = venv or default_venv()
+    stamp = venv / ".epic-installed"
+    if stamp.exists() and stamp.read_text() == _requirements_digest():
+        return venv
+    ensure_service_account()
+    if not (venv / "bin" / "python").exists():
+        _run(["python3.11", "-m", "venv", str(venv)], "creating the PanDA venv")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    _run([*pip, "--upgrade", "pip"], "upgrading pip in the PanDA venv")
+    _run([*pip, "--no-deps", PANDA_SERVER], f"installing {PANDA_SERVER}")
+    _run([*pip, "-r", str(HERE / "requirements.txt")], "installing panda-server's runtime")
+    stamp.write_text(_requirements_digest())
+    return venv
+
+
+def reference_schema_dir() -> Path | None:
+    """PanDA's reference PostgreSQL schema (``schema/postgres/sqls`` of the PanDAWMS/
+    panda-database repository), if a checkout is named by ``EPIC_PANDA_SCHEMA_DIR``."""
+    value = os.environ.get("EPIC_PANDA_SCHEMA_DIR")
+    if not value:
+        return None
+    sqls = Path(value)
+    if not (sqls / "pg_PANDA_TABLE.sql").exists():
+        raise PandaError(f"EPIC_PANDA_SCHEMA_DIR={value} holds no pg_PANDA_TABLE.sql",
+                         fix="point it at schema/postgres/sqls of a panda-database checkout")
+    return sqls
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class PandaIdentity:
+    """Who calls PanDA: a token and the ``Origin`` (VO or ``vo.role``) it is presented with."""
+
+    name: str
+    token: str
+    auth_vo: str
+
+    @property
+    def is_production(self) -> bool:
+        return self.auth_vo.endswith(".production")
+
+
+@dataclass
+class LocalPandaServer:
+    """panda-server on 127.0.0.1 against its own PostgreSQL database."""
+
+    workdir: Path
+    db_name: str = field(default_factory=lambda: f"epic_panda_{uuid.uuid4().hex[:8]}")
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_admin: str = "postgres"
+    vo: str = "epic"
+    venv: Path = field(default_factory=default_venv)
+    port: int = 0
+    drop_database: bool = True
+    # PanDA queues (as CRIC would publish them) -> their storage endpoint
+    queues: dict[str, str] = field(default_factory=lambda: {
+        "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
+    _proc: subprocess.Popen | None = None
+    _issuer: LoopbackIssuer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/server/panda"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "log"
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self, timeout_s: float = 120.0) -> LocalPandaServer:
+        ensure_venv(self.venv)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._issuer = LoopbackIssuer().start()
+        self.port = self.port or free_port()
+        self._write_config()
+        self.create_database()
+        log = open(self.workdir / "gunicorn.log", "wb")  # noqa: SIM115 (outlives this call)
+        self._proc = subprocess.Popen(
+            [str(self.venv / "bin" / "gunicorn"), "--chdir", str(HERE),
+             "-b", f"127.0.0.1:{self.port}", "-w", "1", "--threads", "4", "--timeout", "300",
+             "--control-socket", str(self.workdir / "gunicorn.ctl"), "wsgi:application"],
+            env=self.server_env(), stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self._wait_alive(timeout_s)
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            # gunicorn and PanDA's ConBridge children share the session we started it in
+            self._signal_group(signal.SIGTERM)
+            try:
+                self._proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self._signal_group(signal.SIGKILL)
+                self._proc.wait()
+            self._signal_group(signal.SIGKILL)  # children that outlived the master
+            self._proc = None
+        if self._issuer is not None:
+            self._issuer.stop()
+            self._issuer = None
+        if self.drop_database:
+            with self._admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    def _signal_group(self, sig: int) -> None:
+        assert self._proc is not None
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self._proc.pid, sig)
+
+    def __enter__(self) -> LocalPandaServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- JEDI ------------------------------------------------------------------------
+    def refine_tasks(self) -> list[dict]:
+        """Run JEDI's TaskRefiner step (with our ``EpicTaskRefiner``) once: see jedi_refine.py."""
+        out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_refine.py"),
+                    str(REPO / "plugins" / "panda"), self.vo],
+                   "JEDI task refinement", env=self.server_env(), cwd=str(self.workdir)).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    # ---- identities ------------------------------------------------------------------
+    def identity(self, name: str = "Epic Production", production: bool = True) -> PandaIdentity:
+        """A token for a member of VO ``epic`` (with ``epic/production`` if ``production``)."""
+        assert self._issuer is not None, "start() the server first"
+        groups = [self.vo, f"{self.vo}/production"] if production else [self.vo]
+        auth_vo = f"{self.vo}.production" if production else self.vo
+        return PandaIdentity(name, self._issuer.token(name, groups), auth_vo)
+
+    # ---- database --------------------------------------------------------------------
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
+                               dbname="postgres", autocommit=True)
+
+    def create_database(self) -> None:
+        with self._admin() as conn:
+            if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname='panda'").fetchone():
+                with contextlib.suppress(psycopg.errors.DuplicateObject):
+                    conn.execute("CREATE ROLE panda LOGIN")
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.db_name}" OWNER panda')
+        psql = shutil.which("psql") or "psql"
+        base = [psql, "-q", "-h", self.pg_host, "-p", str(self.pg_port), "-U", self.pg_admin,
+                "-d", self.db_name, "-v", "ON_ERROR_STOP=1"]
+        sqls = reference_schema_dir()
+        if sqls is not None:
+            for name in SCHEMA_FILES:
+                _run([*base, "-f", str(sqls / f"{name}.sql")], f"applying PanDA schema {name}")
+            _run([*base, "-f", str(sqls / "post_step_panda.sql")], "applying PanDA's post step")
+        else:
+            ddl = _run([str(self.venv / "bin" / "python"), str(HERE / "schema_gen.py")],
+                       "generating PanDA's schema from its Spec classes",
+                       env=self.server_env()).stdout
+            as_panda = [*base[:6], "panda", *base[7:]]  # the server's role owns its tables
+            _run([*as_panda, "-c", "SET client_min_messages=warning", "-f", "-"],
+                 "applying the generated PanDA schema", input=ddl)
+        with psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
+                             dbname=self.db_name, autocommit=True) as conn:
+            parents = conn.execute(
+                "SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n "
+                "ON n.oid = c.relnamespace WHERE c.relkind = 'p'").fetchall()
+            for nsp, rel in parents:  # what pg_partman would create: here one default each
+                conn.execute(f'CREATE TABLE IF NOT EXISTS "{nsp}"."{rel}_default" '
+                             f'PARTITION OF "{nsp}"."{rel}" DEFAULT')
+            for queue, ddm in self.queues.items():  # the queue configuration CRIC publishes
+                conn.execute(
+                    f"INSERT INTO {SCHEMA}.schedconfig_json (panda_queue, data, last_update) "
+                    "VALUES (%s, %s, now())", (queue, json.dumps({
+                        "siteid": queue, "nickname": queue, "type": "production",
+                        "cloud": "US", "status": "online", "ddm": ddm, "vo_name": self.vo,
+                        "corecount": 8, "maxrss": 64000, "maxtime": 86400,
+                        "resource_type": "SCORE", "catchall": "", "wnconnectivity": "full"})))
+            conn.execute(
+                f"INSERT INTO {SCHEMA}.jedi_work_queue (queue_id, queue_name, queue_type, vo, "
+                "queue_function) VALUES (10, 'epic_prompt', 'managed', %s, 'Resource'), "
+                "(11, 'epic_user', 'user', %s, 'Resource')", (self.vo, self.vo))
+
+    # ---- configuration ---------------------------------------------------------------
+    def server_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PANDA", "VIRTUAL_ENV"))}
+        env.update(PANDA_HOME=str(self.workdir), PANDA_URL=self.url, PANDA_URL_SSL=self.url,
+                   PANDACACHE_URL=self.url, PANDA_BEHIND_REAL_LB="1",
+                   PATH=f"{self.venv / 'bin'}:{env.get('PATH', '')}")
+        return env
+
+    def _write_config(self) -> None:
+        etc = self.workdir / "etc" / "panda"
+        auth = self.workdir / "auth"
+        for d in (etc, auth, self.log_dir, self.workdir / "cache"):
+            d.mkdir(parents=True, exist_ok=True)
+        assert self._issuer is not None
+        for vo_role in (self.vo, f"{self.vo}.production"):
+            (auth / f"{vo_role}_auth_config.json").write_text(json.dumps({
+                "client_id": self._issuer.client_id, "vo": self.vo,
+                "oidc_config_url": self._issuer.discovery_url}))
+        (etc / "panda_common.cfg").write_text(_COMMON_CFG.format(logdir=self.log_dir))
+        (etc / "panda_server.cfg").write_text(_SERVER_CFG.format(
+            logdir=self.log_dir, cache=self.workdir / "cache", host=self.pg_host,
+            port=self.pg_port, db=self.db_name, auth=auth, httpport=self.port))
+
+    def _wait_alive(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        url = f"http://127.0.0.1:{self.port}/api/v1/system/is_alive"
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                break
+            try:
+                if b"True" in urllib.request.urlopen(url, timeout=5).read():
+                    return
+            except OSError:
+                time.sleep(0.5)
+        log = (self.workdir / "gunicorn.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise PandaError("the local PanDA server did not come up",
+                         why=f"no answer on {url} within {timeout_s:.0f} s; gunicorn says: {log}",
+                         fix=f"read {self.log_dir} and {self.workdir / 'gunicorn.log'}")
+
+
+_COMMON_CFG = """[logger]
+loghost=localhost
+monport-apache=80
+method=GET
+encoding=url
+loghost_new=localhost
+monport-apache_new=8081
+method_new=POST
+encoding_new=json
+monurlprefix=/logger/logger/query
+logdir={logdir}
+nemitters=1
+migrated=True
+log_level=INFO
+rotating_policy=none
+rotating_backup_count=1
+rotating_max_size=1024
+rotating_interval=24
+"""
+
+_SERVER_CFG = """[server]
+logdir={logdir}
+loggername=epic
+cache_dir={cache}
+backend=postgres
+dbhost={host}
+dbport={port}
+dbuser=panda
+dbpasswd=
+dbname={db}
+nDBConnection=2
+usedbtimeout=True
+dbtimeout=60
+schemaPANDA=DOMA_PANDA
+schemaMETA=DOMA_PANDAMETA
+schemaPANDAARCH=DOMA_PANDAARCH
+schemaJEDI=DOMA_PANDA
+schemaDEFT=DOMA_DEFT
+pserverhost=127.0.0.1
+pserverporthttp={httpport}
+useJEDI=True
+entryVerbose=False
+token_authType=oidc
+auth_config={auth}
+legacy_token_issuers=
+adder_plugins=epic:pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin
+setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
+[daemon]
+enable=False
+"""

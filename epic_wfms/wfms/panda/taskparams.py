@@ -1,0 +1,149 @@
+"""JEDI task-parameter dictionaries for ePIC work (the format ``panda-client`` submits).
+
+Input/output items are made by panda-client's own ``MiscUtils.makeJediJobParam`` (as prun
+does), so the dataset/template shapes are the client's. One prompt task per E1 site per run
+reads the run's open subset dataset ``epic:swf.<run>.E1_<site>`` file by file and keeps
+running until the dataset is closed (``runUntilClosed``); a merge task per site merges the
+prompt outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pandaclient import MiscUtils
+
+from epic_wfms.model import naming
+from epic_wfms.wfms.panda.errors import TaskParamsError
+
+VO = "epic"
+PROMPT_PROCESSING = "epic_prompt"  # processingType the ePIC TaskRefiner treats as streaming
+MERGE_PROCESSING = "epic_merge"
+# prodSourceLabel per activity: production work is "managed" (needs the production role),
+# tests "test" (ignored by production monitoring), users' own work "user".
+SOURCE_LABELS = {"prompt": "managed", "merge": "managed", "production": "managed",
+                 "test": "test", "user": "user"}
+REQUIRED = ("taskName", "userName", "vo", "prodSourceLabel", "taskType", "architecture",
+            "transUses", "transHome", "transPath", "jobParameters", "log")
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Where and how the task runs: resources, image, brokerage constraints, priority."""
+
+    user_name: str = "Epic Production"
+    working_group: str = "EIC"
+    container_image: str | None = "docker://eicweb/eic_xl:nightly"
+    cores: int = 1
+    ram_mb_per_core: int = 2000
+    walltime_s: int | None = 3600
+    site: str | None = None  # one PanDA queue; None = JEDI brokerage decides
+    included_sites: tuple[str, ...] = ()
+    excluded_sites: tuple[str, ...] = ()
+    priority: int = 900
+    express: bool = False  # panda-client's --express: spends the express quota first
+    max_attempt: int = 3
+    architecture: str = "x86_64-el9"
+    activity: str = "prompt"
+    extra: dict = field(default_factory=dict)
+
+
+def prompt_task(run_number: int, site: str, options: TaskOptions | None = None,
+                command: str = "python -m epic_wfms.wfms.payloads.reco") -> dict:
+    """Reconstruction of a run's STFs at one E1 (``site`` e.g. ``E1_BNL``), one STF per job."""
+    o = options or TaskOptions()
+    in_ds = f"{naming.SCOPE}:{naming.site_dataset(run_number, site)}"
+    out_ds = f"{in_ds}.reco"
+    params = _base(f"{in_ds.split(':')[1]}.reco", o, PROMPT_PROCESSING, "epic-reco", out_ds)
+    params.update(nFilesPerJob=1, runUntilClosed=True)
+    params["jobParameters"] = [
+        {"type": "constant", "value": command},
+        *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
+        {"type": "constant", "value": "--stf=${IN} --output=${OUT}"},
+        *_items(MiscUtils.makeJediJobParam(f"{in_ds.split(':')[1]}.reco.$JEDITASKID._${{SN}}.json",
+                                           out_ds, "output", hidden=True)),
+    ]
+    return params
+
+
+def merge_task(run_number: int, site: str, options: TaskOptions | None = None,
+               files_per_merge: int = 10,
+               command: str = "python -m epic_wfms.wfms.payloads.merge") -> dict:
+    """Merge of a site's prompt outputs, ``files_per_merge`` per job, after the run closes."""
+    o = options or TaskOptions(activity="merge")
+    in_ds = f"{naming.SCOPE}:{naming.site_dataset(run_number, site)}.reco"
+    out_ds = f"{naming.SCOPE}:{naming.site_dataset(run_number, site)}.merged"
+    params = _base(f"{naming.site_dataset(run_number, site)}.merge", o, MERGE_PROCESSING,
+                   "epic-merge", out_ds)
+    params["nFilesPerJob"] = files_per_merge
+    params["jobParameters"] = [
+        {"type": "constant", "value": command},
+        *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
+        {"type": "constant", "value": "--inputs=${IN} --output=${OUT}"},
+        *_items(MiscUtils.makeJediJobParam(
+            f"{naming.site_dataset(run_number, site)}.merge_$JEDITASKID._${{SN}}.json",
+            out_ds, "output", hidden=True)),
+    ]
+    return params
+
+
+def _base(task_name: str, o: TaskOptions, processing: str, transformation: str,
+          out_ds: str) -> dict:
+    if o.activity not in SOURCE_LABELS:
+        raise TaskParamsError(f"unknown activity {o.activity!r}",
+                              why=f"each activity maps to a prodSourceLabel: {SOURCE_LABELS}",
+                              fix="use one of " + ", ".join(SOURCE_LABELS))
+    params: dict = {
+        "taskName": task_name, "userName": o.user_name, "vo": VO,
+        "prodSourceLabel": SOURCE_LABELS[o.activity], "workingGroup": o.working_group,
+        "taskType": "prod" if SOURCE_LABELS[o.activity] == "managed" else "anal",
+        "processingType": processing, "taskPriority": o.priority,
+        "architecture": o.architecture, "transUses": "", "transHome": "",
+        "transPath": transformation, "coreCount": o.cores, "ramCount": o.ram_mb_per_core,
+        "ramCountUnit": "MBPerCore", "maxAttempt": o.max_attempt,
+        "log": {"type": "template", "param_type": "log", "dataset": f"{out_ds}.log",
+                "container": f"{out_ds}.log",
+                "value": f"{out_ds.split(':')[1]}.log.$JEDITASKID.${{SN}}.log.tgz"},
+    }
+    if o.container_image:
+        params["container_name"] = o.container_image
+    if o.walltime_s:
+        params["maxWalltime"] = o.walltime_s
+    if o.site:
+        params["site"] = o.site
+    if o.included_sites:
+        params["includedSite"] = list(o.included_sites)
+    if o.excluded_sites:
+        params["excludedSite"] = list(o.excluded_sites)
+    if o.express:
+        params["specialHandling"] = "express"
+    params.update(o.extra)
+    return params
+
+
+def _items(item: dict | list) -> list[dict]:
+    return item if isinstance(item, list) else [item]
+
+
+def validate(params: dict) -> dict:
+    """Refuse, before any server call, a dictionary JEDI would break (missing keys, bad VO)."""
+    missing = [k for k in REQUIRED if k not in params]
+    if missing:
+        raise TaskParamsError(f"task {params.get('taskName', '?')!r} lacks {missing}",
+                              why="JEDI's TaskRefiner reads these keys; the task would be broken",
+                              fix="build the dictionary with epic_wfms.wfms.panda.taskparams")
+    if params["vo"] != VO:
+        raise TaskParamsError(f"task {params['taskName']!r} has vo={params['vo']!r}",
+                              why=f"ePIC tasks run under VO {VO!r} (its refiner and quotas)",
+                              fix=f"set vo={VO!r}")
+    if not any(i.get("param_type") == "output" for i in params["jobParameters"]
+               if isinstance(i, dict)) and not params.get("noOutput"):
+        raise TaskParamsError(f"task {params['taskName']!r} has no output template",
+                              why="every ePIC job writes an output dataset",
+                              fix="add an output item (MiscUtils.makeJediJobParam)")
+    return params
+
+
+def validate_all(task_params: Iterable[dict]) -> list[dict]:
+    return [validate(p) for p in task_params]

@@ -1,0 +1,114 @@
+"""iDDS backend: conditional ePIC workflows as real idds-workflow objects, and the prompt
+service's worker-pool requests over the real STOMP broker.
+
+No iDDS server runs here (see docs/panda-idds.md): the workflows are checked through
+idds-workflow's own condition evaluation and JSON encoding (what idds-client sends).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+
+import pytest
+import stomp
+from idds.common.constants import WorkStatus
+
+from epic_wfms.errors import ConfigurationError
+from epic_wfms.wfms.idds import workflows
+from epic_wfms.wfms.idds.prompt_pool import StompPromptChannel, WorkerPool
+from epic_wfms.wfms.idds.submit import IddsError, deserialise, serialise, submit_workflow
+from epic_wfms.wfms.idds.works import EpicPandaWork
+from epic_wfms.wfms.panda import taskparams
+from epic_wfms.wfms.panda.errors import TaskParamsError
+
+
+def _finish(work: EpicPandaWork, **results) -> None:
+    work.status = WorkStatus.Finished
+    work.report(**results)
+
+
+def test_calibration_loops_until_the_residual_is_within_tolerance():
+    calib = taskparams.prompt_task(100001, "E1_BNL")
+    calib["taskName"] += ".calib"
+    reco = taskparams.prompt_task(100001, "E1_BNL")
+    wf = workflows.calibration_loop(calib, reco, tolerance=0.05)
+    # through iDDS's own JSON encoding and back, as idds-client ships it
+    restored = deserialise(serialise(wf))
+    works = {w.task_name: w for w in restored.get_all_works()}
+    assert set(works) == {calib["taskName"], reco["taskName"]}
+    work = works[calib["taskName"]]
+    assert isinstance(work, EpicPandaWork) and work.task_parameters == calib
+    _finish(work, residual=0.2)
+    assert work.is_not_converged() and not work.is_converged()
+    _finish(work, residual=0.01)
+    assert work.is_converged() and not work.is_not_converged()
+    with pytest.raises(TaskParamsError, match="tolerance"):
+        workflows.calibration_loop(calib, reco, tolerance=0)
+
+
+def test_downstream_waits_for_a_validated_upstream():
+    up = taskparams.prompt_task(100002, "E1_JLAB")
+    down = taskparams.merge_task(100002, "E1_JLAB")
+    wf = deserialise(serialise(workflows.process_when_validated(up, down)))
+    upstream = next(w for w in wf.get_all_works() if w.task_name == up["taskName"])
+    assert not upstream.is_validated()  # not even finished
+    _finish(upstream, validated=False)
+    assert not upstream.is_validated()
+    upstream.report(validated=True)
+    assert upstream.is_validated()
+
+
+def test_hpo_request_needs_a_search_space():
+    training = taskparams.prompt_task(100003, "E1_BNL")
+    request = workflows.hyperparameter_optimisation(
+        training, {"lr": {"type": "float", "min": 1e-4, "max": 1e-1}}, max_points=8)
+    assert request["opt_space"]["lr"]["max"] == 0.1 and request["max_points"] == 8
+    with pytest.raises(TaskParamsError, match="search space"):
+        workflows.hyperparameter_optimisation(training, {})
+
+
+def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
+    destination = f"/topic/panda.workflow.{uuid.uuid4().hex[:8]}"
+    received, done = [], threading.Event()
+
+    class Listener(stomp.ConnectionListener):
+        def on_message(self, frame):
+            received.append((frame.headers, json.loads(frame.body)))
+            if len(received) == 3:
+                done.set()
+
+    listener_conn = stomp.Connection12([("127.0.0.1", 61613)], vhost="/")
+    listener_conn.set_listener("", Listener())
+    listener_conn.connect("guest", "guest", wait=True)
+    listener_conn.subscribe(destination, id="1", ack="auto")
+    channel = StompPromptChannel("127.0.0.1", 61613, "guest", "guest", destination=destination)
+    pool = WorkerPool(run_number=100004, site="BNL_EPIC_PROMPT", workers=8, cores=4,
+                      memory_per_core_mb=3000, walltime_s=7200)
+    try:
+        channel.send(pool.create_message())
+        channel.send(pool.adjust_message(16, request_id=7, transform_id=8, workload_id=9))
+        channel.send(pool.close_message(request_id=7))
+        assert done.wait(20), received
+    finally:
+        channel.close()
+        listener_conn.disconnect()
+    kinds = [body["msg_type"] for _, body in received]
+    assert kinds == ["create_workflow_task", "adjust_worker", "close_workflow_task"]
+    content = received[0][1]["content"]["workflow"]["content"]
+    assert (content["run_id"], content["target_worker_count"], content["core_count"],
+            content["memory_per_core"], content["site"]) == (100004, 8, 4, 3000,
+                                                             "BNL_EPIC_PROMPT")
+    assert content["panda_attributes"]["walltime"] == 7200
+    assert received[1][1]["content"]["target_worker_count"] == 16
+    assert received[0][0]["msg_type"] == "create_workflow_task"
+
+
+def test_bad_pools_and_unreachable_idds_get_clear_errors():
+    with pytest.raises(ConfigurationError, match="at least one worker"):
+        WorkerPool(run_number=1, site="X", workers=0)
+    wf = workflows.process_when_validated(taskparams.prompt_task(100005, "E1_BNL"),
+                                          taskparams.merge_task(100005, "E1_BNL"))
+    with pytest.raises(IddsError, match="did not take"):
+        submit_workflow(wf, host="http://127.0.0.1:9/idds")
