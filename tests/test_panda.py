@@ -9,6 +9,7 @@ for a task's STFs are built as panda-client JobSpecs and submitted with submitJo
 from __future__ import annotations
 
 import copy
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -285,3 +286,31 @@ def test_execution_contract(executor, tmp_path):
         assert {r.status for r in results} == {JobStatus.CANCELLED}
         assert {r.job_id for r in results} == set(panda_ids)
     assert ex.backlog("E1_BNL") == 0
+
+
+def test_template_submit_sends_the_rendered_tasks_to_panda(panda_server, panda, tmp_path,
+                                                           run_number):
+    """`epic-wfms template submit --target panda` with `wfms.backend: panda`: the JEDI task
+    parameters rendered from the template arrive at the server as they were rendered."""
+    who = panda_server.identity("Epic Production", production=True)
+    token = tmp_path / "token"
+    token.write_text(who.token)
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        f"data_dir: {tmp_path / 'data'}\n"
+        f"wfms: {{backend: panda, panda: {{url: '{panda_server.url}', "
+        f"token_file: '{token}', auth_vo: {who.auth_vo}}}}}\n")
+    args = ["template", "submit", "reprocessing", "--runs", f"{run_number},{run_number + 1}",
+            "--target", "panda", "--json", "--config", str(config)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    submitted = json.loads(result.output)
+    rendered = submitted["spec"]["tasks"]
+    tasks = submitted["response"]
+    assert submitted["status"] == "submitted" and len(tasks) == len(rendered) > 0
+    for params, task in zip(rendered, tasks, strict=True):
+        stored = panda.task_params(task["jedi_task_id"])
+        assert stored["taskName"] == params["taskName"] == task["task_name"]
+        assert stored["vo"] == "epic" and stored["prodSourceLabel"] == params["prodSourceLabel"]
+    again = CliRunner().invoke(cli, args)  # the same rendered tasks are not submitted twice
+    assert again.exit_code != 0 and "already" in again.output

@@ -18,7 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database
+from epic_wfms.backends import open_database, register_template_submitters
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.templates.errors import TemplateError
@@ -224,6 +224,8 @@ def _submit_action(library: TemplateLibrary, name: str, given: dict[str, Any], t
     config = load_config(config_path, data_dir=data_dir)
     db = open_database(config)
     try:
+        if not dry_run:
+            register_template_submitters(config, db)
         workflow = render_for_submission(db, library, name, given)
         bound = {k: Path(v) for k, v in parse_assignments(list(inputs)).items()}
         local = LocalRunOptions(workdir=workdir or default_workdir(config.data_dir, workflow),

@@ -122,6 +122,18 @@ def _base(task_name: str, o: TaskOptions, processing: str, transformation: str,
     return params
 
 
+GENERIC_TRANSFORMATION = "runGen-00-00-02"  # PanDA's generic container transformation
+
+
+def complete_rendered(params: dict, user_name: str = TaskOptions.user_name) -> dict:
+    """A prun-style dictionary (as ``template render --target panda`` makes it) lacks what
+    DEFT (production) or the server's user interface (analysis) adds before JEDI reads it:
+    the owner, the task type and the transformation. Keys already set are kept."""
+    managed = params.get("prodSourceLabel") == "managed"
+    return {"userName": user_name, "taskType": "prod" if managed else "anal",
+            "transPath": GENERIC_TRANSFORMATION, **params}
+
+
 def _items(item: dict | list) -> list[dict]:
     return item if isinstance(item, list) else [item]
 
