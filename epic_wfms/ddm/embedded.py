@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
-from epic_wfms.ddm.rse import LocalRSE, match_expression
+from epic_wfms.ddm.rse import LocalRSE, lookup_rse, match_expression
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.database import Database, insert_ignoring_duplicates
@@ -62,13 +62,7 @@ class EmbeddedDDM:
                     raise
 
     def rse(self, name: str) -> LocalRSE:
-        try:
-            return self.rses[name]
-        except KeyError:
-            raise DataManagementError(
-                f"unknown RSE {name!r}", f"configured RSEs: {', '.join(self.rses)}",
-                "add it to the rses section of the configuration",
-            ) from None
+        return lookup_rse(self.rses, name)
 
     def add_dataset(self, did: DID, meta: dict[str, Any] | None = None) -> None:
         try:

@@ -6,6 +6,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from epic_wfms.errors import DataManagementError
+
 
 @dataclass(frozen=True)
 class LocalRSE:
@@ -22,6 +24,17 @@ class LocalRSE:
 
     def attributes(self) -> dict[str, str]:
         return {"rse": self.name, "site": self.site, "type": self.rse_type}
+
+
+def lookup_rse(rses: dict[str, LocalRSE], name: str) -> LocalRSE:
+    """The configured RSE of that name, or an error listing the configured ones."""
+    try:
+        return rses[name]
+    except KeyError:
+        raise DataManagementError(
+            f"unknown RSE {name!r}", f"configured RSEs: {', '.join(rses)}",
+            "add it to the rses section of the configuration",
+        ) from None
 
 
 def match_expression(expression: str, rses: list[LocalRSE]) -> list[LocalRSE]:

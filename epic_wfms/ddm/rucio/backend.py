@@ -19,7 +19,7 @@ from rucio.common import exception as rucio_errors
 
 from epic_wfms.config import BusConfig, RucioConfig
 from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
-from epic_wfms.ddm.rse import LocalRSE
+from epic_wfms.ddm.rse import LocalRSE, lookup_rse
 from epic_wfms.ddm.rucio import policy
 from epic_wfms.ddm.rucio.client import RucioClients, translate
 from epic_wfms.ddm.rucio.events import RucioEventListener
@@ -73,13 +73,7 @@ class RucioDDM:
         return DID(self.scope, did.name) if did.scope == naming.SCOPE else did
 
     def rse(self, name: str) -> LocalRSE:
-        try:
-            return self.rses[name]
-        except KeyError:
-            raise DataManagementError(
-                f"unknown RSE {name!r}", f"configured RSEs: {', '.join(self.rses)}",
-                "add it to the rses section of the configuration",
-            ) from None
+        return lookup_rse(self.rses, name)
 
     # -- datasets -------------------------------------------------------------------------
     def add_dataset(self, did: DID, meta: dict[str, Any] | None = None) -> None:
