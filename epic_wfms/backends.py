@@ -79,20 +79,20 @@ def build_panda_connection(config: Config):
     return PandaConnection(PandaSettings(panda.url, token, panda.auth_vo, panda.verify_host))
 
 
-def register_template_submitters(config: Config, db: Database) -> None:
-    """``template submit --target panda`` sends the rendered JEDI task parameters to the
-    configured PanDA server (``wfms.backend: panda``); otherwise only dry runs are possible."""
+def template_submitters(config: Config, db: Database) -> dict:
+    """Where ``template submit`` sends remote targets in this installation: the rendered
+    JEDI task parameters go to the configured PanDA server (``wfms.backend: panda``),
+    completed with what DEFT/the server's user interface adds; otherwise only dry runs."""
     connection = build_panda_connection(config)
     if connection is None:
-        return
+        return {}
     from dataclasses import asdict
 
-    from epic_wfms.templates.submit import register_submitter
     from epic_wfms.wfms.panda.submit import submit_tasks
     from epic_wfms.wfms.panda.taskparams import complete_rendered
 
-    register_submitter("panda", lambda tasks: [asdict(record) for record in submit_tasks(
-        [complete_rendered(task) for task in tasks], connection, db)])
+    return {"panda": lambda tasks: [asdict(record) for record in submit_tasks(
+        [complete_rendered(task) for task in tasks], connection, db)]}
 
 
 def build_ddm(config: Config, db: Database) -> DataManagement:

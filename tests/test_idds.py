@@ -71,9 +71,12 @@ def test_hpo_request_needs_a_search_space():
 
 def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
     destination = f"/topic/panda.workflow.{uuid.uuid4().hex[:8]}"
-    received, done = [], threading.Event()
+    received, done, subscribed = [], threading.Event(), threading.Event()
 
     class Listener(stomp.ConnectionListener):
+        def on_receipt(self, frame):
+            subscribed.set()
+
         def on_message(self, frame):
             received.append((frame.headers, json.loads(frame.body)))
             if len(received) == 3:
@@ -82,7 +85,9 @@ def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
     listener_conn = stomp.Connection12([("127.0.0.1", 61613)], vhost="/")
     listener_conn.set_listener("", Listener())
     listener_conn.connect("guest", "guest", wait=True)
-    listener_conn.subscribe(destination, id="1", ack="auto")
+    # a topic keeps nothing for a subscription not yet made: wait for the broker's receipt
+    listener_conn.subscribe(destination, id="1", ack="auto", headers={"receipt": "subscribed"})
+    assert subscribed.wait(10)
     channel = StompPromptChannel("127.0.0.1", 61613, "guest", "guest", destination=destination)
     pool = WorkerPool(run_number=100004, site="BNL_EPIC_PROMPT", workers=8, cores=4,
                       memory_per_core_mb=3000, walltime_s=7200)

@@ -34,7 +34,14 @@ def prun(tmp_path_factory):
            "PANDA_CONFIG_ROOT": str(tmp_path_factory.mktemp("panda_config"))}
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
-    from pandaclient import PandaToolsPkgInfo, PrunScript
+    from pandaclient import Client, PandaToolsPkgInfo, PrunScript
+
+    # Client reads its URLs at import; another test may have imported it first
+    urls = {"baseURL": env["PANDA_URL"], "baseURLSSL": env["PANDA_URL_SSL"],
+            "baseURLCSRVSSL": env["PANDACACHE_URL"]}
+    saved_urls = {name: getattr(Client, name) for name in urls}
+    for name, value in urls.items():
+        setattr(Client, name, value)
 
     assert PandaToolsPkgInfo.release_version == PANDA_CLIENT_VERSION
     workdir = tmp_path_factory.mktemp("prun_workdir")
@@ -51,6 +58,8 @@ def prun(tmp_path_factory):
             sys.argv = argv
 
     yield build
+    for name, value in saved_urls.items():
+        setattr(Client, name, value)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

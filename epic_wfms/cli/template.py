@@ -18,7 +18,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database, register_template_submitters
+from epic_wfms.backends import open_database, template_submitters
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.templates.errors import TemplateError
@@ -224,13 +224,12 @@ def _submit_action(library: TemplateLibrary, name: str, given: dict[str, Any], t
     config = load_config(config_path, data_dir=data_dir)
     db = open_database(config)
     try:
-        if not dry_run:
-            register_template_submitters(config, db)
         workflow = render_for_submission(db, library, name, given)
         bound = {k: Path(v) for k, v in parse_assignments(list(inputs)).items()}
         local = LocalRunOptions(workdir=workdir or default_workdir(config.data_dir, workflow),
                                 inputs=bound, toy_inputs=toy_inputs)
-        result = submit(db, workflow, target, dry_run, local)
+        result = submit(db, workflow, target, dry_run, local,
+                        submitters={} if dry_run else template_submitters(config, db))
     finally:
         db.dispose()
     if as_json:

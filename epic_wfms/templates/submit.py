@@ -43,7 +43,10 @@ def render_for_submission(db: Database, library: TemplateLibrary, name: str,
 
 
 def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool = False,
-           local: LocalRunOptions | None = None) -> dict[str, Any]:
+           local: LocalRunOptions | None = None,
+           submitters: dict[str, Submitter] | None = None) -> dict[str, Any]:
+    """``submitters``: this installation's remote targets (``backends.template_submitters``),
+    taking precedence over those registered with ``register_submitter``."""
     if target not in TARGETS or target == "cwl":
         raise TargetError(f"cannot submit to {target!r}", "submit targets: local, panda, idds",
                           "use `template render --target cwl` to export CWL")
@@ -53,7 +56,7 @@ def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool 
                               "give --workdir")
         return run_local(db, workflow, local)
     spec = render_target(workflow, target)
-    submitter = _SUBMITTERS.get(target)
+    submitter = {**_SUBMITTERS, **(submitters or {})}.get(target)
     if not dry_run and submitter is None:
         raise TargetError(f"no {target} submitter is configured in this installation",
                           f"epic-wfms renders {target} specs; sending them needs the "

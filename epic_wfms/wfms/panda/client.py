@@ -32,19 +32,25 @@ class PandaSettings:
     verify_host: bool = True
 
 
-def _client_module(settings: PandaSettings) -> ModuleType:
-    """Import ``pandaclient.Client`` configured for ``settings.url`` (it resolves at import)."""
-    os.environ.setdefault("PANDA_URL", settings.url)
-    os.environ.setdefault("PANDA_URL_SSL", settings.url)
-    os.environ.setdefault("PANDACACHE_URL", settings.url)
+_CLIENT_URLS = ("baseURL", "baseURLSSL", "baseURLCSRVSSL", "server_base_path",
+                "server_base_path_ssl", "cache_base_path_ssl")
+
+
+def _client_module(settings: PandaSettings) -> tuple[ModuleType, dict[str, str]]:
+    """Import ``pandaclient.Client`` and point it at ``settings.url``; returns the module and
+    its previous URLs (the caller restores them and the environment afterwards: nothing
+    leaks to other users of panda-client in the process)."""
+    os.environ.update(PANDA_URL=settings.url, PANDA_URL_SSL=settings.url,
+                      PANDACACHE_URL=settings.url)
     os.environ["PANDA_BEHIND_REAL_LB"] = "1"  # no DNS round-robin resolution of our host
     from pandaclient import Client
 
+    previous = {name: getattr(Client, name) for name in _CLIENT_URLS}
     parsed = urlparse(settings.url)
     api = f"{parsed.scheme}://{parsed.netloc}/api/v1"
     Client.baseURL = Client.baseURLSSL = Client.baseURLCSRVSSL = settings.url
     Client.server_base_path = Client.server_base_path_ssl = Client.cache_base_path_ssl = api
-    return Client
+    return Client, previous
 
 
 class PandaConnection:
@@ -55,8 +61,8 @@ class PandaConnection:
 
     def call(self, what: str, fn_name: str, *args: Any, **kwargs: Any) -> Any:
         with _LOCK:
-            client = _client_module(self.settings)
             saved = {k: os.environ.get(k) for k in _ENV_KEYS}
+            client, urls = _client_module(self.settings)
             os.environ.update(PANDA_AUTH="oidc", PANDA_AUTH_VO=self.settings.auth_vo,
                               PANDA_AUTH_ID_TOKEN=self.settings.token)
             if not self.settings.verify_host:
@@ -65,6 +71,8 @@ class PandaConnection:
                 fn = getattr(client, fn_name) if isinstance(fn_name, str) else fn_name(client)
                 status, output = fn(*args, **kwargs)
             finally:
+                for name, value in urls.items():
+                    setattr(client, name, value)
                 for k, v in saved.items():
                     if v is None:
                         os.environ.pop(k, None)
@@ -182,4 +190,5 @@ class PandaConnection:
         return output.get("data") if data else str(output.get("message", ""))
 
 
-_ENV_KEYS = ("PANDA_AUTH", "PANDA_AUTH_VO", "PANDA_AUTH_ID_TOKEN", "PANDA_VERIFY_HOST")
+_ENV_KEYS = ("PANDA_AUTH", "PANDA_AUTH_VO", "PANDA_AUTH_ID_TOKEN", "PANDA_VERIFY_HOST",
+             "PANDA_URL", "PANDA_URL_SSL", "PANDACACHE_URL", "PANDA_BEHIND_REAL_LB")
