@@ -14,6 +14,7 @@ the services backends (agents as processes, RabbitMQ-STOMP, PostgreSQL).
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -95,11 +96,14 @@ def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict
         agents = AgentSet(config, write_config(config, root / "services.yaml"), db)
         try:
             agents.start_all()
+            ready = _agent_cpu(agents)  # start-up (imports, connections) is not per-STF work
             agents.start("daq", "--run", "1", "--stfs", str(n), "--rate", str(rate),
                          "--stf-size", str(size))
             options = DemoOptions(stfs=n, timeout_s=600)
             if not wait_finished(db, 1, options, None):
                 raise RuntimeError(f"services run did not finish; logs in {agents.logs}")
+            cpu = {role: (seconds - ready.get(role, 0.0)) / n * 1e3
+                   for role, seconds in _agent_cpu(agents).items()}
             with db.session() as session:
                 rows = session.execute(select(
                     StfRecord.available_at, StfRecord.registered_at, StfRecord.dispatched_at,
@@ -107,7 +111,26 @@ def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict
         finally:
             agents.stop_all()
             db.dispose()
-    return _figures(rows)
+    return {**_figures(rows), "cpu_ms_per_stf": cpu}
+
+
+def _agent_cpu(agents: AgentSet) -> dict[str, float]:
+    """CPU seconds used so far by each agent's process tree (its pilots included), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parent, used = {}, {}
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # not a process, or gone meanwhile
+        parent[int(entry.name)] = int(fields[1])
+        used[int(entry.name)] = sum(int(f) for f in fields[11:15]) / tick
+
+    def tree(pid: int) -> float:
+        return used.get(pid, 0.0) + sum(tree(c) for c, p in parent.items() if p == pid)
+
+    return {role: tree(process.pid) for role, process in agents.processes.items()
+            if process.poll() is None}
 
 
 def run_baseline(root: Path, n: int, size: int) -> dict:
@@ -173,6 +196,12 @@ def main() -> None:
         print(f"{name:<24}{r['dispatch_p50'] * 1e3:>12.1f}ms{r['dispatch_p99'] * 1e3:>12.1f}ms"
               f"{r['register_p50'] * 1e3:>12.1f}ms{r['processed_per_s']:>13.1f}"
               f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
+    for name in (n for n in results if n.startswith("services")):
+        cpu = results[name]["cpu_ms_per_stf"]
+        print(f"{name}: CPU ms per STF by agent (process tree, start-up excluded): "
+              + ", ".join(f"{role} {ms:.1f}" for role, ms in cpu.items())
+              + f"; total {sum(cpu.values()):.1f} ms = at most "
+              f"{os.cpu_count() * 1e3 / sum(cpu.values()):.0f} STF/s on {os.cpu_count()} cores")
     base = results["baseline (serial)"]["processed_per_s"]
     for name in ("embedded burst", "services burst"):
         burst = results[name]["processed_per_s"]
