@@ -119,6 +119,8 @@ def _agent_cpu(agents: AgentSet) -> dict[str, float]:
     tick = os.sysconf("SC_CLK_TCK")
     parent, used = {}, {}
     for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
         try:
             fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
         except (OSError, IndexError):
