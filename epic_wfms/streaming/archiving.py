@@ -29,9 +29,6 @@ class Archiver:
             self.ctx.bus.subscribe_batch(dest.ARCHIVE, f"archiver-{index}", self.on_archive_stfs,
                                          max_batch=MAX_BATCH)
 
-    def on_archive_stf(self, message: m.Message) -> None:
-        self.on_archive_stfs([message])
-
     def on_archive_stfs(self, messages: list[m.Message]) -> None:
         """One rule per STF, created for the whole batch at once; archived STFs are skipped
         (a redelivered request changes nothing)."""

@@ -67,9 +67,6 @@ class Ingest:
         self.ctx.bus.subscribe_batch(dest.STF_INGEST, "ingest", self.on_stfs_available,
                                      max_batch=MAX_BATCH)
 
-    def on_stf_available(self, message: m.Message) -> None:
-        self.on_stfs_available([message])
-
     def on_stfs_available(self, messages: list[m.Message]) -> None:
         """A batch of announcements (whatever the DAQ sent meanwhile): bookkeeping in bulk,
         one DDM call, one insert, one pipelined publish, however many STFs arrived."""

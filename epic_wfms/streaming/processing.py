@@ -88,9 +88,6 @@ class StfProcessing:
         self.ctx.bus.subscribe(dest.STATE, "processing-gate", self.on_state_changed)
 
     # -- dispatch -------------------------------------------------------------------------
-    def on_process_stf(self, message: m.Message) -> None:
-        self.on_process_stfs([message])
-
     def on_process_stfs(self, messages: list[m.Message]) -> None:
         """Claim the batch's STFs with one compare-and-set, stage them in with one rule call
         per site (by the workflow's locality mode), and submit each once its input is there.
