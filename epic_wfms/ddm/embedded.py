@@ -75,26 +75,7 @@ class EmbeddedDDM:
             pass  # created concurrently: the call is idempotent
 
     def register_file(self, spec: FileSpec) -> None:
-        rse = self.rse(spec.rse)
-        with self.db.session() as session:
-            existing = session.get(DidRecord, (spec.did.scope, spec.did.name))
-            if existing is None:
-                session.add(DidRecord(
-                    scope=spec.did.scope, name=spec.did.name, did_type="FILE",
-                    bytes=spec.bytes, adler32=spec.adler32, meta=spec.meta, is_open=False,
-                ))
-            elif existing.adler32 != spec.adler32 or existing.bytes != spec.bytes:
-                raise DataManagementError(
-                    f"{spec.did} is already registered with different content",
-                    f"catalog has {existing.bytes} B ad:{existing.adler32}, "
-                    f"new has {spec.bytes} B ad:{spec.adler32}",
-                    "a DID is immutable in Rucio: register the new file under a new name",
-                )
-            if session.get(ReplicaRecord, (spec.did.scope, spec.did.name, rse.name)) is None:
-                session.add(ReplicaRecord(
-                    scope=spec.did.scope, name=spec.did.name, rse=rse.name, path=spec.path,
-                    state="A",
-                ))
+        self.register_and_attach([spec], {})
 
     def attach(self, dataset: DID, files: list[DID]) -> None:
         with self.db.session() as session:
@@ -114,7 +95,8 @@ class EmbeddedDDM:
                 "scope": f.did.scope, "name": f.did.name, "rse": f.rse, "path": f.path,
                 "state": "A",
             } for f in files])
-            self._attach(session, attachments)
+            if attachments:
+                self._attach(session, attachments)
 
     def _check_unchanged(self, session: Session, files: list[FileSpec]) -> None:
         """A DID is immutable: re-registering it with other content is refused."""

@@ -51,6 +51,7 @@ class StfProcessing:
         self.ctx = ctx
         self.sites = sites or [site.name for site in ctx.config.sites]
         self._retry = ctx.config.processing.retry
+        self._locality = ctx.config.ddm.locality.get("reco", "replicate")  # docs/rucio.md
         ctx.executor.add_start_listener(self.job_started)
 
     def recover(self) -> None:
@@ -102,7 +103,6 @@ class StfProcessing:
         try:
             for site in {w.site for w in work}:
                 at_site = {DID(naming.SCOPE, w.filename): w for w in work if w.site == site}
-                mode = self.ctx.config.ddm.locality.get("reco", "replicate")
 
                 def launch(did: DID, path: str | None, error: str | None,
                            at_site: dict[DID, m.StfWork] = at_site) -> None:
@@ -110,7 +110,7 @@ class StfProcessing:
                     self._launch(at_site[did], 1, path, error)
 
                 stage_inputs(self.ctx.ddm, list(at_site), self.ctx.config.site(site).disk_rse,
-                             mode, STAGE_IN, launch)
+                             self._locality, STAGE_IN, launch)
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
@@ -141,9 +141,9 @@ class StfProcessing:
     def _submit(self, work: m.StfWork, attempt: int) -> None:
         """Stage the STF by the workflow's locality mode; the job starts when it is there."""
         site = self.ctx.config.site(work.site)
-        mode = self.ctx.config.ddm.locality.get("reco", "replicate")
-        stage_input(self.ctx.ddm, DID(naming.SCOPE, work.filename), site.disk_rse, mode,
-                    STAGE_IN, lambda path, error: self._launch(work, attempt, path, error))
+        stage_input(self.ctx.ddm, DID(naming.SCOPE, work.filename), site.disk_rse,
+                    self._locality, STAGE_IN,
+                    lambda path, error: self._launch(work, attempt, path, error))
 
     def _launch(self, work: m.StfWork, attempt: int, stf_path: str | None,
                 error: str | None) -> None:
