@@ -96,13 +96,8 @@ class MessageBus:
     ) -> None:
         messages: dict[str, tuple[Message, str]] = {}
         for body in bodies:
-            try:
-                message = decode(body)
-            except MalformedMessageError as error:
-                log.warning("dead-lettering malformed message on %s: %s", destination, error)
-                self.ledger.dead_letter(subscription, destination, body, str(error))
-                continue
-            if msg_types is None or message.msg_type in msg_types:
+            message = self._decode(destination, subscription, body)
+            if message is not None and (msg_types is None or message.msg_type in msg_types):
                 messages.setdefault(message.msg_id, (message, body))  # a duplicate counts once
         handled = self.ledger.handled_among(subscription, list(messages)) if messages else set()
         new = [(message, body) for msg_id, (message, body) in messages.items()
@@ -120,6 +115,15 @@ class MessageBus:
         self.ledger.mark_all_handled(
             subscription, [(message.msg_id, message.msg_type) for message, _body in new])
 
+    def _decode(self, destination: str, subscription: str, body: str) -> Message | None:
+        """The message, or None once a malformed body is dead-lettered (at once: no retry)."""
+        try:
+            return decode(body)
+        except MalformedMessageError as error:
+            log.warning("dead-lettering malformed message on %s: %s", destination, error)
+            self.ledger.dead_letter(subscription, destination, body, str(error))
+            return None
+
     def unsubscribe(self, destination: str, subscription: str) -> None:
         self.transport.unsubscribe(destination, subscription)
 
@@ -127,13 +131,8 @@ class MessageBus:
         self, destination: str, subscription: str, handler: MessageHandler, body: str,
         msg_types: set[str] | None = None, track: bool = True,
     ) -> None:
-        try:
-            message = decode(body)
-        except MalformedMessageError as error:
-            log.warning("dead-lettering malformed message on %s: %s", destination, error)
-            self.ledger.dead_letter(subscription, destination, body, str(error))
-            return
-        if msg_types is not None and message.msg_type not in msg_types:
+        message = self._decode(destination, subscription, body)
+        if message is None or (msg_types is not None and message.msg_type not in msg_types):
             return
         if track and self.ledger.already_handled(subscription, message.msg_id):
             return
