@@ -77,6 +77,7 @@ def _figures(rows) -> dict:
     latency = [(d - a).total_seconds() for a, _r, d, _p in rows]
     ingest = [(r - a).total_seconds() for a, r, _d, _p in rows]
     first = min(a for a, *_ in rows)
+    span_announced = (max(a for a, *_ in rows) - first).total_seconds()
     span_processed = (max(p for *_, p in rows) - first).total_seconds()
     span_registered = (max(r for _a, r, *_ in rows) - first).total_seconds()
     return {
@@ -85,6 +86,7 @@ def _figures(rows) -> dict:
         "register_p50": percentile(ingest, 50), "register_p99": percentile(ingest, 99),
         "processed_per_s": len(rows) / span_processed,
         "registered_per_s": len(rows) / span_registered,
+        "announced_per_s": len(rows) / span_announced if span_announced else float("inf"),
     }
 
 

@@ -13,7 +13,9 @@ from epic_wfms.ddm import DID
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf_file import write_stf
+from epic_wfms.store.database import Database
 from epic_wfms.store.integrity import open_issues
+from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import (
     DeadLetterRecord,
     GateEventRecord,
@@ -339,3 +341,20 @@ def test_agents_without_the_state_machine_stamp_the_current_state(installation, 
                         == ("run", "physics"))
     finally:
         archive_only.stop()
+
+
+def test_a_late_start_run_does_not_reopen_a_run_closed_by_beam_loss(database_url):
+    """Run control and the state topic are separate subscriptions: their order may swap."""
+    db = Database(database_url)
+    db.create_schema()
+    try:
+        started = datetime.now(UTC)
+        ensure_run(db, 214, status="announced")
+        ensure_run(db, 214, status="closed", end_time=started)
+        ensure_run(db, 214, status="open", start_time=started)  # delivered late
+        run = get_run(db, 214)
+        assert (run.status, run.start_time is not None) == ("closed", True)
+        ensure_run(db, 214, status="finished")
+        assert get_run(db, 214).status == "finished"
+    finally:
+        db.dispose()

@@ -19,7 +19,7 @@ from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE, lookup_rse, match_expression
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model.checksum import file_adler32
-from epic_wfms.store.database import Database, insert_ignoring_duplicates
+from epic_wfms.store.database import Database, insert_ignoring_duplicates, upsert
 from epic_wfms.store.schema import (
     AttachmentRecord,
     DidRecord,
@@ -165,13 +165,22 @@ class EmbeddedDDM:
         return str(self.rse(rse).path_for(did.scope, did.name))
 
     def local_path(self, did: DID, rse: str) -> str:
-        for replica in self.list_replicas(did):
-            if replica.rse == rse and replica.state == "A":
-                return replica.path
-        raise DataManagementError(
-            f"no available replica of {did} on {rse}", "the file was not transferred there",
-            f"add a rule for {did} to {rse} first",
-        )
+        return self.local_paths([did], rse)[did]
+
+    def local_paths(self, dids: list[DID], rse: str) -> dict[DID, str]:
+        with self.db.session() as session:
+            found = {(r.scope, r.name): r.path for r in session.scalars(select(ReplicaRecord).where(
+                ReplicaRecord.name.in_([d.name for d in dids]), ReplicaRecord.rse == rse,
+                ReplicaRecord.state == "A",
+            ))}
+        missing = [did for did in dids if (did.scope, did.name) not in found]
+        if missing:
+            raise DataManagementError(
+                f"no available replica of {missing[0]} on {rse}"
+                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""),
+                "the file was not transferred there", f"add a rule for {missing[0]} to {rse} first",
+            )
+        return {did: found[did.scope, did.name] for did in dids}
 
     def add_rule(
         self, did: DID, rse_expression: str, copies: int = 1, activity: str = "default"
@@ -201,12 +210,11 @@ class EmbeddedDDM:
             for did in dids}
         with self.db.session() as session:
             rules = []
+            upsert(session, ReplicaRecord, [{
+                "scope": did.scope, "name": did.name, "rse": copy.rse, "path": copy.path,
+                "state": copy.state, "verified_at": utcnow(),
+            } for did in dids for copy in made[did]], keys=["scope", "name", "rse"])
             for did in dids:
-                for copy in made[did]:
-                    session.merge(ReplicaRecord(
-                        scope=did.scope, name=did.name, rse=copy.rse, path=copy.path,
-                        state=copy.state, verified_at=utcnow(),
-                    ))
                 error = next((c.error for c in made[did] if c.error), None)
                 rules.append(RuleRecord(
                     scope=did.scope, name=did.name, rse_expression=rse_expression, copies=copies,

@@ -90,3 +90,7 @@ class DataManagement(Protocol):
     def local_path(self, did: DID, rse: str) -> str:
         """Path of an available replica on ``rse`` (embedded: a file path)."""
         ...
+
+    def local_paths(self, dids: list[DID], rse: str) -> dict[DID, str]:
+        """Bulk ``local_path``: one catalog read for a batch of staged inputs."""
+        ...

@@ -57,34 +57,45 @@ def stage_inputs(
     ddm: DataManagement, dids: list[DID], rse: str, mode: str, activity: str,
     ready: Callable[[DID, str | None, str | None], None],
 ) -> None:
-    """Bulk ``stage_input``: one rule call for the whole list; ``ready(did, path, error)``
-    is called for each DID as soon as its own rule is done."""
+    """Bulk ``stage_input``: one rule call for the whole list and one catalog read for the
+    rules already done; ``ready(did, path, error)`` is called for each DID as soon as its own
+    rule is done."""
     if mode == "remote":
         for did in dids:
             ready(did, remote_path(ddm, did, rse), None)
         return
     rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
+
+    def done(info: RuleInfo, did: DID) -> None:
+        if info.state == "OK":
+            ready(did, ddm.local_path(did, rse), None)
+        else:
+            ready(did, None, f"rule {info.id} to {rse} is {info.state}: {info.error}")
+
+    there = [did for did, rule in zip(dids, rules, strict=True) if rule.state == "OK"]
+    paths = ddm.local_paths(there, rse) if there else {}
     for did, rule in zip(dids, rules, strict=True):
-
-        def done(info: RuleInfo, did: DID = did) -> None:
-            if info.state == "OK":
-                ready(did, ddm.local_path(did, rse), None)
-            else:
-                ready(did, None, f"rule {info.id} to {rse} is {info.state}: {info.error}")
-
-        when_done(ddm, rule, done)
+        if did in paths:
+            ready(did, paths[did], None)
+        else:
+            when_done(ddm, rule, lambda info, did=did: done(info, did))
 
 
-def stage_input_now(ddm: DataManagement, did: DID, rse: str, mode: str, activity: str) -> str:
-    """Blocking variant for steps that gather several inputs (merging)."""
+def stage_inputs_now(
+    ddm: DataManagement, dids: list[DID], rse: str, mode: str, activity: str
+) -> list[str]:
+    """Blocking bulk variant for steps that gather several inputs (merging): their paths."""
     if mode == "remote":
-        return remote_path(ddm, did, rse)
-    rule = ddm.add_rule(did, rse, copies=1, activity=activity)
-    if rule.state == "REPLICATING" and hasattr(ddm, "wait_rule"):
-        rule = ddm.wait_rule(rule.id)
-    if rule.state != "OK":
-        raise DataManagementError(
-            f"cannot stage {did} to {rse}", f"rule {rule.id} is {rule.state}: {rule.error}",
-            "check the rule and the source replicas",
-        )
-    return ddm.local_path(did, rse)
+        return [remote_path(ddm, did, rse) for did in dids]
+    rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
+    wait = getattr(ddm, "wait_rule", None)
+    for rule in rules:
+        if rule.state == "REPLICATING" and wait is not None:
+            rule = wait(rule.id)
+        if rule.state != "OK":
+            raise DataManagementError(
+                f"cannot stage {rule.did} to {rse}", f"rule {rule.id} is {rule.state}: "
+                f"{rule.error}", "check the rule and the source replicas",
+            )
+    paths = ddm.local_paths(dids, rse)
+    return [paths[did] for did in dids]

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
-from epic_wfms.ddm.locality import stage_input_now
+from epic_wfms.ddm.locality import stage_inputs_now
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import report_issue
@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 
 MERGE_PAYLOAD = "epic_wfms.wfms.payloads.merge"
 IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
+MAX_BATCH = 64  # stf_processed news handled together when they arrive together
 
 
 class Merging:
@@ -43,12 +44,18 @@ class Merging:
         self._missing_reported: set[int] = set()
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe(dest.EVENTS, "merging", self.on_stf_processed,
-                               msg_types={"stf_processed"})
+        self.ctx.bus.subscribe_batch(dest.EVENTS, "merging", self.on_stfs_processed,
+                                     max_batch=MAX_BATCH, msg_types={"stf_processed"})
 
-    def on_stf_processed(self, message: m.Message) -> None:
-        body: m.StfNews = message.body
-        self.stf_processed(body.run_number, body.detail.get("site"))
+    def on_stfs_processed(self, messages: list[m.Message]) -> None:
+        """One look for mergeable STFs per run and site of the batch, not one per STF."""
+        news = {(msg.body.run_number, msg.body.detail.get("site")) for msg in messages
+                if msg.body.run_number is not None and msg.body.detail.get("site")}
+        with self._lock:
+            for run_number, site in sorted(news):
+                self._merge_pending(run_number, site, remainder=False)
+        for run_number in sorted({run for run, _site in news}):
+            self.try_finalize(run_number)
 
     def tick(self) -> None:
         """Periodic scan: merges nothing missed while this agent was down, finalizes runs."""
@@ -86,13 +93,6 @@ class Merging:
                 MergeRecord.status == "done").order_by(MergeRecord.id)))
 
     # -- partial merges ---------------------------------------------------------------------------
-    def stf_processed(self, run_number: int | None, site: str | None) -> None:
-        if run_number is None or site is None:
-            return
-        with self._lock:
-            self._merge_pending(run_number, site, remainder=False)
-        self.try_finalize(run_number)
-
     def _merge_pending(self, run_number: int, site: str, remainder: bool) -> None:
         with self.ctx.db.session() as session:
             ready = session.scalars(select(StfRecord).where(
@@ -123,11 +123,9 @@ class Merging:
         self, merge_id: int, site: str, inputs: list[str], output: str, kind: str, attempt: int
     ) -> None:
         rse = self.ctx.config.site(site).disk_rse
-        paths = []
-        for name in inputs:
-            did = DID(naming.SCOPE, name)
-            mode = self.ctx.config.ddm.locality.get("merge", "replicate")
-            paths.append(stage_input_now(self.ctx.ddm, did, rse, mode, "Merge Input"))
+        mode = self.ctx.config.ddm.locality.get("merge", "replicate")
+        paths = stage_inputs_now(self.ctx.ddm, [DID(naming.SCOPE, name) for name in inputs],
+                                 rse, mode, "Merge Input")
         output = naming.attempt_filename(output, attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
         with self.ctx.db.session() as session:

@@ -7,7 +7,7 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select, update
+from sqlalchemy import bindparam, func, select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -52,6 +52,9 @@ class StfProcessing:
         self.sites = sites or [site.name for site in ctx.config.sites]
         self._retry = ctx.config.processing.retry
         self._locality = ctx.config.ddm.locality.get("reco", "replicate")  # docs/rucio.md
+        self._pending: list[tuple[m.StfWork, JobResult]] = []
+        self._pending_lock = threading.Lock()
+        self._completing = threading.Lock()
         ctx.executor.add_start_listener(self.job_started)
 
     def recover(self) -> None:
@@ -169,24 +172,74 @@ class StfProcessing:
         if spec.kind != "reco":
             return
         with self.ctx.db.session() as session:
-            record = stf_by_filename(session, spec.stf_filename)
-            record.processing_status = "running"
-            if record.dispatched_at is None:
-                record.dispatched_at = started
+            session.execute(update(StfRecord).where(StfRecord.filename == spec.stf_filename)
+                            .values(processing_status="running", dispatched_at=func.coalesce(
+                                StfRecord.dispatched_at, started)))
 
     # -- completion -------------------------------------------------------------------------
     def _done(self, work: m.StfWork, result: JobResult) -> None:
-        self._publish_job(work, result)
-        if result.status is JobStatus.FINISHED:
-            self._register_output(work, result.spec)
-            self._set(work.filename, processing_status="processed", processed_at=utcnow(),
-                      reco_output=result.spec.output)
-            self.ctx.publish(dest.EVENTS, "stf_processed", m.StfNews(
-                filename=work.filename, run_number=work.run_number, sequence=work.sequence,
-                detail={"job_id": result.job_id, "site": work.site, "output": result.spec.output},
-            ), work.run_number)
+        """Executor callback. Ends that arrive together are recorded together: whichever
+        worker thread gets ``_completing`` drains what the others left (see ADR 0004)."""
+        with self._pending_lock:
+            self._pending.append((work, result))
+        while self._completing.acquire(blocking=False):
+            try:
+                with self._pending_lock:
+                    batch, self._pending = self._pending, []
+                if batch:
+                    self._complete(batch)
+            except Exception:  # logged, and the loop goes on: others' ends wait in _pending
+                log.exception("recording the end of %d job(s) failed", len(batch))
+            finally:
+                self._completing.release()
+            with self._pending_lock:
+                if not self._pending:
+                    return
+
+    def _complete(self, batch: list[tuple[m.StfWork, JobResult]]) -> None:
+        finished = [(w, r) for w, r in batch if r.status is JobStatus.FINISHED]
+        try:
+            self._record_processed(finished)
+        except Exception:  # one bad output must not hold back the others: one by one
+            log.exception("recording %d processed STFs together failed; one by one",
+                          len(finished))
+            finished = [item for item in finished if self._record_one(*item)]
+        for work, result in batch:
+            if result.status is not JobStatus.FINISHED:
+                self._retry_or_fail(work, result.spec.attempt_nr, result.error)
+        news = [self.ctx.message("job_state", self._job_news(w, r), w.run_number)
+                for w, r in batch]
+        news += [self.ctx.message("stf_processed", m.StfNews(
+            filename=w.filename, run_number=w.run_number, sequence=w.sequence,
+            detail={"job_id": r.job_id, "site": w.site, "output": r.spec.output},
+        ), w.run_number) for w, r in finished]
+        self.ctx.bus.publish_many([(dest.EVENTS, message) for message in news])
+
+    def _record_one(self, work: m.StfWork, result: JobResult) -> bool:
+        try:
+            self._record_processed([(work, result)])
+            return True
+        except Exception as error:
+            log.exception("recording %s as processed failed", work.filename)
+            self._retry_or_fail(work, result.spec.attempt_nr,
+                                f"its output could not be registered: {error}")
+            return False
+
+    def _record_processed(self, finished: list[tuple[m.StfWork, JobResult]]) -> None:
+        """Register the outputs in one DDM call and mark their STFs processed in one update."""
+        if not finished:
             return
-        self._retry_or_fail(work, result.spec.attempt_nr, result.error)
+        files = [self._output_file(work, result.spec) for work, result in finished]
+        self.ctx.ddm.register_and_attach(files, {})
+        if self.ctx.config.ddm.outputs_to:  # written locally, moved by rule asynchronously
+            self.ctx.ddm.add_rules([f.did for f in files], self.ctx.config.ddm.outputs_to,
+                                   activity="Output Export")
+        now = utcnow()
+        with self.ctx.db.session() as session:
+            stfs = StfRecord.__table__  # Core executemany: one statement, many rows
+            session.execute(update(stfs).where(stfs.c.filename == bindparam("stf")).values(
+                processing_status="processed", processed_at=now, reco_output=bindparam("output"),
+            ), [{"stf": w.filename, "output": r.spec.output} for w, r in finished])
 
     def _retry_or_fail(self, work: m.StfWork, attempt: int, error: str | None) -> None:
         """STF-level retry policy: bounded attempts with exponential backoff."""
@@ -202,23 +255,20 @@ class StfProcessing:
             run_number=work.run_number, filename=work.filename,
         )
 
-    def _register_output(self, work: m.StfWork, spec: JobSpec) -> None:
+    def _output_file(self, work: m.StfWork, spec: JobSpec) -> FileSpec:
         disk_rse = self.ctx.config.site(work.site).disk_rse
         did = DID(naming.SCOPE, spec.output)
         path = self.ctx.ddm.pfn(did, disk_rse)
-        self.ctx.ddm.register_file(FileSpec(
-            did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
-            {"run_number": work.run_number, "parent": work.filename, "kind": "reco"},
-        ))
-        if self.ctx.config.ddm.outputs_to:  # written locally, moved by rule asynchronously
-            self.ctx.ddm.add_rule(did, self.ctx.config.ddm.outputs_to, activity="Output Export")
+        return FileSpec(did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
+                        {"run_number": work.run_number, "parent": work.filename, "kind": "reco"})
 
-    def _publish_job(self, work: m.StfWork, result: JobResult) -> None:
-        self.ctx.publish(dest.EVENTS, "job_state", m.JobState(
+    @staticmethod
+    def _job_news(work: m.StfWork, result: JobResult) -> m.JobState:
+        return m.JobState(
             job_id=result.job_id, kind=result.spec.kind, site=result.spec.site,
             status=result.status.value, attempt=result.spec.attempt_nr,
             filename=work.filename, error=result.error,
-        ), work.run_number)
+        )
 
     # -- gating by state: suspend in standby, catch up on resume --------------------------------
     def on_state_changed(self, message: m.Message) -> None:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
-
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.store.database import insert_ignoring_duplicates
 from epic_wfms.store.schema import TfSampleRecord
 from epic_wfms.streaming.context import StreamingContext
+
+MAX_BATCH = 64  # several samples per STF: recorded together when they arrive together
 
 
 class TfSampleBook:
@@ -15,19 +16,20 @@ class TfSampleBook:
         self.ctx = ctx
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe(dest.TF_SAMPLES, "tf-sample-book", self.on_tf_sample)
+        self.ctx.bus.subscribe_batch(dest.TF_SAMPLES, "tf-sample-book", self.on_tf_samples,
+                                     max_batch=MAX_BATCH)
 
-    def on_tf_sample(self, message: m.Message) -> None:
-        body: m.TfSampleAvailable = message.body
-        sample = body.sample
+    def on_tf_samples(self, messages: list[m.Message]) -> None:
+        """One insert for the batch; a sample already recorded (redelivery) is left as is."""
+        rows = []
+        for message in messages:
+            body: m.TfSampleAvailable = message.body
+            sample = body.sample
+            rows.append({
+                "filename": sample.filename, "stf_filename": sample.stf_filename,
+                "run_number": sample.run_number, "sample_index": sample.index,
+                "first_tf": sample.first_tf, "tf_count": sample.tf_count,
+                "size_bytes": sample.size_bytes, "adler32": sample.adler32, "path": body.path,
+            })
         with self.ctx.db.session() as session:
-            if session.scalar(
-                select(TfSampleRecord.id).where(TfSampleRecord.filename == sample.filename)
-            ):
-                return
-            session.add(TfSampleRecord(
-                filename=sample.filename, stf_filename=sample.stf_filename,
-                run_number=sample.run_number, sample_index=sample.index,
-                first_tf=sample.first_tf, tf_count=sample.tf_count,
-                size_bytes=sample.size_bytes, adler32=sample.adler32, path=body.path,
-            ))
+            session.execute(insert_ignoring_duplicates(session, TfSampleRecord), rows)

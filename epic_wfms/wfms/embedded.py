@@ -15,6 +15,8 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
+from sqlalchemy import insert, update
+
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
@@ -67,17 +69,14 @@ class LocalWorkerPool:
     def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
         if spec.site not in self._pools:
             raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._pools)}")
-        with self.db.session() as session:
-            job = JobRecord(
-                kind=spec.kind, site=spec.site, status=JobStatus.DEFINED,
-                attempt_nr=spec.attempt_nr,
-                max_attempts=spec.max_attempts, run_number=spec.run_number,
-                stf_filename=spec.stf_filename, output=spec.output, command=" ".join(spec.command),
-            )
-            session.add(job)
-            session.flush()
-            job_id = job.id
-            job.status, job.activated_at = JobStatus.ACTIVATED, utcnow()
+        now = utcnow()
+        with self.db.session() as session:  # defined and activated at once: one INSERT
+            job_id = session.scalar(insert(JobRecord).values(
+                kind=spec.kind, site=spec.site, status=JobStatus.ACTIVATED,
+                attempt_nr=spec.attempt_nr, max_attempts=spec.max_attempts,
+                run_number=spec.run_number, stf_filename=spec.stf_filename, output=spec.output,
+                command=" ".join(spec.command), created_at=now, activated_at=now,
+            ).returning(JobRecord.id))
         with self._lock:
             self._backlog[spec.site] += 1
         self._pools[spec.site].submit(self._run, job_id, spec, on_done)
@@ -87,16 +86,12 @@ class LocalWorkerPool:
         self._online[spec.site].wait()
         started = utcnow()
         exit_code, error = None, None
-        if self._killed(job_id) is None:
-            self._set(job_id, status=JobStatus.RUNNING, started_at=started)
+        if self._start(job_id, started):
             for listener in self._start_listeners:
                 listener(job_id, spec, started)
             exit_code, error = self._execute(spec)
-        killed = self._killed(job_id)  # an operator's kill (monitor) wins over the payload
-        error = killed or error
-        status = JobStatus.FINISHED if exit_code == 0 and not killed else JobStatus.FAILED
         ended = utcnow()
-        self._finish(job_id, spec, status, ended, exit_code, error)
+        status, error = self._finish(job_id, spec, exit_code, error, ended)
         with self._lock:
             self._backlog[spec.site] -= 1
         try:
@@ -152,32 +147,32 @@ class LocalWorkerPool:
             return reply["exit_code"], reply["output"][-_TAIL:].strip()
         return 0, None
 
-    def _killed(self, job_id: int) -> str | None:
-        """The kill reason if an operator cancelled the job (monitor write API)."""
+    def _start(self, job_id: int, started: datetime) -> bool:
+        """activated -> running, unless an operator cancelled the job meanwhile (monitor)."""
         with self.db.session() as session:
-            job = session.get(JobRecord, job_id)
-            return job.error or "killed" if job.status == "cancelled" else None
-
-    def _set(self, job_id: int, **fields: object) -> None:
-        with self.db.session() as session:
-            job = session.get(JobRecord, job_id)
-            for key, value in fields.items():
-                setattr(job, key, value)
+            return session.scalar(update(JobRecord).where(
+                JobRecord.id == job_id, JobRecord.status != JobStatus.CANCELLED,
+            ).values(status=JobStatus.RUNNING, started_at=started).returning(JobRecord.id)
+            ) is not None
 
     def _finish(
-        self, job_id: int, spec: JobSpec, status: JobStatus, ended: datetime,
-        exit_code: int | None, error: str | None,
-    ) -> None:
+        self, job_id: int, spec: JobSpec, exit_code: int | None, error: str | None,
+        ended: datetime,
+    ) -> tuple[JobStatus, str | None]:
+        """Record the end; an operator's kill wins over the payload and keeps its reason."""
         with self.db.session() as session:
             job = session.get(JobRecord, job_id)
-            if job.status != "cancelled":  # a killed job keeps its state and reason
-                job.status, job.ended_at, job.error = status, ended, error
-            job.exit_code = exit_code
+            if job.status == JobStatus.CANCELLED:
+                job.exit_code = exit_code
+                return JobStatus.FAILED, job.error or "killed"
+            status = JobStatus.FINISHED if exit_code == 0 else JobStatus.FAILED
+            job.status, job.ended_at, job.error, job.exit_code = status, ended, error, exit_code
             if status is JobStatus.FINISHED:
                 session.add_all(
                     ProvenanceRecord(job_id=job_id, input_name=name, output_name=spec.output)
                     for name in spec.inputs
                 )
+            return status, error
 
     def shutdown(self) -> None:
         for event in self._online.values():

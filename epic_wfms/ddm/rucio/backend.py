@@ -313,6 +313,10 @@ class RucioDDM:
             "the file was not transferred there", f"add a rule for {did} to {rse} first",
         )
 
+    def local_paths(self, dids: list[DID], rse: str) -> dict[DID, str]:
+        """Paths this process verified are cached; others cost one lookup each."""
+        return {did: self.local_path(did, rse) for did in dids}
+
     # -- rules ----------------------------------------------------------------------------
     def add_rules(
         self, dids: list[DID], rse_expression: str, copies: int = 1, activity: str = "default"
