@@ -116,25 +116,40 @@ def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict
     return {**_figures(rows), "cpu_ms_per_stf": cpu}
 
 
-def _agent_cpu(agents: AgentSet) -> dict[str, float]:
-    """CPU seconds used so far by each agent's process tree (its pilots included), from /proc."""
+SERVERS = {"postgres": "PostgreSQL", "beam.smp": "RabbitMQ"}  # process names on this machine
+
+
+def _processes() -> dict[int, tuple[str, int, float]]:
+    """pid -> (command name, parent pid, CPU seconds used so far), from /proc."""
     tick = os.sysconf("SC_CLK_TCK")
-    parent, used = {}, {}
+    found = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            head, tail = (entry / "stat").read_text().rsplit(")", 1)
+        except (OSError, ValueError):
             continue  # not a process, or gone meanwhile
-        parent[int(entry.name)] = int(fields[1])
-        used[int(entry.name)] = sum(int(f) for f in fields[11:15]) / tick
+        fields = tail.split()
+        found[int(entry.name)] = (head.split("(", 1)[1], int(fields[1]),
+                                  sum(int(f) for f in fields[11:15]) / tick)
+    return found
+
+
+def _agent_cpu(agents: AgentSet) -> dict[str, float]:
+    """CPU seconds used so far by each agent's process tree (its pilots included), and by the
+    broker's and the database's processes (machine-wide: other users of them count too)."""
+    procs = _processes()
 
     def tree(pid: int) -> float:
-        return used.get(pid, 0.0) + sum(tree(c) for c, p in parent.items() if p == pid)
+        return procs.get(pid, ("", 0, 0.0))[2] + sum(
+            tree(c) for c, (_n, p, _u) in procs.items() if p == pid)
 
-    return {role: tree(process.pid) for role, process in agents.processes.items()
-            if process.poll() is None}
+    cpu = {role: tree(process.pid) for role, process in agents.processes.items()
+           if process.poll() is None}
+    for name, label in SERVERS.items():
+        cpu[label] = sum(used for command, _p, used in procs.values() if command == name)
+    return cpu
 
 
 def run_baseline(root: Path, n: int, size: int) -> dict:
@@ -202,8 +217,12 @@ def main() -> None:
               f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
     for name in (n for n in results if n.startswith("services")):
         cpu = results[name]["cpu_ms_per_stf"]
+        agents = {role: ms for role, ms in cpu.items() if role not in SERVERS.values()}
+        servers = {role: ms for role, ms in cpu.items() if role in SERVERS.values()}
         print(f"{name}: CPU ms per STF by agent (process tree, start-up excluded): "
-              + ", ".join(f"{role} {ms:.1f}" for role, ms in cpu.items())
+              + ", ".join(f"{role} {ms:.1f}" for role, ms in agents.items())
+              + f"; agents {sum(agents.values()):.1f} ms; servers "
+              + ", ".join(f"{role} {ms:.1f}" for role, ms in servers.items())
               + f"; total {sum(cpu.values()):.1f} ms = at most "
               f"{os.cpu_count() * 1e3 / sum(cpu.values()):.0f} STF/s on {os.cpu_count()} cores")
     base = results["baseline (serial)"]["processed_per_s"]

@@ -39,7 +39,7 @@ def test_job_states_output_and_provenance(db, tmp_path, runner):
                     '"hits_per_detector": {"ecal": 2}}')
     pool = LocalWorkerPool(db, {"E1_BNL": 1}, runner=runner)
     started = []
-    pool.add_start_listener(lambda job_id, spec, at: started.append(job_id))
+    pool.add_start_listener(lambda jobs, at: started.extend(job_id for job_id, _ in jobs))
     try:
         result = run_job(pool, merge_spec(tmp_path, good))
         assert result.status is JobStatus.FINISHED and started == [result.job_id]

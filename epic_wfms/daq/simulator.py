@@ -56,11 +56,13 @@ class DaqSimulator:
         buffer_dir.mkdir(parents=True, exist_ok=True)
 
     # -- run control --------------------------------------------------------------------------
-    def _send(self, destination: str, msg_type: str, body: m._Payload, run: int | None) -> None:
-        message = self.factory.make(
+    def _message(self, msg_type: str, body: m._Payload, run: int | None) -> m.Message:
+        return self.factory.make(
             msg_type, body, run_number=run, state=self.state, substate=self.substate
         )
-        self.bus.publish(destination, message)
+
+    def _send(self, destination: str, msg_type: str, body: m._Payload, run: int | None) -> None:
+        self.bus.publish(destination, self._message(msg_type, body, run))
 
     def event(self, trigger: str, state: str, substate: str, reason: str = "") -> None:
         """A detector event (beam_on, detector_ready, good_for_physics_dropped, ...)."""
@@ -125,13 +127,14 @@ class DaqSimulator:
         self.produced.append(name)
         if sequence in s.skip_sequences:
             return stf
-        self._send(dest.STF_INGEST, "stf_available", m.StfAvailable(
-            stf=stf, rse=self.rse, path=str(path)), run)
+        outgoing = [(dest.STF_INGEST, self._message("stf_available", m.StfAvailable(
+            stf=stf, rse=self.rse, path=str(path)), run))]
         if s.tf_sample_size:
-            self._write_sample(stf, path)
+            outgoing.append(self._write_sample(stf, path))
+        self.bus.publish_many(outgoing)  # the STF and its sample in one round trip
         return stf
 
-    def _write_sample(self, stf: SuperTimeFrame, stf_path: Path) -> None:
+    def _write_sample(self, stf: SuperTimeFrame, stf_path: Path) -> tuple[str, m.Message]:
         name = naming.tf_sample_filename(stf.filename, 0)
         path = self.buffer_dir / name
         count = min(self.settings.tf_sample_size, stf.tf_count)
@@ -141,7 +144,7 @@ class DaqSimulator:
             first_tf=0, tf_count=count, size_bytes=path.stat().st_size,
             adler32=file_adler32(path),
         )
-        self._send(dest.TF_SAMPLES, "tf_sample_available", m.TfSampleAvailable(
+        return dest.TF_SAMPLES, self._message("tf_sample_available", m.TfSampleAvailable(
             sample=sample, rse=self.rse, path=str(path)), stf.run_number)
 
     def restore(self, state: str, substate: str, flavour: str) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
+from epic_wfms.wfms.interface import JobCallback
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +57,7 @@ class StfProcessing:
         self._pending: list[tuple[m.StfWork, JobResult]] = []
         self._pending_lock = threading.Lock()
         self._completing = threading.Lock()
-        ctx.executor.add_start_listener(self.job_started)
+        ctx.executor.add_start_listener(self.jobs_started)
 
     def recover(self) -> None:
         """After a crash: jobs of our sites left activated/running were lost with their agent
@@ -106,14 +108,12 @@ class StfProcessing:
         try:
             for site in {w.site for w in work}:
                 at_site = {DID(naming.SCOPE, w.filename): w for w in work if w.site == site}
-
-                def launch(did: DID, path: str | None, error: str | None,
-                           at_site: dict[DID, m.StfWork] = at_site) -> None:
-                    submitted.add(did.name)  # from here on the STF's own retry policy rules
-                    self._launch(at_site[did], 1, path, error)
-
+                batch = _StagedBatch(self._launch)
                 stage_inputs(self.ctx.ddm, list(at_site), self.ctx.config.site(site).disk_rse,
-                             self._locality, STAGE_IN, launch)
+                             self._locality, STAGE_IN,
+                             lambda did, path, error, at=at_site, b=batch: b(at[did], path, error))
+                self._launch_many(batch.close())  # inputs already there: one submission
+                submitted.update(at_site[did].filename for did in batch.seen)
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
@@ -153,6 +153,21 @@ class StfProcessing:
         if stf_path is None:
             self._retry_or_fail(work, attempt, f"stage-in failed: {error}")
             return
+        self.ctx.executor.submit(*self._job(work, attempt, stf_path))
+
+    def _launch_many(self, staged: list[tuple[m.StfWork, str | None, str | None]]) -> None:
+        """First attempts of a claimed batch: failed stage-ins go to the retry policy, the
+        rest become jobs in one submission."""
+        jobs = []
+        for work, path, error in staged:
+            if path is None:
+                self._retry_or_fail(work, 1, f"stage-in failed: {error}")
+            else:
+                jobs.append(self._job(work, 1, path))
+        if jobs:
+            self.ctx.executor.submit_many(jobs)
+
+    def _job(self, work: m.StfWork, attempt: int, stf_path: str) -> tuple[JobSpec, JobCallback]:
         site = self.ctx.config.site(work.site)
         output = naming.attempt_filename(naming.reco_output_filename(work.filename), attempt)
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), site.disk_rse)
@@ -165,16 +180,19 @@ class StfProcessing:
             attempt_nr=attempt,
             max_attempts=self._retry.max_attempts,
         )
-        self.ctx.executor.submit(spec, lambda result: self._done(work, result))
+        return spec, lambda result: self._done(work, result)
 
-    def job_started(self, job_id: int, spec: JobSpec, started: datetime) -> None:
+    def jobs_started(self, jobs: list[tuple[int, JobSpec]], started: datetime) -> None:
         """Executor hook: the first start of an STF's job is its dispatch time."""
-        if spec.kind != "reco":
+        names = [{"stf": spec.stf_filename} for _job_id, spec in jobs if spec.kind == "reco"]
+        if not names:
             return
+        stfs = StfRecord.__table__
         with self.ctx.db.session() as session:
-            session.execute(update(StfRecord).where(StfRecord.filename == spec.stf_filename)
-                            .values(processing_status="running", dispatched_at=func.coalesce(
-                                StfRecord.dispatched_at, started)))
+            session.execute(update(stfs).where(stfs.c.filename == bindparam("stf")).values(
+                processing_status="running",
+                dispatched_at=func.coalesce(stfs.c.dispatched_at, started),
+            ), names)
 
     # -- completion -------------------------------------------------------------------------
     def _done(self, work: m.StfWork, result: JobResult) -> None:
@@ -291,3 +309,24 @@ class StfProcessing:
             record = stf_by_filename(session, filename)
             for key, value in fields.items():
                 setattr(record, key, value)
+
+
+class _StagedBatch:
+    """Collects the STFs whose input was staged at once, to launch them together; an STF
+    staged later (an asynchronous rule finishing) is launched on its own."""
+
+    def __init__(self, launch_one: Callable[[m.StfWork, int, str | None, str | None], None]):
+        self._launch_one = launch_one
+        self._ready: list[tuple[m.StfWork, str | None, str | None]] | None = []
+        self.seen: list[DID] = []
+
+    def __call__(self, work: m.StfWork, path: str | None, error: str | None) -> None:
+        if self._ready is None:
+            self._launch_one(work, 1, path, error)
+        else:
+            self._ready.append((work, path, error))
+            self.seen.append(DID(naming.SCOPE, work.filename))
+
+    def close(self) -> list[tuple[m.StfWork, str | None, str | None]]:
+        ready, self._ready = self._ready or [], None
+        return ready

@@ -2,31 +2,41 @@
 
 ``runner="standing"`` (default): each slot keeps a pilot process (wfms/pilot.py) that runs one
 payload after another; ``runner="subprocess"``: a fresh ``python -m payload`` per job.
+
+A slot takes the jobs waiting at its site together, up to ``jobs_per_pull`` (as a Harvester
+worker of ``mapType`` ManyToOne or a multi-job pilot does): they start in one update, go to
+the pilot back to back, and end in one transaction. One job per STF stays the bookkeeping
+unit; a quiet site pulls one job at a time.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import queue
 import select
 import subprocess
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import NamedTuple
 
 from sqlalchemy import insert, update
+from sqlalchemy import select as sql_select
 
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
 
 _TAIL = 2000
+JOBS_PER_PULL = 8  # jobs a slot takes together when its site has a backlog
 log = logging.getLogger(__name__)
 
 
 class LocalWorkerPool:
-    """One thread pool per site (its slots); job rows kept in the store like PanDA's jobs table."""
+    """Per-site worker slots (threads, each with its pilot); job rows kept in the store like
+    PanDA's jobs table."""
 
     def __init__(
         self,
@@ -34,30 +44,36 @@ class LocalWorkerPool:
         slots: dict[str, int],
         timeout_s: float = 600.0,
         runner: str = "standing",
+        jobs_per_pull: int = JOBS_PER_PULL,
     ) -> None:
         if runner not in ("standing", "subprocess"):
             raise ValueError(f"runner {runner!r}: use 'standing' (pilots) or 'subprocess'")
         self.db = db
         self.runner = runner
+        self.timeout_s = timeout_s
+        self.jobs_per_pull = max(1, jobs_per_pull)
         self._local = threading.local()
         self._pilots: list[subprocess.Popen] = []
-        self._pools = {
-            site: ThreadPoolExecutor(max_workers=n, thread_name_prefix=f"worker:{site}")
-            for site, n in slots.items()
-        }
+        self._queues: dict[str, queue.SimpleQueue[_Queued | None]] = {
+            site: queue.SimpleQueue() for site in slots}
         self._online = {site: threading.Event() for site in slots}
         for event in self._online.values():
             event.set()
         self._backlog = dict.fromkeys(slots, 0)
         self._lock = threading.Lock()
+        self._closed = False
         self._start_listeners: list[StartCallback] = []
-        self.timeout_s = timeout_s
+        self._slots = [threading.Thread(target=self._slot, args=(site,), daemon=True,
+                                        name=f"worker:{site}:{i}")
+                       for site, n in slots.items() for i in range(n)]
+        for thread in self._slots:
+            thread.start()
 
     def add_start_listener(self, listener: StartCallback) -> None:
         self._start_listeners.append(listener)
 
     def sites(self) -> list[str]:
-        return list(self._pools)
+        return list(self._queues)
 
     def backlog(self, site: str) -> int:
         with self._lock:
@@ -67,41 +83,111 @@ class LocalWorkerPool:
         (self._online[site].set if online else self._online[site].clear)()
 
     def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
-        if spec.site not in self._pools:
-            raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._pools)}")
-        now = utcnow()
-        with self.db.session() as session:  # defined and activated at once: one INSERT
-            job_id = session.scalar(insert(JobRecord).values(
-                kind=spec.kind, site=spec.site, status=JobStatus.ACTIVATED,
-                attempt_nr=spec.attempt_nr, max_attempts=spec.max_attempts,
-                run_number=spec.run_number, stf_filename=spec.stf_filename, output=spec.output,
-                command=" ".join(spec.command), created_at=now, activated_at=now,
-            ).returning(JobRecord.id))
-        with self._lock:
-            self._backlog[spec.site] += 1
-        self._pools[spec.site].submit(self._run, job_id, spec, on_done)
-        return job_id
+        return self.submit_many([(spec, on_done)])[0]
 
-    def _run(self, job_id: int, spec: JobSpec, on_done: JobCallback) -> None:
-        self._online[spec.site].wait()
-        started = utcnow()
-        exit_code, error = None, None
-        if self._start(job_id, started):
-            for listener in self._start_listeners:
-                listener(job_id, spec, started)
-            exit_code, error = self._execute(spec)
-        ended = utcnow()
-        status, error = self._finish(job_id, spec, exit_code, error, ended)
+    def submit_many(self, jobs: list[tuple[JobSpec, JobCallback]]) -> list[int]:
+        """Define and activate the jobs with one INSERT; their ids in the same order."""
+        for spec, _ in jobs:
+            if spec.site not in self._queues:
+                raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._queues)}")
+        if self._closed:
+            raise RuntimeError("the worker pool is shut down: no new jobs")
+        now = utcnow()
+        rows = [{
+            "kind": spec.kind, "site": spec.site, "status": JobStatus.ACTIVATED,
+            "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
+            "run_number": spec.run_number, "stf_filename": spec.stf_filename,
+            "output": spec.output, "command": " ".join(spec.command), "created_at": now,
+            "activated_at": now,
+        } for spec, _ in jobs]
+        with self.db.session() as session:
+            ids = list(session.scalars(
+                insert(JobRecord).returning(JobRecord.id, sort_by_parameter_order=True), rows))
         with self._lock:
-            self._backlog[spec.site] -= 1
-        try:
-            on_done(JobResult(job_id, spec, status, started, ended, exit_code, error))
-        except Exception:  # a bookkeeping failure must be visible, not vanish in a future
-            log.exception("handling the end of job %d (%s) failed", job_id, spec.kind)
+            for spec, _ in jobs:
+                self._backlog[spec.site] += 1
+        for job_id, (spec, on_done) in zip(ids, jobs, strict=True):
+            self._queues[spec.site].put(_Queued(job_id, spec, on_done))
+        return ids
+
+    # -- a slot ------------------------------------------------------------------------------
+    def _slot(self, site: str) -> None:
+        waiting = self._queues[site]
+        while (first := waiting.get()) is not None:
+            self._online[site].wait()
+            pulled = [first]
+            while len(pulled) < self.jobs_per_pull:
+                try:
+                    more = waiting.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:  # shutting down: leave the stop sign for the next pull
+                    waiting.put(None)
+                    break
+                pulled.append(more)
+            try:
+                self._run_pulled(site, pulled)
+            except Exception:  # a slot must survive a bookkeeping error to run later jobs
+                log.exception("running %d job(s) at %s failed", len(pulled), site)
+
+    def _run_pulled(self, site: str, pulled: list[_Queued]) -> None:
+        started = utcnow()
+        running = self._start([job.job_id for job in pulled], started)
+        begun = [job for job in pulled if job.job_id in running]
+        if begun:
+            for listener in self._start_listeners:
+                listener([(job.job_id, job.spec) for job in begun], started)
+        outcomes = dict(zip([job.job_id for job in begun],
+                            self._execute_all([job.spec for job in begun]), strict=True))
+        results = self._finish(pulled, outcomes, started)
+        with self._lock:
+            self._backlog[site] -= len(pulled)
+        for job, result in zip(pulled, results, strict=True):
+            try:
+                job.on_done(result)
+            except Exception:  # a bookkeeping failure must be visible, not vanish
+                log.exception("handling the end of job %d (%s) failed", job.job_id, job.spec.kind)
+
+    def _start(self, job_ids: list[int], started: datetime) -> set[int]:
+        """activated -> running, except jobs an operator cancelled meanwhile (monitor)."""
+        with self.db.session() as session:
+            return set(session.scalars(update(JobRecord).where(
+                JobRecord.id.in_(job_ids), JobRecord.status != JobStatus.CANCELLED,
+            ).values(status=JobStatus.RUNNING, started_at=started).returning(JobRecord.id)))
+
+    def _finish(self, pulled: list[_Queued], outcomes: dict[int, _Outcome],
+                started: datetime) -> list[JobResult]:
+        """Record every end in one transaction; an operator's kill wins over the payload and
+        keeps its reason."""
+        results = []
+        with self.db.session() as session:
+            jobs = {job.id: job for job in session.scalars(sql_select(JobRecord).where(
+                JobRecord.id.in_([q.job_id for q in pulled])))}
+            for queued in pulled:
+                job, spec = jobs[queued.job_id], queued.spec
+                code, error, ended = outcomes.get(queued.job_id, (None, None, utcnow()))
+                job.exit_code = code
+                if job.status == JobStatus.CANCELLED:
+                    status, error = JobStatus.FAILED, job.error or "killed"
+                else:
+                    status = JobStatus.FINISHED if code == 0 else JobStatus.FAILED
+                    job.status, job.ended_at, job.error = status, ended, error
+                    if status is JobStatus.FINISHED:
+                        session.add_all(ProvenanceRecord(
+                            job_id=job.id, input_name=name, output_name=spec.output)
+                            for name in spec.inputs)
+                results.append(JobResult(queued.job_id, spec, status, started, ended, code,
+                                         error))
+        return results
+
+    # -- payloads ----------------------------------------------------------------------------
+    def _execute_all(self, specs: list[JobSpec]) -> list[_Outcome]:
+        if self.runner == "standing":
+            return self._execute_in_pilot(specs)
+        return [(*self._execute(spec), utcnow()) for spec in specs]
 
     def _execute(self, spec: JobSpec) -> tuple[int | None, str | None]:
-        if self.runner == "standing":
-            return self._execute_in_pilot(spec)
+        """A fresh ``python -m payload`` (the subprocess runner)."""
         try:
             proc = subprocess.run(
                 spec.command, capture_output=True, text=True, timeout=self.timeout_s, check=False
@@ -114,71 +200,51 @@ class LocalWorkerPool:
             return proc.returncode, (proc.stderr or proc.stdout)[-_TAIL:].strip()
         return 0, None
 
-    def _pilot(self) -> subprocess.Popen:
+    def _pilot(self) -> _Pilot:
         """This worker slot's standing payload process, started on first use or after a crash."""
         pilot = getattr(self._local, "pilot", None)
-        if pilot is None or pilot.poll() is not None:
-            pilot = subprocess.Popen(
+        if pilot is None or pilot.process.poll() is not None:
+            pilot = _Pilot(subprocess.Popen(
                 [sys.executable, "-m", "epic_wfms.wfms.pilot"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, text=True, bufsize=1,
-            )
+                stdout=subprocess.PIPE, bufsize=0,
+            ))
             self._local.pilot = pilot
             with self._lock:
-                self._pilots.append(pilot)
+                self._pilots.append(pilot.process)
         return pilot
 
-    def _execute_in_pilot(self, spec: JobSpec) -> tuple[int | None, str | None]:
+    def _execute_in_pilot(self, specs: list[JobSpec]) -> list[_Outcome]:
+        """All requests written back to back, replies read in order. A payload that kills
+        or hangs its pilot fails alone: the jobs after it run in a fresh pilot."""
+        if not specs:
+            return []
         pilot = self._pilot()
         try:
-            pilot.stdin.write(json.dumps({"payload": spec.payload, "args": spec.args}) + "\n")
-            pilot.stdin.flush()
+            pilot.process.stdin.write(b"".join(json.dumps(
+                {"payload": spec.payload, "args": spec.args}).encode() + b"\n" for spec in specs))
         except OSError as error:
-            return None, f"pilot {pilot.pid} unavailable: {error}"
-        ready, _, _ = select.select([pilot.stdout], [], [], self.timeout_s)
-        if not ready:
-            pilot.kill()
-            return None, f"payload exceeded {self.timeout_s:.0f}s; pilot {pilot.pid} killed"
-        line = pilot.stdout.readline()
-        if not line:
-            code = pilot.wait()
-            return None, f"pilot {pilot.pid} died running the payload (exit code {code})"
-        reply = json.loads(line)
-        if reply["exit_code"] != 0:
-            return reply["exit_code"], reply["output"][-_TAIL:].strip()
-        return 0, None
-
-    def _start(self, job_id: int, started: datetime) -> bool:
-        """activated -> running, unless an operator cancelled the job meanwhile (monitor)."""
-        with self.db.session() as session:
-            return session.scalar(update(JobRecord).where(
-                JobRecord.id == job_id, JobRecord.status != JobStatus.CANCELLED,
-            ).values(status=JobStatus.RUNNING, started_at=started).returning(JobRecord.id)
-            ) is not None
-
-    def _finish(
-        self, job_id: int, spec: JobSpec, exit_code: int | None, error: str | None,
-        ended: datetime,
-    ) -> tuple[JobStatus, str | None]:
-        """Record the end; an operator's kill wins over the payload and keeps its reason."""
-        with self.db.session() as session:
-            job = session.get(JobRecord, job_id)
-            if job.status == JobStatus.CANCELLED:
-                job.exit_code = exit_code
-                return JobStatus.FAILED, job.error or "killed"
-            status = JobStatus.FINISHED if exit_code == 0 else JobStatus.FAILED
-            job.status, job.ended_at, job.error, job.exit_code = status, ended, error, exit_code
-            if status is JobStatus.FINISHED:
-                session.add_all(
-                    ProvenanceRecord(job_id=job_id, input_name=name, output_name=spec.output)
-                    for name in spec.inputs
-                )
-            return status, error
+            return [(None, f"pilot {pilot.process.pid} unavailable: {error}", utcnow())
+                    for _ in specs]
+        outcomes: list[_Outcome] = []
+        for _spec in specs:
+            reply, error = pilot.reply(self.timeout_s)
+            if reply is None:
+                outcomes.append((None, error, utcnow()))
+                return outcomes + self._execute_in_pilot(specs[len(outcomes):])
+            code = reply["exit_code"]
+            outcomes.append((code, reply["output"][-_TAIL:].strip() if code else None, utcnow()))
+        return outcomes
 
     def shutdown(self) -> None:
+        """Run what is queued, then stop the slots and their pilots."""
+        self._closed = True
         for event in self._online.values():
             event.set()
-        for pool in self._pools.values():
-            pool.shutdown(wait=True, cancel_futures=False)
+        for site, waiting in self._queues.items():
+            for _ in range(sum(1 for t in self._slots if t.name.startswith(f"worker:{site}:"))):
+                waiting.put(None)
+        for thread in self._slots:
+            thread.join()
         for pilot in self._pilots:
             if pilot.poll() is None:
                 pilot.stdin.close()  # end of input: the pilot exits
@@ -186,3 +252,37 @@ class LocalWorkerPool:
                     pilot.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     pilot.kill()
+
+
+class _Queued(NamedTuple):
+    job_id: int
+    spec: JobSpec
+    on_done: JobCallback
+
+
+_Outcome = tuple[int | None, str | None, datetime]  # exit code, error, end time
+
+
+class _Pilot:
+    """A pilot process and the replies read from it but not yet consumed."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        self.process = process
+        self._buffer = b""
+
+    def reply(self, timeout_s: float) -> tuple[dict | None, str | None]:
+        """The next reply line, or None and why (timeout: the pilot is killed; death)."""
+        fd = self.process.stdout.fileno()
+        while b"\n" not in self._buffer:
+            ready, _, _ = select.select([fd], [], [], timeout_s)
+            if not ready:
+                self.process.kill()
+                return None, f"payload exceeded {timeout_s:.0f}s; pilot {self.process.pid} killed"
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = self.process.wait()
+                return None, (f"pilot {self.process.pid} died running the payload "
+                              f"(exit code {code})")
+            self._buffer += chunk
+        line, _, self._buffer = self._buffer.partition(b"\n")
+        return json.loads(line), None

@@ -57,7 +57,7 @@ class JobResult:
 
 
 JobCallback = Callable[[JobResult], None]
-StartCallback = Callable[[int, JobSpec, datetime], None]
+StartCallback = Callable[[list[tuple[int, JobSpec]], datetime], None]  # (job id, spec) started
 
 
 class WorkloadExecutor(Protocol):
@@ -65,8 +65,13 @@ class WorkloadExecutor(Protocol):
         """Define and activate a job; ``on_done`` is called once it finished or failed."""
         ...
 
+    def submit_many(self, jobs: list[tuple[JobSpec, JobCallback]]) -> list[int]:
+        """Bulk ``submit``: the job ids in order (one round trip where the backend can)."""
+        ...
+
     def add_start_listener(self, listener: StartCallback) -> None:
-        """Be told when a job starts running on a worker (dispatch time)."""
+        """Be told when jobs start running on a worker (dispatch time); jobs that start
+        together are reported together."""
         ...
 
     def backlog(self, site: str) -> int:

@@ -64,6 +64,9 @@ class PandaExecutor:
                 return hold_id
         return self._send(spec, on_done)
 
+    def submit_many(self, jobs: list[tuple[JobSpec, JobCallback]]) -> list[int]:
+        return [self.submit(spec, on_done) for spec, on_done in jobs]
+
     def add_start_listener(self, listener: StartCallback) -> None:
         self._listeners.append(listener)
 
@@ -132,7 +135,7 @@ class PandaExecutor:
             now = datetime.now(UTC)
             if status == "running" and old != "running":
                 for listener in self._listeners:
-                    listener(panda_id, spec, now)
+                    listener([(panda_id, spec)], now)
             if status in _FINAL:
                 done += 1
                 diags = [str(getattr(job, k)) for k in ERROR_FIELDS
