@@ -9,6 +9,7 @@ from __future__ import annotations
 RUN_CONTROL = "/topic/epic.run"  # run lifecycle as sent by the DAQ/run control
 STATE = "/topic/epic.state"  # state_changed broadcasts
 EVENTS = "/topic/epic.events"  # registered/archived/job/merge/integrity news for monitors
+PROCESSED = "/topic/epic.processed"  # stf_processed: merging's input, and monitors'
 STF_INGEST = "/queue/epic.stf.ingest"  # stf_available from the DAQ, one ingest consumer
 TF_SAMPLES = "/topic/epic.tf.sample"  # TF samples for the fast path
 ARCHIVE = "/queue/epic.archive"  # archive work, independent of processing (R4.7)

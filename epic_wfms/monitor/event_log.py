@@ -21,6 +21,7 @@ class EventLog:
     def subscribe(self) -> None:
         self.bus.subscribe(dest.STATE, "monitor-state", self.on_message, track=False)
         self.bus.subscribe(dest.EVENTS, "monitor-events", self.on_message, track=False)
+        self.bus.subscribe(dest.PROCESSED, "monitor-processed", self.on_message, track=False)
 
     def on_message(self, message: m.Message) -> None:
         self.counts[message.msg_type] += 1

@@ -12,7 +12,7 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, func, select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -44,7 +44,7 @@ class Merging:
         self._missing_reported: set[int] = set()
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe_batch(dest.EVENTS, "merging", self.on_stfs_processed,
+        self.ctx.bus.subscribe_batch(dest.PROCESSED, "merging", self.on_stfs_processed,
                                      max_batch=MAX_BATCH, msg_types={"stf_processed"})
 
     def on_stfs_processed(self, messages: list[m.Message]) -> None:
@@ -95,7 +95,7 @@ class Merging:
     # -- partial merges ---------------------------------------------------------------------------
     def _merge_pending(self, run_number: int, site: str, remainder: bool) -> None:
         with self.ctx.db.session() as session:
-            ready = session.scalars(select(StfRecord).where(
+            ready = session.execute(select(StfRecord.id, StfRecord.reco_output).where(
                 StfRecord.run_number == run_number, StfRecord.site == site,
                 StfRecord.processing_status == "processed", StfRecord.merge_id.is_(None),
             ).order_by(StfRecord.sequence)).all()
@@ -103,7 +103,8 @@ class Merging:
             chunk, ready = ready[: self._every], ready[self._every :]
             self._start_merge(run_number, site, chunk)
 
-    def _start_merge(self, run_number: int, site: str, chunk: list[StfRecord]) -> None:
+    def _start_merge(self, run_number: int, site: str, chunk: list[Row]) -> None:
+        """The merge record and its inputs' claim in one transaction (one update for all)."""
         with self.ctx.db.session() as session:
             index = session.scalar(select(func.count()).select_from(MergeRecord).where(
                 MergeRecord.run_number == run_number, MergeRecord.site == site,
@@ -114,10 +115,10 @@ class Merging:
             )
             session.add(merge)
             session.flush()
-            for stf in chunk:
-                session.get(StfRecord, stf.id).merge_id = merge.id
+            session.execute(update(StfRecord).where(StfRecord.id.in_([r.id for r in chunk]))
+                            .values(merge_id=merge.id))
             merge_id = merge.id
-        self._submit(merge_id, site, [s.reco_output for s in chunk], merge.output, "merge", 1)
+        self._submit(merge_id, site, [r.reco_output for r in chunk], merge.output, "merge", 1)
 
     def _submit(
         self, merge_id: int, site: str, inputs: list[str], output: str, kind: str, attempt: int
@@ -164,8 +165,8 @@ class Merging:
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)
             merge.status, merge.output = "done", spec.output
-            for stf in session.scalars(select(StfRecord).where(StfRecord.merge_id == merge_id)):
-                stf.processing_status = "merged"
+            session.execute(update(StfRecord).where(StfRecord.merge_id == merge_id)
+                            .values(processing_status="merged"))
             if final:  # in the same transaction: a finished run always names its output
                 session.get(RunRecord, spec.run_number).merged_output = spec.output
         self.ctx.publish(dest.EVENTS, "merge_done", m.MergeDone(

@@ -225,13 +225,13 @@ class StfProcessing:
         for work, result in batch:
             if result.status is not JobStatus.FINISHED:
                 self._retry_or_fail(work, result.spec.attempt_nr, result.error)
-        news = [self.ctx.message("job_state", self._job_news(w, r), w.run_number)
+        news = [(dest.EVENTS, self.ctx.message("job_state", self._job_news(w, r), w.run_number))
                 for w, r in batch]
-        news += [self.ctx.message("stf_processed", m.StfNews(
+        news += [(dest.PROCESSED, self.ctx.message("stf_processed", m.StfNews(
             filename=w.filename, run_number=w.run_number, sequence=w.sequence,
             detail={"job_id": r.job_id, "site": w.site, "output": r.spec.output},
-        ), w.run_number) for w, r in finished]
-        self.ctx.bus.publish_many([(dest.EVENTS, message) for message in news])
+        ), w.run_number)) for w, r in finished]
+        self.ctx.bus.publish_many(news)
 
     def _record_one(self, work: m.StfWork, result: JobResult) -> bool:
         try:
