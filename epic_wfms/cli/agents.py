@@ -138,15 +138,19 @@ def _play(daq: DaqSimulator, progress: DaqProgress, run: int, stfs: int,
     first = progress.data["next"]
     in_standby = standby is not None and standby.start < first < standby.stop
     daq.restore(state="run", substate="standby" if in_standby else "physics", flavour="epic")
-    for sequence, _ in daq.paced(range(first, stfs)):
+    for sequence, index in daq.paced(range(first, stfs)):
         if stop.is_set():
+            daq.flush()
             return
         if standby is not None and sequence == standby.start:
             daq.pause_run(run)
         if standby is not None and sequence == standby.stop:
             daq.resume_run(run)
-        daq.write_stf(run, sequence, utcnow())
-        progress.mark(next_seq=sequence + 1)
+        if not daq.holds(index, sequence == stfs - 1):
+            daq.write_stf(run, sequence, utcnow())
+            progress.mark(next_seq=sequence + 1)  # only what was announced counts as done
+        else:
+            daq.write_stf(run, sequence, utcnow(), hold=True)
     if not progress.done("end_run"):
         daq.end_run(run, stfs)
         progress.mark("end_run")

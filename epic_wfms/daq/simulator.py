@@ -26,6 +26,8 @@ from epic_wfms.model.stf import TF_DURATION_S, SuperTimeFrame, TFSample
 from epic_wfms.model.stf_file import hits_per_tf_for, write_stf, write_tf_sample
 from epic_wfms.statemachine.table import ALLOWED_FLAVOURS
 
+ANNOUNCE_BATCH = 16  # STFs announced together when the DAQ runs at full speed (rate 0)
+
 
 @dataclass
 class DaqSettings:
@@ -53,6 +55,7 @@ class DaqSimulator:
         self.produced: list[str] = []
         self._segment = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._stream_seq = 0
+        self._outbox: list[tuple[str, m.Message]] = []
         buffer_dir.mkdir(parents=True, exist_ok=True)
 
     # -- run control --------------------------------------------------------------------------
@@ -62,7 +65,19 @@ class DaqSimulator:
         )
 
     def _send(self, destination: str, msg_type: str, body: m._Payload, run: int | None) -> None:
+        self.flush()  # STFs held back are announced before any run-control message
         self.bus.publish(destination, self._message(msg_type, body, run))
+
+    def flush(self) -> None:
+        """Announce the STFs held back, in one round trip to the broker."""
+        if self._outbox:
+            self.bus.publish_many(self._outbox)
+            self._outbox = []
+
+    def holds(self, index: int, last: bool) -> bool:
+        """At full speed (rate 0) announcements go out ANNOUNCE_BATCH at a time; paced, each
+        STF is announced as soon as it is written."""
+        return self.settings.rate_hz <= 0 and not last and (index + 1) % ANNOUNCE_BATCH != 0
 
     def event(self, trigger: str, state: str, substate: str, reason: str = "") -> None:
         """A detector event (beam_on, detector_ready, good_for_physics_dropped, ...)."""
@@ -99,8 +114,10 @@ class DaqSimulator:
                    run)
 
     # -- data -------------------------------------------------------------------------------------
-    def write_stf(self, run: int | None, sequence: int, start: datetime) -> SuperTimeFrame:
-        """Write one STF (and its TF sample) to the buffer; announce it unless told to skip."""
+    def write_stf(self, run: int | None, sequence: int, start: datetime,
+                  hold: bool = False) -> SuperTimeFrame:
+        """Write one STF (and its TF sample) to the buffer; announce it unless told to skip
+        (``hold``: with the next ``flush``)."""
         s = self.settings
         if run is None:
             name = naming.stream_stf_filename(self.state, self._segment, sequence)
@@ -131,7 +148,9 @@ class DaqSimulator:
             stf=stf, rse=self.rse, path=str(path)), run))]
         if s.tf_sample_size:
             outgoing.append(self._write_sample(stf, path))
-        self.bus.publish_many(outgoing)  # the STF and its sample in one round trip
+        self._outbox += outgoing  # the STF and its sample go in one round trip
+        if not hold:
+            self.flush()
         return stf
 
     def _write_sample(self, stf: SuperTimeFrame, stf_path: Path) -> tuple[str, m.Message]:
@@ -199,11 +218,12 @@ class DaqSimulator:
             self.run_imminent(run, target=n_stfs)
         self.start_run(run)
         self.flavour = "epic"
-        for sequence, _ in self.paced(range(n_stfs)):
+        for sequence, index in self.paced(range(n_stfs)):
             if standby is not None and sequence == standby.start:
                 self.pause_run(run)
             if standby is not None and sequence == standby.stop:
                 self.resume_run(run)
-            self.write_stf(run, sequence, datetime.now(UTC))
+            self.write_stf(run, sequence, datetime.now(UTC),
+                           hold=self.holds(index, sequence == n_stfs - 1))
         self.end_run(run, n_stfs)
         self.flavour = "lumi"
