@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import tempfile
 import time
 from datetime import UTC, datetime
@@ -99,13 +100,18 @@ def run_services(root: Path, n: int, rate: float, size: int, slots: int) -> dict
         try:
             agents.start_all()
             ready = _agent_cpu(agents)  # start-up (imports, connections) is not per-STF work
-            agents.start("daq", "--run", "1", "--stfs", str(n), "--rate", str(rate),
-                         "--stf-size", str(size))
+            children = resource.getrusage(resource.RUSAGE_CHILDREN)
+            daq = agents.start("daq", "--run", "1", "--stfs", str(n), "--rate", str(rate),
+                               "--stf-size", str(size))
             options = DemoOptions(stfs=n, timeout_s=600)
             if not wait_finished(db, 1, options, None):
                 raise RuntimeError(f"services run did not finish; logs in {agents.logs}")
             cpu = {role: (seconds - ready.get(role, 0.0)) / n * 1e3
                    for role, seconds in _agent_cpu(agents).items()}
+            daq.wait(60)  # the only child reaped meanwhile: its CPU is the difference
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu["DAQ"] = (after.ru_utime + after.ru_stime - children.ru_utime
+                          - children.ru_stime) / n * 1e3
             with db.session() as session:
                 rows = session.execute(select(
                     StfRecord.available_at, StfRecord.registered_at, StfRecord.dispatched_at,
@@ -217,11 +223,12 @@ def main() -> None:
               f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
     for name in (n for n in results if n.startswith("services")):
         cpu = results[name]["cpu_ms_per_stf"]
-        agents = {role: ms for role, ms in cpu.items() if role not in SERVERS.values()}
-        servers = {role: ms for role, ms in cpu.items() if role in SERVERS.values()}
+        others = (*SERVERS.values(), "DAQ")
+        agents = {role: ms for role, ms in cpu.items() if role not in others}
+        servers = {role: ms for role, ms in cpu.items() if role in others}
         print(f"{name}: CPU ms per STF by agent (process tree, start-up excluded): "
               + ", ".join(f"{role} {ms:.1f}" for role, ms in agents.items())
-              + f"; agents {sum(agents.values()):.1f} ms; servers "
+              + f"; agents {sum(agents.values()):.1f} ms; servers and DAQ "
               + ", ".join(f"{role} {ms:.1f}" for role, ms in servers.items())
               + f"; total {sum(cpu.values()):.1f} ms = at most "
               f"{os.cpu_count() * 1e3 / sum(cpu.values()):.0f} STF/s on {os.cpu_count()} cores")

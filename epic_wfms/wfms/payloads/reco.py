@@ -7,6 +7,7 @@ follow the pilot convention: 0 ok, 64 bad input file, 65 injected failure (tests
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import operator
 import sys
@@ -68,12 +69,18 @@ def reconstruct(stf_path: Path) -> dict:
 _SUBSYSTEM_OF_HIGH_BYTE = bytes(b >> (DETECTOR_BITS - 8) for b in range(256))
 
 
-def main(argv: list[str] | None = None) -> int:
+@functools.cache
+def _parser() -> argparse.ArgumentParser:
+    """Built once per process: a pilot runs this payload for one STF after another."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--input", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--inject-failure", action="store_true")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
     if args.inject_failure:
         print("injected failure (fault injection requested)", file=sys.stderr)
         return EXIT_INJECTED
