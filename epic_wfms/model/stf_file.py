@@ -110,11 +110,10 @@ def write_tf_sample(
         read_header(source)
         _write_header(target, SAMPLE_MAGIC, {**header, "first_tf": first_tf, "tf_count": tf_count})
         written = 0
-        for tf in iter_timeframes(source):
-            if tf.index >= first_tf + tf_count:
+        for index, body in iter_tf_records(source):  # raw records: copied, not re-encoded
+            if index >= first_tf + tf_count:
                 break
-            if tf.index >= first_tf:
-                target.write(TF_HEADER.pack(tf.index, len(tf.hits)))
-                target.write(b"".join(HIT.pack(*hit) for hit in tf.hits))
+            if index >= first_tf:
+                target.write(TF_HEADER.pack(index, len(body) // HIT.size) + body)
                 written += 1
     return written
