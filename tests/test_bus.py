@@ -1,12 +1,16 @@
 import json
+import queue
 import threading
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
 
 from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode
+from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.bus.stomp import StompSettings, StompTransport
 from epic_wfms.bus.testbed import from_testbed
 from epic_wfms.errors import MalformedMessageError
 from epic_wfms.store.database import Database
@@ -184,3 +188,35 @@ def test_namespaces_prefix_our_destinations_but_not_external_ones():
     assert namespaced("/queue/epic.archive", "bnl-prod") == "/queue/bnl-prod.epic.archive"
     assert namespaced("/topic/epic.state", "") == "/topic/epic.state"
     assert namespaced(dest.TESTBED, "bnl-prod") == "/topic/epictopic"
+
+
+def test_a_durable_topic_subscription_outlives_its_agent_process():
+    """A restarted agent (new pid) gets what was broadcast while it was down, from the same
+    durable subscription, instead of leaving an orphan one on the broker (STOMP broker)."""
+    namespace = f"test-{uuid.uuid4().hex[:8]}"
+
+    def transport(agent: str) -> StompTransport:
+        return StompTransport(StompSettings(namespace=namespace, client_id=agent,
+                                            queue_expiry_s=60))
+
+    received: queue.Queue[str] = queue.Queue()
+    sender = transport("daq@host:1")
+    first = transport("merge@host:100")
+    try:
+        first.subscribe(dest.EVENTS, "watcher", received.put)
+        sender.send(dest.EVENTS, "before the crash")
+        assert received.get(timeout=20) == "before the crash"
+        first.close()  # the agent dies; its subscription stays on the broker
+        sender.send(dest.EVENTS, "while it was down")
+        second = transport("merge@host:200")  # restarted: another pid, the same role
+        try:
+            second.subscribe(dest.EVENTS, "watcher", received.put)
+            assert received.get(timeout=20) == "while it was down"
+            # ActiveMQ keys a durable subscription by client-id + name (Artemis names its
+            # queue so): the subscription's client-id must not carry the agent's pid
+            ids = {t._subscriptions[0].client_id() for t in (first, second)}
+            assert ids == {f"{namespace}.watcher"}
+        finally:
+            second.close()
+    finally:
+        sender.close()

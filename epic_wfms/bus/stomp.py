@@ -91,11 +91,15 @@ class _Link(stomp.ConnectionListener):
             )
             connection.set_listener("link", self)
             connection.connect(s.user, s.password, wait=True,
-                               headers={"client-id": f"{s.client_id}.{self.name}"})
+                               headers={"client-id": self.client_id()})
             self.connection = connection
             for callback in self.on_connect:
                 callback(connection)
             self.connected.set()
+
+    def client_id(self) -> str:
+        """The sending connection: unique per process (agent name, host, pid)."""
+        return f"{self.settings.client_id}.{self.name}"
 
     def expect_receipt(self, receipt: str) -> threading.Event:
         event = threading.Event()
@@ -116,6 +120,8 @@ class _Link(stomp.ConnectionListener):
                 old.disconnect()
 
     def on_disconnected(self) -> None:
+        if self.closing:
+            return  # our own close
         log.warning("%s: disconnected from the broker; reconnecting", self.name)
         self.reconnect()
 
@@ -158,6 +164,14 @@ class _Subscription(_Link):
         if max_batch > 1:
             threading.Thread(target=self._drain, name=f"batch:{name}", daemon=True).start()
 
+    def client_id(self) -> str:
+        """Stable across restarts: brokers key a durable topic subscription by client-id and
+        subscription name (ActiveMQ; Artemis names its queue ``client-id.name``; RabbitMQ
+        derives its queue from them), so a restarted agent finds the messages sent while it
+        was down instead of leaving an orphan subscription behind. Hence one agent per role
+        and namespace."""
+        return f"{self.settings.namespace or 'epic-wfms'}.{self.name}"
+
     def _subscribe(self, connection: stomp.Connection12) -> None:
         s = self.settings
         prefetch = str(max(s.prefetch, 2 * self.max_batch))
@@ -170,8 +184,13 @@ class _Subscription(_Link):
                 "activemq.subscriptionName": self.name, "durable-subscription-name": self.name,
                 "subscription-type": "MULTICAST",
             })
+        receipt = uuid.uuid4().hex  # subscribed only once the broker says so: what is sent
+        confirmed = self.expect_receipt(receipt)  # afterwards reaches this subscription
         connection.subscribe(namespaced(self.destination, s.namespace), id=self.name,
-                             ack="client-individual", headers=headers)
+                             ack="client-individual", headers={**headers, "receipt": receipt})
+        if not confirmed.wait(s.receipt_timeout_s):
+            raise StompException(f"{self.name}: the broker did not confirm the subscription "
+                                 f"to {self.destination} within {s.receipt_timeout_s:.0f}s")
 
     def on_message(self, frame: stomp.utils.Frame) -> None:
         self.transport._begin()

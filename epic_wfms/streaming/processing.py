@@ -141,6 +141,17 @@ class StfProcessing:
                 StfRecord.processing_status.in_(("queued", "deferred")),
             ).values(processing_status="activated").returning(StfRecord.filename)))
 
+    def _resubmit(self, work: m.StfWork, attempt: int, delay: float) -> None:
+        """A retry must not vanish in its timer thread: if the store or the DDM is briefly
+        unavailable (a restart, no free connection), try again later."""
+        try:
+            self._submit(work, attempt)
+        except Exception:
+            later = min(max(2 * delay, 1.0), 60.0)
+            log.exception("resubmitting %s (attempt %d) failed; again in %.0f s",
+                          work.filename, attempt, later)
+            threading.Timer(later, self._resubmit, args=(work, attempt, later)).start()
+
     def _submit(self, work: m.StfWork, attempt: int) -> None:
         """Stage the STF by the workflow's locality mode; the job starts when it is there."""
         site = self.ctx.config.site(work.site)
@@ -265,7 +276,7 @@ class StfProcessing:
             delay = self._retry.backoff_s * 2 ** max(attempt - 1, 0)
             log.info("retrying %s (attempt %d failed: %s)", work.filename, attempt, error)
             self._set(work.filename, processing_status="retrying")
-            threading.Timer(delay, self._submit, args=(work, attempt + 1)).start()
+            threading.Timer(delay, self._resubmit, args=(work, attempt + 1, delay)).start()
             return
         self._set(work.filename, processing_status="failed")
         report_issue(
