@@ -120,6 +120,22 @@ class EpicDDMClient:
             result[site]["all"] = set(local)
         return result
 
+    def freezeDataset(self, dataset_name: str, ignoreUnknown: bool = False) -> bool:
+        """Close a task's output dataset at the end of the task (JEDI's post-processing)."""
+        if self.rucio is None:
+            return True
+        from rucio.common.exception import DataIdentifierNotFound, UnsupportedOperation
+
+        try:
+            self.rucio.set_status(rucio_scope(dataset_name), rucio_name(dataset_name).rstrip("/"),
+                                  open=False)
+        except UnsupportedOperation:
+            pass  # already closed
+        except DataIdentifierNotFound:
+            if not ignoreUnknown:
+                raise
+        return True
+
     def check_endpoint(self, rse: str) -> tuple[bool, str | None]:
         return True, None
 
@@ -160,9 +176,15 @@ def _jedi_client_class() -> type:
         @property
         def rucio(self) -> Any:
             if self._rucio is None:
+                import os
+
                 from rucio.client import Client
 
-                self._rucio = Client()  # RUCIO_CONFIG: host, auth, account
+                if not os.environ.get("RUCIO_CONFIG"):
+                    raise RuntimeError(
+                        "no Rucio for VO epic: RUCIO_CONFIG is not set; JEDI's host needs a "
+                        "rucio.cfg with a [client] section (host, auth, account)")
+                self._rucio = Client()
             return self._rucio
 
     for name in JEDI_CALLS:
@@ -171,7 +193,7 @@ def _jedi_client_class() -> type:
 
 
 JEDI_CALLS = ("expandContainer", "listDatasets", "getDatasetMetaData", "getFilesInDataset",
-              "listDatasetReplicas", "getAvailableFiles", "check_endpoint")
+              "listDatasetReplicas", "getAvailableFiles", "freezeDataset", "check_endpoint")
 
 
 def _with_status_codes(method: Callable) -> Callable:

@@ -130,13 +130,34 @@ def command(tb, ddm, vo: str, labels: list[str]) -> dict:
     return {"agent": "TaskCommando", "tasks": tasks}
 
 
+def finish(tb, ddm, vo: str, labels: list[str]) -> dict:
+    from pandacommon.pandalogger.PandaLogger import PandaLogger
+    from pandajedi.jediconfig import jedi_config
+    from pandajedi.jedicore.FactoryBase import FactoryBase
+    from pandajedi.jedicore.ThreadUtils import ListWithLock
+    from pandajedi.jediorder.PostProcessor import PostProcessorThread
+
+    factory = FactoryBase(vo, labels, PandaLogger().getLogger("PostProcessor"),
+                          jedi_config.postprocessor.modConfig)
+    factory.initializeMods(tb, ddm)
+    pid, n_tasks, tasks = _pid("post"), jedi_config.postprocessor.nTasks, []
+    for label in labels:
+        targets = tb.prepareTasksToBeFinished_JEDI(vo, label, n_tasks, pid=pid)
+        found = tb.getTasksToBeFinished_JEDI(vo, label, pid, n_tasks, target_tasks=targets) or []
+        tasks += [spec.jediTaskID for spec in found]
+        todo = ListWithLock(found)
+        _run_threads(lambda pool, t=todo: PostProcessorThread(t, pool, tb, ddm, factory),
+                     jedi_config.postprocessor.nWorkers)
+    return {"agent": "PostProcessor", "tasks": tasks}
+
+
 def _count_jobs(tb) -> int:
     rows = tb.querySQL("SELECT (SELECT COUNT(*) FROM DOMA_PANDA.jobsDefined4) + "
                        "(SELECT COUNT(*) FROM DOMA_PANDA.jobsActive4)", {})
     return int(rows[0][0]) if rows else 0
 
 
-AGENTS = {"feed": feed, "generate": generate, "command": command}
+AGENTS = {"feed": feed, "generate": generate, "command": command, "finish": finish}
 
 
 def main(argv: list[str]) -> int:

@@ -137,8 +137,8 @@ BOOKKEEPING = {
     "component lockedby lockedtime",
     "DOMA_PANDA.typical_num_input": "vo agg_type agg_key prodsourcelabel processingtype "
     "ninputdatafiles:n",
-    "DOMA_PANDA.Task_Metrics": "jeditaskid creationtime modificationtime data:j",
-    "DOMA_PANDA.Job_Metrics": "jeditaskid pandaid creationtime modificationtime data:j",
+    "DOMA_PANDA.Task_Metrics": "jeditaskid creationtime modificationtime data:x",
+    "DOMA_PANDA.Job_Metrics": "jeditaskid pandaid creationtime modificationtime data:x",
     "DOMA_PANDAMETA.SiteData": "site flag hours:n getjob:n updatejob:n nojob:n getjobabs:n "
     "updatejobabs:n nojobabs:n lastmod:t",
     "DOMA_PANDAMETA.users": "id:n name dn email url location classa classp classxp sitepref "

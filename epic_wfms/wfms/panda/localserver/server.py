@@ -135,6 +135,8 @@ class LocalPandaServer:
     # PanDA queues (as CRIC would publish them) -> their storage endpoint
     queues: dict[str, str] = field(default_factory=lambda: {
         "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
+    # a rucio.cfg ([client] section) for JEDI's DDM client: the Rucio server holding the STFs
+    rucio_config: Path | None = None
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
 
@@ -202,13 +204,11 @@ class LocalPandaServer:
                    "JEDI task refinement", env=self.server_env(), cwd=str(self.workdir)).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
-    def jedi_cycle(self, *agents: str, identity: PandaIdentity | None = None,
-                   rucio_config: Path | None = None) -> list[dict]:
-        """One cycle of JEDI's ``feed`` (ContentsFeeder), ``generate`` (JobGenerator) and/or
-        ``command`` (TaskCommando) agents, in this order as given: see jedi_cycle.py.
-
-        JEDI's DDM client asks the Rucio server named by ``rucio_config`` (a rucio.cfg with
-        a ``[client]`` section); JEDI calls the server's API as ``identity`` (production)."""
+    def jedi_cycle(self, *agents: str, identity: PandaIdentity | None = None) -> list[dict]:
+        """One cycle of JEDI's ``feed`` (ContentsFeeder), ``generate`` (JobGenerator),
+        ``command`` (TaskCommando) and/or ``finish`` (PostProcessor) agents, in the order
+        given: see jedi_cycle.py. JEDI's DDM client asks the Rucio server named by
+        ``rucio_config``; JEDI calls the server's API as ``identity`` (production role)."""
         who = identity or self.identity("Epic JEDI", production=True)
         env = self.server_env()
         env.update(PANDA_AUTH="oidc", PANDA_AUTH_VO=who.auth_vo, PANDA_AUTH_ID_TOKEN=who.token,
@@ -217,8 +217,8 @@ class LocalPandaServer:
         # as JEDI's sysconfig (templates/sysconfig/panda_jedi_env): it imports liveconfigparser
         # and taskbuffer as top-level packages
         env["PYTHONPATH"] = f"{purelib}/pandacommon:{purelib}/pandaserver:{purelib}"
-        if rucio_config is not None:
-            env["RUCIO_CONFIG"] = str(rucio_config)
+        if self.rucio_config is not None:
+            env["RUCIO_CONFIG"] = str(self.rucio_config)
         out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_cycle.py"),
                     str(REPO / "plugins" / "panda"), self.vo, *agents],
                    f"JEDI cycle ({', '.join(agents)})", env=env, cwd=str(self.workdir)).stdout
@@ -443,6 +443,12 @@ nWorkers=1
 loopCycle=10
 lockInterval=0
 touchSandbox=False
+[postprocessor]
+modConfig={vo}:any:pandajedi.jedipprocess.GenPostProcessor:GenPostProcessor
+procConfig={vo}:any:1
+nWorkers=1
+nTasks=50
+loopCycle=60
 [tasksetup]
 modConfig={vo}:any:pandajedi.jedisetup.GenTaskSetupper:GenTaskSetupper
 [tcommando]
