@@ -60,7 +60,7 @@ def prompt_task(run_number: int, site: str, options: TaskOptions | None = None,
     params["jobParameters"] = [
         {"type": "constant", "value": command},
         *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
-        {"type": "constant", "value": "--stf=${IN} --output=${OUTPUT0}"},
+        {"type": "constant", "value": "--input=${IN} --output=${OUTPUT0}"},
         *_items(MiscUtils.makeJediJobParam(f"{in_ds.split(':')[1]}.reco{_task_id(o)}._${{SN}}.json",
                                            out_ds, "output", hidden=True)),
     ]
@@ -80,7 +80,7 @@ def merge_task(run_number: int, site: str, options: TaskOptions | None = None,
     params["jobParameters"] = [
         {"type": "constant", "value": command},
         *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
-        {"type": "constant", "value": "--inputs=${IN} --output=${OUTPUT0}"},
+        {"type": "constant", "value": "--output=${OUTPUT0} ${IN/L/S}"},
         *_items(MiscUtils.makeJediJobParam(
             f"{naming.site_dataset(run_number, site)}.merge{_task_id(o)}._${{SN}}.json",
             out_ds, "output", hidden=True)),

@@ -139,8 +139,17 @@ BOOKKEEPING = {
     "ninputdatafiles:n",
     "DOMA_PANDA.Task_Metrics": "jeditaskid creationtime modificationtime data:x",
     "DOMA_PANDA.Job_Metrics": "jeditaskid pandaid creationtime modificationtime data:x",
+    # read when a pilot updates a job (the Harvester worker that ran it, if any)
+    "DOMA_PANDA.Harvester_Rel_Jobs_Workers": "harvesterid workerid:n pandaid:n lastupdate:t",
+    "DOMA_PANDA.Harvester_Workers": "harvesterid workerid:n computingelement computingsite "
+    "status lastupdate:t",
+    # the pilot's final report of a job, consumed by the server's Adder
+    "DOMA_PANDA.Job_Output_Report": "pandaid:n prodsourcelabel jobstatus attemptnr:n data:x "
+    "timestamp:t lockedby lockedtime:t",
+    "DOMA_PANDA.SQL_QUEUE": "topic pandaid:n jeditaskid:n creationtime data:x "
+    "execution_order:n",
     "DOMA_PANDAMETA.SiteData": "site flag hours:n getjob:n updatejob:n nojob:n getjobabs:n "
-    "updatejobabs:n nojobabs:n lastmod:t",
+    "updatejobabs:n nojobabs:n lastmod:t laststart:t",
     "DOMA_PANDAMETA.users": "id:n name dn email url location classa classp classxp sitepref "
     "gridpref queuepref scriptcache types sites njobsa:n njobsp:n njobs1:n njobs7:n njobs30:n "
     "cpua1:n cpua7:n cpua30:n cpup1:n cpup7:n cpup30:n cpuxp1:n cpuxp7:n cpuxp30:n quotaa1:n "

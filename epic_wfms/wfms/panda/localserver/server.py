@@ -224,6 +224,14 @@ class LocalPandaServer:
                    f"JEDI cycle ({', '.join(agents)})", env=env, cwd=str(self.workdir)).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
+    def add_outputs(self) -> list[int]:
+        """One cycle of the server's Adder: jobs a pilot reported leave ``holding`` for
+        ``finished``/``failed`` (see adder_cycle.py). Returns the PandaIDs processed."""
+        out = _run([str(self.venv / "bin" / "python"), str(HERE / "adder_cycle.py")],
+                   "the PanDA Adder cycle", env=self.server_env(), cwd=str(self.workdir)).stdout
+        return [j for line in out.splitlines() if line.startswith("{")
+                for j in json.loads(line)["jobs"]]
+
     @property
     def api_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/v1"
