@@ -1,10 +1,10 @@
 """PanDA jobs for a task's STFs, as panda-client ``JobSpec``s (one STF per job).
 
-JEDI's JobGenerator makes these from a task's input files once ContentsFeeder has read the
-dataset from Rucio and brokerage has picked a queue; neither can run on loopback. This
-builds the same jobs (``jediTaskID``, input file = the STF, output template, PanDA queue)
-and submits them through panda-client's ``submitJobs``, so the server validates and stores
-them like JEDI's and every later read-back goes through the real API.
+In production JEDI's JobGenerator makes these from a task's input files once its
+ContentsFeeder has read the dataset from Rucio (on loopback: ``LocalPandaServer.jedi_cycle``).
+This builds the same jobs directly (``jediTaskID``, input file = the STF, the task's command,
+PanDA queue) and submits them through panda-client's ``submitJobs``, for ``PandaExecutor``,
+which places single jobs at a queue; the server validates and stores them like JEDI's.
 """
 
 from __future__ import annotations
