@@ -148,6 +148,11 @@ BOOKKEEPING = {
     "timestamp:t lockedby lockedtime:t",
     "DOMA_PANDA.SQL_QUEUE": "topic pandaid:n jeditaskid:n creationtime data:x "
     "execution_order:n",
+    # CPU benchmarks per worker node, looked up when a job's CPU time is accounted
+    "DOMA_PANDA.worker_node": "site host_name cpu_model_normalized threads_per_core:n "
+    "n_logical_cpus:n",
+    "DOMA_PANDA.cpu_benchmarks": "site cpu_type_normalized smt_enabled:n ncores:n "
+    "score_per_core:n",
     "DOMA_PANDAMETA.SiteData": "site flag hours:n getjob:n updatejob:n nojob:n getjobabs:n "
     "updatejobabs:n nojobabs:n lastmod:t laststart:t",
     "DOMA_PANDAMETA.users": "id:n name dn email url location classa classp classxp sitepref "

@@ -285,7 +285,7 @@ class LocalPandaServer:
                     "VALUES (%s, %s, now())", (queue, json.dumps({
                         "siteid": queue, "nickname": queue, "type": "production",
                         "cloud": "US", "status": "online", "ddm": ddm, "vo_name": self.vo,
-                        "corecount": 8, "maxrss": 64000, "maxtime": 86400,
+                        "corecount": 8, "corepower": 10, "maxrss": 64000, "maxtime": 86400,
                         "resource_type": "SCORE", "wnconnectivity": "full",
                         # JEDI's brokerage skips queues without recent pilot requests unless
                         # the queue allows it (here no pilot runs before JEDI brokers)
