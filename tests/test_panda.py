@@ -2,8 +2,9 @@
 
 What runs for real: panda-client -> PanDA's REST API -> its TaskBuffer on PostgreSQL, and
 JEDI's task refinement (getTasksToRefine_JEDI, TaskRefinerBase through our EpicTaskRefiner,
-registerTaskInOneShot_JEDI). JEDI's job generation needs Rucio and site configuration, so jobs
-for a task's STFs are built as panda-client JobSpecs and submitted with submitJobs.
+registerTaskInOneShot_JEDI). Here jobs for a task's STFs are built as panda-client JobSpecs and
+submitted with submitJobs (PandaExecutor's path); JEDI generating them from the STFs in Rucio,
+and a real pilot running one, are in test_panda_jedi.py.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """PanDA jobs for a task's STFs, as panda-client ``JobSpec``s (one STF per job).
 
-JEDI's JobGenerator makes these from a task's input files once ContentsFeeder has read the
-dataset from Rucio and brokerage has picked a queue; neither can run on loopback. This
-builds the same jobs (``jediTaskID``, input file = the STF, output template, PanDA queue)
-and submits them through panda-client's ``submitJobs``, so the server validates and stores
-them like JEDI's and every later read-back goes through the real API.
+In production JEDI's JobGenerator makes these from a task's input files once its
+ContentsFeeder has read the dataset from Rucio (on loopback: ``LocalPandaServer.jedi_cycle``).
+This builds the same jobs directly (``jediTaskID``, input file = the STF, the task's command,
+PanDA queue) and submits them through panda-client's ``submitJobs``, for ``PandaExecutor``,
+which places single jobs at a queue; the server validates and stores them like JEDI's.
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ def stf_jobs(task_id: int, params: dict, stf_filenames: list[str], queue: str) -
                  if isinstance(i, dict) and i.get("param_type") == "input")
     out_ds = next(i["dataset"] for i in params["jobParameters"]
                   if isinstance(i, dict) and i.get("param_type") == "output")
+    command = next(i["value"] for i in params["jobParameters"]
+                   if isinstance(i, dict) and i.get("type") == "constant")
     jobs = []
     for n, stf in enumerate(stf_filenames, start=1):
         job = JobSpec()
@@ -37,7 +39,8 @@ def stf_jobs(task_id: int, params: dict, stf_filenames: list[str], queue: str) -
         job.container_name = params.get("container_name")
         job.prodDBlock, job.destinationDBlock = in_ds, out_ds
         job.maxAttempt = params.get("maxAttempt", 3)
-        job.jobParameters = f"--stf={stf} --output={naming.reco_output_filename(stf)}"
+        job.jobParameters = (f"{command} --input={stf} "
+                             f"--output={naming.reco_output_filename(stf)}")
         job.addFile(_file(stf, in_ds, "input"))
         job.addFile(_file(naming.reco_output_filename(stf), out_ds, "output"))
         jobs.append(job)

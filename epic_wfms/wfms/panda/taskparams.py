@@ -60,8 +60,8 @@ def prompt_task(run_number: int, site: str, options: TaskOptions | None = None,
     params["jobParameters"] = [
         {"type": "constant", "value": command},
         *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
-        {"type": "constant", "value": "--stf=${IN} --output=${OUT}"},
-        *_items(MiscUtils.makeJediJobParam(f"{in_ds.split(':')[1]}.reco.$JEDITASKID._${{SN}}.json",
+        {"type": "constant", "value": "--input=${IN} --output=${OUTPUT0}"},
+        *_items(MiscUtils.makeJediJobParam(f"{in_ds.split(':')[1]}.reco{_task_id(o)}._${{SN}}.json",
                                            out_ds, "output", hidden=True)),
     ]
     return params
@@ -80,9 +80,9 @@ def merge_task(run_number: int, site: str, options: TaskOptions | None = None,
     params["jobParameters"] = [
         {"type": "constant", "value": command},
         *_items(MiscUtils.makeJediJobParam("${IN}", in_ds, "input", hidden=True, expand=True)),
-        {"type": "constant", "value": "--inputs=${IN} --output=${OUT}"},
+        {"type": "constant", "value": "--output=${OUTPUT0} ${IN/L/S}"},
         *_items(MiscUtils.makeJediJobParam(
-            f"{naming.site_dataset(run_number, site)}.merge_$JEDITASKID._${{SN}}.json",
+            f"{naming.site_dataset(run_number, site)}.merge{_task_id(o)}._${{SN}}.json",
             out_ds, "output", hidden=True)),
     ]
     return params
@@ -104,7 +104,7 @@ def _base(task_name: str, o: TaskOptions, processing: str, transformation: str,
         "ramCountUnit": "MBPerCore", "maxAttempt": o.max_attempt,
         "log": {"type": "template", "param_type": "log", "dataset": f"{out_ds}.log",
                 "container": f"{out_ds}.log",
-                "value": f"{out_ds.split(':')[1]}.log.$JEDITASKID.${{SN}}.log.tgz"},
+                "value": f"{out_ds.split(':')[1]}.log{_task_id(o)}.${{SN}}.log.tgz"},
     }
     if o.container_image:
         params["container_name"] = o.container_image
@@ -132,6 +132,15 @@ def complete_rendered(params: dict, user_name: str = TaskOptions.user_name) -> d
     managed = params.get("prodSourceLabel") == "managed"
     return {"userName": user_name, "taskType": "prod" if managed else "anal",
             "transPath": GENERIC_TRANSFORMATION, **params}
+
+
+def _task_id(o: TaskOptions) -> str:
+    """``.$JEDITASKID`` in output file names of analysis/test tasks (the server writes the
+    task id into their names); production (``managed``) names get no placeholder: PanDA
+    substitutes it only for non-managed jobs (ATLAS's DEFT writes the id in itself), and a
+    literal ``$JEDITASKID`` would end up in the file name. Production output datasets are
+    per run and site, so their names are unique without it."""
+    return "" if SOURCE_LABELS[o.activity] == "managed" else ".$JEDITASKID"
 
 
 def _items(item: dict | list) -> list[dict]:

@@ -29,6 +29,8 @@ class EpicTaskRefiner(TaskRefinerBase):
         taskParamMap["cloudAsVO"] = True
         if taskParamMap.get("processingType") == PROMPT_PROCESSING:
             taskParamMap.setdefault("runUntilClosed", True)  # the STF subset stays open
+            # every STF is processed as it arrives: no scout jobs holding the run back
+            taskParamMap.setdefault("skipScout", True)
         for item in taskParamMap.get("jobParameters", []):
             if isinstance(item, dict) and item.get("dataset") and "scope" not in item:
                 item["scope"] = rucio_scope(item["dataset"])

@@ -1,9 +1,11 @@
-"""``python -m epic_wfms.wfms.panda.localserver prepare``: build the PanDA venv (cached)."""
+"""``python -m epic_wfms.wfms.panda.localserver prepare``: build the PanDA venv and unpack
+Pilot 3's source tree (both cached)."""
 
 from __future__ import annotations
 
 import sys
 
+from epic_wfms.wfms.panda.localserver.pilot import ensure_pilot
 from epic_wfms.wfms.panda.localserver.server import ensure_venv
 
 
@@ -12,6 +14,7 @@ def main(argv: list[str]) -> int:
         print("usage: python -m epic_wfms.wfms.panda.localserver prepare", file=sys.stderr)
         return 2
     print(f"PanDA server venv ready: {ensure_venv()}")
+    print(f"PanDA Pilot 3 ready: {ensure_pilot()}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """One cycle of JEDI's TaskRefiner for VO ``epic``, in-process, with the PanDA venv's Python.
 
-JEDI's daemons (TaskRefiner, ContentsFeeder, JobGenerator, brokerage) need Rucio, site
-configuration and pilots that do not exist on loopback, so the JEDI daemon cannot run here.
-This runs the part that can, with JEDI's own code on the server's database:
+The JEDI daemon (process pools, endless loops) does not run here; this runs its refinement
+step once, with JEDI's own code on the server's database (jedi_cycle.py does the same for
+ContentsFeeder, JobGenerator, TaskCommando and PostProcessor):
 ``getTasksToRefine_JEDI`` (DEFT ``T_TASK`` -> ``JEDI_Tasks``), our ``EpicTaskRefiner``
 (``TaskRefinerBase.extractCommon`` + ``doBasicRefine``: the task parameters validated and
 turned into a ``JediTaskSpec`` and dataset specs) and ``registerTaskInOneShot_JEDI``.

@@ -36,7 +36,8 @@ PRIMARY_KEYS = {
     "DOMA_PANDA.JEDI_Datasets": "jediTaskID, datasetID",
     "DOMA_PANDA.JEDI_Dataset_Contents": "jediTaskID, datasetID, fileID",
 }
-EXTRA_COLUMNS = {"DOMA_PANDA.filesTable4": ["modificationTime"]}  # not Spec attributes
+EXTRA_COLUMNS = {"DOMA_PANDA.filesTable4": ["modificationTime"],  # not Spec attributes
+                 "DOMA_PANDA.JEDI_Dataset_Contents": ["jobsetID"]}
 NUMERIC_TIMES = {"cputime", "walltime", "basewalltime", "maxwalltime", "mergewalltime",
                  "cpuconsumptiontime"}
 TIMESTAMP = re.compile(r"(time|date|expiration|ttcrequested|ttcpredicted)$")
@@ -87,7 +88,7 @@ def spec_table(table: str, module: str, cls: str) -> str:
 # s string, t timestamp, j JSON, x long text; otherwise the name rules above apply.
 BOOKKEEPING = {
     "DOMA_DEFT.T_TASK": "taskid:n parent_tid status total_done_jobs:n submit_time start_time "
-    "timestamp vo prodsourcelabel taskname username priority current_priority total_req_jobs:n "
+    "timestamp:t vo prodsourcelabel taskname username priority current_priority total_req_jobs:n "
     "chain_tid:n total_events:n jedi_task_parameters:x total_input_events:n",
     "DOMA_DEFT.PRODSYS_COMM": "comm_task:n comm_meta_id:n comm_owner comm_cmd comm_ts "
     "comm_comment:x comm_parameters:x",
@@ -122,11 +123,38 @@ BOOKKEEPING = {
     "DOMA_PANDA.jobs_share_stats": "ts gshare computingsite jobstatus maxpriority:n "
     "prorated_diskio_avg:n prorated_mem_avg:n njobs:n hs:n vo workqueue_id resource_type "
     "nucleus",
+    "DOMA_PANDA.jobsdefined_share_stats": "ts gshare computingsite jobstatus maxpriority:n "
+    "prorated_diskio_avg:n prorated_mem_avg:n njobs:n hs:n vo workqueue_id resource_type "
+    "nucleus",
     "DOMA_PANDA.global_shares": "name value:n parent prodsourcelabel workinggroup campaign "
     "processingtype vo queue_id:n throttled transpath rtype",
-    "DOMA_PANDA.carbon_region_emissions": "region timestamp value:n",
+    "DOMA_PANDA.carbon_region_emissions": "region timestamp:t value:n",
     "DOMA_PANDA.JEDI_Work_Queue": "queue_id:n queue_name queue_type vo status partitionid:n "
     "stretchable:n queue_share:n queue_order:n criteria variables queue_function",
+    # read/written by JEDI's agents (ContentsFeeder, JobGenerator, TaskCommando)
+    "DOMA_PANDA.JEDI_Dataset_Locality": "jeditaskid datasetid rse timestamp:t",
+    "DOMA_PANDA.JEDI_Process_Lock": "vo prodsourcelabel cloud workqueue_id:n resource_type "
+    "component lockedby lockedtime",
+    "DOMA_PANDA.typical_num_input": "vo agg_type agg_key prodsourcelabel processingtype "
+    "ninputdatafiles:n",
+    "DOMA_PANDA.Task_Metrics": "jeditaskid creationtime modificationtime data:x",
+    "DOMA_PANDA.Job_Metrics": "jeditaskid pandaid creationtime modificationtime data:x",
+    # read when a pilot updates a job (the Harvester worker that ran it, if any)
+    "DOMA_PANDA.Harvester_Rel_Jobs_Workers": "harvesterid workerid:n pandaid:n lastupdate:t",
+    "DOMA_PANDA.Harvester_Workers": "harvesterid workerid:n computingelement computingsite "
+    "status lastupdate:t",
+    # the pilot's final report of a job, consumed by the server's Adder
+    "DOMA_PANDA.Job_Output_Report": "pandaid:n prodsourcelabel jobstatus attemptnr:n data:x "
+    "timestamp:t lockedby lockedtime:t",
+    "DOMA_PANDA.SQL_QUEUE": "topic pandaid:n jeditaskid:n creationtime data:x "
+    "execution_order:n",
+    # CPU benchmarks per worker node, looked up when a job's CPU time is accounted
+    "DOMA_PANDA.worker_node": "site host_name cpu_model_normalized threads_per_core:n "
+    "n_logical_cpus:n",
+    "DOMA_PANDA.cpu_benchmarks": "site cpu_type_normalized smt_enabled:n ncores:n "
+    "score_per_core:n",
+    "DOMA_PANDAMETA.SiteData": "site flag hours:n getjob:n updatejob:n nojob:n getjobabs:n "
+    "updatejobabs:n nojobabs:n lastmod:t laststart:t",
     "DOMA_PANDAMETA.users": "id:n name dn email url location classa classp classxp sitepref "
     "gridpref queuepref scriptcache types sites njobsa:n njobsp:n njobs1:n njobs7:n njobs30:n "
     "cpua1:n cpua7:n cpua30:n cpup1:n cpup7:n cpup30:n cpuxp1:n cpuxp7:n cpuxp30:n quotaa1:n "

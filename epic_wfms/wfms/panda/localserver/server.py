@@ -135,6 +135,8 @@ class LocalPandaServer:
     # PanDA queues (as CRIC would publish them) -> their storage endpoint
     queues: dict[str, str] = field(default_factory=lambda: {
         "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
+    # a rucio.cfg ([client] section) for JEDI's DDM client: the Rucio server holding the STFs
+    rucio_config: Path | None = None
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
 
@@ -202,6 +204,38 @@ class LocalPandaServer:
                    "JEDI task refinement", env=self.server_env(), cwd=str(self.workdir)).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
+    def jedi_cycle(self, *agents: str, identity: PandaIdentity | None = None) -> list[dict]:
+        """One cycle of JEDI's ``feed`` (ContentsFeeder), ``generate`` (JobGenerator),
+        ``command`` (TaskCommando) and/or ``finish`` (PostProcessor) agents, in the order
+        given: see jedi_cycle.py. JEDI's DDM client asks the Rucio server named by
+        ``rucio_config``; JEDI calls the server's API as ``identity`` (production role)."""
+        who = identity or self.identity("Epic JEDI", production=True)
+        env = self.server_env()
+        env.update(PANDA_AUTH="oidc", PANDA_AUTH_VO=who.auth_vo, PANDA_AUTH_ID_TOKEN=who.token,
+                   PANDA_API_URL=self.api_url, PANDA_API_URL_SSL=self.api_url)
+        purelib = next((self.venv / "lib").glob("python3*/site-packages"))
+        # as JEDI's sysconfig (templates/sysconfig/panda_jedi_env): it imports liveconfigparser
+        # and taskbuffer as top-level packages
+        env["PYTHONPATH"] = f"{purelib}/pandacommon:{purelib}/pandaserver:{purelib}"
+        if self.rucio_config is not None:
+            env["RUCIO_CONFIG"] = str(self.rucio_config)
+        out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_cycle.py"),
+                    str(REPO / "plugins" / "panda"), self.vo, *agents],
+                   f"JEDI cycle ({', '.join(agents)})", env=env, cwd=str(self.workdir)).stdout
+        return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+
+    def add_outputs(self) -> list[int]:
+        """One cycle of the server's Adder: jobs a pilot reported leave ``holding`` for
+        ``finished``/``failed`` (see adder_cycle.py). Returns the PandaIDs processed."""
+        out = _run([str(self.venv / "bin" / "python"), str(HERE / "adder_cycle.py")],
+                   "the PanDA Adder cycle", env=self.server_env(), cwd=str(self.workdir)).stdout
+        return [j for line in out.splitlines() if line.startswith("{")
+                for j in json.loads(line)["jobs"]]
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v1"
+
     # ---- identities ------------------------------------------------------------------
     def identity(self, name: str = "Epic Production", production: bool = True) -> PandaIdentity:
         """A token for a member of VO ``epic`` (with ``epic/production`` if ``production``)."""
@@ -251,8 +285,29 @@ class LocalPandaServer:
                     "VALUES (%s, %s, now())", (queue, json.dumps({
                         "siteid": queue, "nickname": queue, "type": "production",
                         "cloud": "US", "status": "online", "ddm": ddm, "vo_name": self.vo,
-                        "corecount": 8, "maxrss": 64000, "maxtime": 86400,
-                        "resource_type": "SCORE", "catchall": "", "wnconnectivity": "full"})))
+                        "corecount": 8, "corepower": 10, "maxrss": 64000, "maxtime": 86400,
+                        "resource_type": "SCORE", "wnconnectivity": "full",
+                        # JEDI's brokerage skips queues without recent pilot requests unless
+                        # the queue allows it (here no pilot runs before JEDI brokers)
+                        "catchall": "allow_no_pilot"})))
+            for queue, ddm in self.queues.items():  # the queue's storage, as CRIC publishes it
+                conn.execute(
+                    f"INSERT INTO {SCHEMA}.ddm_endpoint (ddm_endpoint_name, site_name, "
+                    "ddm_spacetoken_name, is_tape, type, blacklisted, blacklisted_read, "
+                    "blacklisted_write, detailed_status) VALUES (%s, %s, 'DISK', 'N', 'DISK', "
+                    "'N', 'N', 'N', '{}')", (ddm, queue))
+                conn.execute(
+                    f"INSERT INTO {SCHEMA}.panda_ddm_relation (panda_site_name, "
+                    "ddm_endpoint_name, is_local, roles, order_read, order_write, default_read, "
+                    "default_write) VALUES (%s, %s, 'Y', 'read_lan,write_lan', 1, 1, 'Y', 'Y')",
+                    (queue, ddm))
+            # PanDA's resource types (cores, RAM per core in MB), as in production: JEDI's
+            # refiner gives each task one, its JobGenerator cycles over them
+            conn.execute(
+                f"INSERT INTO {SCHEMA}.resource_types (resource_name, mincore, maxcore, "
+                "minrampercore, maxrampercore) VALUES ('SCORE', 1, 1, NULL, 2000), "
+                "('SCORE_HIMEM', 1, 1, 2001, NULL), ('MCORE', 2, NULL, NULL, 2000), "
+                "('MCORE_HIMEM', 2, NULL, 2001, NULL)")
             conn.execute(
                 f"INSERT INTO {SCHEMA}.jedi_work_queue (queue_id, queue_name, queue_type, vo, "
                 "queue_function) VALUES (10, 'epic_prompt', 'managed', %s, 'Resource'), "
@@ -269,17 +324,20 @@ class LocalPandaServer:
     def _write_config(self) -> None:
         etc = self.workdir / "etc" / "panda"
         auth = self.workdir / "auth"
-        for d in (etc, auth, self.log_dir, self.workdir / "cache"):
+        for d in (etc, auth, self.log_dir, self.workdir / "cache" / "jedilog"):
             d.mkdir(parents=True, exist_ok=True)
         assert self._issuer is not None
         for vo_role in (self.vo, f"{self.vo}.production"):
             (auth / f"{vo_role}_auth_config.json").write_text(json.dumps({
                 "client_id": self._issuer.client_id, "vo": self.vo,
                 "oidc_config_url": self._issuer.discovery_url}))
-        (etc / "panda_common.cfg").write_text(_COMMON_CFG.format(logdir=self.log_dir))
+        (etc / "panda_common.cfg").write_text(_COMMON_CFG.format(
+            logdir=self.log_dir, level=os.environ.get("EPIC_PANDA_LOG_LEVEL", "INFO")))
         (etc / "panda_server.cfg").write_text(_SERVER_CFG.format(
             logdir=self.log_dir, cache=self.workdir / "cache", host=self.pg_host,
             port=self.pg_port, db=self.db_name, auth=auth, httpport=self.port))
+        (etc / "panda_jedi.cfg").write_text(_JEDI_CFG.format(
+            host=self.pg_host, db=self.db_name, vo=self.vo))
 
     def _wait_alive(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -313,7 +371,7 @@ monurlprefix=/logger/logger/query
 logdir={logdir}
 nemitters=1
 migrated=True
-log_level=INFO
+log_level={level}
 rotating_policy=none
 rotating_backup_count=1
 rotating_max_size=1024
@@ -349,4 +407,60 @@ adder_plugins=epic:pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin
 setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
 [daemon]
 enable=False
+"""
+
+# JEDI for VO epic: our TaskRefiner and DDM client, JEDI's generic ("Gen") broker, throttler
+# and task setupper; the agents' loop settings matter only to a daemon (jedi_cycle.py runs one
+# cycle of each agent).
+_JEDI_CFG = """[master]
+loggername=jedi
+[db]
+dbhost={host}
+dbuser=panda
+dbpasswd=
+dbname={db}
+nWorkers=1
+schemaJEDI=DOMA_PANDA
+schemaDEFT=DOMA_DEFT
+schemaPANDA=DOMA_PANDA
+schemaPANDAARCH=DOMA_PANDAARCH
+schemaMETA=DOMA_PANDAMETA
+[ddm]
+modConfig={vo}:1:epic_jedi.ddm:EpicJediDDMClient
+voWithScope=atlas
+user_scope_in_lowercase=True
+[confeeder]
+procConfig={vo}:any:1
+nWorkers=1
+loopCycle=10
+checkInterval=0
+[taskrefine]
+modConfig={vo}:any:epic_jedi.task_refiner:EpicTaskRefiner
+procConfig={vo}:any:1
+nWorkers=1
+loopCycle=10
+[jobbroker]
+modConfig={vo}:any:pandajedi.jedibrokerage.GenJobBroker:GenJobBroker
+[jobthrottle]
+modConfig={vo}:any:pandajedi.jedithrottle.GenJobThrottler:GenJobThrottler
+[jobgen]
+procConfig={vo}:any:1:
+nTasks=50
+nFiles=5000
+nWorkers=1
+loopCycle=10
+lockInterval=0
+touchSandbox=False
+[postprocessor]
+modConfig={vo}:any:pandajedi.jedipprocess.GenPostProcessor:GenPostProcessor
+procConfig={vo}:any:1
+nWorkers=1
+nTasks=50
+loopCycle=60
+[tasksetup]
+modConfig={vo}:any:pandajedi.jedisetup.GenTaskSetupper:GenTaskSetupper
+[tcommando]
+procConfig={vo}:any:1
+nWorkers=1
+loopCycle=60
 """

@@ -1,0 +1,169 @@
+"""A real PanDA Pilot 3 (``panda-pilot`` 3.7.0.36 from PyPI) against the loopback server.
+
+The pilot is run the way a batch slot runs it: ``python pilot.py`` from the pilot's source
+tree (PyPI's sdist; the package installs no entry point), pilot user ``generic``, one job,
+then it exits. What stands in for the site:
+
+- queue and storage description (CRIC in production): ``<queue>.json`` (``--queuedata-url``),
+  ``schedconfig.json`` (``LOCAL_AGIS_SCHEDCONF``) and ``storage.json`` (``--storagedata-url``),
+  written from the queue as ``LocalPandaServer`` puts it into ``schedconfig_json``;
+- data: copytool ``mv`` (Pilot 3's copytool for pre-placed files, as on ARC/Harvester
+  sites): the STFs are linked in from their Rucio replica paths before the pilot starts
+  (``--input-destination-dir``), outputs are left in the pilot's work dir (``--cleanup
+  False``) for the caller to register;
+- the transformation: the generic pilot user only runs transformations named under its
+  built-in base URLs, copied from ``HARVESTER_WORKDIR`` when that is set; jobs name
+  ``http://pandaserver-doma.cern.ch:25080/trf/user/epic-reco`` (no request goes there) and
+  ``epic-reco`` in the Harvester work dir runs the job's command;
+- auth: the production token as a file (``OIDC_AUTH_TOKEN``/``OIDC_AUTH_DIR``/
+  ``OIDC_AUTH_ORIGIN``), sent by the pilot's curl as ``Authorization: Bearer``.
+
+Safety: at exit Pilot 3 kills every orphaned process of its user (``kill_orphans``), which on
+a shared machine means other people's servers. ``PILOT_NOKILL`` switches that off, and the
+pilot runs in its own PID namespace (``unshare``) so it cannot see other processes at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from epic_wfms.wfms.panda.errors import PandaError
+from epic_wfms.wfms.panda.localserver.server import REPO, LocalPandaServer, PandaIdentity
+
+PILOT_PACKAGE = "panda-pilot==3.7.0.36"
+TRF_BASE_URL = "http://pandaserver-doma.cern.ch:25080/trf/user"  # one of the pilot's own
+TRANSFORMATION = f"{TRF_BASE_URL}/epic-reco"
+_TRF_SCRIPT = ('#!/bin/sh\n# ePIC transformation: run the job command given as arguments\n'
+               'exec "$@"\n')
+
+
+def default_pilot_dir() -> Path:
+    return Path(os.environ.get("EPIC_PILOT_DIR", REPO / ".venv-pilot"))
+
+
+def ensure_pilot(dest: Path | None = None) -> Path:
+    """The Pilot 3 source tree (``pilot.py``), unpacked once from PyPI's sdist and cached."""
+    dest = dest or default_pilot_dir()
+    tree = dest / "pilot3"
+    stamp = dest / f".installed-{PILOT_PACKAGE}"
+    if stamp.exists() and (tree / "pilot.py").exists():
+        return tree
+    download = dest / "download"
+    shutil.rmtree(dest, ignore_errors=True)
+    download.mkdir(parents=True)
+    proc = subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps",
+                           "--no-binary", ":all:", "--dest", str(download), PILOT_PACKAGE],
+                          capture_output=True, text=True)
+    archives = list(download.glob("panda*pilot-*.tar.gz"))
+    if proc.returncode or not archives:
+        raise PandaError(f"cannot download {PILOT_PACKAGE}", why=proc.stderr[-800:],
+                         fix="check that pip reaches its index; rerun `bash .ci/services-up`")
+    with tarfile.open(archives[0]) as archive:
+        archive.extractall(download, filter="data")
+    unpacked = next(p for p in download.iterdir() if p.is_dir())
+    unpacked.rename(tree)
+    stamp.touch()
+    return tree
+
+
+@dataclass
+class PilotRun:
+    """What one pilot did: its exit code, log, and the files it left in its work dir."""
+
+    exit_code: int
+    log: str
+    outputs: dict[str, Path] = field(default_factory=dict)
+
+    def failure(self) -> str:
+        lines = [ln for ln in self.log.splitlines() if "| CRITICAL |" in ln or "| ERROR " in ln]
+        return "\n".join(lines[-5:]) or self.log[-1500:]
+
+
+@dataclass
+class LocalPilot:
+    """Runs Pilot 3 for ``queue`` of ``server``; ``run()`` does one job and returns."""
+
+    server: LocalPandaServer
+    workdir: Path
+    queue: str = "BNL_EPIC_PROMPT"
+    python: str = sys.executable
+    source: Path = field(default_factory=ensure_pilot)
+
+    def run(self, identity: PandaIdentity, inputs: dict[str, Path],
+            timeout_s: float = 300) -> PilotRun:
+        """Link ``inputs`` (LFN -> replica path) where copytool ``mv`` reads them, start the
+        pilot with ``identity``'s token, wait for it to exit, collect what it left."""
+        run_dir = self.workdir / f"pilot-{time.time_ns()}"
+        stage_in, harvester = run_dir / "stagein", run_dir / "harvester"
+        for d in (stage_in / "dest", harvester, run_dir / "out"):
+            d.mkdir(parents=True)
+        for lfn, path in inputs.items():
+            (stage_in / lfn).symlink_to(Path(path).resolve())
+        trf = harvester / TRANSFORMATION.rsplit("/", 1)[1]
+        trf.write_text(_TRF_SCRIPT)
+        trf.chmod(0o755)
+        (run_dir / "token").write_text(identity.token)
+        self._write_site(run_dir)
+        cmd = [self.python, str(self.source / "pilot.py"), "-q", self.queue, "-r", self.queue,
+               "-s", self.queue, "-w", "generic", "--pilot-user", "generic", "-j", "managed",
+               "--job-type", "managed", "-d", "--url", "http://127.0.0.1",
+               "-p", str(self.server.port), "-a", str(run_dir / "work"),
+               "--queuedata-url", str(run_dir / "{pandaqueue}.json"),
+               "--storagedata-url", str(run_dir / "storage.json"),
+               "--input-destination-dir", str(stage_in / "dest"),
+               "--output-dir", str(run_dir / "out"), "--cleanup", "False"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PANDA", "X509"))}
+        env.update(PILOT_NOKILL="1", PILOT_HOME=str(run_dir), OIDC_AUTH_TOKEN="token",
+                   OIDC_AUTH_DIR=f"{run_dir}/", OIDC_AUTH_ORIGIN=identity.auth_vo,
+                   LOCAL_AGIS_SCHEDCONF=str(run_dir / "schedconfig.json"),
+                   HARVESTER_WORKDIR=str(harvester),
+                   PATH=f"{Path(self.python).parent}:{env.get('PATH', '')}")
+        log_path = run_dir / "pilot.log"
+        with log_path.open("wb") as log:
+            try:
+                proc = subprocess.run([*_isolated(), *cmd], env=env, cwd=run_dir, stdout=log,
+                                      stderr=subprocess.STDOUT, timeout=timeout_s)
+                code = proc.returncode
+            except subprocess.TimeoutExpired:
+                code = -1
+        text = log_path.read_text(errors="replace")
+        outputs = {p.name: p for p in (run_dir / "work").glob("PanDA_Pilot3_*/*")
+                   if p.is_file() and not p.name.startswith(("curl_", "pilotlog"))}
+        return PilotRun(code, text, outputs)
+
+    def _write_site(self, run_dir: Path) -> None:
+        ddm = self.server.queues[self.queue]
+        queue = {"name": self.queue, "nickname": self.queue, "siteid": self.queue,
+                 "panda_resource": self.queue, "atlas_site": ddm.rsplit("_", 1)[0],
+                 "type": "production", "status": "online", "state": "ACTIVE", "corecount": 1,
+                 "maxrss": 64000, "maxtime": 86400, "maxwdir": 100000, "timefloor": 0,
+                 "catchall": "", "copytools": {"mv": {"setup": ""}},
+                 "acopytools": {"pr": ["mv"], "pw": ["mv"]},
+                 "astorages": {"pr": [ddm], "pw": [ddm]}, "aprotocols": {},
+                 "direct_access_lan": False, "direct_access_wan": False, "is_cvmfs": False,
+                 "container_type": "", "platform": ""}
+        (run_dir / f"{self.queue}.json").write_text(json.dumps(queue))
+        (run_dir / "schedconfig.json").write_text(json.dumps({self.queue: queue}))
+        (run_dir / "storage.json").write_text(json.dumps({ddm: {
+            "name": ddm, "type": "DISK", "is_deterministic": True, "state": "ACTIVE",
+            "site": queue["atlas_site"], "rprotocols": {}, "arprotocols": {}}}))
+
+
+def _isolated() -> list[str]:
+    """``unshare`` into a new PID namespace (with a user namespace when not root)."""
+    unshare = shutil.which("unshare")
+    if unshare is None:
+        return []
+    base = [unshare, "--pid", "--fork", "--mount-proc"]
+    if os.getuid() != 0:
+        base.insert(1, "--map-root-user")
+    probe = subprocess.run([*base, "true"], capture_output=True)
+    return base if probe.returncode == 0 else []
