@@ -1,0 +1,379 @@
+"""Run the real iDDS server on loopback: its venv, its PostgreSQL schema, its config, gunicorn.
+
+What is real: the ``idds-server`` 2.6.21 package — its Flask REST app
+(``idds.rest.v1.app:create_app``), its ORM and schema (``idds.orm.base.utils.build_database``:
+tables from its models, then ``alembic stamp head`` with its own migration scripts), its OIDC
+token check (``idds.core.authentication``) and its daemons (``idds.agents.main``: Clerk,
+Transformer, Carrier's Submitter/Poller, the prompt Transceiver) on PostgreSQL. What differs
+from production: gunicorn on plain http instead of httpd + mod_ssl, and a loopback token
+issuer (the one the local PanDA server uses) instead of IAM.
+
+iDDS rebuilds the works of a workflow from JSON by importing their classes, so the server
+and its daemons get this repository on ``PYTHONPATH`` to import ``EpicPandaWork``
+(``epic_wfms.wfms.idds.works``, which needs only idds-workflow).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+
+from epic_wfms.wfms.idds.errors import IddsError
+from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[3]
+IDDS_SERVER = "idds-server==2.6.21"
+SCHEMA = "doma_idds"
+#: the daemons' poll periods (production: 10-300 s); one cycle each takes a second or two here
+POLL_S = 1
+
+
+def default_venv() -> Path:
+    return Path(os.environ.get("EPIC_IDDS_VENV", REPO / ".venv-idds"))
+
+
+def _requirements_digest() -> str:
+    return hashlib.sha256((HERE / "requirements.txt").read_bytes()).hexdigest()[:16]
+
+
+def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
+    if proc.returncode != 0:
+        raise IddsError(f"{what} failed (exit {proc.returncode})",
+                        why=(proc.stderr or proc.stdout)[-1500:],
+                        fix="read the output above; rerun `bash .ci/services-up`")
+    return proc
+
+
+def ensure_venv(venv: Path | None = None) -> Path:
+    """Create (once, then cached) the isolated venv that runs idds-server."""
+    venv = venv or default_venv()
+    stamp = venv / ".epic-installed"
+    if stamp.exists() and stamp.read_text() == _requirements_digest():
+        return venv
+    if not (venv / "bin" / "python").exists():
+        _run(["python3.11", "-m", "venv", str(venv)], "creating the iDDS venv")
+    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    _run([*pip, "--upgrade", "pip"], "upgrading pip in the iDDS venv")
+    _run([*pip, "-r", str(HERE / "requirements.txt")], f"installing {IDDS_SERVER}")
+    stamp.write_text(_requirements_digest())
+    return venv
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalIddsServer:
+    """idds-server on 127.0.0.1 against its own PostgreSQL database ``epic_idds_<random>``."""
+
+    workdir: Path
+    db_name: str = field(default_factory=lambda: f"epic_idds_{uuid.uuid4().hex[:8]}")
+    pg_host: str = "127.0.0.1"
+    pg_port: int = 5432
+    pg_admin: str = "postgres"
+    vo: str = "epic"
+    venv: Path = field(default_factory=default_venv)
+    port: int = 0
+    drop_database: bool = True
+    # the prompt service's broker (the Transceiver daemon subscribes there)
+    stomp: dict = field(default_factory=lambda: {
+        "broker": "127.0.0.1:61613", "destination": "/topic/panda.workflow",
+        "username": "guest", "password": "guest"})
+    _proc: subprocess.Popen | None = None
+    _issuer: LoopbackIssuer | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "log"
+
+    @property
+    def config_file(self) -> Path:
+        return self.workdir / "idds.cfg"
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def start(self, timeout_s: float = 60.0) -> LocalIddsServer:
+        ensure_venv(self.venv)
+        self.workdir = self.workdir.resolve()
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self._issuer = LoopbackIssuer().start()
+        self.port = self.port or free_port()
+        self._write_config()
+        try:
+            self.create_database()
+            log = open(self.workdir / "gunicorn.log", "wb")  # noqa: SIM115 (outlives this call)
+            self._proc = subprocess.Popen(
+                [str(self.venv / "bin" / "gunicorn"), "-b", f"127.0.0.1:{self.port}",
+                 "-w", "1", "--threads", "4", "--timeout", "120", "--graceful-timeout", "2",
+                 "--control-socket", str(self.workdir / "gunicorn.ctl"),
+                 "idds.rest.v1.app:create_app()"],
+                env=self.server_env(), cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+            self._wait_alive(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        if self._proc is not None:
+            _stop_group(self._proc)
+            self._proc = None
+        if self._issuer is not None:
+            self._issuer.stop()
+            self._issuer = None
+        if self.drop_database:
+            with self._admin() as conn:
+                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+
+    def __enter__(self) -> LocalIddsServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- identities ------------------------------------------------------------------
+    def token(self, name: str = "Epic Operator") -> str:
+        """An ID token of the loopback issuer for a member of the VO (``name`` becomes the
+        iDDS username: iDDS takes the token's ``name`` claim)."""
+        assert self._issuer is not None, "start() the server first"
+        return self._issuer.token(name, [self.vo])
+
+    def auth(self, name: str = "Epic Operator") -> dict:
+        """idds-client's ``auth`` for that identity (OIDC, this VO)."""
+        return {"auth_type": "oidc", "oidc_token": self.token(name), "vo": self.vo}
+
+    # ---- daemons ---------------------------------------------------------------------
+    def run_daemons(self, agents: list[str], until: Callable[[], bool],
+                    timeout_s: float = 60.0) -> float:
+        """Run iDDS's own daemon process (``idds.agents.main``) with ``agents`` (e.g.
+        ``["clerk", "transformer"]``) until ``until()`` is true; returns the seconds it took.
+        The daemons then stop as in production, on SIGTERM."""
+        log = open(self.log_dir / "agents.out", "ab")  # noqa: SIM115 (closed below)
+        env = {**self.server_env(), "IDDS_AGENTS": ",".join(agents)}
+        started = time.monotonic()
+        proc = subprocess.Popen([str(self.venv / "bin" / "python"), "-m", "idds.agents.main"],
+                                env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            while time.monotonic() - started < timeout_s:
+                if proc.poll() is not None:
+                    break
+                if until():
+                    return time.monotonic() - started
+                time.sleep(0.3)
+        finally:
+            _stop_group(proc)
+            log.close()
+        tail = (self.log_dir / "agents.out").read_text(errors="replace")[-1500:]
+        raise IddsError(f"iDDS daemons {agents} did not reach the expected state",
+                        why=f"waited {timeout_s:.0f} s (exit code {proc.returncode}); "
+                            f"their log ends: {tail}",
+                        fix=f"read {self.log_dir / 'agents.out'} and {self.log_dir / 'idds.log'}")
+
+    # ---- database --------------------------------------------------------------------
+    def _admin(self) -> psycopg.Connection:
+        return psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
+                               dbname="postgres", autocommit=True)
+
+    def create_database(self) -> None:
+        """The database, then iDDS's schema: its models' tables and ``alembic stamp head``."""
+        with self._admin() as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+        _run([str(self.venv / "bin" / "python"), "-c",
+              "from idds.orm.base.utils import build_database; build_database(echo=False)"],
+             "building iDDS's schema (idds.orm.base.utils.build_database)",
+             env=self.server_env(), cwd=self.workdir)
+
+    def query(self, sql: str, *params: object) -> list[tuple]:
+        """Read iDDS's own tables (schema ``doma_idds``) directly, for checks."""
+        with psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
+                             dbname=self.db_name) as conn:
+            return conn.execute(sql, params).fetchall()
+
+    # ---- configuration ---------------------------------------------------------------
+    def database_url(self) -> str:
+        # psycopg2, as iDDS deploys it: with psycopg 3, SQLAlchemy binds the REST layer's
+        # string ids as VARCHAR and PostgreSQL refuses ``bigint = varchar``
+        return (f"postgresql+psycopg2://{self.pg_admin}@{self.pg_host}:{self.pg_port}/"
+                f"{self.db_name}")
+
+    def server_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items()
+               if not k.startswith(("IDDS", "VIRTUAL_ENV", "PYTHON", "X509"))}
+        env.update(IDDS_CONFIG=str(self.config_file),
+                   IDDS_AUTH_CONFIG=str(self.workdir / "auth.cfg"),
+                   ALEMBIC_CONFIG=str(self.workdir / "alembic.ini"),
+                   PYTHONPATH=str(REPO),  # EpicPandaWork, imported by name from the JSON
+                   PATH=f"{self.venv / 'bin'}:{env.get('PATH', '')}")
+        return env
+
+    def _write_config(self) -> None:
+        assert self._issuer is not None
+        migrations = next(self.venv.glob("lib/python*/site-packages/idds/orm/base/alembic"))
+        (self.workdir / "alembic.ini").write_text(_ALEMBIC_INI.format(
+            scripts=migrations, url=self.database_url(), schema=SCHEMA))
+        (self.workdir / "auth.cfg").write_text(_AUTH_CFG.format(
+            vo=self.vo, client_id=self._issuer.client_id, discovery=self._issuer.discovery_url))
+        (self.workdir / "cache").mkdir(exist_ok=True)
+        broker = json.dumps(self.stomp)
+        self.config_file.write_text(_IDDS_CFG.format(
+            logdir=self.log_dir, url=self.database_url(), schema=SCHEMA, rest=self.url,
+            cache=self.workdir / "cache", poll=POLL_S, broker=broker,
+            publisher=json.dumps({**self.stomp, "destination": "/topic/panda.workers"})))
+
+    def _wait_alive(self, timeout_s: float) -> None:
+        """Ready when iDDS answers ``/ping`` for a token of ours (REST app, DB, OIDC check)."""
+        deadline = time.monotonic() + timeout_s
+        request = urllib.request.Request(f"{self.url}/ping", headers={
+            "X-IDDS-Auth-Type": "oidc", "X-IDDS-Auth-VO": self.vo,
+            "X-IDDS-Auth-Token": self.token("epic-wfms readiness")})
+        while time.monotonic() < deadline:
+            assert self._proc is not None
+            if self._proc.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(request, timeout=5) as response:
+                    if b"OK" in response.read():
+                        return
+            except OSError:
+                time.sleep(0.3)
+        log = (self.workdir / "gunicorn.log").read_text(errors="replace")[-1500:]
+        raise IddsError("the local iDDS server did not come up",
+                        why=f"no answer on {self.url}/ping within {timeout_s:.0f} s; "
+                            f"gunicorn says: {log}",
+                        fix=f"read {self.log_dir / 'idds_rest.log'} and gunicorn.log")
+
+
+def _stop_group(proc: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM the process group we started (gunicorn and its workers, or the daemons)."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace_s)
+            break
+        except subprocess.TimeoutExpired:
+            continue
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
+
+
+def main(argv: list[str]) -> int:
+    """``python -m epic_wfms.wfms.idds.localserver prepare``: build ``.venv-idds`` (cached)."""
+    if argv[:1] != ["prepare"]:
+        print("usage: python -m epic_wfms.wfms.idds.localserver prepare", file=sys.stderr)
+        return 2
+    print(f"iDDS server venv ready: {ensure_venv()}")
+    return 0
+
+
+_ALEMBIC_INI = """[alembic]
+script_location = {scripts}
+sqlalchemy.url = {url}
+version_table_schema = {schema}
+
+[loggers]
+keys = root
+[handlers]
+keys = console
+[formatters]
+keys = generic
+[logger_root]
+level = WARN
+handlers = console
+[handler_console]
+class = StreamHandler
+args = (sys.stderr,)
+formatter = generic
+[formatter_generic]
+format = %(levelname)s [%(name)s] %(message)s
+"""
+
+_AUTH_CFG = """[common]
+allow_vos = {vo}
+
+[{vo}]
+vo = {vo}
+client_id = {client_id}
+audience = {client_id}
+oidc_config_url = {discovery}
+no_verify = True
+
+[Users]
+allow_users =
+ban_users =
+super_users =
+"""
+
+_AGENT = """num_threads = 2
+max_number_workers = 2
+poll_period = {poll}
+new_poll_period = {poll}
+update_poll_period = {poll}
+poll_time_period = {poll}
+poll_operation_time_period = {poll}
+new_command_poll_period = {poll}
+update_command_poll_period = {poll}
+retrieve_bulk_size = 16
+message_bulk_size = 100
+pending_time = 0
+"""
+
+_IDDS_CFG = """[common]
+logdir = {logdir}
+loglevel = INFO
+
+[database]
+default = {url}
+schema = {schema}
+pool_size = 4
+max_overflow = 4
+pool_recycle = 3600
+echo = 0
+pool_reset_on_return = rollback
+
+[rest]
+host = {rest}
+cacher_dir = {cache}
+
+[main]
+agents = clerk, transformer
+
+[eventbus]
+backend = default
+
+[clerk]
+""" + _AGENT + """
+[transformer]
+""" + _AGENT + """
+[carrier]
+""" + _AGENT + """
+[prompt]
+num_threads = 1
+worker_subscriber_broker = {broker}
+worker_publisher_broker = {publisher}
+"""
