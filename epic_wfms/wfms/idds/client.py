@@ -122,9 +122,25 @@ class IddsConnection:
             raise IddsError(f"iDDS refused workflow {workflow.name!r}", why=str(result)[:800])
         return result
 
-    def request(self, request_id: int) -> IddsRequest:
+    def submit_hpo(self, hpo: dict) -> int:
+        """Submit an HPO request (``workflows.hyperparameter_optimisation``) as iDDS's
+        HyperParameterOpt request; iDDS turns it into a workflow of one HPO work."""
+        from idds.common.constants import RequestStatus, RequestType
+
+        metadata = {key: hpo[key] for key in ("method", "opt_space", "max_points")}
+        metadata["num_points_per_iteration"] = hpo["num_points_per_iteration"]
+        metadata["workload_id"] = None
+        return self._call(f"submitting HPO request {hpo['name']!r}", self.client.add_request,
+                          scope="epic", name=hpo["name"], requester="epic-wfms",
+                          request_type=RequestType.HyperParameterOpt, transform_tag="hpo",
+                          status=RequestStatus.New, priority=0, lifetime=30,
+                          request_metadata=metadata)
+
+    def request(self, request_id: int, with_workflow: bool = True) -> IddsRequest:
+        """Read a request back. ``with_workflow`` rebuilds the stored workflow, which needs
+        its work classes importable here (an HPO request's ATLASHPOWork is idds-atlas's)."""
         rows = self._call(f"reading request {request_id}", self.client.get_requests,
-                          request_id=request_id, with_metadata=True)
+                          request_id=request_id, with_metadata=with_workflow)
         if not rows:
             raise IddsError(f"iDDS has no request {request_id}",
                             why=f"{self.settings.host} returned no request with that id",

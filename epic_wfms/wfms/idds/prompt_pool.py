@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from epic_wfms.errors import ConfigurationError
+from epic_wfms.wfms.idds.errors import IddsError
 
 PROMPT_DESTINATION = "/topic/panda.workflow"
 
@@ -105,9 +106,14 @@ class RestPromptChannel:
 
     def send(self, message: dict) -> Any:
         content = message["content"]
-        if message["msg_type"] == "create_workflow_task":
-            return self.client.create_workflow_task(content["workflow"])
-        if message["msg_type"] == "adjust_worker":
-            return self.client.adjust_worker(content["request_id"], content["transform_id"],
-                                             content["workload_id"], content)
-        return self.client.close_workflow_task(content["request_id"], content)
+        try:
+            if message["msg_type"] == "create_workflow_task":
+                return self.client.create_workflow_task(content["workflow"])
+            if message["msg_type"] == "adjust_worker":
+                return self.client.adjust_worker(content["request_id"], content["transform_id"],
+                                                 content["workload_id"], content)
+            return self.client.close_workflow_task(content["request_id"], content)
+        except Exception as exc:  # idds-client raises its own exception class per failure
+            raise IddsError(f"iDDS at {self.client.host} did not take {message['msg_type']} "
+                            f"for run {message['run_id']}", why=str(exc)[:800],
+                            fix="read the iDDS server's idds_rest.log") from exc

@@ -39,8 +39,9 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[3]
 IDDS_SERVER = "idds-server==2.6.21"
 SCHEMA = "doma_idds"
-#: the daemons' poll periods (production: 10-300 s); one cycle each takes a second or two here
+#: the daemons' poll periods for new and for running items (production: 10-300 s)
 POLL_S = 1
+UPDATE_POLL_S = 30
 
 
 def default_venv() -> Path:
@@ -94,11 +95,17 @@ class LocalIddsServer:
     venv: Path = field(default_factory=default_venv)
     port: int = 0
     drop_database: bool = True
-    # the prompt service's broker (the Transceiver daemon subscribes there)
-    stomp: dict = field(default_factory=lambda: {
-        "broker": "127.0.0.1:61613", "destination": "/topic/panda.workflow",
-        "username": "guest", "password": "guest"})
+    # the prompt service's broker: the Transceiver daemon takes requests on ``prompt_topic``
+    # and answers on ``reply_topic``. iDDS's broker code connects without a virtual host, so
+    # STOMP sends the host name: RabbitMQ needs a vhost "127.0.0.1" (.ci/services-up makes it)
+    stomp_broker: str = "127.0.0.1:61613"
+    stomp_user: str = "guest"
+    stomp_password: str = "guest"
+    prompt_topic: str = "/topic/panda.workflow"
+    reply_topic: str = "/topic/panda.workers"
+    daemon_agents: list[str] = field(default_factory=list)
     _proc: subprocess.Popen | None = None
+    _daemons: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
 
     @property
@@ -138,6 +145,7 @@ class LocalIddsServer:
         return self
 
     def stop(self) -> None:
+        self.stop_daemons()
         if self._proc is not None:
             _stop_group(self._proc)
             self._proc = None
@@ -166,31 +174,35 @@ class LocalIddsServer:
         return {"auth_type": "oidc", "oidc_token": self.token(name), "vo": self.vo}
 
     # ---- daemons ---------------------------------------------------------------------
-    def run_daemons(self, agents: list[str], until: Callable[[], bool],
-                    timeout_s: float = 60.0) -> float:
-        """Run iDDS's own daemon process (``idds.agents.main``) with ``agents`` (e.g.
-        ``["clerk", "transformer"]``) until ``until()`` is true; returns the seconds it took.
-        The daemons then stop as in production, on SIGTERM."""
-        log = open(self.log_dir / "agents.out", "ab")  # noqa: SIM115 (closed below)
+    def start_daemons(self, agents: list[str]) -> None:
+        """Start iDDS's own daemon process (``idds.agents.main``) with ``agents``, e.g.
+        ``["clerk", "transformer"]``; their poll periods are ``POLL_S`` (config above)."""
+        self.stop_daemons()
         env = {**self.server_env(), "IDDS_AGENTS": ",".join(agents)}
+        with open(self.log_dir / "agents.out", "ab") as log:
+            self._daemons = subprocess.Popen(
+                [str(self.venv / "bin" / "python"), "-m", "idds.agents.main"], env=env,
+                cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.daemon_agents = list(agents)
+
+    def stop_daemons(self) -> None:
+        """Stop them as in production: SIGTERM, they finish their cycle and exit."""
+        if self._daemons is not None:
+            _stop_group(self._daemons)
+            self._daemons = None
+
+    def wait_for(self, what: str, predicate: Callable[[], bool], timeout_s: float = 60) -> float:
+        """Wait until the daemons made ``predicate()`` true; returns the seconds it took."""
         started = time.monotonic()
-        proc = subprocess.Popen([str(self.venv / "bin" / "python"), "-m", "idds.agents.main"],
-                                env=env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
-        try:
-            while time.monotonic() - started < timeout_s:
-                if proc.poll() is not None:
-                    break
-                if until():
-                    return time.monotonic() - started
-                time.sleep(0.3)
-        finally:
-            _stop_group(proc)
-            log.close()
-        tail = (self.log_dir / "agents.out").read_text(errors="replace")[-1500:]
-        raise IddsError(f"iDDS daemons {agents} did not reach the expected state",
-                        why=f"waited {timeout_s:.0f} s (exit code {proc.returncode}); "
-                            f"their log ends: {tail}",
+        while time.monotonic() - started < timeout_s:
+            if self._daemons is not None and self._daemons.poll() is not None:
+                break
+            if predicate():
+                return time.monotonic() - started
+            time.sleep(0.3)
+        tail = (self.log_dir / "agents.out").read_text(errors="replace")[-1200:]
+        raise IddsError(f"iDDS daemons {self.daemon_agents}: {what} did not happen",
+                        why=f"waited {time.monotonic() - started:.0f} s; their log ends: {tail}",
                         fix=f"read {self.log_dir / 'agents.out'} and {self.log_dir / 'idds.log'}")
 
     # ---- database --------------------------------------------------------------------
@@ -239,11 +251,13 @@ class LocalIddsServer:
         (self.workdir / "auth.cfg").write_text(_AUTH_CFG.format(
             vo=self.vo, client_id=self._issuer.client_id, discovery=self._issuer.discovery_url))
         (self.workdir / "cache").mkdir(exist_ok=True)
-        broker = json.dumps(self.stomp)
+        broker = {"broker": self.stomp_broker, "username": self.stomp_user,
+                  "password": self.stomp_password}
         self.config_file.write_text(_IDDS_CFG.format(
             logdir=self.log_dir, url=self.database_url(), schema=SCHEMA, rest=self.url,
-            cache=self.workdir / "cache", poll=POLL_S, broker=broker,
-            publisher=json.dumps({**self.stomp, "destination": "/topic/panda.workers"})))
+            cache=self.workdir / "cache", poll=POLL_S, update_poll=UPDATE_POLL_S,
+            subscriber=json.dumps({**broker, "destination": self.prompt_topic}),
+            publisher=json.dumps({**broker, "destination": self.reply_topic})))
 
     def _wait_alive(self, timeout_s: float) -> None:
         """Ready when iDDS answers ``/ping`` for a token of ours (REST app, DB, OIDC check)."""
@@ -329,11 +343,11 @@ ban_users =
 super_users =
 """
 
-_AGENT = """num_threads = 2
-max_number_workers = 2
+_AGENT = """num_threads = 4
+max_number_workers = 8
 poll_period = {poll}
 new_poll_period = {poll}
-update_poll_period = {poll}
+update_poll_period = {update_poll}
 poll_time_period = {poll}
 poll_operation_time_period = {poll}
 new_command_poll_period = {poll}
@@ -374,6 +388,6 @@ backend = default
 """ + _AGENT + """
 [prompt]
 num_threads = 1
-worker_subscriber_broker = {broker}
+worker_subscriber_broker = {subscriber}
 worker_publisher_broker = {publisher}
 """
