@@ -25,6 +25,8 @@ from epic_wfms.wfms.idds.prompt_pool import RestPromptChannel, StompPromptChanne
 from epic_wfms.wfms.idds.submit import IddsError, serialise, submit_workflow
 from epic_wfms.wfms.idds.works import EpicPandaWork
 from epic_wfms.wfms.panda import taskparams
+from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
+from epic_wfms.wfms.panda.localserver import LocalPandaServer
 from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
 
 OWNER = "Olga Operator"
@@ -32,14 +34,25 @@ STOMP_VHOST = "127.0.0.1"  # iDDS's broker code connects with the host name as v
 
 
 @pytest.fixture(scope="session")
-def idds_server(tmp_path_factory) -> LocalIddsServer:
+def panda_for_idds(tmp_path_factory) -> LocalPandaServer:
+    """The real local PanDA server, where iDDS's prompt service submits the pool's task."""
+    server = LocalPandaServer(tmp_path_factory.mktemp("panda-for-idds")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def idds_server(tmp_path_factory, panda_for_idds) -> LocalIddsServer:
     tag = uuid.uuid4().hex[:8]
     server = LocalIddsServer(tmp_path_factory.mktemp("idds-server"),
                              prompt_topic=f"/topic/panda.workflow.{tag}",
                              reply_topic=f"/topic/panda.workers.{tag}")
     server.start()
-    # iDDS's daemons, one process as in production; their first cycle starts after ~10 s
-    server.start_daemons(["clerk", "transformer", "transceiver"])
+    # iDDS's daemons, one process as in production; their first cycle starts after ~10 s.
+    # panda-client in there talks to the local PanDA server with a production-role token
+    who = panda_for_idds.identity("iDDS Service", production=True)
+    server.start_daemons(["clerk", "transformer", "transceiver"],
+                         env=server.panda_env(panda_for_idds.url, who.token, who.auth_vo))
     yield server
     server.stop()
 
@@ -205,7 +218,7 @@ class _Replies(stomp.ConnectionListener):
         return [m for m in self.messages if m.get("msg_type") == kind]
 
 
-def test_worker_pool_through_the_prompt_services_transceiver_and_rest(idds_server, idds):
+def test_worker_pool_through_the_prompt_service_into_panda(idds_server, idds, panda_for_idds):
     replies = _Replies()
     conn = stomp.Connection12([("127.0.0.1", 61613)], vhost=STOMP_VHOST)
     conn.set_listener("", replies)
@@ -232,6 +245,18 @@ def test_worker_pool_through_the_prompt_services_transceiver_and_rest(idds_serve
         reply = replies.of("created_workflow_task")[0]["content"]
         request_id, transform_id = reply["request_id"], reply["transform_id"]
         assert idds.request(request_id, with_workflow=False).name == pool.workflow()["name"]
+        # iDDS submitted the pool's PanDA task (panda-client insertTaskParams) to the real
+        # PanDA server, and keeps PanDA's jediTaskID as the transform's workload id
+        jedi_task_id = reply["workload_id"]
+        assert isinstance(jedi_task_id, int) and jedi_task_id > 0, reply
+        assert [t.workload_id for t in idds.transforms(request_id)] == [jedi_task_id]
+        who = panda_for_idds.identity("Epic Production", production=True)
+        panda = PandaConnection(PandaSettings(panda_for_idds.url, who.token, who.auth_vo))
+        task = panda.task_params(jedi_task_id)
+        assert (task["taskName"], task["vo"], task["site"], task["prodSourceLabel"]) == (
+            pool.workflow()["name"], "epic", "BNL_EPIC_PROMPT", "managed")
+        assert (task["coreCount"], task["ramCount"], task["maxWalltime"], task["nEvents"],
+                task["reqID"]) == (4, 3000, 7200, 8, request_id)
         metadata = _stored(idds_server, "transform_metadata", "transforms", "transform_id",
                            transform_id)
         assert (metadata["worker_count"], metadata["core_count"], metadata["memory_per_core"],

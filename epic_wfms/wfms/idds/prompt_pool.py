@@ -29,6 +29,8 @@ class WorkerPool:
     walltime_s: int = 12 * 3600
     requester: str = "epic-wfms"
     campaign: str = "EIC"
+    vo: str = "epic"
+    working_group: str = "EIC"
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.cores < 1 or self.memory_per_core_mb < 1:
@@ -49,9 +51,12 @@ class WorkerPool:
                 "target_worker_count": self.workers,
                 "memory_per_core": self.memory_per_core_mb, "site": self.site,
                 "streaming_mode": "activemq",
+                # what iDDS's prompt service puts into the PanDA task it submits
                 "panda_attributes": {"num_workers": self.workers, "walltime": self.walltime_s,
                                      "core_count": self.cores,
-                                     "memory_per_core": self.memory_per_core_mb},
+                                     "memory_per_core": self.memory_per_core_mb,
+                                     "vo": self.vo, "queue": self.site,
+                                     "working_group": self.working_group},
             },
         }
 

@@ -174,16 +174,27 @@ class LocalIddsServer:
         return {"auth_type": "oidc", "oidc_token": self.token(name), "vo": self.vo}
 
     # ---- daemons ---------------------------------------------------------------------
-    def start_daemons(self, agents: list[str]) -> None:
+    def start_daemons(self, agents: list[str], env: dict[str, str] | None = None) -> None:
         """Start iDDS's own daemon process (``idds.agents.main``) with ``agents``, e.g.
-        ``["clerk", "transformer"]``; their poll periods are ``POLL_S`` (config above)."""
+        ``["clerk", "transformer"]``; their poll periods are ``POLL_S`` (config above).
+        ``env`` adds e.g. panda-client's ``PANDA_URL``/``PANDA_AUTH*`` for the PanDA calls
+        the prompt service makes (see ``panda_env``)."""
         self.stop_daemons()
-        env = {**self.server_env(), "IDDS_AGENTS": ",".join(agents)}
+        env = {**self.server_env(), **(env or {}), "IDDS_AGENTS": ",".join(agents)}
         with open(self.log_dir / "agents.out", "ab") as log:
             self._daemons = subprocess.Popen(
                 [str(self.venv / "bin" / "python"), "-m", "idds.agents.main"], env=env,
                 cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.daemon_agents = list(agents)
+
+    def panda_env(self, url: str, token: str, auth_vo: str) -> dict[str, str]:
+        """panda-client's environment for the daemons: where PanDA is, and whose token."""
+        config_root = self.workdir / "panda"
+        config_root.mkdir(exist_ok=True)
+        return {"PANDA_URL": url, "PANDA_URL_SSL": url, "PANDA_AUTH": "oidc",
+                "PANDA_AUTH_VO": auth_vo, "PANDA_AUTH_ID_TOKEN": token,
+                "PANDA_VERIFY_HOST": "off", "PANDA_BEHIND_REAL_LB": "1",
+                "PANDA_CONFIG_ROOT": str(config_root)}
 
     def stop_daemons(self) -> None:
         """Stop them as in production: SIGTERM, they finish their cycle and exit."""
