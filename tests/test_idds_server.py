@@ -16,7 +16,9 @@ import uuid
 
 import pytest
 import stomp
+from click.testing import CliRunner
 
+from epic_wfms.cli.main import cli
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
 from epic_wfms.wfms.idds.localserver import LocalIddsServer
@@ -201,6 +203,33 @@ def test_commands_are_checked_by_owner_and_executed_by_the_clerk(idds_server, id
     commands = idds_server.query("SELECT request_id, cmd_type FROM doma_idds.commands "
                                  "WHERE request_id = ANY(%s) ORDER BY cmd_id", ids)
     assert commands == [(ids[0], 10), (ids[1], 13), (ids[0], 11)]  # Abort, Close, Resume
+
+
+def test_cli_submits_a_rendered_template_and_shows_the_request(idds_server, tmp_path):
+    token = tmp_path / "token"
+    token.write_text(idds_server.token(OWNER))
+    runner = CliRunner()
+    rendered = runner.invoke(cli, ["template", "render", "calibration", "--run",
+                                   str(next(_runs)), "--target", "idds", "--json"])
+    assert rendered.exit_code == 0, rendered.output
+    name = json.loads(rendered.output)["name"]
+    workflow_file = tmp_path / "calibration.json"
+    workflow_file.write_text(rendered.output)
+    env = {"EPIC_IDDS_HOST": idds_server.url, "EPIC_IDDS_TOKEN_FILE": str(token)}
+    submitted = runner.invoke(cli, ["idds", "submit", str(workflow_file)], env=env)
+    assert submitted.exit_code == 0, submitted.output
+    request_id = int(submitted.output.strip().splitlines()[-1])
+    shown = runner.invoke(cli, ["idds", "status", str(request_id), "--json"], env=env)
+    assert shown.exit_code == 0, shown.output
+    status = json.loads(shown.output.strip().splitlines()[-1])
+    assert (status["request_id"], status["name"], status["username"]) == (
+        request_id, name, OWNER)
+    missing = runner.invoke(cli, ["idds", "status", "987654"], env=env)
+    assert missing.exit_code != 0 and "has no request 987654" in missing.output
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"not": "a workflow"}')
+    refused = runner.invoke(cli, ["idds", "submit", str(bad)], env=env)
+    assert refused.exit_code != 0 and "is not an iDDS workflow" in refused.output
 
 
 class _Replies(stomp.ConnectionListener):
