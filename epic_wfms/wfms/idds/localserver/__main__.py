@@ -2,7 +2,7 @@
 
 import sys
 
-from epic_wfms.wfms.idds.localserver.server import main
+from epic_wfms.wfms.idds.localserver.venv import main
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

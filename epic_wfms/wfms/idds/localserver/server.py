@@ -4,7 +4,7 @@ What is real: the ``idds-server`` 2.6.21 package — its Flask REST app
 (``idds.rest.v1.app:create_app``), its ORM and schema (``idds.orm.base.utils.build_database``:
 tables from its models, then ``alembic stamp head`` with its own migration scripts), its OIDC
 token check (``idds.core.authentication``) and its daemons (``idds.agents.main``: Clerk,
-Transformer, Carrier's Submitter/Poller, the prompt Transceiver) on PostgreSQL. What differs
+Transformer, the prompt service's Transceiver) on PostgreSQL. What differs
 from production: gunicorn on plain http instead of httpd + mod_ssl, and a loopback token
 issuer (the one the local PanDA server uses) instead of IAM.
 
@@ -16,13 +16,10 @@ and its daemons get this repository on ``PYTHONPATH`` to import ``EpicPandaWork`
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 import uuid
@@ -33,47 +30,9 @@ from pathlib import Path
 import psycopg
 
 from epic_wfms.wfms.idds.errors import IddsError
+from epic_wfms.wfms.idds.localserver.config import write_config
+from epic_wfms.wfms.idds.localserver.venv import REPO, default_venv, ensure_venv, run_checked
 from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
-
-HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[3]
-IDDS_SERVER = "idds-server==2.6.21"
-SCHEMA = "doma_idds"
-#: the daemons' poll periods for new and for running items (production: 10-300 s)
-POLL_S = 1
-UPDATE_POLL_S = 30
-
-
-def default_venv() -> Path:
-    return Path(os.environ.get("EPIC_IDDS_VENV", REPO / ".venv-idds"))
-
-
-def _requirements_digest() -> str:
-    return hashlib.sha256((HERE / "requirements.txt").read_bytes()).hexdigest()[:16]
-
-
-def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, **kwargs)
-    if proc.returncode != 0:
-        raise IddsError(f"{what} failed (exit {proc.returncode})",
-                        why=(proc.stderr or proc.stdout)[-1500:],
-                        fix="read the output above; rerun `bash .ci/services-up`")
-    return proc
-
-
-def ensure_venv(venv: Path | None = None) -> Path:
-    """Create (once, then cached) the isolated venv that runs idds-server."""
-    venv = venv or default_venv()
-    stamp = venv / ".epic-installed"
-    if stamp.exists() and stamp.read_text() == _requirements_digest():
-        return venv
-    if not (venv / "bin" / "python").exists():
-        _run(["python3.11", "-m", "venv", str(venv)], "creating the iDDS venv")
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    _run([*pip, "--upgrade", "pip"], "upgrading pip in the iDDS venv")
-    _run([*pip, "-r", str(HERE / "requirements.txt")], f"installing {IDDS_SERVER}")
-    stamp.write_text(_requirements_digest())
-    return venv
 
 
 def free_port() -> int:
@@ -176,7 +135,7 @@ class LocalIddsServer:
     # ---- daemons ---------------------------------------------------------------------
     def start_daemons(self, agents: list[str], env: dict[str, str] | None = None) -> None:
         """Start iDDS's own daemon process (``idds.agents.main``) with ``agents``, e.g.
-        ``["clerk", "transformer"]``; their poll periods are ``POLL_S`` (config above).
+        ``["clerk", "transformer"]``; their poll periods are in config.py.
         ``env`` adds e.g. panda-client's ``PANDA_URL``/``PANDA_AUTH*`` for the PanDA calls
         the prompt service makes (see ``panda_env``)."""
         self.stop_daemons()
@@ -226,7 +185,7 @@ class LocalIddsServer:
         with self._admin() as conn:
             conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
             conn.execute(f'CREATE DATABASE "{self.db_name}"')
-        _run([str(self.venv / "bin" / "python"), "-c",
+        run_checked([str(self.venv / "bin" / "python"), "-c",
               "from idds.orm.base.utils import build_database; build_database(echo=False)"],
              "building iDDS's schema (idds.orm.base.utils.build_database)",
              env=self.server_env(), cwd=self.workdir)
@@ -256,19 +215,12 @@ class LocalIddsServer:
 
     def _write_config(self) -> None:
         assert self._issuer is not None
-        migrations = next(self.venv.glob("lib/python*/site-packages/idds/orm/base/alembic"))
-        (self.workdir / "alembic.ini").write_text(_ALEMBIC_INI.format(
-            scripts=migrations, url=self.database_url(), schema=SCHEMA))
-        (self.workdir / "auth.cfg").write_text(_AUTH_CFG.format(
-            vo=self.vo, client_id=self._issuer.client_id, discovery=self._issuer.discovery_url))
-        (self.workdir / "cache").mkdir(exist_ok=True)
-        broker = {"broker": self.stomp_broker, "username": self.stomp_user,
-                  "password": self.stomp_password}
-        self.config_file.write_text(_IDDS_CFG.format(
-            logdir=self.log_dir, url=self.database_url(), schema=SCHEMA, rest=self.url,
-            cache=self.workdir / "cache", poll=POLL_S, update_poll=UPDATE_POLL_S,
-            subscriber=json.dumps({**broker, "destination": self.prompt_topic}),
-            publisher=json.dumps({**broker, "destination": self.reply_topic})))
+        write_config(self.workdir, venv=self.venv, database_url=self.database_url(),
+                     rest_url=self.url, vo=self.vo, client_id=self._issuer.client_id,
+                     discovery_url=self._issuer.discovery_url, broker={
+                         "broker": self.stomp_broker, "username": self.stomp_user,
+                         "password": self.stomp_password},
+                     prompt_topic=self.prompt_topic, reply_topic=self.reply_topic)
 
     def _wait_alive(self, timeout_s: float) -> None:
         """Ready when iDDS answers ``/ping`` for a token of ours (REST app, DB, OIDC check)."""
@@ -305,100 +257,3 @@ def _stop_group(proc: subprocess.Popen, grace_s: float = 15) -> None:
             continue
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent
-
-
-def main(argv: list[str]) -> int:
-    """``python -m epic_wfms.wfms.idds.localserver prepare``: build ``.venv-idds`` (cached)."""
-    if argv[:1] != ["prepare"]:
-        print("usage: python -m epic_wfms.wfms.idds.localserver prepare", file=sys.stderr)
-        return 2
-    print(f"iDDS server venv ready: {ensure_venv()}")
-    return 0
-
-
-_ALEMBIC_INI = """[alembic]
-script_location = {scripts}
-sqlalchemy.url = {url}
-version_table_schema = {schema}
-
-[loggers]
-keys = root
-[handlers]
-keys = console
-[formatters]
-keys = generic
-[logger_root]
-level = WARN
-handlers = console
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-[formatter_generic]
-format = %(levelname)s [%(name)s] %(message)s
-"""
-
-_AUTH_CFG = """[common]
-allow_vos = {vo}
-
-[{vo}]
-vo = {vo}
-client_id = {client_id}
-audience = {client_id}
-oidc_config_url = {discovery}
-no_verify = True
-
-[Users]
-allow_users =
-ban_users =
-super_users =
-"""
-
-_AGENT = """num_threads = 4
-max_number_workers = 8
-poll_period = {poll}
-new_poll_period = {poll}
-update_poll_period = {update_poll}
-poll_time_period = {poll}
-poll_operation_time_period = {poll}
-new_command_poll_period = {poll}
-update_command_poll_period = {poll}
-retrieve_bulk_size = 16
-message_bulk_size = 100
-pending_time = 0
-"""
-
-_IDDS_CFG = """[common]
-logdir = {logdir}
-loglevel = INFO
-
-[database]
-default = {url}
-schema = {schema}
-pool_size = 4
-max_overflow = 4
-pool_recycle = 3600
-echo = 0
-pool_reset_on_return = rollback
-
-[rest]
-host = {rest}
-cacher_dir = {cache}
-
-[main]
-agents = clerk, transformer
-
-[eventbus]
-backend = default
-
-[clerk]
-""" + _AGENT + """
-[transformer]
-""" + _AGENT + """
-[carrier]
-""" + _AGENT + """
-[prompt]
-num_threads = 1
-worker_subscriber_broker = {subscriber}
-worker_publisher_broker = {publisher}
-"""
