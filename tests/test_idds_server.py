@@ -2,8 +2,9 @@
 
 What runs for real: idds-client -> iDDS's REST app (gunicorn) -> its ORM on PostgreSQL, its
 OIDC token check against a loopback issuer, and iDDS's own daemon process
-(``idds.agents.main``) with Clerk, Transformer and the prompt service's Transceiver, which
-turn our requests into transforms and processings, evaluate our works' conditions, execute
+(``idds.agents.main``) with Clerk, Transformer, the Carrier's Submitter and the prompt
+service's Transceiver, which turn our requests into transforms and processings, evaluate our
+works' conditions, submit the ready works' JEDI tasks to the real local PanDA server, execute
 abort/close/retry commands, and take the fast path's worker-pool requests over STOMP.
 """
 
@@ -53,7 +54,7 @@ def idds_server(tmp_path_factory, panda_for_idds) -> LocalIddsServer:
     # iDDS's daemons, one process as in production; their first cycle starts after ~10 s.
     # panda-client in there talks to the local PanDA server with a production-role token
     who = panda_for_idds.identity("iDDS Service", production=True)
-    server.start_daemons(["clerk", "transformer", "transceiver"],
+    server.start_daemons(["clerk", "transformer", "submitter", "transceiver"],
                          env=server.panda_env(panda_for_idds.url, who.token, who.auth_vo))
     yield server
     server.stop()
@@ -165,23 +166,32 @@ def test_bad_input_gets_clear_errors(idds_server, idds):
         submit_workflow(loop, idds_server.url, {"auth_type": "x509_proxy"})
 
 
-def test_daemons_turn_requests_into_transforms_only_for_ready_works(idds_server, idds):
-    loop, calib, reco = _calibration()
+def test_daemons_submit_the_ready_works_tasks_to_panda(idds_server, idds,
+                                                             panda_for_idds):
+    loop, calib, _ = _calibration()
     up, down = _tasks()
     ids = [idds.submit(loop), idds.submit(workflows.process_when_validated(up, down))]
 
-    def processing_for_each() -> bool:
-        return all(any(t.processing_id for t in idds.transforms(i)) for i in ids)
+    def submitted_to_panda() -> bool:
+        return all(any(t.workload_id for t in idds.transforms(i)) for i in ids)
 
-    idds_server.wait_for("a processing for each request", processing_for_each, timeout_s=60)
-    loop_works = idds.transforms(ids[0])
+    idds_server.wait_for("a PanDA task for each request", submitted_to_panda, timeout_s=60)
+    loop_works, validated_works = idds.transforms(ids[0]), idds.transforms(ids[1])
     # Clerk made a transform of the initial work only: the reconstruction waits for
     # is_converged, which iDDS evaluated on our EpicPandaWork (not finished: False)
     assert [t.name for t in loop_works] == [calib["taskName"]]
-    assert [t.name for t in idds.transforms(ids[1])] == [up["taskName"]]
-    assert loop_works[0].status == "Transforming" and loop_works[0].processing_status == "New"
+    assert [t.name for t in validated_works] == [up["taskName"]]
     assert idds.request(ids[0]).status == "Transforming"
-    assert reco["taskName"] not in {t.name for t in idds.transforms(ids[0])}
+    # the Carrier's Submitter submitted each work's JEDI task to the real PanDA server
+    who = panda_for_idds.identity("Epic Production", production=True)
+    panda = PandaConnection(PandaSettings(panda_for_idds.url, who.token, who.auth_vo))
+    for work, sent in ((loop_works[0], calib), (validated_works[0], up)):
+        assert work.processing_status == "Submitted"
+        stored = panda.task_params(work.workload_id)
+        assert {k: stored[k] for k in ("taskName", "vo", "prodSourceLabel", "runUntilClosed",
+                                       "processingType")} == {
+            k: sent[k] for k in ("taskName", "vo", "prodSourceLabel", "runUntilClosed",
+                                 "processingType")}
 
 
 def test_commands_are_checked_by_owner_and_executed_by_the_clerk(idds_server, idds):
