@@ -4,7 +4,7 @@ What is real: the ``idds-server`` 2.6.21 package — its Flask REST app
 (``idds.rest.v1.app:create_app``), its ORM and schema (``idds.orm.base.utils.build_database``:
 tables from its models, then ``alembic stamp head`` with its own migration scripts), its OIDC
 token check (``idds.core.authentication``) and its daemons (``idds.agents.main``: Clerk,
-Transformer, the prompt service's Transceiver) on PostgreSQL. What differs
+Transformer, the Carrier's Submitter, the prompt service's Transceiver) on PostgreSQL. What differs
 from production: gunicorn on plain http instead of httpd + mod_ssl, and a loopback token
 issuer (the one the local PanDA server uses) instead of IAM.
 
