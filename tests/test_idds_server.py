@@ -36,7 +36,7 @@ OWNER = "Olga Operator"
 STOMP_VHOST = "127.0.0.1"  # iDDS's broker code connects with the host name as virtual host
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def panda_for_idds(tmp_path_factory) -> LocalPandaServer:
     """The real local PanDA server, where iDDS's prompt service submits the pool's task."""
     server = LocalPandaServer(tmp_path_factory.mktemp("panda-for-idds")).start()
@@ -44,7 +44,7 @@ def panda_for_idds(tmp_path_factory) -> LocalPandaServer:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def idds_server(tmp_path_factory, panda_for_idds) -> LocalIddsServer:
     tag = uuid.uuid4().hex[:8]
     server = LocalIddsServer(tmp_path_factory.mktemp("idds-server"),
@@ -60,7 +60,7 @@ def idds_server(tmp_path_factory, panda_for_idds) -> LocalIddsServer:
     server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def idds(idds_server) -> IddsConnection:
     return IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
 
