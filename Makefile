@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/rucio_bench.py
 	$(BIN)/python bench/monitor_bench.py
 	$(BIN)/python bench/panda_bench.py
+	$(BIN)/python bench/idds_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms tests bench

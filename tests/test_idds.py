@@ -1,8 +1,8 @@
 """iDDS backend: conditional ePIC workflows as real idds-workflow objects, and the prompt
 service's worker-pool requests over the real STOMP broker.
 
-No iDDS server runs here (see docs/panda-idds.md): the workflows are checked through
-idds-workflow's own condition evaluation and JSON encoding (what idds-client sends).
+These check the workflows through idds-workflow's own condition evaluation and JSON encoding
+(what idds-client sends); tests/test_idds_server.py runs them against a real iDDS server.
 """
 
 from __future__ import annotations
@@ -115,5 +115,6 @@ def test_bad_pools_and_unreachable_idds_get_clear_errors():
         WorkerPool(run_number=1, site="X", workers=0)
     wf = workflows.process_when_validated(taskparams.prompt_task(100005, "E1_BNL"),
                                           taskparams.merge_task(100005, "E1_BNL"))
-    with pytest.raises(IddsError, match="did not take"):
-        submit_workflow(wf, host="http://127.0.0.1:9/idds")
+    with pytest.raises(IddsError, match=r"did not take.*Connection"):
+        submit_workflow(wf, host="http://127.0.0.1:9/idds",
+                        auth={"auth_type": "oidc", "oidc_token": "t", "vo": "epic"}, retries=1)

@@ -15,6 +15,7 @@ from rich.table import Table
 from epic_wfms.backends import open_database
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
+from epic_wfms.cli.idds import idds
 from epic_wfms.cli.monitor import monitor
 from epic_wfms.cli.panda import panda
 from epic_wfms.cli.sim import sim
@@ -244,6 +245,7 @@ cli.add_command(sites)
 cli.add_command(sim)
 cli.add_command(template_cli)
 cli.add_command(panda)
+cli.add_command(idds)
 
 
 if __name__ == "__main__":

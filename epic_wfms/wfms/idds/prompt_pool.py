@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from epic_wfms.errors import ConfigurationError
+from epic_wfms.wfms.idds.errors import IddsError
 
 PROMPT_DESTINATION = "/topic/panda.workflow"
 
@@ -28,6 +29,8 @@ class WorkerPool:
     walltime_s: int = 12 * 3600
     requester: str = "epic-wfms"
     campaign: str = "EIC"
+    vo: str = "epic"
+    working_group: str = "EIC"
 
     def __post_init__(self) -> None:
         if self.workers < 1 or self.cores < 1 or self.memory_per_core_mb < 1:
@@ -48,9 +51,12 @@ class WorkerPool:
                 "target_worker_count": self.workers,
                 "memory_per_core": self.memory_per_core_mb, "site": self.site,
                 "streaming_mode": "activemq",
+                # what iDDS's prompt service puts into the PanDA task it submits
                 "panda_attributes": {"num_workers": self.workers, "walltime": self.walltime_s,
                                      "core_count": self.cores,
-                                     "memory_per_core": self.memory_per_core_mb},
+                                     "memory_per_core": self.memory_per_core_mb,
+                                     "vo": self.vo, "queue": self.site,
+                                     "working_group": self.working_group},
             },
         }
 
@@ -105,9 +111,14 @@ class RestPromptChannel:
 
     def send(self, message: dict) -> Any:
         content = message["content"]
-        if message["msg_type"] == "create_workflow_task":
-            return self.client.create_workflow_task(content["workflow"])
-        if message["msg_type"] == "adjust_worker":
-            return self.client.adjust_worker(content["request_id"], content["transform_id"],
-                                             content["workload_id"], content)
-        return self.client.close_workflow_task(content["request_id"], content)
+        try:
+            if message["msg_type"] == "create_workflow_task":
+                return self.client.create_workflow_task(content["workflow"])
+            if message["msg_type"] == "adjust_worker":
+                return self.client.adjust_worker(content["request_id"], content["transform_id"],
+                                                 content["workload_id"], content)
+            return self.client.close_workflow_task(content["request_id"], content)
+        except Exception as exc:  # idds-client raises its own exception class per failure
+            raise IddsError(f"iDDS at {self.client.host} did not take {message['msg_type']} "
+                            f"for run {message['run_id']}", why=str(exc)[:800],
+                            fix="read the iDDS server's idds_rest.log") from exc

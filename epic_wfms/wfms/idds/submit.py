@@ -5,11 +5,9 @@ from __future__ import annotations
 from idds.common.utils import json_dumps, json_loads
 from idds.workflowv2.workflow import Workflow
 
-from epic_wfms.errors import EpicWfmsError
+from epic_wfms.wfms.idds.errors import IddsError
 
-
-class IddsError(EpicWfmsError):
-    """An iDDS request that could not be made or was refused."""
+__all__ = ["IddsError", "deserialise", "serialise", "submit_workflow"]
 
 
 def serialise(workflow: Workflow) -> str:
@@ -22,16 +20,11 @@ def deserialise(text: str) -> Workflow:
 
 
 def submit_workflow(workflow: Workflow, host: str, auth: dict | None = None,
-                    username: str | None = None) -> int:
-    """Submit through idds-client's ``ClientManager.submit``; returns iDDS's request id."""
-    from idds.client.clientmanager import ClientManager
+                    retries: int = 3) -> int:
+    """Submit through idds-client's ``ClientManager.submit``; returns iDDS's request id.
 
-    try:
-        request_id = ClientManager(host=host, auth=auth).submit(workflow, username=username)
-    except Exception as exc:  # idds-client raises its own exception types per failure
-        raise IddsError(f"iDDS at {host} did not take workflow {workflow.name!r}",
-                        why=str(exc)[:500], fix="check the iDDS host, its auth and the workflow"
-                        ) from exc
-    if not isinstance(request_id, int):
-        raise IddsError(f"iDDS refused workflow {workflow.name!r}", why=str(request_id)[:500])
-    return request_id
+    ``auth`` is idds-client's: ``{"auth_type": "oidc", "oidc_token": ..., "vo": "epic"}``.
+    """
+    from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
+
+    return IddsConnection(IddsSettings.from_auth(host, auth, retries=retries)).submit(workflow)

@@ -9,7 +9,19 @@ by calling the class without arguments.
 
 from __future__ import annotations
 
+import re
+
+from idds.common.constants import ProcessingStatus
 from idds.workflowv2.work import Work
+
+#: JEDI task status -> iDDS processing status (the rest: still running)
+_TASK_STATES = {
+    "done": ProcessingStatus.Finished, "finished": ProcessingStatus.SubFinished,
+    "failed": ProcessingStatus.Failed, "broken": ProcessingStatus.Broken,
+    "aborted": ProcessingStatus.Cancelled, "tobroken": ProcessingStatus.Broken,
+    "registered": ProcessingStatus.Submitted, "defined": ProcessingStatus.Submitted,
+    "ready": ProcessingStatus.Submitted,
+}
 
 
 class EpicPandaWork(Work):
@@ -44,3 +56,38 @@ class EpicPandaWork(Work):
     def is_validated(self) -> bool:
         """Upstream output passed validation (only then may downstream processing start)."""
         return bool(self.is_finished() and (self.output_data or {}).get("validated") is True)
+
+    # ---- what iDDS's Carrier calls -----------------------------------------------------
+    def get_new_input_output_maps(self, mapped_input_output_maps=None) -> dict:
+        """No file-level contents: the work is one PanDA task and JEDI makes its jobs."""
+        self.has_new_inputs = False
+        return {}
+
+    def submit_processing(self, processing: dict) -> tuple[bool, int | None, str | None]:
+        """Submit the work's JEDI task once; returns ``(ok, jediTaskID, error)``."""
+        proc = processing["processing_metadata"]["processing"]
+        if proc.workload_id:
+            return True, proc.workload_id, None
+        from pandaclient import Client
+
+        status, output = Client.insertTaskParams(self.task_parameters, verbose=False)
+        message = str(output[1] if isinstance(output, tuple | list) and len(output) > 1
+                      else output)
+        found = re.search(r"jediTaskID=(\d+)", message)
+        if status != 0 or not found:
+            return False, None, f"PanDA refused task {self.task_name}: {message[:500]}"
+        proc.workload_id = int(found.group(1))
+        return True, proc.workload_id, None
+
+    def poll_processing_updates(self, processing: dict, input_output_maps: dict,
+                                contents_ext=None, log_prefix: str = "") -> tuple:
+        """The task's status in PanDA as iDDS's processing status (no content updates)."""
+        proc = processing["processing_metadata"]["processing"]
+        status = processing["status"]
+        if proc.workload_id:
+            from pandaclient import Client
+
+            code, task_status = Client.getTaskStatus(proc.workload_id)
+            if code == 0 and isinstance(task_status, str):
+                status = _TASK_STATES.get(task_status, ProcessingStatus.Running)
+        return status, [], {}, [], {}
