@@ -160,7 +160,8 @@ class LocalPandaServer:
         self._proc = subprocess.Popen(
             [str(self.venv / "bin" / "gunicorn"), "--chdir", str(HERE),
              "-b", f"127.0.0.1:{self.port}", "-w", "1", "--threads", "4", "--timeout", "300",
-             "--graceful-timeout", "2", "--control-socket", str(self.workdir / "gunicorn.ctl"), "wsgi:application"],
+             "--graceful-timeout", "2", "--control-socket", str(self.workdir / "gunicorn.ctl"),
+             "wsgi:application"],
             env=self.server_env(), stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
