@@ -67,15 +67,16 @@ class MessageBus:
 
     def subscribe(
         self, destination: str, subscription: str, handler: MessageHandler, *,
-        msg_types: set[str] | None = None, track: bool = True,
+        msg_types: set[str] | None = None, track: bool = True, durable: bool = True,
     ) -> None:
         """``msg_types``: handle only these (others are acknowledged untouched);
-        ``track=False``: a pure observer, no idempotency ledger (e.g. a log)."""
+        ``track=False``: no idempotency ledger (e.g. a log); ``durable=False`` on a topic:
+        an observer that sees only what is broadcast while it runs (no backlog is kept)."""
 
         def deliver(body: str) -> None:
             self._deliver(destination, subscription, handler, body, msg_types, track)
 
-        self.transport.subscribe(destination, subscription, deliver)
+        self.transport.subscribe(destination, subscription, deliver, durable)
 
     def subscribe_batch(
         self, destination: str, subscription: str, handler: BatchHandler, *,

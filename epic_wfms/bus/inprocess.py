@@ -49,7 +49,8 @@ class InProcessTransport:
         for destination, body in messages:
             self.send(destination, body)
 
-    def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
+    def subscribe(self, destination: str, subscription: str, handler: RawHandler,
+                  durable: bool = True) -> None:  # in-process: lives as long as the process
         self.subscribe_batch(destination, subscription, lambda bodies: handler(bodies[0]), 1)
 
     def subscribe_batch(

@@ -5,6 +5,8 @@
   crashed consumer's message is redelivered;
 - topic subscriptions are durable (a consumer that is down misses nothing): the subscription
   headers of ActiveMQ Classic, Artemis and RabbitMQ are all sent, brokers ignore the others;
+  their identity (client-id, name) survives restarts; observers (``durable=False``, e.g. the
+  monitor agent's log) see only what is broadcast while they run;
 - messages are sent persistent; a lost connection is re-established with exponential backoff
   and every subscription re-made; a send counts only once the broker's RECEIPT arrived and is
   repeated otherwise, so nothing is lost while the broker restarts;
@@ -152,10 +154,11 @@ class _Subscription(_Link):
 
     def __init__(
         self, settings: StompSettings, destination: str, name: str, handler: RawBatchHandler,
-        transport: StompTransport, max_batch: int = 1,
+        transport: StompTransport, max_batch: int = 1, durable: bool = True,
     ) -> None:
         super().__init__(settings, name)
         self.destination = destination
+        self.durable = durable
         self.handler = handler
         self.transport = transport
         self.max_batch = max_batch
@@ -178,7 +181,7 @@ class _Subscription(_Link):
         headers = {"prefetch-count": prefetch, "activemq.prefetchSize": prefetch}
         if s.queue_expiry_s:  # throw-away namespaces must not leave queues on the broker
             headers["x-expires"] = str(int(s.queue_expiry_s * 1000))
-        if is_topic(self.destination):
+        if is_topic(self.destination) and self.durable:
             headers.update({
                 "durable": "true", "auto-delete": "false", "persistent": "true",
                 "activemq.subscriptionName": self.name, "durable-subscription-name": self.name,
@@ -289,13 +292,17 @@ class StompTransport:
                     return [message for event, message in waiting if not event.is_set()]
         return []
 
-    def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None:
-        self.subscribe_batch(destination, subscription, lambda bodies: handler(bodies[0]), 1)
+    def subscribe(self, destination: str, subscription: str, handler: RawHandler,
+                  durable: bool = True) -> None:
+        self.subscribe_batch(destination, subscription, lambda bodies: handler(bodies[0]), 1,
+                             durable)
 
     def subscribe_batch(
-        self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int
+        self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int,
+        durable: bool = True,
     ) -> None:
-        link = _Subscription(self.settings, destination, subscription, handler, self, max_batch)
+        link = _Subscription(self.settings, destination, subscription, handler, self, max_batch,
+                             durable)
         self._subscriptions.append(link)
         link.open()
 

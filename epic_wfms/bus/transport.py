@@ -22,7 +22,11 @@ class Transport(Protocol):
         """Send ``(destination, body)`` pairs; returns once the broker has taken all of them."""
         ...
 
-    def subscribe(self, destination: str, subscription: str, handler: RawHandler) -> None: ...
+    def subscribe(self, destination: str, subscription: str, handler: RawHandler,
+                  durable: bool = True) -> None:
+        """``durable=False`` on a topic: an observer that sees what is broadcast while it is
+        connected (no backlog kept for it, nothing persisted on its behalf)."""
+        ...
 
     def subscribe_batch(
         self, destination: str, subscription: str, handler: RawBatchHandler, max_batch: int

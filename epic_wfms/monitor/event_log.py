@@ -19,9 +19,9 @@ class EventLog:
         self.counts: Counter[str] = Counter()
 
     def subscribe(self) -> None:
-        self.bus.subscribe(dest.STATE, "monitor-state", self.on_message, track=False)
-        self.bus.subscribe(dest.EVENTS, "monitor-events", self.on_message, track=False)
-        self.bus.subscribe(dest.PROCESSED, "monitor-processed", self.on_message, track=False)
+        for destination, name in ((dest.STATE, "monitor-state"), (dest.EVENTS, "monitor-events"),
+                                  (dest.PROCESSED, "monitor-processed")):
+            self.bus.subscribe(destination, name, self.on_message, track=False, durable=False)
 
     def on_message(self, message: m.Message) -> None:
         self.counts[message.msg_type] += 1

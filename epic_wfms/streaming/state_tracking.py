@@ -54,8 +54,9 @@ class DetectorFollower:
         ctx.detector.state, ctx.detector.substate = status.state.value, status.readiness.value
 
     def subscribe(self) -> None:
+        # the view is restored from the store at start: it needs no backlog while down
         self.ctx.bus.subscribe(dest.STATE, f"{self.ctx.producer}-state", self.on_state_changed,
-                               track=False)
+                               track=False, durable=False)
 
     def on_state_changed(self, message: m.Message) -> None:
         change: m.StateChanged = message.body

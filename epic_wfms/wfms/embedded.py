@@ -112,6 +112,9 @@ class LocalWorkerPool:
 
     # -- a slot ------------------------------------------------------------------------------
     def _slot(self, site: str) -> None:
+        if self.runner == "standing":
+            self._pilot()  # started with the slot, as Harvester provisions workers ahead:
+            # the first job does not wait for an interpreter and its imports
         waiting = self._queues[site]
         while (first := waiting.get()) is not None:
             self._online[site].wait()
