@@ -2,13 +2,15 @@
 
     make bench            (or: .venv/bin/python bench/streaming_bench.py --help)
 
-Three measurements in one run, same machine, same STF files and payloads:
+Measurements in one run, same machine, same STF files and payloads:
   baseline   the naive design: one thread validates, registers, archives and processes each
              STF before looking at the next (what R4.7 forbids) -- its throughput is the yardstick
-  paced      epic-wfms at a DAQ rate well above ePIC's 2 STF/s: latency percentiles
-  burst      epic-wfms with every STF announced at once: sustained throughput
-each of the last two on the embedded backends (one process, SQLite, in-process bus) and on
-the services backends (agents as processes, RabbitMQ-STOMP, PostgreSQL).
+  paced      epic-wfms at a DAQ rate well above ePIC's 2 STF/s (--rate, 200 STFs): latency
+  burst      epic-wfms with --burst-stfs STFs announced as fast as the DAQ can: sustained
+             throughput (long enough that start and end of run do not dominate)
+  services paced --target/s   the goal of issue 3: latency at 100 STF/s offered for 10 s
+each on the embedded backends (one process, SQLite, in-process bus) and on the services
+backends (agents as processes, RabbitMQ-STOMP, PostgreSQL).
 """
 
 from __future__ import annotations
@@ -195,8 +197,11 @@ def run_baseline(root: Path, n: int, size: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--stfs", type=int, default=200)
+    parser.add_argument("--stfs", type=int, default=200, help="STFs of the paced scenarios")
     parser.add_argument("--rate", type=float, default=10.0, help="paced DAQ rate, STF/s")
+    parser.add_argument("--burst-stfs", type=int, default=1000, help="STFs of a burst")
+    parser.add_argument("--target", type=float, default=100.0,
+                        help="offered rate of the services high-rate scenario, STF/s (10 s)")
     parser.add_argument("--size", type=int, default=64 * 1024, help="STF size, bytes")
     parser.add_argument("--slots", type=int, default=2, help="worker slots per E1 site")
     args = parser.parse_args()
@@ -206,21 +211,27 @@ def main() -> None:
             "baseline (serial)": run_baseline(root / "baseline", args.stfs, args.size),
             f"embedded paced {args.rate:g}/s": run_pipeline(
                 root / "paced", args.stfs, args.rate, args.size, args.slots),
-            "embedded burst": run_pipeline(root / "burst", args.stfs, 0, args.size, args.slots),
+            "embedded burst": run_pipeline(root / "burst", args.burst_stfs, 0, args.size,
+                                           args.slots),
             f"services paced {args.rate:g}/s": run_services(
                 root / "s-paced", args.stfs, args.rate, args.size, args.slots),
-            "services burst": run_services(root / "s-burst", args.stfs, 0, args.size, args.slots),
+            f"services paced {args.target:g}/s": run_services(
+                root / "s-target", int(args.target * 10), args.target, args.size, args.slots),
+            "services burst": run_services(root / "s-burst", args.burst_stfs, 0, args.size,
+                                           args.slots),
         }
-    print(f"STFs per scenario: {args.stfs}, STF size {args.size} B, "
+    print(f"STFs: {args.stfs} per paced scenario ({int(args.target * 10)} at {args.target:g}/s), "
+          f"{args.burst_stfs} per burst; STF size {args.size} B, "
           f"{args.slots} slots per E1 site x 2 sites; ePIC DAQ rate {DAQ_RATE:g} STF/s")
-    header = (f"{'scenario':<24}{'dispatch p50':>14}{'dispatch p99':>14}{'register p50':>14}"
-              f"{'processed/s':>13}{'registered/s':>14}{'x DAQ':>8}")
+    header = (f"{'scenario':<25}{'dispatch p50':>14}{'dispatch p99':>14}{'register p50':>14}"
+              f"{'announced/s':>13}{'registered/s':>14}{'processed/s':>13}{'x DAQ':>8}")
     print(header)
     print("-" * len(header))
     for name, r in results.items():
-        print(f"{name:<24}{r['dispatch_p50'] * 1e3:>12.1f}ms{r['dispatch_p99'] * 1e3:>12.1f}ms"
-              f"{r['register_p50'] * 1e3:>12.1f}ms{r['processed_per_s']:>13.1f}"
-              f"{r['registered_per_s']:>14.1f}{r['processed_per_s'] / DAQ_RATE:>8.1f}")
+        print(f"{name:<25}{r['dispatch_p50'] * 1e3:>12.1f}ms{r['dispatch_p99'] * 1e3:>12.1f}ms"
+              f"{r['register_p50'] * 1e3:>12.1f}ms{r['announced_per_s']:>13.1f}"
+              f"{r['registered_per_s']:>14.1f}{r['processed_per_s']:>13.1f}"
+              f"{r['processed_per_s'] / DAQ_RATE:>8.1f}")
     for name in (n for n in results if n.startswith("services")):
         cpu = results[name]["cpu_ms_per_stf"]
         others = (*SERVERS.values(), "DAQ")

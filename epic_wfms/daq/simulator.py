@@ -56,6 +56,8 @@ class DaqSimulator:
         self._segment = datetime.now(UTC).strftime("%Y%m%dT%H%M%S")
         self._stream_seq = 0
         self._outbox: list[tuple[str, m.Message]] = []
+        self._held = 0  # STFs in the outbox
+        self._t0 = time.monotonic()  # start of the current paced sequence
         buffer_dir.mkdir(parents=True, exist_ok=True)
 
     # -- run control --------------------------------------------------------------------------
@@ -72,12 +74,18 @@ class DaqSimulator:
         """Announce the STFs held back, in one round trip to the broker."""
         if self._outbox:
             self.bus.publish_many(self._outbox)
-            self._outbox = []
+            self._outbox, self._held = [], 0
 
     def holds(self, index: int, last: bool) -> bool:
-        """At full speed (rate 0) announcements go out ANNOUNCE_BATCH at a time; paced, each
-        STF is announced as soon as it is written."""
-        return self.settings.rate_hz <= 0 and not last and (index + 1) % ANNOUNCE_BATCH != 0
+        """Whether the ``index``-th STF's announcement waits for the next flush: at full speed
+        (rate 0) they go out ANNOUNCE_BATCH at a time; paced, each goes out as soon as it is
+        written, unless the DAQ is behind its schedule (the next STF is already due): then up
+        to ANNOUNCE_BATCH go out together, so the broker's round trip does not set the rate."""
+        if last or self._held + 1 >= ANNOUNCE_BATCH:
+            return False
+        if self.settings.rate_hz <= 0:
+            return True
+        return time.monotonic() >= self._t0 + (index + 1) / self.settings.rate_hz
 
     def event(self, trigger: str, state: str, substate: str, reason: str = "") -> None:
         """A detector event (beam_on, detector_ready, good_for_physics_dropped, ...)."""
@@ -149,6 +157,7 @@ class DaqSimulator:
         if s.tf_sample_size:
             outgoing.append(self._write_sample(stf, path))
         self._outbox += outgoing  # the STF and its sample go in one round trip
+        self._held += 1
         if not hold:
             self.flush()
         return stf
@@ -172,7 +181,7 @@ class DaqSimulator:
 
     def paced(self, sequences: Iterable[int]) -> Iterator[tuple[int, int]]:
         """Yield (sequence, index) when each STF is due at the configured rate."""
-        t0 = time.monotonic()
+        t0 = self._t0 = time.monotonic()
         for index, sequence in enumerate(sequences):
             self._pace(t0, index)
             yield sequence, index
