@@ -20,10 +20,10 @@ import stomp
 from click.testing import CliRunner
 
 from epic_wfms.cli.main import cli
+from epic_wfms.loopback import free_port
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
 from epic_wfms.wfms.idds.localserver import LocalIddsServer
-from epic_wfms.wfms.idds.localserver.server import free_port
 from epic_wfms.wfms.idds.prompt_pool import RestPromptChannel, StompPromptChannel, WorkerPool
 from epic_wfms.wfms.idds.submit import IddsError, serialise, submit_workflow
 from epic_wfms.wfms.idds.works import EpicPandaWork

@@ -3,7 +3,6 @@ background thread next to a running demo (``epic-wfms demo --monitor``)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -14,14 +13,9 @@ import uvicorn
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.loopback import free_port
 from epic_wfms.monitor.app import create_app
 from epic_wfms.store.database import Database
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 def serve(config: Config) -> None:

@@ -14,7 +14,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from epic_wfms.errors import DataManagementError
+from epic_wfms.loopback import ALEMBIC_LOGGING, free_port
 
 RUCIO_VERSION = "41.5.1"
 GUNICORN_VERSION = "23.0.0"
@@ -35,12 +35,6 @@ API_ENDPOINTS = (
     "lifetime_exceptions, locks, meta_conventions, ping, redirect, replicas, requests, rses, "
     "rules, scopes, subscriptions, vos"
 )  # no "traces": that endpoint refuses to load without a [trace] broker
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def ensure_server_venv(venv: Path, python: str = sys.executable) -> Path:
@@ -213,24 +207,6 @@ class LocalRucioServer:
             "read gunicorn.log in the server's work directory",
         )
 
-
-ALEMBIC_LOGGING = """
-[loggers]
-keys = root
-[handlers]
-keys = console
-[formatters]
-keys = generic
-[logger_root]
-level = WARN
-handlers = console
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-[formatter_generic]
-format = %(levelname)s [%(name)s] %(message)s
-"""
 
 RUCIO_CFG = """\
 [common]

@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from epic_wfms.loopback import ALEMBIC_LOGGING
+
 SCHEMA = "doma_idds"
 #: the daemons' poll periods for new and for running items (production: 10-300 s). Running
 #: items are polled slowly on purpose: the Clerk drops a command whose request it finds
@@ -41,23 +43,7 @@ _ALEMBIC_INI = """[alembic]
 script_location = {scripts}
 sqlalchemy.url = {url}
 version_table_schema = {schema}
-
-[loggers]
-keys = root
-[handlers]
-keys = console
-[formatters]
-keys = generic
-[logger_root]
-level = WARN
-handlers = console
-[handler_console]
-class = StreamHandler
-args = (sys.stderr,)
-formatter = generic
-[formatter_generic]
-format = %(levelname)s [%(name)s] %(message)s
-"""
+""" + ALEMBIC_LOGGING
 
 _AUTH_CFG = """[common]
 allow_vos = {vo}

@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -29,16 +28,11 @@ from pathlib import Path
 
 import psycopg
 
+from epic_wfms.loopback import free_port
 from epic_wfms.wfms.idds.errors import IddsError
 from epic_wfms.wfms.idds.localserver.config import write_config
 from epic_wfms.wfms.idds.localserver.venv import REPO, default_venv, ensure_venv, run_checked
 from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass

@@ -17,7 +17,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.request
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import psycopg
 
+from epic_wfms.loopback import free_port
 from epic_wfms.wfms.panda.errors import PandaError
 from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
 
@@ -98,12 +98,6 @@ def reference_schema_dir() -> Path | None:
         raise PandaError(f"EPIC_PANDA_SCHEMA_DIR={value} holds no pg_PANDA_TABLE.sql",
                          fix="point it at schema/postgres/sqls of a panda-database checkout")
     return sqls
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass(frozen=True)
