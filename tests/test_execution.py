@@ -81,3 +81,26 @@ def test_unknown_runner_and_site(db):
             pool.submit(JobSpec("reco", "CERN", "x", [], [], "y"), lambda r: None)
     finally:
         pool.shutdown()
+
+
+def test_a_job_whose_start_cannot_be_recorded_is_reported_failed_and_the_slot_goes_on(
+        db, tmp_path):
+    good = tmp_path / "a.reco.json"
+    good.write_text('{"stf": "a.stf", "n_tf": 1, "n_hits": 2, "adc_sum": 3, '
+                    '"hits_per_detector": {"ecal": 2}}')
+    pool = LocalWorkerPool(db, {"E1_BNL": 1})
+    broken = [True]
+
+    def listener(jobs, at):
+        if broken.pop() if broken else False:
+            raise RuntimeError("store unreachable")
+
+    pool.add_start_listener(listener)
+    try:
+        failed = run_job(pool, merge_spec(tmp_path, good))
+        assert failed.status is JobStatus.FAILED
+        assert failed.error == "the worker pool could not run it: store unreachable"
+        assert pool.backlog("E1_BNL") == 0
+        assert run_job(pool, merge_spec(tmp_path, good)).status is JobStatus.FINISHED
+    finally:
+        pool.shutdown()

@@ -161,20 +161,17 @@ class StfProcessing:
 
     def _launch(self, work: m.StfWork, attempt: int, stf_path: str | None,
                 error: str | None) -> None:
-        if stf_path is None:
-            self._retry_or_fail(work, attempt, f"stage-in failed: {error}")
-            return
-        self.ctx.executor.submit(*self._job(work, attempt, stf_path))
+        self._launch_many([(work, stf_path, error)], attempt)
 
-    def _launch_many(self, staged: list[tuple[m.StfWork, str | None, str | None]]) -> None:
-        """First attempts of a claimed batch: failed stage-ins go to the retry policy, the
-        rest become jobs in one submission."""
+    def _launch_many(self, staged: list[tuple[m.StfWork, str | None, str | None]],
+                     attempt: int = 1) -> None:
+        """Failed stage-ins go to the retry policy, the rest become jobs in one submission."""
         jobs = []
         for work, path, error in staged:
             if path is None:
-                self._retry_or_fail(work, 1, f"stage-in failed: {error}")
+                self._retry_or_fail(work, attempt, f"stage-in failed: {error}")
             else:
-                jobs.append(self._job(work, 1, path))
+                jobs.append(self._job(work, attempt, path))
         if jobs:
             self.ctx.executor.submit_many(jobs)
 

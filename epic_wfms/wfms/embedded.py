@@ -130,8 +130,21 @@ class LocalWorkerPool:
                 pulled.append(more)
             try:
                 self._run_pulled(site, pulled)
-            except Exception:  # a slot must survive a bookkeeping error to run later jobs
+            except Exception as error:  # the slot survives to run later jobs
                 log.exception("running %d job(s) at %s failed", len(pulled), site)
+                self._abandon(site, pulled, error)
+
+    def _abandon(self, site: str, pulled: list[_Queued], error: Exception) -> None:
+        """Jobs whose start or end could not be recorded (e.g. the store was unreachable) are
+        reported failed, so their callers' retry policy takes over instead of waiting."""
+        with self._lock:
+            self._backlog[site] -= len(pulled)
+        for job in pulled:
+            try:
+                job.on_done(JobResult(job.job_id, job.spec, JobStatus.FAILED, None, utcnow(),
+                                      None, f"the worker pool could not run it: {error}"))
+            except Exception:
+                log.exception("handling the failure of job %d failed", job.job_id)
 
     def _run_pulled(self, site: str, pulled: list[_Queued]) -> None:
         started = utcnow()
