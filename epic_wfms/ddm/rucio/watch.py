@@ -33,11 +33,11 @@ class RuleWatcher:
         self.fired_by_poll = 0
 
     def when_done(self, rule_id: str, callback: RuleCallback) -> None:
-        with self._lock:
+        with self._lock:  # checked and started under the lock: archivers and processing
             _, callbacks = self._waiting.setdefault(rule_id, (time.monotonic(), []))
-            callbacks.append(callback)
-        if not self._poller.is_alive() and not self._stop.is_set():
-            self._poller.start()
+            callbacks.append(callback)  # call this from several threads at once
+            if self._poller.ident is None and not self._stop.is_set():
+                self._poller.start()
         info = self.ddm.rule(rule_id)  # it may have finished before we started waiting
         if info.state != "REPLICATING":
             self._fire(info, by_event=False)
