@@ -113,7 +113,7 @@ class StfProcessing:
                              self._locality, STAGE_IN,
                              lambda did, path, error, at=at_site, b=batch: b(at[did], path, error))
                 self._launch_many(batch.close())  # inputs already there: one submission
-                submitted.update(at_site[did].filename for did in batch.seen)
+                submitted.update(batch.seen)
         except Exception:
             self._unclaim([w.filename for w in work if w.filename not in submitted])
             raise  # the bus retries the requests: their claims must be free again
@@ -326,14 +326,14 @@ class _StagedBatch:
     def __init__(self, launch_one: Callable[[m.StfWork, int, str | None, str | None], None]):
         self._launch_one = launch_one
         self._ready: list[tuple[m.StfWork, str | None, str | None]] | None = []
-        self.seen: list[DID] = []
+        self.seen: list[str] = []  # STF file names
 
     def __call__(self, work: m.StfWork, path: str | None, error: str | None) -> None:
         if self._ready is None:
             self._launch_one(work, 1, path, error)
         else:
             self._ready.append((work, path, error))
-            self.seen.append(DID(naming.SCOPE, work.filename))
+            self.seen.append(work.filename)
 
     def close(self) -> list[tuple[m.StfWork, str | None, str | None]]:
         ready, self._ready = self._ready or [], None

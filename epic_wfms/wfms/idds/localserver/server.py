@@ -15,9 +15,7 @@ and its daemons get this repository on ``PYTHONPATH`` to import ``EpicPandaWork`
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 import subprocess
 import time
 import urllib.request
@@ -28,7 +26,13 @@ from pathlib import Path
 
 import psycopg
 
-from epic_wfms.loopback import free_port
+from epic_wfms.loopback import (
+    drop_database,
+    free_port,
+    postgres_admin,
+    recreate_database,
+    stop_process_group,
+)
 from epic_wfms.wfms.idds.errors import IddsError
 from epic_wfms.wfms.idds.localserver.config import write_config
 from epic_wfms.wfms.idds.localserver.venv import REPO, default_venv, ensure_venv, run_checked
@@ -100,14 +104,14 @@ class LocalIddsServer:
     def stop(self) -> None:
         self.stop_daemons()
         if self._proc is not None:
-            _stop_group(self._proc)
+            stop_process_group(self._proc)
             self._proc = None
         if self._issuer is not None:
             self._issuer.stop()
             self._issuer = None
         if self.drop_database:
             with self._admin() as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
+                drop_database(conn, self.db_name)
 
     def __enter__(self) -> LocalIddsServer:
         return self.start()
@@ -152,7 +156,7 @@ class LocalIddsServer:
     def stop_daemons(self) -> None:
         """Stop them as in production: SIGTERM, they finish their cycle and exit."""
         if self._daemons is not None:
-            _stop_group(self._daemons)
+            stop_process_group(self._daemons)
             self._daemons = None
 
     def wait_for(self, what: str, predicate: Callable[[], bool], timeout_s: float = 60) -> float:
@@ -171,14 +175,12 @@ class LocalIddsServer:
 
     # ---- database --------------------------------------------------------------------
     def _admin(self) -> psycopg.Connection:
-        return psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
-                               dbname="postgres", autocommit=True)
+        return postgres_admin(self.pg_host, self.pg_port, self.pg_admin)
 
     def create_database(self) -> None:
         """The database, then iDDS's schema: its models' tables and ``alembic stamp head``."""
         with self._admin() as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.db_name}"')
+            recreate_database(conn, self.db_name)
         run_checked([str(self.venv / "bin" / "python"), "-c",
               "from idds.orm.base.utils import build_database; build_database(echo=False)"],
              "building iDDS's schema (idds.orm.base.utils.build_database)",
@@ -237,17 +239,3 @@ class LocalIddsServer:
                         why=f"no answer on {self.url}/ping within {timeout_s:.0f} s; "
                             f"gunicorn says: {log}",
                         fix=f"read {self.log_dir / 'idds_rest.log'} and gunicorn.log")
-
-
-def _stop_group(proc: subprocess.Popen, grace_s: float = 15) -> None:
-    """SIGTERM the process group we started (gunicorn and its workers, or the daemons)."""
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout=grace_s)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children that outlived their parent

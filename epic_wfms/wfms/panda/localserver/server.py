@@ -16,7 +16,6 @@ import json
 import os
 import pwd
 import shutil
-import signal
 import subprocess
 import time
 import urllib.request
@@ -26,7 +25,13 @@ from pathlib import Path
 
 import psycopg
 
-from epic_wfms.loopback import free_port
+from epic_wfms.loopback import (
+    drop_database,
+    free_port,
+    postgres_admin,
+    recreate_database,
+    stop_process_group,
+)
 from epic_wfms.wfms.panda.errors import PandaError
 from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
 
@@ -165,25 +170,14 @@ class LocalPandaServer:
     def stop(self) -> None:
         if self._proc is not None:
             # gunicorn and PanDA's ConBridge children share the session we started it in
-            self._signal_group(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self._signal_group(signal.SIGKILL)
-                self._proc.wait()
-            self._signal_group(signal.SIGKILL)  # children that outlived the master
+            stop_process_group(self._proc, grace_s=20)
             self._proc = None
         if self._issuer is not None:
             self._issuer.stop()
             self._issuer = None
         if self.drop_database:
             with self._admin() as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-
-    def _signal_group(self, sig: int) -> None:
-        assert self._proc is not None
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, sig)
+                drop_database(conn, self.db_name)
 
     def __enter__(self) -> LocalPandaServer:
         return self.start()
@@ -241,16 +235,14 @@ class LocalPandaServer:
 
     # ---- database --------------------------------------------------------------------
     def _admin(self) -> psycopg.Connection:
-        return psycopg.connect(host=self.pg_host, port=self.pg_port, user=self.pg_admin,
-                               dbname="postgres", autocommit=True)
+        return postgres_admin(self.pg_host, self.pg_port, self.pg_admin)
 
     def create_database(self) -> None:
         with self._admin() as conn:
             if not conn.execute("SELECT 1 FROM pg_roles WHERE rolname='panda'").fetchone():
                 with contextlib.suppress(psycopg.errors.DuplicateObject):
                     conn.execute("CREATE ROLE panda LOGIN")
-            conn.execute(f'DROP DATABASE IF EXISTS "{self.db_name}" WITH (FORCE)')
-            conn.execute(f'CREATE DATABASE "{self.db_name}" OWNER panda')
+            recreate_database(conn, self.db_name, owner="panda")
         psql = shutil.which("psql") or "psql"
         base = [psql, "-q", "-h", self.pg_host, "-p", str(self.pg_port), "-U", self.pg_admin,
                 "-d", self.db_name, "-v", "ON_ERROR_STOP=1"]
