@@ -6,10 +6,10 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test bench lint clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml loopback/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./loopback
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -17,7 +17,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	bash .ci/services-up
-	$(BIN)/ruff check epic_wfms tests bench
+	$(BIN)/ruff check epic_wfms loopback tests bench
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/idds_bench.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check epic_wfms tests bench
+	$(BIN)/ruff check epic_wfms loopback tests bench
 
 clean:
 	rm -rf $(VENV) .epic-wfms build *.egg-info

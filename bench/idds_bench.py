@@ -23,8 +23,8 @@ from pathlib import Path
 
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
-from epic_wfms.wfms.idds.localserver import LocalIddsServer
 from epic_wfms.wfms.panda import taskparams
+from loopback.idds import LocalIddsServer
 
 
 def rate(n: int, seconds: float) -> str:

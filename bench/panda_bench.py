@@ -25,14 +25,14 @@ from epic_wfms.config import Config, RucioConfig
 from epic_wfms.ddm.interface import DID, FileSpec
 from epic_wfms.ddm.rse import LocalRSE
 from epic_wfms.ddm.rucio.backend import RucioDDM
-from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
 from epic_wfms.wfms.panda.jobs import submit_stf_jobs
-from epic_wfms.wfms.panda.localserver import LocalPandaServer
 from epic_wfms.wfms.panda.submit import submit_tasks
+from loopback.panda import LocalPandaServer
+from loopback.rucio.server import LocalRucioServer, add_scope, provision
 
 
 def rate(n: int, seconds: float) -> str:

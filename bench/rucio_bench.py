@@ -31,11 +31,9 @@ import requests
 from epic_wfms.config import Config, RucioConfig
 from epic_wfms.ddm import DID, FileSpec, LocalRSE
 from epic_wfms.ddm.rucio.backend import RucioDDM
-from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
-
-REPO = Path(__file__).resolve().parent.parent
+from loopback.rucio.server import LocalRucioServer, add_scope, provision
 
 
 class CallTimer:
@@ -132,7 +130,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="epic-rucio-bench-"))
     t0 = time.perf_counter()
-    server = LocalRucioServer(work / "server", REPO / ".venv-rucio").start()
+    server = LocalRucioServer(work / "server").start()
     print(f"Rucio 41.5.1 server up in {time.perf_counter() - t0:.1f} s at {server.url}")
     try:
         config = Config()

@@ -17,10 +17,8 @@ import pytest
 from epic_wfms.config import Config, RucioConfig
 from epic_wfms.ddm.rse import LocalRSE
 from epic_wfms.ddm.rucio.backend import RucioDDM
-from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
+from loopback.rucio.server import LocalRucioServer, add_scope, provision
 
-REPO = Path(__file__).resolve().parent.parent
-RUCIO_VENV = Path(os.environ.get("EPIC_WFMS_TEST_RUCIO_VENV", REPO / ".venv-rucio"))
 POSTGRES_URL = os.environ.get(
     "EPIC_WFMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -51,7 +49,7 @@ def server_rses(config: Config, root: Path) -> list[LocalRSE]:
 @pytest.fixture(scope="session")
 def rucio_server(tmp_path_factory) -> Iterator[RucioTestServer]:
     workdir = tmp_path_factory.mktemp("rucio-server")
-    server = LocalRucioServer(workdir, RUCIO_VENV, postgres_url=POSTGRES_URL).start()
+    server = LocalRucioServer(workdir, postgres_url=POSTGRES_URL).start()
     try:
         rses = server_rses(Config(), workdir / "rses")
         provision(RucioDDM(RucioConfig(host=server.url, username=server.username,

@@ -19,12 +19,12 @@ import inspect
 import json
 import random
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
 from epic_wfms.sites import load_catalogue
-from epic_wfms.sites.catalogue import DEFAULT_SITE_DIR
 from epic_wfms.sites.harvester import (
     KNOWN_PLUGINS,
     MANDATORY_BLOCKS,
@@ -33,7 +33,7 @@ from epic_wfms.sites.harvester import (
     validate_queueconfig,
 )
 
-REPO = DEFAULT_SITE_DIR.parent
+REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "plugins" / "harvester"))
 pool = importlib.import_module("epic_harvester.standing_pool")
 

@@ -20,17 +20,17 @@ import stomp
 from click.testing import CliRunner
 
 from epic_wfms.cli.main import cli
-from epic_wfms.loopback import free_port
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
-from epic_wfms.wfms.idds.localserver import LocalIddsServer
 from epic_wfms.wfms.idds.prompt_pool import RestPromptChannel, StompPromptChannel, WorkerPool
 from epic_wfms.wfms.idds.submit import IddsError, serialise, submit_workflow
 from epic_wfms.wfms.idds.works import EpicPandaWork
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
-from epic_wfms.wfms.panda.localserver import LocalPandaServer
-from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
+from loopback.common import free_port
+from loopback.idds import LocalIddsServer
+from loopback.panda import LocalPandaServer
+from loopback.panda.oidc import LoopbackIssuer
 
 OWNER = "Olga Operator"
 STOMP_VHOST = "127.0.0.1"  # iDDS's broker code connects with the host name as virtual host

@@ -25,10 +25,10 @@ from epic_wfms.wfms.panda import operations, taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
 from epic_wfms.wfms.panda.errors import PandaError, TaskParamsError
 from epic_wfms.wfms.panda.jobs import kill_jobs, submit_stf_jobs
-from epic_wfms.wfms.panda.localserver import LocalPandaServer
-from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
 from epic_wfms.wfms.panda.readback import sync_task
 from epic_wfms.wfms.panda.submit import submit_tasks
+from loopback.panda import LocalPandaServer
+from loopback.panda.oidc import LoopbackIssuer
 
 QUEUE = "BNL_EPIC_PROMPT"
 

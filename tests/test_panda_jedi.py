@@ -18,7 +18,6 @@ import pytest
 
 from epic_wfms.ddm.interface import DID, FileSpec
 from epic_wfms.ddm.rucio.backend import RucioDDM
-from epic_wfms.ddm.rucio.localserver import add_scope
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf_file import write_stf
@@ -26,10 +25,11 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.schema import PandaJobRecord, PandaTaskRecord, RunRecord, StfRecord
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
-from epic_wfms.wfms.panda.localserver import LocalPandaServer
-from epic_wfms.wfms.panda.localserver.pilot import TRANSFORMATION, LocalPilot
 from epic_wfms.wfms.panda.readback import sync_task
 from epic_wfms.wfms.panda.submit import submit_tasks
+from loopback.panda import LocalPandaServer
+from loopback.panda.pilot import TRANSFORMATION, LocalPilot
+from loopback.rucio.server import add_scope
 
 QUEUE = "BNL_EPIC_PROMPT"
 _runs = iter(range(300100, 300999))

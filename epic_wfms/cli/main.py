@@ -86,7 +86,7 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
             report.update(ddm_summary(config.model_copy(update={
                 "database_url": report["store"]}), report["run_number"]))
         if wfms == "panda":
-            from epic_wfms.wfms.panda.demo import submit_run_to_panda
+            from loopback.panda.demo import submit_run_to_panda
 
             report["panda"] = submit_run_to_panda(
                 open_database(config), report["run_number"], config.data_dir / "panda")
@@ -105,7 +105,7 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
 @contextmanager
 def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
     if ddm == "rucio" or (ddm is None and config.ddm.backend == "rucio"):
-        from epic_wfms.ddm.rucio.demo import rucio_ddm
+        from loopback.rucio.demo import rucio_ddm
 
         with rucio_ddm(config, console.print if console else lambda *_: None) as rucio_config:
             yield rucio_config

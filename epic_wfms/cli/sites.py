@@ -12,14 +12,14 @@ from rich.table import Table
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.sites import Catalogue, load_catalogue
-from epic_wfms.sites.catalogue import DEFAULT_SITE_DIR, check_against_config
+from epic_wfms.sites.catalogue import check_against_config
 from epic_wfms.sites.harvester import stale_files, validate_queueconfig, write_configs
 
-DEFAULT_HARVESTER_DIR = DEFAULT_SITE_DIR.parent / "harvester_configs"
+DEFAULT_HARVESTER_DIR = Path("harvester_configs")  # beside where the operator runs it
 
 SITES_OPTION = click.option(
     "--sites", "site_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
-    help="Folder of site YAML files (default: the repository's site_configs/).",
+    help="Folder of site YAML files (default: the catalogue shipped with epic-wfms).",
 )
 
 

@@ -3,6 +3,7 @@ background thread next to a running demo (``epic-wfms demo --monitor``)."""
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -13,7 +14,6 @@ import uvicorn
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
-from epic_wfms.loopback import free_port
 from epic_wfms.monitor.app import create_app
 from epic_wfms.store.database import Database
 
@@ -28,12 +28,20 @@ def background_monitor(config: Config, db: Database | None = None, bus: MessageB
                        port: int | None = None) -> Iterator[str]:
     """Run the monitor in a thread for the duration of the block; yields its URL."""
     host = config.monitor.host
-    port = port if port is not None else (config.monitor.port or free_port(host))
-    if port == 0:
-        port = free_port(host)
+    port = port if port is not None else config.monitor.port
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    try:  # bound here, so port 0 (the kernel's choice) is known before the server runs
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as error:
+        listener.close()
+        raise EpicWfmsError(f"the monitor cannot listen on {host}:{port}", str(error),
+                            "pick another with --monitor-port (0: any free port)") from error
+    port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(config, db, bus), host=host, port=port,
                                            log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="monitor-http", daemon=True)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
+                              name="monitor-http", daemon=True)
     thread.start()
     deadline = time.monotonic() + 20
     while not server.started:
@@ -46,3 +54,4 @@ def background_monitor(config: Config, db: Database | None = None, bus: MessageB
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+        listener.close()

@@ -19,7 +19,8 @@ from pydantic import BaseModel, ValidationError
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.sites.models import Queue, Site
 
-DEFAULT_SITE_DIR = Path(__file__).resolve().parents[2] / "site_configs"
+# the ePIC catalogue shipped with epic-wfms (package data, so an installed wheel has it too)
+DEFAULT_SITE_DIR = Path(__file__).resolve().parent / "site_configs"
 
 
 class CatalogueError(ConfigurationError):
@@ -56,7 +57,7 @@ class Catalogue:
 
 
 def load_catalogue(directory: Path | None = None) -> Catalogue:
-    """Read every ``*.yaml`` in ``directory`` (default: the repository's site_configs/)."""
+    """Read every ``*.yaml`` in ``directory`` (default: the shipped catalogue)."""
     directory = Path(directory or DEFAULT_SITE_DIR)
     paths = sorted(directory.glob("*.yaml"))
     if not paths:

@@ -20,8 +20,9 @@ _MAX_DEPTH = 8
 
 
 def default_template_dir() -> Path:
-    """``templates/`` at the repository root (the ePIC templates shipped with epic-wfms)."""
-    return Path(__file__).resolve().parents[2] / "templates"
+    """``library/`` beside this module: the ePIC templates shipped with epic-wfms (package
+    data, so an installed wheel has them too)."""
+    return Path(__file__).resolve().parent / "library"
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:

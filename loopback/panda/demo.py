@@ -16,9 +16,9 @@ from epic_wfms.store.schema import StfRecord
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
 from epic_wfms.wfms.panda.jobs import submit_stf_jobs
-from epic_wfms.wfms.panda.localserver import LocalPandaServer
 from epic_wfms.wfms.panda.readback import sync_task
 from epic_wfms.wfms.panda.submit import submit_tasks
+from loopback.panda import LocalPandaServer
 
 QUEUES = {"E1_BNL": "BNL_EPIC_PROMPT", "E1_JLAB": "JLAB_EPIC_PROMPT"}
 

@@ -13,9 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -25,11 +23,10 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from epic_wfms.errors import DataManagementError
-from epic_wfms.loopback import ALEMBIC_LOGGING, free_port
+from loopback.common import ALEMBIC_LOGGING, ensure_venv, free_port, server_venv
 
-RUCIO_VERSION = "41.5.1"
-GUNICORN_VERSION = "23.0.0"
-SERVER_REQUIREMENTS = (f"rucio[postgresql]=={RUCIO_VERSION}", f"gunicorn=={GUNICORN_VERSION}")
+HERE = Path(__file__).resolve().parent
+RUCIO_VERSION = "41.5.1"  # as pinned in requirements.txt (the server) and for rucio-clients
 API_ENDPOINTS = (
     "accounts, auth, config, credentials, dids, dirac, export, heartbeats, identities, import, "
     "lifetime_exceptions, locks, meta_conventions, ping, redirect, replicas, requests, rses, "
@@ -37,24 +34,14 @@ API_ENDPOINTS = (
 )  # no "traces": that endpoint refuses to load without a [trace] broker
 
 
-def ensure_server_venv(venv: Path, python: str = sys.executable) -> Path:
-    """Create the server's virtualenv once; a marker names the version it holds."""
-    marker = venv / f".installed-rucio-{RUCIO_VERSION}"
-    if marker.exists():
-        return venv
-    if venv.exists():
-        shutil.rmtree(venv)
-    for command in ([python, "-m", "venv", str(venv)],
-                    [str(venv / "bin" / "pip"), "install", "--quiet", *SERVER_REQUIREMENTS]):
-        done = subprocess.run(command, capture_output=True, text=True, check=False)
-        if done.returncode:
-            raise DataManagementError(
-                f"cannot create the Rucio server environment {venv}",
-                f"{' '.join(command[:3])} failed: {done.stderr.strip()[-800:]}",
-                "check that pip can reach its index, then run again",
-            )
-    marker.touch()
-    return venv
+def ensure_server_venv(venv: Path | None = None) -> Path:
+    """The Rucio server's own virtualenv (``.venv-rucio``), built once and cached."""
+    return ensure_venv(venv or default_venv(), HERE / "requirements.txt", "Rucio server",
+                       error=DataManagementError)
+
+
+def default_venv() -> Path:
+    return server_venv("rucio", "EPIC_RUCIO_VENV")
 
 
 @dataclass
@@ -62,7 +49,7 @@ class LocalRucioServer:
     """Lifecycle of one server: ``start()`` (about 10-30 s warm), ``stop()`` drops everything."""
 
     workdir: Path
-    venv: Path
+    venv: Path = field(default_factory=lambda: default_venv())
     postgres_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
     stomp_host: str = "127.0.0.1"
     stomp_port: int = 61613

@@ -11,7 +11,6 @@ IAM, and default partitions instead of pg_partman/pg_cron housekeeping (not inst
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import pwd
@@ -25,18 +24,21 @@ from pathlib import Path
 
 import psycopg
 
-from epic_wfms.loopback import (
+from epic_wfms.wfms.panda.errors import PandaError
+from loopback.common import (
+    PLUGINS,
     drop_database,
     free_port,
     postgres_admin,
     recreate_database,
+    run_checked,
+    server_venv,
     stop_process_group,
 )
-from epic_wfms.wfms.panda.errors import PandaError
-from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
+from loopback.common import ensure_venv as ensure_venv_of
+from loopback.panda.oidc import LoopbackIssuer
 
 HERE = Path(__file__).resolve().parent
-REPO = HERE.parents[3]
 PANDA_SERVER = "panda-server==1.0.4"
 SCHEMA_FILES = [  # the order of panda_db_init.sh, without pg_cron/pg_partman/bigmon
     "pg_PANDA_TABLE", "pg_PANDA_SEQUENCE", "pg_PANDA_FUNCTION", "pg_PANDA_TRIGGER",
@@ -46,21 +48,11 @@ SCHEMA = "doma_panda"
 
 
 def default_venv() -> Path:
-    return Path(os.environ.get("EPIC_PANDA_VENV", REPO / ".venv-panda"))
-
-
-def _requirements_digest() -> str:
-    text = (HERE / "requirements.txt").read_bytes() + PANDA_SERVER.encode()
-    return hashlib.sha256(text).hexdigest()[:16]
+    return server_venv("panda", "EPIC_PANDA_VENV")
 
 
 def _run(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, capture_output=True, text=True, **kwargs)
-    if proc.returncode != 0:
-        raise PandaError(f"{what} failed (exit {proc.returncode})",
-                         why=(proc.stderr or proc.stdout)[-1500:],
-                         fix="read the output above; rerun `bash .ci/services-up`")
-    return proc
+    return run_checked(cmd, what, PandaError, **kwargs)
 
 
 def ensure_service_account() -> None:
@@ -76,20 +68,11 @@ def ensure_service_account() -> None:
 
 
 def ensure_venv(venv: Path | None = None) -> Path:
-    """Create (once, then cached) the isolated venv that runs panda-server."""
-    venv = venv or default_venv()
-    stamp = venv / ".epic-installed"
-    if stamp.exists() and stamp.read_text() == _requirements_digest():
-        return venv
+    """The isolated venv that runs panda-server (built once, then cached): panda-server
+    itself without its dependencies, then the runtime pinned in requirements.txt."""
     ensure_service_account()
-    if not (venv / "bin" / "python").exists():
-        _run(["python3.11", "-m", "venv", str(venv)], "creating the PanDA venv")
-    pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet"]
-    _run([*pip, "--upgrade", "pip"], "upgrading pip in the PanDA venv")
-    _run([*pip, "--no-deps", PANDA_SERVER], f"installing {PANDA_SERVER}")
-    _run([*pip, "-r", str(HERE / "requirements.txt")], "installing panda-server's runtime")
-    stamp.write_text(_requirements_digest())
-    return venv
+    return ensure_venv_of(venv or default_venv(), HERE / "requirements.txt", "PanDA server",
+                          first=[PANDA_SERVER], error=PandaError)
 
 
 def reference_schema_dir() -> Path | None:
@@ -189,7 +172,7 @@ class LocalPandaServer:
     def refine_tasks(self) -> list[dict]:
         """Run JEDI's TaskRefiner step (with our ``EpicTaskRefiner``) once: see jedi_refine.py."""
         out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_refine.py"),
-                    str(REPO / "plugins" / "panda"), self.vo],
+                    str(PLUGINS / "panda"), self.vo],
                    "JEDI task refinement", env=self.server_env(), cwd=str(self.workdir)).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 
@@ -209,7 +192,7 @@ class LocalPandaServer:
         if self.rucio_config is not None:
             env["RUCIO_CONFIG"] = str(self.rucio_config)
         out = _run([str(self.venv / "bin" / "python"), str(HERE / "jedi_cycle.py"),
-                    str(REPO / "plugins" / "panda"), self.vo, *agents],
+                    str(PLUGINS / "panda"), self.vo, *agents],
                    f"JEDI cycle ({', '.join(agents)})", env=env, cwd=str(self.workdir)).stdout
         return [json.loads(line) for line in out.splitlines() if line.startswith("{")]
 

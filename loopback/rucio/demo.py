@@ -23,7 +23,7 @@ def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
         yield _with(config, settings)
         return
     from epic_wfms.ddm.rucio.backend import RucioDDM
-    from epic_wfms.ddm.rucio.localserver import LocalRucioServer, add_scope, provision
+    from loopback.rucio.server import LocalRucioServer, add_scope, provision
 
     root = (config.data_dir / "rucio").resolve()
     venv = settings.server_venv.resolve()

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from epic_wfms.loopback import ALEMBIC_LOGGING
+from loopback.common import ALEMBIC_LOGGING
 
 SCHEMA = "doma_idds"
 #: the daemons' poll periods for new and for running items (production: 10-300 s). Running

@@ -26,17 +26,37 @@ from pathlib import Path
 
 import psycopg
 
-from epic_wfms.loopback import (
+from epic_wfms.wfms.idds.errors import IddsError
+from loopback.common import (
+    REPO,
     drop_database,
     free_port,
     postgres_admin,
     recreate_database,
+    server_venv,
     stop_process_group,
 )
-from epic_wfms.wfms.idds.errors import IddsError
-from epic_wfms.wfms.idds.localserver.config import write_config
-from epic_wfms.wfms.idds.localserver.venv import REPO, default_venv, ensure_venv, run_checked
-from epic_wfms.wfms.panda.localserver.oidc import LoopbackIssuer
+from loopback.common import ensure_venv as ensure_venv_of
+from loopback.common import run_checked as _run_checked
+from loopback.idds.config import write_config
+from loopback.panda.oidc import LoopbackIssuer
+
+HERE = Path(__file__).resolve().parent
+
+
+def default_venv() -> Path:
+    return server_venv("idds", "EPIC_IDDS_VENV")
+
+
+def ensure_venv(venv: Path | None = None) -> Path:
+    """The isolated venv that runs idds-server (idds 2.6.21 and what pip resolved for it on
+    Python 3.11, pinned in requirements.txt), built once and cached."""
+    return ensure_venv_of(venv or default_venv(), HERE / "requirements.txt", "iDDS server",
+                          error=IddsError)
+
+
+def run_checked(cmd: list[str], what: str, **kwargs) -> subprocess.CompletedProcess:
+    return _run_checked(cmd, what, IddsError, **kwargs)
 
 
 @dataclass

@@ -36,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from epic_wfms.wfms.panda.errors import PandaError
-from epic_wfms.wfms.panda.localserver.server import REPO, LocalPandaServer, PandaIdentity
+from loopback.common import REPO
+from loopback.panda.server import LocalPandaServer, PandaIdentity
 
 PILOT_PACKAGE = "panda-pilot==3.7.0.36"
 TRF_BASE_URL = "http://pandaserver-doma.cern.ch:25080/trf/user"  # one of the pilot's own
