@@ -21,17 +21,7 @@ def when_done(ddm: DataManagement, rule: RuleInfo, callback: Callable[[RuleInfo]
     if rule.state != "REPLICATING":
         callback(rule)
         return
-    watch = getattr(ddm, "when_rule_done", None)
-    if watch is not None:
-        watch(rule.id, callback)
-        return
-    wait = getattr(ddm, "wait_rule", None)
-    if wait is None:
-        raise DataManagementError(
-            f"rule {rule.id} is still replicating", "this DDM backend cannot wait for rules",
-            "use a backend that completes rules or follows their events",
-        )
-    callback(wait(rule.id))
+    ddm.when_rule_done(rule.id, callback)
 
 
 def remote_path(ddm: DataManagement, did: DID, prefer: str) -> str:
@@ -88,10 +78,9 @@ def stage_inputs_now(
     if mode == "remote":
         return [remote_path(ddm, did, rse) for did in dids]
     rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
-    wait = getattr(ddm, "wait_rule", None)
     for rule in rules:
-        if rule.state == "REPLICATING" and wait is not None:
-            rule = wait(rule.id)
+        if rule.state == "REPLICATING":
+            rule = ddm.wait_rule(rule.id)
         if rule.state != "OK":
             raise DataManagementError(
                 f"cannot stage {rule.did} to {rse}", f"rule {rule.id} is {rule.state}: "
