@@ -69,22 +69,3 @@ def stage_inputs(
             ready(did, paths[did], None)
         else:
             when_done(ddm, rule, lambda info, did=did: done(info, did))
-
-
-def stage_inputs_now(
-    ddm: DataManagement, dids: list[DID], rse: str, mode: str, activity: str
-) -> list[str]:
-    """Blocking bulk variant for steps that gather several inputs (merging): their paths."""
-    if mode == "remote":
-        return [remote_path(ddm, did, rse) for did in dids]
-    rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
-    for rule in rules:
-        if rule.state == "REPLICATING":
-            rule = ddm.wait_rule(rule.id)
-        if rule.state != "OK":
-            raise DataManagementError(
-                f"cannot stage {rule.did} to {rse}", f"rule {rule.id} is {rule.state}: "
-                f"{rule.error}", "check the rule and the source replicas",
-            )
-    paths = ddm.local_paths(dids, rse)
-    return [paths[did] for did in dids]
