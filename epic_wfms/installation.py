@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from epic_wfms.daq import DaqSettings, DaqSimulator
     from epic_wfms.streaming.orchestrator import Orchestrator
     from epic_wfms.wfms.panda.client import PandaConnection
+    from epic_wfms.wfms.panda.prompt import PromptSettings
 
 EXECUTOR_ROLES = frozenset({"process", "merge"})  # the roles that run jobs
 
@@ -96,17 +97,54 @@ def build_panda_connection(config: Config) -> PandaConnection | None:
     return PandaConnection(PandaSettings(panda.url, token, panda.auth_vo, panda.verify_host))
 
 
-def build_executor(config: Config, db: Database) -> WorkloadExecutor:
-    """Where this installation's jobs run: the embedded worker slots."""
-    if config.wfms.backend != "embedded":
+def check_streaming_on(config: Config) -> None:
+    """Refuse what the streaming roles cannot honour with this configuration (the rest of
+    the configuration, e.g. ``wfms.backend: panda`` for template submission, stands)."""
+    if config.wfms.backend != "panda":
+        return
+    if config.ddm.backend != "rucio":
         raise ConfigurationError(
-            f"wfms.backend {config.wfms.backend} does not run the streaming roles yet",
-            "streaming processing on PanDA is built on JEDI's prompt tasks (issue 21)",
-            "use wfms.backend: embedded for the streaming roles")
+            "streaming on PanDA (wfms.backend: panda) needs ddm.backend: rucio",
+            "JEDI reads the run's STFs from Rucio datasets and pilots stage them from Rucio RSEs",
+            "set ddm.backend: rucio with the ddm.rucio server (docs/rucio.md)")
+    if missing := [s.name for s in config.sites if s.name not in config.wfms.panda.queues]:
+        raise ConfigurationError(
+            f"wfms.panda.queues has no PanDA queue for {', '.join(missing)}",
+            "each E1's prompt processing and merges run at its PanDA queue",
+            "map each site to its queue, e.g. wfms.panda.queues: {E1_BNL: BNL_EPIC_PROMPT}")
+
+
+def build_executor(config: Config, db: Database) -> WorkloadExecutor:
+    """Where this installation's jobs run (``wfms.backend``): the embedded worker slots, or
+    the sites' PanDA queues (merges and gathers; STFs go through JEDI prompt tasks)."""
+    if config.wfms.backend == "panda":
+        from epic_wfms.wfms.panda.executor import PandaExecutor
+
+        panda = config.wfms.panda
+        connection = build_panda_connection(config)
+        assert connection is not None
+        return PandaExecutor(connection, {s.name: panda.queues[s.name] for s in config.sites},
+                             poll_interval_s=panda.poll_interval_s, vo=panda.vo,
+                             transformation=panda.transformation)
     from epic_wfms.wfms.embedded import LocalWorkerPool
 
     return LocalWorkerPool(db, {site.name: site.slots for site in config.sites},
                            runner=config.payload_runner)
+
+
+def panda_prompt_access(config: Config) -> tuple[PandaConnection, PromptSettings] | None:
+    """The PanDA server and the shape of the prompt tasks (``wfms.backend: panda``)."""
+    connection = build_panda_connection(config)
+    if connection is None:
+        return None
+    from epic_wfms.wfms.panda.prompt import PromptSettings
+
+    panda = config.wfms.panda
+    return connection, PromptSettings(
+        queues={s.name: panda.queues[s.name] for s in config.sites},
+        transformation=panda.transformation, container_image=panda.container_image,
+        max_attempts=config.processing.retry.max_attempts,
+        poll_interval_s=panda.poll_interval_s)
 
 
 def template_submitters(config: Config, db: Database) -> dict:
@@ -148,6 +186,8 @@ class Installation:
 
         roles = tuple(ROLES if roles is None else roles)
         check_roles(roles)
+        if EXECUTOR_ROLES & set(roles):
+            check_streaming_on(config)
         db = open_database(config)
         try:
             bus = MessageBus(build_transport(config, name), StoreLedger(db))
@@ -168,7 +208,9 @@ class Installation:
 
         role = self.roles[0] if len(self.roles) == 1 else "orchestrator"
         ctx = StreamingContext(self.config, self.db, self.bus, self.ddm, self.executor,
-                               producer=f"epic-wfms.{role}")
+                               producer=f"epic-wfms.{role}",
+                               panda=panda_prompt_access(self.config)
+                               if "process" in self.roles else None)
         self.orchestrator = Orchestrator(ctx, roles=self.roles)
         self.orchestrator.start()
         return self.orchestrator

@@ -182,13 +182,14 @@ class Merging:
             report_issue(self.ctx.db, "merge_failed", f"{spec.output}: {result.error}",
                          run_number=spec.run_number, filename=spec.output)
             return
-        rse = self.ctx.config.site(spec.site).disk_rse
-        did = DID(naming.SCOPE, spec.output)
-        path = Path(self.ctx.ddm.pfn(did, rse))
-        self.ctx.ddm.register_file(FileSpec(
-            did, rse, str(path), path.stat().st_size, file_adler32(path),
-            {"run_number": spec.run_number, "kind": spec.kind},
-        ))
+        if not result.extra.get("output_registered"):  # PanDA: the Adder registered it
+            rse = self.ctx.config.site(spec.site).disk_rse
+            did = DID(naming.SCOPE, spec.output)
+            path = Path(self.ctx.ddm.pfn(did, rse))
+            self.ctx.ddm.register_file(FileSpec(
+                did, rse, str(path), path.stat().st_size, file_adler32(path),
+                {"run_number": spec.run_number, "kind": spec.kind},
+            ))
         final = spec.kind == "gather"
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)

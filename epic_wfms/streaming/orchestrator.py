@@ -101,7 +101,15 @@ class Orchestrator:
         self.components.append(Archiver(self.ctx))
 
     def _build_process(self) -> None:
-        self.processing = StfProcessing(self.ctx)
+        """Where STFs are processed follows ``wfms.backend``: the executor's worker slots, or
+        JEDI prompt tasks on PanDA (``wfms/panda/prompt.py``)."""
+        if self.ctx.config.wfms.backend == "panda":
+            from epic_wfms.wfms.panda.prompt import PandaPromptProcessing
+
+            assert self.ctx.panda is not None, "the installation connects to PanDA"
+            self.processing = PandaPromptProcessing(self.ctx, *self.ctx.panda)
+        else:
+            self.processing = StfProcessing(self.ctx)
         self.components.append(self.processing)
 
     def _build_fastpath(self) -> None:
@@ -143,5 +151,7 @@ class Orchestrator:
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=5)
+        if "process" in self.roles:
+            self.processing.stop()
         if "fastpath" in self.roles:
             self.fastpath.stop()
