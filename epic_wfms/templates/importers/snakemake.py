@@ -72,7 +72,7 @@ def _load(snakefile: Path, configfile: Path | None):
 
     created = not (snakefile.parent / ".snakemake").exists()
     chatter = logging.getLogger("snakemake.logging")  # "Building DAG of jobs..." on INFO
-    level, chatter.level = chatter.level, logging.WARNING
+    level = chatter.level
     config = ConfigSettings(configfiles=[configfile.resolve()] if configfile else [])
     try:
         with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
@@ -82,6 +82,7 @@ def _load(snakefile: Path, configfile: Path | None):
                 workdir=snakefile.parent)
             workflow_api.dag(DAGSettings(forceall=True))
             workflow = workflow_api._workflow
+            chatter.setLevel(logging.WARNING)  # Snakemake set its level when it started
             workflow._prepare_dag(forceall=True, ignore_incomplete=True, lock_warn_only=True,
                                   nolock=True)
             workflow._build_dag()
@@ -447,15 +448,14 @@ def _image(rule: _Rule) -> str:
 
 def _command(rule: _Rule, values: _Values, context: dict[str, Any]) -> str:
     """The rule's shell command with Snakemake's placeholders in template terms."""
-    text = rule.rule.shellcmd
-    out = []
-    for literal, field_name, _spec, _conversion in string.Formatter().parse(text):
-        if literal:
-            out.append(_literal(literal))
+    out, text = [], ""  # literal text is escaped whole (Formatter splits it at {{ and }})
+    for literal, field_name, _spec, _conversion in string.Formatter().parse(rule.rule.shellcmd):
+        text += literal
         if field_name is None:
             continue
-        out.append(_field(rule, values, context, field_name))
-    return "".join(out).strip()
+        out += [_literal(text), _field(rule, values, context, field_name)]
+        text = ""
+    return "".join([*out, _literal(text)]).strip()
 
 
 _FIELD = re.compile(r"^(\w+)(?:\.(\w+)|\[(\d+)\]|\[['\"]?(\w+)['\"]?\])?$")
