@@ -54,6 +54,16 @@ def record_decisions(db: Database, pairs: Iterable[tuple[Decision, JobRequest]],
 
 
 def record_usage(db: Database, usages: Iterable[Usage]) -> int:
+    rows = usage_rows(usages)
+    if rows:
+        with db.session() as session:
+            session.execute(ResourceUsageRecord.__table__.insert(), rows)
+    return len(rows)
+
+
+def usage_rows(usages: Iterable[Usage]) -> list[dict[str, Any]]:
+    """Rows of ``resource_usage`` (core and GPU seconds computed) for a bulk insert; callers
+    that already hold a transaction (the worker pool ending jobs) insert them there."""
     rows = []
     for u in usages:
         seconds = (u.ended_at - u.started_at).total_seconds()
@@ -67,10 +77,7 @@ def record_usage(db: Database, usages: Iterable[Usage]) -> int:
             "gpus": u.gpus, "started_at": u.started_at, "ended_at": u.ended_at,
             "core_seconds": u.cores * seconds, "gpu_seconds": u.gpus * seconds,
         })
-    if rows:
-        with db.session() as session:
-            session.execute(ResourceUsageRecord.__table__.insert(), rows)
-    return len(rows)
+    return rows
 
 
 def why(db: Database, job_ref: str) -> list[dict[str, Any]]:

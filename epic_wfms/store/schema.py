@@ -434,6 +434,8 @@ class TemplateSubmissionRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    username: Mapped[str] = mapped_column(String(100), default="")  # who submitted it
+    priority: Mapped[int | None]  # the campaign's, or as an operator set it
 
 
 class TemplateStepRunRecord(Base):
@@ -526,6 +528,9 @@ class PandaTaskRecord(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as submitted
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    username: Mapped[str] = mapped_column(String(100), default="")  # PanDA's userName
+    campaign: Mapped[str] = mapped_column(String(100), default="")
+    submission_id: Mapped[int | None]  # the template submission that made it, if any
 
 
 class PandaJobRecord(Base):
@@ -542,3 +547,19 @@ class PandaJobRecord(Base):
     stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# indexes of the workload, fast path and brokerage pages (migration 0009)
+Index("ix_submissions_user", TemplateSubmissionRecord.username)
+Index("ix_submissions_created", TemplateSubmissionRecord.created_at)
+Index("ix_step_runs_submission_step", TemplateStepRunRecord.submission_id,
+      TemplateStepRunRecord.step)
+Index("ix_panda_tasks_user", PandaTaskRecord.username)
+Index("ix_panda_tasks_campaign", PandaTaskRecord.campaign)
+Index("ix_panda_tasks_submission", PandaTaskRecord.submission_id)
+Index("ix_panda_tasks_status", PandaTaskRecord.status)
+Index("ix_panda_tasks_submitted", PandaTaskRecord.submitted_at)
+Index("ix_panda_jobs_status", PandaJobRecord.status)
+Index("ix_decisions_time", BrokerageDecisionRecord.decided_at)
+Index("ix_usage_user_ended", ResourceUsageRecord.user, ResourceUsageRecord.ended_at)
+Index("ix_tf_slices_run_completed", TfSliceRecord.run_number, TfSliceRecord.completed_at)

@@ -25,12 +25,14 @@ from typing import NamedTuple
 from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
 
+from epic_wfms.store.accounting import Usage, usage_rows
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
+from epic_wfms.store.schema import JobRecord, ProvenanceRecord, ResourceUsageRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
 
 _TAIL = 2000
 JOBS_PER_PULL = 8  # jobs a slot takes together when its site has a backlog
+STREAMING_USER = "epic-streaming"  # whose resource usage the streaming jobs are (R8.6)
 log = logging.getLogger(__name__)
 
 
@@ -175,7 +177,7 @@ class LocalWorkerPool:
                 started: datetime) -> list[JobResult]:
         """Record every end in one transaction; an operator's kill wins over the payload and
         keeps its reason."""
-        results = []
+        results, used = [], []
         with self.db.session() as session:
             jobs = {job.id: job for job in session.scalars(sql_select(JobRecord).where(
                 JobRecord.id.in_([q.job_id for q in pulled])))}
@@ -194,6 +196,12 @@ class LocalWorkerPool:
                             for name in spec.inputs)
                 results.append(JobResult(queued.job_id, spec, status, started, ended, code,
                                          error))
+                if queued.job_id in outcomes:  # it ran on a slot: one core from start to end
+                    used.append(Usage(f"job:{job.id}", spec.site, spec.site, "streaming",
+                                      status.value, 1, started, max(ended, started),
+                                      f"streaming_{spec.kind}", STREAMING_USER))
+            if used:
+                session.execute(ResourceUsageRecord.__table__.insert(), usage_rows(used))
         return results
 
     # -- payloads ----------------------------------------------------------------------------
