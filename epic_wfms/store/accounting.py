@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from epic_wfms.brokerage.decision import Decision
 from epic_wfms.brokerage.request import JobRequest
@@ -95,6 +96,13 @@ def usage_summary(db: Database, by: Sequence[str] = ("site", "activity"),
                   since: datetime | None = None, until: datetime | None = None
                   ) -> list[dict[str, Any]]:
     """Core-hours, GPU-hours and job counts grouped by ``by`` (any of GROUPINGS)."""
+    with db.session() as session:
+        return usage_grouped(session, by, since, until)
+
+
+def usage_grouped(session: Session, by: Sequence[str], since: datetime | None = None,
+                  until: datetime | None = None) -> list[dict[str, Any]]:
+    """``usage_summary`` in a session the caller holds (the monitor's read sessions)."""
     unknown = [b for b in by if b not in GROUPINGS]
     if unknown or not by:
         raise EpicWfmsError(f"cannot group usage by {unknown or 'nothing'}",
@@ -107,11 +115,10 @@ def usage_summary(db: Database, by: Sequence[str] = ("site", "activity"),
     if until is not None:
         query = query.where(ResourceUsageRecord.ended_at < until)
     query = query.group_by(*columns).order_by(*columns)
-    with db.session() as session:
-        return [{**dict(zip(by, row[:len(by)], strict=True)),
-                 "core_hours": round(row[len(by)] / 3600, 3),
-                 "gpu_hours": round((row[len(by) + 1] or 0) / 3600, 3),
-                 "jobs": row[len(by) + 2]} for row in session.execute(query)]
+    return [{**dict(zip(by, row[:len(by)], strict=True)),
+             "core_hours": round(row[len(by)] / 3600, 3),
+             "gpu_hours": round((row[len(by) + 1] or 0) / 3600, 3),
+             "jobs": row[len(by) + 2]} for row in session.execute(query)]
 
 
 def decisions_by_site(db: Database, since: datetime | None = None) -> dict[str, int]:
