@@ -13,7 +13,8 @@ from sqlalchemy import Float, Integer, func, select
 from sqlalchemy.orm import Session
 
 from epic_wfms.brokerage.health import AVOIDED, OK, HealthPolicy
-from epic_wfms.monitor.queries import iso, paged
+from epic_wfms.monitor.queries import iso
+from epic_wfms.monitor.workload import record_dict, rows_page
 from epic_wfms.sites.models import Site
 from epic_wfms.store.accounting import GROUPINGS, usage_grouped
 from epic_wfms.store.schema import BrokerageDecisionRecord, ResourceUsageRecord, utcnow
@@ -40,12 +41,11 @@ def decisions(session: Session, site: str | None = None, outcome: str | None = N
                           (BrokerageDecisionRecord.job_ref, job_ref)):
         if value is not None:
             query = query.where(column == value)
-    page = paged(session, query, BrokerageDecisionRecord, sort, DECISION_SORT, "-decided_at",
-                 limit, offset)
-    for item in page["items"]:
-        item["summary"] = explain(item)
-    page["hours"] = hours
-    return page
+    rows, page = rows_page(session, query, BrokerageDecisionRecord, sort, DECISION_SORT,
+                           "-decided_at", limit, offset)
+    items = [record_dict(r) for r in rows]
+    return {"items": [{**item, "summary": explain(item)} for item in items], **page,
+            "hours": hours}
 
 
 def explain(decision: dict[str, Any]) -> str:
@@ -93,8 +93,12 @@ def fabric_sites(session: Session, catalogue: list[Site], hours: int = 24
         BrokerageDecisionRecord.outcome == "assigned", BrokerageDecisionRecord.decided_at >= since)
         .group_by(BrokerageDecisionRecord.site)).all())
     used: dict[str, dict[str, float]] = defaultdict(dict)
-    for row in usage_grouped(session, ("site", "activity"), since):
-        used[row["site"]][row["activity"]] = row["core_hours"]
+    for site, activity, seconds in session.execute(select(
+            ResourceUsageRecord.site, ResourceUsageRecord.activity,
+            func.sum(ResourceUsageRecord.core_seconds))
+            .where(ResourceUsageRecord.ended_at >= since)
+            .group_by(ResourceUsageRecord.site, ResourceUsageRecord.activity)):
+        used[site][activity] = seconds / 3600
     health = site_health(session)
     out = []
     for site in catalogue:

@@ -13,7 +13,7 @@ from collections import Counter, defaultdict
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Integer, Select, func, select
+from sqlalchemy import Integer, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from epic_wfms.monitor.queries import as_dict, iso, paged
@@ -47,6 +47,12 @@ def links(bigmon_url: str | None, kind: str, ident: Any) -> dict[str, str]:
     if not bigmon_url:
         return {}
     return {"bigmon": f"{bigmon_url.rstrip('/')}/{kind}/{ident}/"}
+
+
+def record_dict(record: Any) -> dict[str, Any]:
+    """Every mapped attribute by its attribute name (``user`` of a ``username`` column)."""
+    return {attr.key: iso(getattr(record, attr.key))
+            for attr in inspect(record).mapper.column_attrs}
 
 
 def rows_page(session: Session, query: Select, model: Any, sort: str | None, sortable: set[str],

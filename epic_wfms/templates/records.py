@@ -70,7 +70,9 @@ def finish_submission(db: Database, submission_id: int, status: str,
                       error: str | None = None, runtime: str | None = None) -> None:
     with db.session() as session:
         record = session.get(TemplateSubmissionRecord, submission_id)
-        record.status, record.error = status, error
+        if not (status == "cancelled" and record.error):  # an operator's kill keeps its reason
+            record.error = error
+        record.status = status
         if runtime:
             record.runtime = runtime
         if status in ("finished", "failed", "cancelled"):

@@ -70,9 +70,11 @@ def wants_json(request: Request) -> bool:
 
 
 def page(request: Request, template: str, data: dict[str, Any], title: str,
-         status_code: int = 200) -> HTMLResponse | JSONResponse:
+         status_code: int = 200, plots: dict[str, Any] | None = None
+         ) -> HTMLResponse | JSONResponse:
+    """``plots``: SVG rendered from ``data`` for the HTML page only (``?json`` has the data)."""
     if wants_json(request):
         return JSONResponse(data, status_code=status_code)
     return templates.TemplateResponse(request, template, {
-        "data": data, "title": title, "nav": template.removesuffix(".html")},
-        status_code=status_code)
+        "data": data, "title": title, "nav": template.removesuffix(".html"),
+        "plots": plots or {}}, status_code=status_code)
