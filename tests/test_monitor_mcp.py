@@ -69,7 +69,7 @@ def test_stdio_lists_tools_reads_a_run_and_refuses_control_without_the_role(stor
             assert data["run"]["number"] == RUN and data["run"]["status"] == "finished"
             assert data["counts"]["produced"] == N_STFS
             stf = await client.call_tool("get_stf", {"filename": naming.stf_filename(RUN, 0)})
-            assert [s["step"] for s in stf.structured_content["timeline"]][0] == "produced"
+            assert stf.structured_content["timeline"][0]["step"] == "produced"
             missing = await client.call_tool("get_run", {"number": RUN + 1})
             assert "does not exist" in error_text(missing)
             refused = await client.call_tool("suspend_processing", {"reason": "assistant"})

@@ -29,7 +29,7 @@ def mcp(transport: str, host: str | None, port: int, token_file: Path | None,
     import uvicorn
 
     from epic_wfms.backends import open_database
-    from epic_wfms.monitor.app import own_bus, build_state
+    from epic_wfms.monitor.app import build_state, own_bus
     from epic_wfms.monitor.mcp_server import build_mcp
 
     config = _config(config_path, data_dir, host=host)
