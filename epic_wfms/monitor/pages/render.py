@@ -21,6 +21,11 @@ STATE_CLASSES = {  # BigMon-like colours by state name
     "corrupt": "bad", "open": "run", "announced": "act", "not_required": "muted",
     "waiting": "muted", "merged": "ok", "registered": "act", "stopped": "muted",
     "suspended": "warn", "resumed": "ok",
+    # PanDA task states, brokerage outcomes, site health, fast path (issue 16)
+    "submitted": "act", "ready": "act", "scouting": "run", "completed": "ok",
+    "broken": "bad", "aborted": "bad", "exhausted": "bad", "assigned": "ok",
+    "no_candidate": "bad", "degraded": "warn", "avoided": "bad", "probing": "warn",
+    "idle": "muted", "exited": "muted", "dead": "bad",
 }
 
 
