@@ -181,6 +181,15 @@ WORKLOAD = [  # PanDA tasks and jobs, template submissions, campaigns
        FROM panda_tasks t, generate_series(0, 9) AS j WHERE t.kind = 'production'""",
 ]
 
+USAGE_HOURLY = [  # what accounting.insert_usage keeps beside the jobs' usage
+    """INSERT INTO resource_usage_hourly (hour, site, queue, activity, workflow, username,
+         status, core_seconds, gpu_seconds, jobs)
+       SELECT date_trunc('hour', ended_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC', site, queue,
+              activity, workflow, username, status, sum(core_seconds), sum(gpu_seconds),
+              count(*)
+       FROM resource_usage GROUP BY 1, 2, 3, 4, 5, 6, 7""",
+]
+
 FABRIC = [  # :decisions per run; brokerage over the catalogue's sites
     f"""INSERT INTO brokerage_decisions (job_ref, workflow, username, activity, lane, outcome,
          site, queue, score, reasons, decided_at)
@@ -262,7 +271,7 @@ def fill(db: Database, runs: int, stfs: int, decisions: int = 200, slices: int =
             "AND indexname NOT IN (SELECT conname FROM pg_constraint)")).all()
         for name, _ in indexes:
             connection.execute(text(f'DROP INDEX "{name}"'))
-        for statement in STREAMING + WORKLOAD + FABRIC + FASTPATH:
+        for statement in STREAMING + WORKLOAD + USAGE_HOURLY + FABRIC + FASTPATH:
             connection.execute(text(statement), params)
         connection.execute(text(
             "SELECT setval(pg_get_serial_sequence('template_submissions', 'id'), :n)"),
@@ -273,4 +282,5 @@ def fill(db: Database, runs: int, stfs: int, decisions: int = 200, slices: int =
         return {table: connection.scalar(text(f"SELECT count(*) FROM {table}"))
                 for table in ("runs", "stfs", "jobs", "provenance", "panda_tasks", "panda_jobs",
                               "template_submissions", "template_step_runs",
-                              "brokerage_decisions", "resource_usage", "tf_slices")}
+                              "brokerage_decisions", "resource_usage", "resource_usage_hourly",
+                              "tf_slices")}

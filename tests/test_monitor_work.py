@@ -24,6 +24,7 @@ from epic_wfms.store import accounting
 from epic_wfms.store.schema import (
     PandaJobRecord,
     PandaTaskRecord,
+    ResourceUsageHourRecord,
     ResourceUsageRecord,
     TemplateStepRunRecord,
     TemplateSubmissionRecord,
@@ -148,6 +149,10 @@ def test_real_runs_record_resource_usage_by_workflow_user_and_site(client, inst)
     assert {r.workflow for r in streaming} >= {"streaming_reco", "streaming_merge"}
     assert all(r.core_seconds >= 0 and r.ended_at >= r.started_at for r in rows)
     assert steps and {r.workflow for r in steps} == {"first_pass_reco"}
+    with inst.db.session() as session:  # the hourly sums the pages read add up to the jobs
+        hourly = session.scalars(select(ResourceUsageHourRecord)).all()
+    assert sum(h.jobs for h in hourly) == len(rows)
+    assert sum(h.core_seconds for h in hourly) == pytest.approx(sum(r.core_seconds for r in rows))
     by_user = {r["user"]: r for r in client.get("/api/v1/resources?by=user&hours=2").json()["rows"]}
     assert by_user["paula"]["jobs"] == len(steps)
     assert by_user["epic-streaming"]["jobs"] == len(streaming)

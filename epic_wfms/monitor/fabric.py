@@ -16,8 +16,13 @@ from epic_wfms.brokerage.health import AVOIDED, OK, HealthPolicy
 from epic_wfms.monitor.queries import iso
 from epic_wfms.monitor.workload import record_dict, rows_page
 from epic_wfms.sites.models import Site
-from epic_wfms.store.accounting import GROUPINGS, usage_grouped
-from epic_wfms.store.schema import BrokerageDecisionRecord, ResourceUsageRecord, utcnow
+from epic_wfms.store.accounting import GROUPINGS
+from epic_wfms.store.schema import (
+    BrokerageDecisionRecord,
+    ResourceUsageHourRecord,
+    ResourceUsageRecord,
+    utcnow,
+)
 
 DEGRADED, IDLE = "degraded", "idle"
 DECISION_SORT = {"id", "decided_at", "score", "site"}
@@ -93,11 +98,11 @@ def fabric_sites(session: Session, catalogue: list[Site], hours: int = 24
         BrokerageDecisionRecord.outcome == "assigned", BrokerageDecisionRecord.decided_at >= since)
         .group_by(BrokerageDecisionRecord.site)).all())
     used: dict[str, dict[str, float]] = defaultdict(dict)
-    for site, activity, seconds in session.execute(select(
-            ResourceUsageRecord.site, ResourceUsageRecord.activity,
-            func.sum(ResourceUsageRecord.core_seconds))
-            .where(ResourceUsageRecord.ended_at >= since)
-            .group_by(ResourceUsageRecord.site, ResourceUsageRecord.activity)):
+    h = ResourceUsageHourRecord
+    for site, activity, seconds in session.execute(
+            select(h.site, h.activity, func.sum(h.core_seconds))
+            .where(h.hour >= since.replace(minute=0, second=0, microsecond=0))
+            .group_by(h.site, h.activity)):
         used[site][activity] = seconds / 3600
     health = site_health(session)
     out = []
@@ -126,24 +131,28 @@ def _epoch_bucket(session: Session, column: Any, width_s: int) -> Any:
 def resources(session: Session, by: str = "site", hours: int = 24 * 7,
               until: datetime | None = None, top: int = 6) -> dict[str, Any]:
     """Core-hours, GPU-hours and jobs by ``by`` (workflow, user, site, activity, queue) over
-    the period, plus core-hours per bin for the ``top`` groups (a plot over time)."""
+    the period (whole hours of the jobs' ends, from the hourly sums), plus core-hours per bin
+    for the ``top`` groups (a plot over time)."""
     if by not in GROUPINGS:
         raise ValueError(f"cannot group resource usage by {by!r}; use one of "
                          f"{', '.join(GROUPINGS)}")
     until = until or utcnow()
-    since = until - timedelta(hours=hours)
-    rows = sorted(usage_grouped(session, (by,), since, until), key=lambda r: -r["core_hours"])
+    since = (until - timedelta(hours=hours)).replace(minute=0, second=0, microsecond=0)
+    h = ResourceUsageHourRecord
+    column = getattr(h, by)
+    period = (h.hour >= since, h.hour < until)
+    rows = [{by: group, "core_hours": round(core / 3600, 3), "gpu_hours": round(gpu / 3600, 3),
+             "jobs": int(jobs)} for group, core, gpu, jobs in session.execute(
+        select(column, func.sum(h.core_seconds), func.sum(h.gpu_seconds), func.sum(h.jobs))
+        .where(*period).group_by(column).order_by(func.sum(h.core_seconds).desc()))]
     width = 3600 if hours <= 48 else 86400 if hours > 24 * 14 else 6 * 3600
     leaders = [r[by] for r in rows[:top]]
-    column = getattr(ResourceUsageRecord, "user" if by == "user" else by)
-    bucket = _epoch_bucket(session, ResourceUsageRecord.ended_at, width)
+    bucket = _epoch_bucket(session, h.hour, width)
     series: dict[str, list[tuple[float, float]]] = defaultdict(list)
     if leaders:
-        for group, index, seconds in session.execute(select(
-                column, bucket, func.sum(ResourceUsageRecord.core_seconds))
-                .where(ResourceUsageRecord.ended_at >= since,
-                       ResourceUsageRecord.ended_at < until, column.in_(leaders))
-                .group_by(column, bucket).order_by(bucket)):
+        for group, index, seconds in session.execute(
+                select(column, bucket, func.sum(h.core_seconds))
+                .where(*period, column.in_(leaders)).group_by(column, bucket).order_by(bucket)):
             series[group].append((float(index * width), round(seconds / 3600, 3)))
     return {"by": by, "since": iso(since), "until": iso(until), "hours": hours,
             "bin_s": width, "rows": rows,

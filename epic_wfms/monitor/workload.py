@@ -21,7 +21,7 @@ from epic_wfms.store.schema import (
     OperatorCommandRecord,
     PandaJobRecord,
     PandaTaskRecord,
-    ResourceUsageRecord,
+    ResourceUsageHourRecord,
     TemplateStepRunRecord,
     TemplateSubmissionRecord,
     utcnow,
@@ -352,16 +352,15 @@ def campaign_detail(session: Session, name: str, limit: int = 500,
 def user_work(session: Session, username: str, days: int = 30, bigmon_url: str | None = None
               ) -> dict[str, Any]:
     """What a user has in the system: their submissions, PanDA tasks, resource usage."""
-    since = utcnow() - timedelta(days=days)
-    usage = session.execute(select(
-        ResourceUsageRecord.workflow, ResourceUsageRecord.site, ResourceUsageRecord.status,
-        func.sum(ResourceUsageRecord.core_seconds), func.count())
-        .where(ResourceUsageRecord.user == username, ResourceUsageRecord.ended_at >= since)
-        .group_by(ResourceUsageRecord.workflow, ResourceUsageRecord.site,
-                  ResourceUsageRecord.status)).all()
+    since = (utcnow() - timedelta(days=days)).replace(minute=0, second=0, microsecond=0)
+    h = ResourceUsageHourRecord
+    usage = session.execute(select(h.workflow, h.site, h.status, func.sum(h.core_seconds),
+                                   func.sum(h.jobs))
+                            .where(h.user == username, h.hour >= since)
+                            .group_by(h.workflow, h.site, h.status)).all()
     return {"submissions": submissions(session, user=username, limit=25)["items"],
             "tasks": tasks(session, user=username, limit=25, bigmon_url=bigmon_url)["items"],
             "resource_usage": {"days": days, "rows": [
                 {"workflow": w, "site": s, "status": st, "core_hours": round(cs / 3600, 3),
-                 "jobs": n} for w, s, st, cs, n in usage]}}
+                 "jobs": int(n)} for w, s, st, cs, n in usage]}}
 

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from epic_wfms.brokerage.decision import Decision
 from epic_wfms.brokerage.request import JobRequest
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import BrokerageDecisionRecord, ResourceUsageRecord
+from epic_wfms.store.schema import (
+    BrokerageDecisionRecord,
+    ResourceUsageHourRecord,
+    ResourceUsageRecord,
+)
 
 GROUPINGS = ("workflow", "user", "site", "activity", "queue")
 
@@ -55,11 +60,40 @@ def record_decisions(db: Database, pairs: Iterable[tuple[Decision, JobRequest]],
 
 
 def record_usage(db: Database, usages: Iterable[Usage]) -> int:
-    rows = usage_rows(usages)
-    if rows:
+    usages = list(usages)
+    if usages:
         with db.session() as session:
-            session.execute(ResourceUsageRecord.__table__.insert(), rows)
-    return len(rows)
+            insert_usage(session, usages)
+    return len(usages)
+
+
+HOURLY_KEY = ("site", "queue", "activity", "workflow", "username", "status")
+
+
+def insert_usage(session: Session, usages: Sequence[Usage]) -> None:
+    """Record jobs' usage and add it to the hourly sums, in the caller's transaction (the
+    worker pool ending jobs, the template runner ending a step run, a simulation)."""
+    rows = usage_rows(usages)
+    if not rows:
+        return
+    session.execute(ResourceUsageRecord.__table__.insert(), rows)
+    sums: dict[tuple, list[float]] = {}
+    for row in rows:
+        hour = row["ended_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        entry = sums.setdefault((hour, *(row[k] for k in HOURLY_KEY)), [0.0, 0.0, 0])
+        entry[0] += row["core_seconds"]
+        entry[1] += row["gpu_seconds"]
+        entry[2] += 1
+    table = ResourceUsageHourRecord.__table__
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["hour", *HOURLY_KEY],
+        set_={name: table.c[name] + statement.excluded[name]
+              for name in ("core_seconds", "gpu_seconds", "jobs")})
+    session.execute(statement, [  # sorted: concurrent writers lock rows in one order
+        {"hour": key[0], **dict(zip(HOURLY_KEY, key[1:], strict=True)), "core_seconds": c,
+         "gpu_seconds": g, "jobs": n} for key, (c, g, n) in sorted(sums.items())])
 
 
 def usage_rows(usages: Iterable[Usage]) -> list[dict[str, Any]]:

@@ -8,12 +8,11 @@ from typing import Any
 
 from sqlalchemy import select, update
 
-from epic_wfms.store.accounting import Usage, usage_rows
+from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
     PandaTaskRecord,
     ProductionTagUsageRecord,
-    ResourceUsageRecord,
     TemplateStepRunRecord,
     TemplateSubmissionRecord,
     utcnow,
@@ -100,12 +99,12 @@ def end_step_run(db: Database, run_id: int, status: str, exit_code: int | None,
         record.outputs = {"files": outputs}
         record.ended_at = utcnow()
         submission = session.get(TemplateSubmissionRecord, record.submission_id)
-        session.execute(ResourceUsageRecord.__table__.insert(), usage_rows([Usage(
+        insert_usage(session, [Usage(
             f"step:{run_id}", LOCAL_SITE, LOCAL_SITE,
             USE_CASE_CLASS.get(submission.rendered.get("use_case", ""), "analysis"),
             "finished" if status == "finished" else "failed", cores,
             record.started_at, max(record.ended_at, record.started_at), submission.template,
-            submission.username, gpus)]))
+            submission.username, gpus)])
 
 
 def link_panda_tasks(db: Database, submission_id: int, task_ids: list[int]) -> None:

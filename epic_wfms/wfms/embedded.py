@@ -25,9 +25,9 @@ from typing import NamedTuple
 from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
 
-from epic_wfms.store.accounting import Usage, usage_rows
+from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import JobRecord, ProvenanceRecord, ResourceUsageRecord, utcnow
+from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
 
 _TAIL = 2000
@@ -200,8 +200,7 @@ class LocalWorkerPool:
                     used.append(Usage(f"job:{job.id}", spec.site, spec.site, "streaming",
                                       status.value, 1, started, max(ended, started),
                                       f"streaming_{spec.kind}", STREAMING_USER))
-            if used:
-                session.execute(ResourceUsageRecord.__table__.insert(), usage_rows(used))
+            insert_usage(session, used)
         return results
 
     # -- payloads ----------------------------------------------------------------------------
