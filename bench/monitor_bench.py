@@ -96,6 +96,7 @@ def measure(client: httpx.Client, paths: list[str], repeat: int) -> dict[str, tu
             response = client.get(path)
             assert response.status_code == 200, (path, response.status_code, response.text[:300])
         out[path] = timed(get, repeat)
+        print(f"  {path[:60]:60} {'/'.join(f'{v:.0f}' for v in out[path]):>16} ms", flush=True)
     return out
 
 
