@@ -79,7 +79,8 @@ def new(runs: int, client: httpx.Client) -> list[str]:
     run = RUN0 + runs
     campaign = client.get("/api/v1/campaigns").json()[0]["campaign"]
     prompt = TASK0 + 3 * runs
-    return ["/tasks", "/tasks?user=user01", f"/tasks/{prompt}", "/pandajobs?status=failed",
+    return ["/tasks", "/tasks?user=user01", f"/tasks/{prompt}", "/pandajobs",
+            "/pandajobs?status=failed",
             f"/pandajobs/{PANDA0 + 5}", "/templates", "/templates/simulation_campaign",
             "/submissions", f"/submissions/{runs}", "/campaigns", f"/campaigns/{campaign}",
             f"/fastpath/{run}", "/brokerage", "/fabric/E1_BNL", "/resources",

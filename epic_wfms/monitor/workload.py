@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
-from epic_wfms.monitor.queries import as_dict, iso, paged
+from epic_wfms.monitor.queries import as_dict, iso
 from epic_wfms.store.schema import (
     OperatorCommandRecord,
     PandaJobRecord,
@@ -55,19 +55,25 @@ def record_dict(record: Any) -> dict[str, Any]:
             for attr in inspect(record).mapper.column_attrs}
 
 
+COUNT_CAP = 10_000  # lists of millions of rows count up to this many ("10,000 or more")
+
+
 def rows_page(session: Session, query: Select, model: Any, sort: str | None, sortable: set[str],
               default: str, limit: int, offset: int) -> tuple[list[Any], dict[str, Any]]:
-    """Like ``queries.paged`` but the records themselves (callers add to each item) and the
-    page's ``total``/``limit``/``offset``/``sort``."""
+    """Like ``queries.paged`` but the records themselves (callers add to each item), and the
+    page's ``total`` counted up to ``COUNT_CAP`` (``total_exact`` false beyond it: counting
+    ten million PanDA jobs for a page would take seconds)."""
     key = (sort or default).strip()
     if key.lstrip("-") not in sortable:
         raise ValueError(f"cannot sort by {key.lstrip('-')!r}; sortable: "
                          f"{', '.join(sorted(sortable))}")
     column = getattr(model, key.lstrip("-"))
-    total = session.scalar(select(func.count()).select_from(query.subquery()))
+    total = session.scalar(select(func.count()).select_from(
+        query.limit(COUNT_CAP + 1).subquery()))
     rows = session.scalars(query.order_by(column.desc() if key.startswith("-") else column)
                            .limit(limit).offset(offset)).all()
-    return list(rows), {"total": total, "limit": limit, "offset": offset, "sort": key}
+    return list(rows), {"total": min(total, COUNT_CAP), "total_exact": total <= COUNT_CAP,
+                        "limit": limit, "offset": offset, "sort": key}
 
 
 # -- PanDA tasks and jobs -----------------------------------------------------------------------
@@ -154,11 +160,10 @@ def panda_jobs(session: Session, status: str | None = None, site: str | None = N
                           (PandaJobRecord.stf_filename, stf)):
         if value is not None:
             query = query.where(column == value)
-    page = paged(session, query, PandaJobRecord, sort, PANDA_JOB_SORT, "-panda_id", limit,
-                 offset)
-    for item in page["items"]:
-        item["links"] = links(bigmon_url, "job", item["panda_id"])
-    return page
+    rows, page = rows_page(session, query, PandaJobRecord, sort, PANDA_JOB_SORT, "-panda_id",
+                           limit, offset)
+    return {"items": [as_dict(r) | {"links": links(bigmon_url, "job", r.panda_id)}
+                      for r in rows], **page}
 
 
 def panda_job_detail(session: Session, panda_id: int, bigmon_url: str | None = None
