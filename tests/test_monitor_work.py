@@ -102,7 +102,7 @@ def _panda_readback(inst) -> None:
 
 @pytest.fixture(scope="module")
 def client(inst):
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client:
         yield client
 
 
