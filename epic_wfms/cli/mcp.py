@@ -28,7 +28,7 @@ def mcp(transport: str, host: str | None, port: int, token_file: Path | None,
     import anyio
     import uvicorn
 
-    from epic_wfms.backends import open_database
+    from epic_wfms.installation import open_database
     from epic_wfms.monitor.app import build_state, own_bus
     from epic_wfms.monitor.mcp_server import build_mcp
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from epic_wfms.backends import build_panda_connection
+from epic_wfms.installation import build_panda_connection
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.monitor.auth import Authenticator, Principal
