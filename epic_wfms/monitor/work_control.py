@@ -14,7 +14,6 @@ from typing import Any
 
 from sqlalchemy import select
 
-from epic_wfms.installation import build_panda_connection
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.monitor.auth import Authenticator, Principal
@@ -41,6 +40,8 @@ class WorkControl:
     # -- PanDA ------------------------------------------------------------------------------
     def panda(self) -> Any:
         if self._panda is None:
+            from epic_wfms.installation import build_panda_connection  # the backends' place
+
             self._panda = build_panda_connection(self.config)
         if self._panda is None:
             raise WriteRefused(409, "no_panda", "no PanDA server is configured here",
