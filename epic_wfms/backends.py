@@ -97,7 +97,7 @@ def template_submitters(config: Config, db: Database) -> dict:
 
 def build_ddm(config: Config, db: Database) -> DataManagement:
     rses = [
-        LocalRSE(r.name, r.site, r.type, (config.data_dir / "rses" / r.name).resolve())
+        LocalRSE(r.name, r.site, r.type, config.rse_root(r.name))
         for r in config.rses
     ]
     if config.ddm.backend == "rucio":

@@ -20,6 +20,8 @@ FIRST_RUN_NUMBER = 100010  # as swf-monitor's PersistentState
 
 
 class TestbedMonitor:
+    __test__ = False  # not a pytest test class
+
     def __init__(self, first_run_number: int = FIRST_RUN_NUMBER) -> None:
         self.requests: list[tuple[str, str, Any]] = []
         self._runs = itertools.count(first_run_number)

@@ -21,6 +21,7 @@ from loopback.testbed.venv import TestbedInstall
 
 @dataclass
 class TestbedSettings:
+    __test__ = False  # not a pytest test class
     namespace: str
     broker_host: str = "127.0.0.1"
     broker_port: int = 61613

@@ -14,6 +14,7 @@ REQUIREMENTS = Path(__file__).with_name("requirements.txt")
 
 @dataclass(frozen=True)
 class TestbedInstall:
+    __test__ = False  # not a pytest test class
     venv: Path
     testbed: Path  # the swf-testbed tree (workflows/, agents/)
     common_lib: Path  # the swf-common-lib tree
