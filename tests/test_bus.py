@@ -2,16 +2,15 @@ import json
 import queue
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
 
-from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode
+from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode, testbed
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.bus.stomp import StompSettings, StompTransport
-from epic_wfms.bus import testbed
 from epic_wfms.errors import MalformedMessageError
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
