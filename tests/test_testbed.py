@@ -11,6 +11,7 @@ shorter delays through its testbed.toml override sections).
 from __future__ import annotations
 
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from epic_wfms.config import load_config
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.schema import (
+    AwaitedStfRecord,
     DeadLetterRecord,
     GateEventRecord,
     IntegrityIssueRecord,
@@ -32,7 +34,7 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import run_report
 from epic_wfms.streaming.run_outcome import shortfall
-from tests.conftest import private_postgres_schema
+from tests.conftest import private_postgres_schema, wait_for
 
 testbed_harness = pytest.importorskip("loopback.testbed.venv")
 from loopback.testbed.monitor import FIRST_RUN_NUMBER, TestbedMonitor  # noqa: E402
@@ -95,16 +97,28 @@ def play(testbed, workflow: str, namespace: str, buffer: Path, workdir: Path) ->
 
 
 def rows(db, model, *where):
+    order = {RunRecord: RunRecord.number, AwaitedStfRecord: AwaitedStfRecord.sequence,
+             StfRecord: StfRecord.sequence}
     with db.session() as session:
-        return session.scalars(select(model).where(*where).order_by(model.id if hasattr(
-            model, "id") else model.number)).all()
+        return session.scalars(select(model).where(*where).order_by(
+            order.get(model, getattr(model, "id", None)))).all()
+
+
+def diagnose(db) -> dict:
+    """What a run that did not end as expected is waiting for."""
+    return {"runs": [(r.number, r.status) for r in rows(db, RunRecord)],
+            "stfs": [(s.sequence, s.validation, s.archive_status, s.processing_status)
+                     for s in rows(db, StfRecord)],
+            "dead_letters": [d.reason for d in rows(db, DeadLetterRecord)],
+            "issues": [(i.kind, i.detail) for i in rows(db, IntegrityIssueRecord)],
+            "short": shortfall(db, RUN)}
 
 
 def test_prompt_processing_runs_through_epic_wfms(testbed, wfms, tmp_path):
     orchestrator, backends, namespace, buffer = wfms
     db = backends.db
     play(testbed, "prompt_processing", namespace, buffer, tmp_path / "testbed")
-    assert orchestrator.wait_run_ended(RUN, 120) == "finished", shortfall(db, RUN)
+    assert orchestrator.wait_run_ended(RUN, 120) == "finished", diagnose(db)
 
     n = 2 * STFS_PER_PERIOD
     produced = [naming.stf_filename(RUN, seq) for seq in range(1, n + 1)]
@@ -137,18 +151,33 @@ def test_prompt_processing_runs_through_epic_wfms(testbed, wfms, tmp_path):
 
 
 def test_stf_datataking_without_files_is_recorded_and_not_a_success(testbed, wfms, tmp_path):
+    """Messages only: each STF waits for its file; the one that appears (put there by hand
+    while the run goes) is registered, the others are reported missing in one issue."""
     orchestrator, backends, namespace, buffer = wfms
     db = backends.db
-    play(testbed, "stf_datataking", namespace, buffer, tmp_path / "testbed")
-    assert orchestrator.wait_run_ended(RUN, 120) == "incomplete"
+    pool = ThreadPoolExecutor(1)
+    player = pool.submit(play, testbed, "stf_datataking", namespace, buffer, tmp_path / "testbed")
+    try:
+        assert wait_for(lambda: rows(db, AwaitedStfRecord, AwaitedStfRecord.sequence == 2))
+        (awaited,) = rows(db, AwaitedStfRecord, AwaitedStfRecord.sequence == 2)
+        late = Path(awaited.path)  # inside the DAQ buffer, by the testbed's layout
+        assert late.parent == buffer / f"swf.{RUN}.run"
+        late.parent.mkdir(parents=True, exist_ok=True)
+        late.write_text('{"written": "late, by hand"}\n')
+    finally:
+        pool.shutdown()
+    player.result()  # the testbed's run ended well (its errors are raised here)
+    assert orchestrator.wait_run_ended(RUN, 120) == "incomplete", diagnose(db)
 
     n = 2 * STFS_PER_PERIOD
     stfs = rows(db, StfRecord, StfRecord.run_number == RUN)
     assert [(s.sequence, s.validation) for s in stfs] == [
-        (seq, "missing") for seq in range(1, n + 1)]
+        (seq, "ok" if seq == 2 else "missing") for seq in range(1, n + 1)]
+    assert (stfs[1].processing_status, stfs[1].size_bytes) == ("merged", late.stat().st_size)
     issues = rows(db, IntegrityIssueRecord, IntegrityIssueRecord.resolved_at.is_(None))
     assert [(i.kind, i.run_number) for i in issues] == [("stf_file_missing", RUN)]
-    assert f"{n} STF file(s)" in issues[0].detail and f"sequences 1-{n}" in issues[0].detail
+    assert f"{n - 1} STF file(s)" in issues[0].detail
+    assert f"sequences 1, 3-{n}" in issues[0].detail
     assert rows(db, DeadLetterRecord) == []
     triggers = [h.trigger for h in rows(db, StateTransitionRecord,
                                         StateTransitionRecord.run_number == RUN)]

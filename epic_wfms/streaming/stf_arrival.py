@@ -24,7 +24,7 @@ from epic_wfms.errors import MalformedMessageError
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.testbed_time import zone
 from epic_wfms.store.database import insert_ignoring_duplicates
-from epic_wfms.store.integrity import report_or_update
+from epic_wfms.store.integrity import report_or_update, resolve_issues
 from epic_wfms.store.schema import AwaitedStfRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.runs import prepare_run
@@ -132,6 +132,8 @@ class StfArrivals:
                     archive_status="not_archived", processing_status="rejected",
                 ))
         self._resolve([(row.filename, "missing") for row in rows])
+        for row in rows:  # accounted for: reported in the run's stf_file_missing instead
+            resolve_issues(self.ctx.db, "sequence_gap", row.filename)
         for run in sorted({row.run_number for row in rows}):
             self._report(run)
 
