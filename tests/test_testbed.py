@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from epic_wfms.backends import build_backends
 from epic_wfms.config import load_config
+from epic_wfms.installation import Installation
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.schema import (
@@ -30,8 +30,6 @@ from epic_wfms.store.schema import (
     StateTransitionRecord,
     StfRecord,
 )
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import run_report
 from epic_wfms.streaming.run_outcome import shortfall
 from tests.conftest import private_postgres_schema, wait_for
@@ -78,16 +76,11 @@ def wfms(tmp_path):
             processing={"merge_every": 2, "missing_grace_s": 3.0},
             fastpath={"enabled": False},
         )
-        backends = build_backends(config)
-        ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm,
-                               backends.executor)
-        orchestrator = Orchestrator(ctx)
-        orchestrator.start()
+        installation = Installation.build(config)
         try:
-            yield orchestrator, backends, namespace, buffer
+            yield installation.start(), installation, namespace, buffer
         finally:
-            orchestrator.stop()
-            backends.close()
+            installation.close()
 
 
 def play(testbed, workflow: str, namespace: str, buffer: Path, workdir: Path) -> None:

@@ -18,9 +18,9 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database, template_submitters
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import open_database, template_submitters
 from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.loader import TemplateLibrary, load_template_file
 from epic_wfms.templates.params import describe_expected, parse_assignments
