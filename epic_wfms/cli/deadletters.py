@@ -11,10 +11,10 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import build_transport, open_database
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import build_transport, open_database
 from epic_wfms.store.deadletters import as_dict, get_letter, open_letters, resolve
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.streaming.replay import replay
