@@ -181,6 +181,33 @@ def test_namespaces_prefix_our_destinations_but_not_external_ones():
     assert namespaced(dest.TESTBED, "bnl-prod") == "/topic/epictopic"
 
 
+def test_installations_sharing_a_broker_each_get_every_testbed_message():
+    """The testbed's topic is not namespaced: each installation's bridge needs a durable
+    subscription of its own (on RabbitMQ one name would make them competing consumers)."""
+    from epic_wfms.streaming.testbed_bridge import topic_subscription
+
+    installations = [f"test-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    got = {ns: queue.Queue() for ns in installations}
+    bridges = [StompTransport(StompSettings(namespace=ns, client_id=f"ingest-{ns}",
+                                            queue_expiry_s=60)) for ns in installations]
+    testbed_side = StompTransport(StompSettings(client_id="testbed"))
+    try:
+        for ns, transport in zip(installations, bridges, strict=True):
+            transport.subscribe(dest.TESTBED, topic_subscription(ns), got[ns].put)
+        marker = uuid.uuid4().hex
+        for i in range(6):
+            testbed_side.send(dest.TESTBED, f"{marker}-{i}")
+        for ns in installations:
+            seen = set()
+            while len(seen) < 6:
+                body = got[ns].get(timeout=20)
+                if body.startswith(marker):
+                    seen.add(body)
+    finally:
+        for transport in (*bridges, testbed_side):
+            transport.close()
+
+
 def test_a_durable_topic_subscription_outlives_its_agent_process():
     """A restarted agent (new pid) gets what was broadcast while it was down, from the same
     durable subscription, instead of leaving an orphan one on the broker (STOMP broker)."""

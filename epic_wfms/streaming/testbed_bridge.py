@@ -34,6 +34,15 @@ log = logging.getLogger(__name__)
 SUBSCRIPTION = "testbed-bridge"
 
 
+def topic_subscription(bus_namespace: str) -> str:
+    """The bridge's durable subscription to the testbed's topic, one per installation.
+
+    The topic is not namespaced, and RabbitMQ derives a durable subscription's queue from the
+    destination and the subscription name alone: with one name for all, installations sharing
+    the broker would compete for the testbed's messages instead of each getting all of them."""
+    return f"{SUBSCRIPTION}.{bus_namespace or 'epic-wfms'}"
+
+
 class TestbedBridge:
     def __init__(self, ctx: StreamingContext) -> None:
         self.ctx = ctx
@@ -48,7 +57,8 @@ class TestbedBridge:
 
     def subscribe(self) -> None:
         transport = self.ctx.bus.transport
-        transport.subscribe(dest.TESTBED, SUBSCRIPTION, self.on_raw)
+        transport.subscribe(dest.TESTBED, topic_subscription(self.ctx.config.bus.namespace),
+                            self.on_raw)
         transport.subscribe(dest.TESTBED_REPLAY, f"{SUBSCRIPTION}-replay", self.on_raw)
 
     def on_raw(self, body: str) -> None:
