@@ -14,6 +14,7 @@ import click
 from rich.console import Console
 from rich.table import Table
 
+from epic_wfms import __version__
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.deadletters import deadletters
 from epic_wfms.cli.demo import DemoOptions, run_demo
@@ -40,6 +41,8 @@ DATA_DIR_OPTION = click.option(
 
 
 @click.group()
+@click.version_option(__version__, "-V", "--version", prog_name="epic-wfms",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the components do.")
 def cli(verbose: bool) -> None:
     """epic-wfms: ePIC workflow management on top of PanDA, iDDS, Rucio and Harvester."""
@@ -218,6 +221,10 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
         click.echo(json.dumps(info, indent=1))
         return
     console = Console()
+    schema = info["schema"]
+    console.print(f"epic-wfms {info['version']}, store schema {schema['current']}"
+                  + ("" if schema["current"] == schema["head"] else
+                     f" (this version's schema: {schema['head']})"))
     console.print(f"detector state: [bold]{info['detector_state']}[/bold]")
     runs = Table(title="runs")
     for column in ("run", "type", "status", "stfs", "merged_output", "start", "end"):
