@@ -289,7 +289,7 @@ def test_run_closed_by_beam_loss_is_finalized(installation):
     assert inst.ddm.list_files(DID("epic", naming.run_dataset(213)))
 
 
-def test_dead_letters_hold_their_run_until_replayed(installation):
+def test_dead_letters_hold_their_run_until_replayed(installation_factory, daq_settings):
     """An announcement no consumer accepts is dead-lettered under its run; the run waits for
     it (status and report say why) and finishes once the corrected message is replayed."""
     from epic_wfms.bus.messages import MessageFactory, StfAvailable, encode
@@ -298,20 +298,26 @@ def test_dead_letters_hold_their_run_until_replayed(installation):
     from epic_wfms.store.deadletters import open_letters
     from epic_wfms.streaming.replay import replay
 
-    inst = installation
+    daq_settings.skip_sequences = {2}  # written, not announced by the DAQ
+    inst = installation_factory(settings=daq_settings)
     open_run(inst, 214)
     for seq in range(2):
         inst.daq.write_stf(214, seq, datetime.now(UTC))
-    stf = inst.daq.write_stf(214, 2, datetime.now(UTC), hold=True)  # written, not announced
+    stf = inst.daq.write_stf(214, 2, datetime.now(UTC))
     path = inst.config.daq_buffer / stf.filename
     good = encode(MessageFactory("epic-daq.e0").make(
         "stf_available", StfAvailable(stf=stf, rse="DAQ_BUFFER", path=str(path)),
         run_number=214))
     inst.bus.publish_raw(dest.STF_INGEST, good.replace('"DAQ_BUFFER"', "7"))
     inst.daq.end_run(214, 3)
-    assert wait_for(lambda: len(open_letters(inst.db, 214)) == 1 and all(
-        s.processing_status in ("processed", "merged") for s in stfs(inst, 214).values())
-        and get_run(inst.db, 214).status == "closed")
+    def closed_with_its_letter() -> bool:
+        run = get_run(inst.db, 214)
+        done = [s for s in stfs(inst, 214).values()
+                if s.processing_status in ("processed", "merged")]
+        return (run is not None and run.status == "closed" and len(done) == 2
+                and len(open_letters(inst.db, 214)) == 1)
+
+    assert wait_for(closed_with_its_letter)
     inst.orchestrator.merging.try_finalize(214)
     assert get_run(inst.db, 214).status == "closed"  # held: the STF may still be replayed
     (run,) = [r for r in store_status(inst.db)["runs"] if r["run"] == 214]
