@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from string import Formatter
 from typing import Literal
 
 import yaml
@@ -28,6 +29,10 @@ class RseConfig(_Strict):
     name: str
     site: str
     type: Literal["DISK", "TAPE"]
+    root: Path | None = Field(
+        default=None, description="directory of this local-disk RSE; default "
+        "<data_dir>/rses/<name> (for the DAQ buffer: where the DAQ writes its STF files)",
+    )
 
 
 class SiteConfig(_Strict):
@@ -92,6 +97,10 @@ class ProcessingConfig(_Strict):
     idle_suspend_s: float = Field(default=5.0, gt=0)
     missing_grace_s: float = Field(
         default=30.0, ge=0, description="wait this long after end_run for late STFs"
+    )
+    dead_letter_hold_s: float = Field(
+        default=3600.0, ge=0, description="a closed run with dead letters waits this long "
+        "after end_run for them to be replayed or discarded before it is finalized",
     )
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
 
@@ -268,6 +277,46 @@ class DdmConfig(_Strict):
         default=None, description="RSE expression outputs move to, by rule, after being "
         "written to the site's disk; None keeps them there",
     )
+TESTBED_PATH_FIELDS = ("run_id", "dataset", "filename", "namespace")
+
+
+class TestbedConfig(_Strict):
+    """How the ePIC streaming testbed's messages are followed (docs/messages.md#testbed)."""
+
+    namespace: str = Field(
+        default="", description="the testbed namespace this installation follows (its "
+        "testbed.toml [testbed] namespace); messages of other namespaces are ignored; '' "
+        "follows only messages without a namespace",
+    )
+    stf_path: str = Field(
+        default="{dataset}/{filename}", description="where an announced STF file is, relative "
+        "to the DAQ buffer; fields: " + ", ".join(f"{{{f}}}" for f in TESTBED_PATH_FIELDS),
+    )
+    file_grace_s: float = Field(
+        default=60.0, ge=0, description="an announced STF file that has not appeared after "
+        "this long is reported missing",
+    )
+    timezone: str = Field(
+        default="local", description="time zone of the testbed's timestamps (they carry "
+        "none): an IANA name such as America/New_York, UTC, or local (this host's)",
+    )
+
+    @model_validator(mode="after")
+    def _checked(self) -> TestbedConfig:
+        from epic_wfms.model.testbed_time import zone
+
+        zone(self.timezone)  # an unknown zone is refused here, not at the first message
+        fields = {name for _text, name, _spec, _conv in Formatter().parse(self.stf_path) if name}
+        if unknown := fields - set(TESTBED_PATH_FIELDS):
+            raise ValueError(f"testbed.stf_path uses unknown fields {sorted(unknown)}; "
+                             f"known: {', '.join(TESTBED_PATH_FIELDS)}")
+        path = Path(self.stf_path)
+        if path.is_absolute() or ".." in path.parts or not self.stf_path.strip():
+            raise ValueError(f"testbed.stf_path {self.stf_path!r} must be a relative path "
+                             "inside the DAQ buffer (no leading '/', no '..')")
+        return self
+
+
 Role = Literal["viewer", "user", "production_manager", "operator", "admin"]
 
 
@@ -340,6 +389,7 @@ class Config(_Strict):
         description="standing: each worker slot keeps a pilot process; subprocess: one per job",
     )
     fastpath: FastPathConfig = Field(default_factory=FastPathConfig)
+    testbed: TestbedConfig = Field(default_factory=TestbedConfig)
 
     @model_validator(mode="after")
     def _references(self) -> Config:
@@ -363,6 +413,18 @@ class Config(_Strict):
         if self.daq_rse not in rses:
             raise ValueError(f"daq_rse {self.daq_rse!r} is not in rses {sorted(rses)}")
         return self
+
+    def rse_root(self, name: str) -> Path:
+        """Directory of a local-disk RSE: its configured ``root`` or <data_dir>/rses/<name>."""
+        rse = next((r for r in self.rses if r.name == name), None)
+        root = rse.root if rse is not None and rse.root is not None else (
+            self.data_dir / "rses" / name)
+        return root.resolve()
+
+    @property
+    def daq_buffer(self) -> Path:
+        """Where the DAQ writes STF files: the DAQ buffer RSE's directory."""
+        return self.rse_root(self.daq_rse)
 
     @property
     def db_url(self) -> str:

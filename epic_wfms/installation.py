@@ -64,7 +64,7 @@ def stomp_settings(config: Config, client_id: str, namespace: str | None = None
 
 
 def local_rses(config: Config) -> list[LocalRSE]:
-    return [LocalRSE(r.name, r.site, r.type, (config.data_dir / "rses" / r.name).resolve())
+    return [LocalRSE(r.name, r.site, r.type, config.rse_root(r.name))
             for r in config.rses]
 
 
@@ -225,7 +225,7 @@ class Installation:
 
     @property
     def daq_buffer(self) -> Path:
-        return self.config.data_dir / "rses" / self.config.daq_rse
+        return self.config.daq_buffer
 
     # ---- teardown ------------------------------------------------------------------------
     def close(self) -> None:

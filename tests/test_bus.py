@@ -2,16 +2,15 @@ import json
 import queue
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC
 
 import pytest
 from sqlalchemy import select
 
-from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode
+from epic_wfms.bus import InProcessTransport, MessageBus, MessageFactory, decode, encode, testbed
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.bus.stomp import StompSettings, StompTransport
-from epic_wfms.bus.testbed import from_testbed
 from epic_wfms.errors import MalformedMessageError
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
@@ -138,47 +137,39 @@ def test_topics_fan_out_queues_compete(bus):
         bus.publish("epic.stf", factory.make("start_run", m.RunBoundary(run_number=1)))
 
 
-TESTBED_STF = {
-    "msg_type": "stf_gen", "namespace": "swf", "sender": "daq-simulator",
-    "execution_id": "exec-1", "run_id": 102, "timestamp": "2026-11-25T12:00:00",
-    "state": "run", "substate": "physics",
-    "filename": "swf.20261125.120000.run.physics.stf", "sequence": 4,
-    "start": "2026-11-25T12:00:00", "end": "2026-11-25T12:00:00.600000",
-    "checksum": "ad:0a1b2c3d", "size": 1024,
-}
-
-
-def test_testbed_stf_gen_maps_to_stf_available():
-    message = from_testbed(json.dumps(TESTBED_STF), MessageFactory("adapter"), "DAQ_BUFFER")
-    assert message.msg_type == "stf_available"
-    stf = message.body.stf
-    assert stf.filename == "swf.000102.000004.stf" and stf.adler32 == "0a1b2c3d"
-    assert stf.daq_metadata["testbed_filename"] == TESTBED_STF["filename"]
-    assert stf.tf_count == 902 and stf.first_tf_time == datetime(2026, 11, 25, 12, tzinfo=UTC)
-    assert message.envelope.run_number == 102 and message.envelope.state == "run"
-    assert decode(encode(message)) == message
-
-
 @pytest.mark.parametrize(
     ("data", "expected"),
     [
-        ({**TESTBED_STF, "checksum": "md5:123"}, "adler32"),
-        ({k: v for k, v in TESTBED_STF.items() if k != "size"}, "lacks size"),
-        ({"msg_type": "stf_ready", "run_id": 1}, "not understood"),
-        ({"msg_type": "start_run"}, "lacks run_id"),
+        ("[1, 2]", "not a JSON object with a msg_type"),
+        ('{"msg_type": "start_run", "run_id": "abc"}', "no usable run_id"),
+        ('{"msg_type": "end_run", "run_id": "7"}', "lacks total_stf_files"),
+        ('{"msg_type": "stf_gen", "run_id": "7", "sequence": 1}', "lacks filename, timestamp"),
     ],
 )
-def test_malformed_testbed_messages(data, expected):
+def test_unreadable_testbed_messages_say_why(data, expected):
+    """What the bridge dead-letters (docs/messages.md#testbed); the testbed's own messages
+    are proven in tests/test_testbed.py, built by its own code."""
     with pytest.raises(MalformedMessageError, match=expected):
-        from_testbed(data, MessageFactory("adapter"), "DAQ_BUFFER")
+        message = testbed.parse(data)
+        if message["msg_type"] == "stf_gen":
+            testbed.stf_announcement(message, UTC)
+        else:
+            testbed.run_control(message, MessageFactory("adapter"))
 
 
-def test_testbed_run_lifecycle_maps():
-    factory = MessageFactory("adapter")
-    for kind in ("run_imminent", "start_run", "pause_run", "resume_run"):
-        assert from_testbed({"msg_type": kind, "run_id": 9}, factory, "B").msg_type == kind
-    end = from_testbed({"msg_type": "end_run", "run_id": 9, "total_files": 30}, factory, "B")
-    assert end.body.total_stfs == 30
+@pytest.mark.parametrize(
+    ("data", "namespace", "why"),
+    [
+        ({"msg_type": "start_run", "namespace": "alice"}, "bob", "namespace 'alice'"),
+        ({"msg_type": "start_run"}, "bob", "namespace '\\(none\\)'"),
+        ({"msg_type": "stf_ready", "namespace": "bob"}, "bob", "testbed's agents"),
+        ({"msg_type": "tf_file_registered", "namespace": "bob"}, "bob", "testbed's agents"),
+    ],
+)
+def test_testbed_messages_of_others_are_ignored_not_dead_lettered(data, namespace, why):
+    with pytest.raises(testbed.Ignored, match=why):
+        testbed.check_followed(data, namespace)
+    testbed.check_followed({"msg_type": "stf_gen", "namespace": "bob"}, "bob")  # followed
 
 
 def test_namespaces_prefix_our_destinations_but_not_external_ones():
@@ -188,6 +179,33 @@ def test_namespaces_prefix_our_destinations_but_not_external_ones():
     assert namespaced("/queue/epic.archive", "bnl-prod") == "/queue/bnl-prod.epic.archive"
     assert namespaced("/topic/epic.state", "") == "/topic/epic.state"
     assert namespaced(dest.TESTBED, "bnl-prod") == "/topic/epictopic"
+
+
+def test_installations_sharing_a_broker_each_get_every_testbed_message():
+    """The testbed's topic is not namespaced: each installation's bridge needs a durable
+    subscription of its own (on RabbitMQ one name would make them competing consumers)."""
+    from epic_wfms.streaming.testbed_bridge import topic_subscription
+
+    installations = [f"test-{uuid.uuid4().hex[:8]}" for _ in range(2)]
+    got = {ns: queue.Queue() for ns in installations}
+    bridges = [StompTransport(StompSettings(namespace=ns, client_id=f"ingest-{ns}",
+                                            queue_expiry_s=60)) for ns in installations]
+    testbed_side = StompTransport(StompSettings(client_id="testbed"))
+    try:
+        for ns, transport in zip(installations, bridges, strict=True):
+            transport.subscribe(dest.TESTBED, topic_subscription(ns), got[ns].put)
+        marker = uuid.uuid4().hex
+        for i in range(6):
+            testbed_side.send(dest.TESTBED, f"{marker}-{i}")
+        for ns in installations:
+            seen = set()
+            while len(seen) < 6:
+                body = got[ns].get(timeout=20)
+                if body.startswith(marker):
+                    seen.add(body)
+    finally:
+        for transport in (*bridges, testbed_side):
+            transport.close()
 
 
 def test_a_durable_topic_subscription_outlives_its_agent_process():

@@ -47,3 +47,36 @@ def test_statemachine_table_lists_every_trigger(tmp_path):
     assert result.returncode == 0
     for trigger in ("start_run", "good_for_physics_dropped", "end_calib", "set_flavour"):
         assert f"`{trigger}`" in result.stdout
+
+
+def test_deadletters_list_show_discard(tmp_path):
+    """A dead letter is listed under the run its body names, shown with its body, and
+    resolved with who and why; replay needs the STOMP bus (the consumers live elsewhere)."""
+    from click.testing import CliRunner
+
+    from epic_wfms.cli.main import cli
+    from epic_wfms.config import load_config
+    from epic_wfms.installation import open_database
+    from epic_wfms.store.ledger import StoreLedger
+
+    db = open_database(load_config(data_dir=tmp_path))
+    body = json.dumps({"msg_type": "stf_gen", "run_id": "100010", "namespace": "alice"})
+    StoreLedger(db).dead_letter("testbed-bridge", "/topic/epictopic", body,
+                                "testbed stf_gen message lacks filename, timestamp")
+    db.dispose()
+
+    def run(*args: str):
+        return CliRunner().invoke(cli, [*args, "--data-dir", str(tmp_path)])
+
+    (letter,) = json.loads(run("deadletters", "list", "--run", "100010", "--json").output)
+    assert (letter["run_number"], letter["msg_type"]) == (100010, "stf_gen")
+    shown = run("deadletters", "show", str(letter["id"]), "--body-only")
+    assert json.loads(shown.output) == json.loads(body)
+    replayed = run("deadletters", "replay", str(letter["id"]))
+    assert replayed.exit_code == 1 and "needs bus.transport: stomp" in replayed.output
+    discarded = run("deadletters", "discard", "--run", "100010", "--reason", "a test")
+    assert discarded.exit_code == 0, discarded.output
+    (resolved,) = json.loads(run("deadletters", "list", "--all", "--json").output)
+    assert resolved["resolution"].endswith(": a test") and resolved["resolved_at"]
+    status = json.loads(run("status", "--json").output)
+    assert status["open_dead_letters"] == {"total": 0, "without_run": 0}

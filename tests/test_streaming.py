@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import random
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -11,13 +9,10 @@ from sqlalchemy import select
 from epic_wfms.bus import destinations as dest
 from epic_wfms.ddm import DID
 from epic_wfms.model import naming
-from epic_wfms.model.checksum import file_adler32
-from epic_wfms.model.stf_file import write_stf
 from epic_wfms.store.database import Database
 from epic_wfms.store.integrity import open_issues
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import (
-    DeadLetterRecord,
     GateEventRecord,
     IntegrityIssueRecord,
     JobRecord,
@@ -65,10 +60,10 @@ def open_run(inst, run):
     inst.daq.start_run(run)
 
 
-def finished_run(inst, run, n, **kw):
+def finished_run(inst, run, n, expect="finished", **kw):
     inst.daq.bring_up()
     inst.daq.physics_run(run, n, **kw)
-    assert inst.orchestrator.wait_run_finished(run, TIMEOUT), stfs(inst, run)
+    assert inst.orchestrator.wait_run_ended(run, TIMEOUT) == expect, stfs(inst, run)
     return run_report(inst.db, inst.ddm, run, [naming.stf_filename(run, s)
                                                           for s in range(n)])
 
@@ -152,12 +147,14 @@ def test_wrong_checksum_is_reported_and_never_archived_or_processed(
 def test_sequence_gap_is_reported(installation_factory, daq_settings):
     daq_settings.skip_sequences = {3}
     inst = installation_factory(settings=daq_settings)
-    report = finished_run(inst, 204, 6)
+    report = finished_run(inst, 204, 6, expect="incomplete")  # an STF never came
     (gap,) = issues(inst, "sequence_gap")
     assert gap.filename == "swf.000204.000003.stf" and gap.resolved_at is None
     (missing,) = issues(inst, "missing_at_end_of_run")
     assert "sequences [3]" in missing.detail
     assert report["lost"] == 1 and report["stfs_merged"] == 5
+    assert report["shortfall"] == [
+        "STFs declared at end_run never arrived (missing_at_end_of_run)"]
 
 
 def test_late_stf_resolves_its_gap(installation):
@@ -292,37 +289,54 @@ def test_run_closed_by_beam_loss_is_finalized(installation):
     assert inst.ddm.list_files(DID("epic", naming.run_dataset(213)))
 
 
-def test_testbed_daq_messages_drive_a_run(installation):
-    """The ePIC testbed's own messages on /topic/epictopic, as its DAQ simulator sends them."""
-    inst = installation
-    inst.daq.bring_up()
-    buffer = inst.config.data_dir / "rses" / "DAQ_BUFFER"
-    common = {"namespace": "swf", "sender": "daq-simulator", "execution_id": "e1",
-              "run_id": 214, "timestamp": "2026-11-25T12:00:00"}
+def test_dead_letters_hold_their_run_until_replayed(installation_factory, daq_settings):
+    """An announcement no consumer accepts is dead-lettered under its run; the run waits for
+    it (status and report say why) and finishes once the corrected message is replayed."""
+    from epic_wfms.bus.messages import MessageFactory, StfAvailable, encode
+    from epic_wfms.cli.status import store_status
+    from epic_wfms.monitor.queries import run_detail
+    from epic_wfms.store.deadletters import open_letters
+    from epic_wfms.streaming.replay import replay
 
-    def send(msg_type, **fields):
-        inst.bus.publish_raw(dest.TESTBED, json.dumps(
-            {"msg_type": msg_type, **common, "state": "run", "substate": "physics", **fields}))
+    daq_settings.skip_sequences = {2}  # written, not announced by the DAQ
+    inst = installation_factory(settings=daq_settings)
+    open_run(inst, 214)
+    for seq in range(2):
+        inst.daq.write_stf(214, seq, datetime.now(UTC))
+    stf = inst.daq.write_stf(214, 2, datetime.now(UTC))
+    path = inst.config.daq_buffer / stf.filename
+    good = encode(MessageFactory("epic-daq.e0").make(
+        "stf_available", StfAvailable(stf=stf, rse="DAQ_BUFFER", path=str(path)),
+        run_number=214))
+    inst.bus.publish_raw(dest.STF_INGEST, good.replace('"DAQ_BUFFER"', "7"))
+    inst.daq.end_run(214, 3)
+    def closed_with_its_letter() -> bool:
+        run = get_run(inst.db, 214)
+        done = [s for s in stfs(inst, 214).values()
+                if s.processing_status in ("processed", "merged")]
+        return (run is not None and run.status == "closed" and len(done) == 2
+                and len(open_letters(inst.db, 214)) == 1)
 
-    send("run_imminent")
-    send("start_run")
-    for seq in range(3):
-        name = f"swf.20261125.12000{seq}.run.physics.stf"
-        write_stf(buffer / name, {"run_number": 214}, 10, 20, random.Random(seq))
-        send("stf_gen", filename=name, sequence=seq, start=f"2026-11-25T12:00:0{seq}",
-             end=f"2026-11-25T12:00:0{seq}.600000", size=(buffer / name).stat().st_size,
-             checksum=f"ad:{file_adler32(buffer / name)}")
-    send("end_run", total_files=3)
-    inst.bus.publish_raw(dest.TESTBED, '{"msg_type": "stf_gen"}')
+    assert wait_for(closed_with_its_letter)
+    inst.orchestrator.merging.try_finalize(214)
+    assert get_run(inst.db, 214).status == "closed"  # held: the STF may still be replayed
+    (run,) = [r for r in store_status(inst.db)["runs"] if r["run"] == 214]
+    assert run["dead_letters"] == 1 and "deadletters list --run 214" in run["short"][0]
+    (letter,) = open_letters(inst.db, 214)
+    assert (letter.msg_type, letter.subscription) == ("stf_available", "ingest")
+    assert "payload of stf_available is invalid" in letter.reason
+    with inst.db.session() as session:  # the monitor's run page and /api/runs/214
+        page = run_detail(session, 214)
+    assert [d["reason"] for d in page["dead_letters"]] == [letter.reason]
+    assert page["shortfall"] == run["short"]
+
+    assert replay(inst.db, inst.bus, [letter], "tester", body=good) == [letter.id]
     assert inst.orchestrator.wait_run_finished(214, TIMEOUT)
     report = run_report(inst.db, inst.ddm, 214,
                         [naming.stf_filename(214, s) for s in range(3)])
-    assert report["lost"] == 0 and report["stfs_archived"] == 3
-    testbed_name = stfs(inst, 214)[1].daq_metadata["testbed_filename"]
-    assert testbed_name == "swf.20261125.120001.run.physics.stf"
-    with inst.db.session() as session:
-        (letter,) = session.scalars(select(DeadLetterRecord)).all()
-    assert letter.subscription == "testbed-bridge" and "lacks" in letter.reason
+    assert (report["lost"], report["dead_letters"], report["shortfall"]) == (0, 0, [])
+    (resolved,) = open_letters(inst.db, 214, include_resolved=True)
+    assert resolved.resolution == "replayed by tester with a corrected body"
 
 
 def test_agents_without_the_state_machine_stamp_the_current_state(installation, tmp_path):

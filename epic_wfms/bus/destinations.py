@@ -19,6 +19,7 @@ FASTPATH_RESULTS = "/topic/epic.fastpath.results"  # slice_result, event-level q
 FASTPATH_POOL = "/topic/epic.fastpath.pool"  # worker_* and pool_scaled news
 ALARMS = "/topic/epic.alarms"  # alarm notifications (R3.11)
 TESTBED = "/topic/epictopic"  # the ePIC testbed's single topic
+TESTBED_REPLAY = "/queue/epic.testbed.replay"  # testbed messages replayed to the bridge only
 EXTERNAL = frozenset({TESTBED})  # owned by other systems: never prefixed by our namespace
 
 

@@ -20,7 +20,7 @@ from epic_wfms.model.run import RunType
 from epic_wfms.model.stf import SuperTimeFrame, TFSample
 from epic_wfms.model.validation import describe_validation_error
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"  # 1.1: reported_state/substate, first_sequence, synchronised
 
 
 class Envelope(BaseModel):
@@ -44,24 +44,33 @@ class _Payload(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
 
-class RunImminent(_Payload):
+class _RunControl(_Payload):
+    """A run-control source that reports the state in effect (the ePIC testbed) names it;
+    the state machine then follows it (docs/statemachine.md#following-a-reported-state)."""
+
+    reported_state: str | None = None
+    reported_substate: str | None = None
+
+
+class RunImminent(_RunControl):
     run_number: int = Field(gt=0)
     run_type: RunType = RunType.PHYSICS
     detector_config: str = "epic-default"
     target_stfs: int | None = None
 
 
-class RunBoundary(_Payload):
+class RunBoundary(_RunControl):
     """start_run / pause_run / resume_run."""
 
     run_number: int = Field(gt=0)
     reason: str = ""
 
 
-class EndRun(_Payload):
+class EndRun(_RunControl):
     run_number: int = Field(gt=0)
     total_stfs: int = Field(ge=0, description="number of STFs the DAQ wrote for the run")
     reason: str = ""
+    first_sequence: int = Field(default=0, ge=0, description="sequence of the run's first STF")
 
 
 class DetectorEvent(_Payload):
@@ -82,12 +91,14 @@ class StateChanged(_Payload):
     effect: str
     run_number: int | None = None
     reason: str = ""
+    synchronised: bool = False  # the machine followed a reported state (no table transition)
 
 
 class StfAvailable(_Payload):
     stf: SuperTimeFrame
     rse: str
     path: str
+    first_sequence: int = Field(default=0, ge=0, description="sequence of the run's first STF")
 
 
 class TfSampleAvailable(_Payload):

@@ -16,6 +16,7 @@ from rich.table import Table
 
 from epic_wfms import __version__
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
+from epic_wfms.cli.deadletters import deadletters
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.idds import idds
 from epic_wfms.cli.mcp import mcp
@@ -199,6 +200,9 @@ def _print_report(console: Console, report: dict) -> None:
         table.add_row("fast-path alarms", str(report["alarms"]))
     table.add_row("jobs", ", ".join(f"{k}={v}" for k, v in sorted(report["jobs"].items())))
     table.add_row("integrity issues", json.dumps(report["integrity_issues"]))
+    table.add_row("dead letters", "\n".join(report["dead_letter_reasons"]) or "0")
+    for reason in report["shortfall"]:
+        table.add_row("not a success", reason)
     table.add_row("data (" + report.get("ddm", "ddm") + ")", ", ".join(
         f"{k.removeprefix('ddm_')}={v}" for k, v in report.items() if k.startswith("ddm_")))
     table.add_row("wall time", f"{report['wall_time_s']} s ({report['backend']} backend)")
@@ -226,10 +230,17 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
     runs = Table(title="runs")
     for column in ("run", "type", "status", "stfs", "merged_output", "start", "end"):
         runs.add_column(column)
+    runs.add_column("dead letters")
     for run in info["runs"]:
         runs.add_row(*(str(run[c]) for c in ("run", "type", "status", "stfs", "merged_output",
-                                             "start", "end")))
+                                             "start", "end", "dead_letters")))
     console.print(runs)
+    for run in info["runs"]:
+        for reason in run["short"]:
+            console.print(f"[bold red]run {run['run']} {run['status']}[/bold red]: {reason}")
+    if info["open_dead_letters"]["total"]:
+        console.print(f"[bold red]open dead letters: {info['open_dead_letters']}[/bold red] "
+                      "(epic-wfms deadletters list)")
     for key in ("stf_processing", "stf_archive", "jobs", "open_integrity_issues"):
         console.print(f"{key}: {info[key]}")
     console.print(f"STFs streamed outside runs: {info['outside_run_stfs']}")
@@ -274,6 +285,7 @@ cli.add_command(sim)
 cli.add_command(template_cli)
 cli.add_command(panda)
 cli.add_command(idds)
+cli.add_command(deadletters)
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 
 from epic_wfms import __version__
 from epic_wfms.store.database import Database
+from epic_wfms.store.deadletters import open_by_run
 from epic_wfms.store.migrate import schema_revision
 from epic_wfms.store.schema import (
     AgentRecord,
@@ -18,6 +19,7 @@ from epic_wfms.store.schema import (
     StfRecord,
     utcnow,
 )
+from epic_wfms.streaming.run_outcome import shortfall
 
 
 def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
@@ -47,6 +49,7 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
             StateTransitionRecord.id.desc()).limit(1))
         agents = session.scalars(select(AgentRecord).order_by(AgentRecord.heartbeat_at.desc())
                                  .limit(20)).all()
+    letters = open_by_run(db)
     return {
         "version": __version__,
         "schema": schema_revision(db.engine),  # Alembic revision of the store, and head
@@ -55,9 +58,13 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
             {"run": r.number, "type": r.run_type, "status": r.status,
              "stfs": stf_counts.get(r.number, 0), "merged_output": r.merged_output,
              "start": r.start_time.isoformat() if r.start_time else None,
-             "end": r.end_time.isoformat() if r.end_time else None}
+             "end": r.end_time.isoformat() if r.end_time else None,
+             "dead_letters": letters.get(r.number, 0),
+             "short": shortfall(db, r.number) if r.status in ("closed", "incomplete") else []}
             for r in runs
         ],
+        "open_dead_letters": {"total": sum(letters.values()),
+                              "without_run": letters.get(None, 0)},
         "outside_run_stfs": stf_counts.get(None, 0),
         "stf_processing": dict(processing),
         "stf_archive": dict(archive),

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from epic_wfms.store.schema import (
     AgentRecord,
+    DeadLetterRecord,
     GateEventRecord,
     IntegrityIssueRecord,
     JobRecord,
@@ -30,6 +31,7 @@ from epic_wfms.store.schema import (
     utcnow,
 )
 from epic_wfms.streaming.report import percentile
+from epic_wfms.streaming.run_outcome import session_shortfall
 
 ACTIVE_STF = ("queued", "activated", "running", "retrying", "deferred")
 ACTIVE_JOBS = ("defined", "activated", "running")
@@ -164,11 +166,19 @@ def run_detail(session: Session, number: int) -> dict[str, Any] | None:
                              .order_by(IntegrityIssueRecord.id.desc()).limit(50)).all()
     gates = session.scalars(select(GateEventRecord).where(GateEventRecord.run_number == number)
                             .order_by(GateEventRecord.id)).all()
+    letters = session.scalars(select(DeadLetterRecord).where(DeadLetterRecord.run_number == number)
+                              .order_by(DeadLetterRecord.id.desc()).limit(50)).all()
     return {"run": as_dict(run), "counts": run_counts(session, number),
             "latency": stage_latencies(session, number),
             "merges": [as_dict(m) for m in merges],
             "jobs": [{"kind": k, "status": s, "count": n} for k, s, n in jobs],
-            "issues": [as_dict(i) for i in issues], "gate_events": [as_dict(g) for g in gates]}
+            "issues": [as_dict(i) for i in issues], "gate_events": [as_dict(g) for g in gates],
+            "dead_letters": [as_dict(d, DEAD_LETTER_FIELDS) for d in letters],
+            "shortfall": session_shortfall(session, number)}
+
+
+DEAD_LETTER_FIELDS = ("id", "msg_type", "subscription", "reason", "created_at", "resolved_at",
+                      "resolution")
 
 
 STF_FIELDS = ("filename", "run_number", "sequence", "state", "substate", "size_bytes",

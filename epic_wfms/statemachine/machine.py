@@ -48,6 +48,7 @@ class TransitionRecord:
     run_number: int | None
     reason: str
     occurred_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    synchronised: bool = False  # followed a state reported by the run control, not the table
 
 
 TransitionListener = Callable[[TransitionRecord], None]
@@ -117,19 +118,59 @@ class DetectorStateMachine:
     ) -> TransitionRecord:
         """Apply ``trigger``; refuse it with the legal alternatives if the table forbids it."""
         with self._lock:
+            return self._fire(self._parse_trigger(trigger), run_number, run_type, flavour, reason)
+
+    def follow(
+        self,
+        trigger: Trigger | str,
+        state: DetectorState | str,
+        substate: Readiness | str,
+        *,
+        run_number: int | None = None,
+        run_type: RunType | None = None,
+        reason: str = "",
+    ) -> tuple[TransitionRecord | None, str | None]:
+        """Follow ``trigger`` to the ``state/substate`` the run control reports in effect
+        (docs/statemachine.md#following-a-reported-state). Returns the record (None if the
+        machine is already there) and what is really inconsistent about it, if anything."""
+        from epic_wfms.statemachine.follow import plan_follow
+
+        with self._lock:
             trigger = self._parse_trigger(trigger)
-            transition = self._find(trigger)
-            self._check_guard(transition, run_number)
-            target = self._target(transition, run_number, run_type, flavour)
+            reported_state, readiness, _ = check_pair(state, substate)
+            plan = plan_follow(self._status, trigger, reported_state, readiness, run_number,
+                               run_type)
+            if plan.action == "already_there":
+                return None, plan.inconsistency
+            if plan.action == "fire":
+                return self._fire(trigger, run_number, run_type, None, reason), None
             record = TransitionRecord(
-                trigger, self._status, target, transition.effect,
+                trigger, self._status, plan.target, plan.effect,
                 run_number if run_number is not None else self._status.open_run,
-                reason or transition.description,
+                plan.why if not reason else f"{reason}; {plan.why}", synchronised=True,
             )
-            for listener in self._listeners:
-                listener(record)
-            self._status = target
-            return record
+            self._commit(record)
+            return record, plan.inconsistency
+
+    def _fire(
+        self, trigger: Trigger, run_number: int | None, run_type: RunType | None,
+        flavour: DataFlavour | str | None, reason: str,
+    ) -> TransitionRecord:
+        transition = self._find(trigger)
+        self._check_guard(transition, run_number)
+        target = self._target(transition, run_number, run_type, flavour)
+        record = TransitionRecord(
+            trigger, self._status, target, transition.effect,
+            run_number if run_number is not None else self._status.open_run,
+            reason or transition.description,
+        )
+        self._commit(record)
+        return record
+
+    def _commit(self, record: TransitionRecord) -> None:
+        for listener in self._listeners:
+            listener(record)
+        self._status = record.target
 
     def _parse_trigger(self, trigger: Trigger | str) -> Trigger:
         try:

@@ -22,6 +22,7 @@ def append_transition(db: Database, record: TransitionRecord) -> None:
             effect=record.effect.value,
             run_number=record.run_number,
             reason=record.reason,
+            synchronised=record.synchronised,
         ))
 
 

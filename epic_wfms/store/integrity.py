@@ -21,6 +21,21 @@ def report_issue(
         return issue.id
 
 
+def report_or_update(db: Database, kind: str, detail: str, *, run_number: int) -> int:
+    """One open issue of ``kind`` per run: created once, its detail rewritten afterwards."""
+    with db.session() as session:
+        issue = session.scalar(select(IntegrityIssueRecord).where(
+            IntegrityIssueRecord.kind == kind, IntegrityIssueRecord.run_number == run_number,
+            IntegrityIssueRecord.resolved_at.is_(None),
+        ).limit(1))
+        if issue is None:
+            issue = IntegrityIssueRecord(kind=kind, detail=detail, run_number=run_number)
+            session.add(issue)
+        issue.detail = detail
+        session.flush()
+        return issue.id
+
+
 def resolve_issues(db: Database, kind: str, filename: str) -> int:
     """Mark open issues of ``kind`` about ``filename`` resolved (e.g. a late STF arrived)."""
     with db.session() as session:

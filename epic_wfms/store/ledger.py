@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from epic_wfms.store.database import Database, insert_ignoring_duplicates
+from epic_wfms.store.deadletters import attribution
 from epic_wfms.store.schema import ConsumedMessageRecord, DeadLetterRecord
 
 
@@ -40,7 +41,9 @@ class StoreLedger:
             session.execute(insert_ignoring_duplicates(session, ConsumedMessageRecord), rows)
 
     def dead_letter(self, subscription: str, destination: str, body: str, reason: str) -> None:
+        run_number, msg_type = attribution(body)  # the run whose summary must show it
         with self.db.session() as session:
             session.add(DeadLetterRecord(
-                subscription=subscription, destination=destination, body=body, reason=reason
+                subscription=subscription, destination=destination, body=body, reason=reason,
+                run_number=run_number, msg_type=msg_type,
             ))

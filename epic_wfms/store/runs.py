@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import RunRecord
 
-RUN_STATUS_ORDER = ("announced", "open", "closed", "finished")
+RUN_STATUS_ORDER = ("announced", "open", "closed", "finished", "incomplete")
 
 
 def ensure_run(db: Database, number: int, **fields: object) -> None:

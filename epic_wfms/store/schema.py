@@ -58,6 +58,7 @@ class RunRecord(Base):
     end_time: Mapped[datetime | None]
     target_stfs: Mapped[int | None]
     total_stfs: Mapped[int | None]  # as declared by the DAQ at end_run
+    first_sequence: Mapped[int] = mapped_column(default=0)  # the testbed counts from 1
     merged_output: Mapped[str | None] = mapped_column(String(255))
     finished_at: Mapped[datetime | None]
 
@@ -77,6 +78,7 @@ class StateTransitionRecord(Base):
     effect: Mapped[str] = mapped_column(String(80))
     run_number: Mapped[int | None]
     reason: Mapped[str] = mapped_column(Text)
+    synchronised: Mapped[bool] = mapped_column(Boolean, default=False)  # followed a report
 
 
 class StfRecord(Base):
@@ -268,6 +270,25 @@ class DeadLetterRecord(Base):
     body: Mapped[str] = mapped_column(Text)
     reason: Mapped[str] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    run_number: Mapped[int | None] = mapped_column(index=True)  # when the body names one
+    msg_type: Mapped[str | None] = mapped_column(String(40))
+    resolved_at: Mapped[datetime | None]
+    resolution: Mapped[str | None] = mapped_column(Text)  # replayed, discarded: by whom, why
+
+
+class AwaitedStfRecord(Base):
+    """An STF announced without its file (the testbed's stf_gen): registered when the file
+    appears in the DAQ buffer, reported missing after ``testbed.file_grace_s``."""
+
+    __tablename__ = "awaited_stfs"
+    filename: Mapped[str] = mapped_column(String(255), primary_key=True)
+    run_number: Mapped[int] = mapped_column(index=True)
+    sequence: Mapped[int]
+    path: Mapped[str] = mapped_column(Text)
+    announcement: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as the testbed sent it
+    announced_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(20), index=True)  # awaiting, arrived, missing
+    resolved_at: Mapped[datetime | None]
 
 
 class AgentRecord(Base):

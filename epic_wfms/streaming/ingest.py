@@ -98,8 +98,8 @@ class Ingest:
         body: m.StfAvailable = message.body
         stf = body.stf
         if stf.run_number is not None:
-            self._prepare(stf.run_number)
-            self._check_sequence(stf)
+            self._prepare(stf.run_number, body.first_sequence)
+            self._check_sequence(stf, body.first_sequence)
         self.activity.stf_seen(stf.run_number)
         problem = validate_against_daq(stf, Path(body.path))
         if problem:
@@ -107,10 +107,10 @@ class Ingest:
         sites = self.decision_box.route(stf) if stf.run_number is not None else []
         return _Accepted(message, sites, self._gate(stf, sites))
 
-    def _prepare(self, run_number: int) -> None:
+    def _prepare(self, run_number: int, first_sequence: int) -> None:
         """Run record and datasets, once per run (the lifecycle may not have announced it)."""
         if run_number not in self._prepared:
-            prepare_run(self.ctx, run_number)
+            prepare_run(self.ctx, run_number, first_sequence=first_sequence or None)
             self._prepared.add(run_number)
 
     def _on_duplicate(self, stf: SuperTimeFrame, known: StfRecord) -> None:
@@ -135,11 +135,11 @@ class Ingest:
         if known.processing_status == "queued":
             self.ctx.publish(dest.process_queue(known.site), "process_stf", work, stf.run_number)
 
-    def _check_sequence(self, stf: SuperTimeFrame) -> None:
+    def _check_sequence(self, stf: SuperTimeFrame, first_sequence: int) -> None:
         run = stf.run_number
         with self._lock:
             if run not in self._next_seq:
-                self._next_seq[run] = self._first_expected(run)
+                self._next_seq[run] = self._first_expected(run, first_sequence)
             expected = self._next_seq[run]
             self._next_seq[run] = max(expected, stf.sequence + 1)
         if stf.sequence < expected:
@@ -152,11 +152,12 @@ class Ingest:
                 run_number=run, filename=naming.stf_filename(run, missing),
             )
 
-    def _first_expected(self, run: int) -> int:
-        """Resume after a restart from what the store already has."""
+    def _first_expected(self, run: int, first_sequence: int) -> int:
+        """Resume after a restart from what the store already has (the DAQ says where the
+        run's sequences start: 0 for ours, 1 for the testbed's)."""
         with self.ctx.db.session() as session:
             seqs = session.scalars(select(StfRecord.sequence).where(StfRecord.run_number == run))
-            return max(seqs, default=-1) + 1
+            return max(seqs, default=first_sequence - 1) + 1
 
     def _record(self, item: _Accepted) -> StfRecord:
         if item.problem:

@@ -22,11 +22,13 @@ from epic_wfms.ddm.locality import stage_inputs
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.deadletters import open_count
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.processing import dispatch_deferred
+from epic_wfms.streaming.run_outcome import shortfall
 from epic_wfms.streaming.runs import run_datasets
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 
@@ -212,7 +214,8 @@ class Merging:
     def try_finalize(self, run_number: int) -> None:
         with self._lock:
             run = get_run(self.ctx.db, run_number)
-            if run is None or run.status != "closed" or not self._all_received(run):
+            if run is None or run.status != "closed" or self._held(run) or (
+                    not self._all_received(run)):
                 return
             statuses = self._processing_statuses(run_number)
             if any(s in IN_FLIGHT for s in statuses):
@@ -231,7 +234,19 @@ class Merging:
             elif gather.status in ("done", "failed") and self._archiving_done(run_number):
                 for dataset in run_datasets(self.ctx, run_number):
                     self.ctx.ddm.close_dataset(dataset)
-                ensure_run(self.ctx.db, run_number, status="finished", finished_at=utcnow())
+                short = shortfall(self.ctx.db, run_number)
+                if short:
+                    log.warning("run %d is incomplete: %s", run_number, "; ".join(short))
+                ensure_run(self.ctx.db, run_number, status="incomplete" if short else "finished",
+                           finished_at=utcnow())
+
+    def _held(self, run: RunRecord) -> bool:
+        """Dead letters of the run may still be replayed into it: wait (up to
+        ``processing.dead_letter_hold_s`` after its end) while any is unresolved."""
+        if not open_count(self.ctx.db, run.number):
+            return False
+        hold = timedelta(seconds=self.ctx.config.processing.dead_letter_hold_s)
+        return utcnow() - (run.end_time or utcnow()) < hold
 
     def _all_received(self, run: RunRecord) -> bool:
         """All STFs the DAQ declared are here, or none arrived for the grace period after
@@ -243,7 +258,8 @@ class Merging:
             last_received = session.scalar(
                 select(func.max(StfRecord.received_at)).where(StfRecord.run_number == run.number)
             )
-        missing = sorted(set(range(run.total_stfs or 0)) - seqs)
+        first = run.first_sequence or 0  # the testbed counts from 1
+        missing = sorted(set(range(first, first + (run.total_stfs or 0))) - seqs)
         if not missing and run.total_stfs is not None:
             return True  # unknown total (closed by the state topic before end_run): wait grace
         moments = [t for t in (run.end_time, last_received) if t is not None]

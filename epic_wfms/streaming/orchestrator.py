@@ -20,7 +20,6 @@ from typing import Protocol
 
 from sqlalchemy import func, select
 
-from epic_wfms.bus.testbed import TestbedBridge
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.role import FastPath
 from epic_wfms.store.runs import get_run
@@ -34,6 +33,7 @@ from epic_wfms.streaming.merging import Merging
 from epic_wfms.streaming.processing import ACTIVE, StfProcessing
 from epic_wfms.streaming.runs import RunLifecycle
 from epic_wfms.streaming.state_tracking import DetectorFollower, StateTracker
+from epic_wfms.streaming.testbed_bridge import TestbedBridge
 from epic_wfms.streaming.tf_samples import TfSampleBook
 
 log = logging.getLogger(__name__)
@@ -90,12 +90,10 @@ class Orchestrator:
         self.activity = StreamActivity(ctx)
         self.state = StateTracker(ctx)
         self.ingest = Ingest(ctx, self.decision_box, self.activity)
-        buffer = (ctx.config.data_dir / "rses" / ctx.config.daq_rse).resolve()
-        self.components += [
-            self.state, RunLifecycle(ctx), self.ingest, TfSampleBook(ctx),
-            TestbedBridge(ctx.bus, ctx.config.daq_rse, buffer),
-        ]
-        self.tickers.append(self.activity.check_idle)
+        self.testbed = TestbedBridge(ctx)
+        self.components += [self.state, RunLifecycle(ctx), self.ingest, TfSampleBook(ctx),
+                            self.testbed]
+        self.tickers += [self.activity.check_idle, self.testbed.arrivals.tick]
 
     def _build_archive(self) -> None:
         self.components.append(Archiver(self.ctx))
@@ -139,13 +137,18 @@ class Orchestrator:
                     log.exception("periodic duty %s failed", tick)
 
     def wait_run_finished(self, run_number: int, timeout: float) -> bool:
+        """True once the run is ``finished``; False at once if it ended ``incomplete``."""
+        return self.wait_run_ended(run_number, timeout) == "finished"
+
+    def wait_run_ended(self, run_number: int, timeout: float) -> str | None:
+        """The run's final status (``finished`` or ``incomplete``), or None at the timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = get_run(self.ctx.db, run_number)
-            if run is not None and run.status == "finished":
-                return True
+            if run is not None and run.status in ("finished", "incomplete"):
+                return run.status
             time.sleep(0.1)
-        return False
+        return None
 
     def stop(self) -> None:
         self._stop.set()

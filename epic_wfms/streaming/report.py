@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from epic_wfms.ddm import DID, DataManagement
 from epic_wfms.model import naming
@@ -19,6 +19,7 @@ from epic_wfms.store.schema import (
     RunRecord,
     StfRecord,
 )
+from epic_wfms.streaming.run_outcome import shortfall
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -56,7 +57,10 @@ def run_report(
         ).group_by(IntegrityIssueRecord.kind)).all()
         merges = session.scalar(select(func.count()).select_from(MergeRecord).where(
             MergeRecord.run_number == run_number, MergeRecord.status == "done"))
-        dead = session.scalar(select(func.count()).select_from(DeadLetterRecord))
+        dead = session.scalars(select(DeadLetterRecord).where(  # this run's, or of no run
+            DeadLetterRecord.resolved_at.is_(None),
+            or_(DeadLetterRecord.run_number == run_number, DeadLetterRecord.run_number.is_(None)),
+        ).order_by(DeadLetterRecord.id)).all()
         run = session.get(RunRecord, run_number)
     merged = merged_stfs(ddm, db, run_number)
     latencies = [
@@ -81,5 +85,7 @@ def run_report(
         "merged_output": run.merged_output if run else None,
         "jobs": {f"{kind}.{status}": n for kind, status, n in jobs},
         "integrity_issues": dict(issues),
-        "dead_letters": dead,
+        "dead_letters": len(dead),
+        "dead_letter_reasons": [f"#{d.id} {d.msg_type or '?'}: {d.reason}" for d in dead[:10]],
+        "shortfall": shortfall(db, run_number),
     }

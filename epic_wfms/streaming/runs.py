@@ -53,5 +53,5 @@ class RunLifecycle:
         elif message.msg_type == "end_run":
             prepare_run(
                 self.ctx, body.run_number, status="closed", end_time=at,
-                total_stfs=body.total_stfs,
+                total_stfs=body.total_stfs, first_sequence=body.first_sequence or None,
             )

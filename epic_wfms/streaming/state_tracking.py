@@ -86,18 +86,42 @@ class StateTracker:
         if trigger is None:
             return
         run_type = getattr(body, "run_type", None)
-        self._fire(trigger, body.run_number, getattr(body, "reason", ""), run_type=run_type)
+        reason = getattr(body, "reason", "")
+        if body.reported_state and body.reported_substate:  # the testbed states where it is
+            self._follow(trigger, body.run_number, reason, body.reported_state,
+                         body.reported_substate, run_type)
+            return
+        self._fire(trigger, body.run_number, reason, run_type=run_type)
 
     def _fire(self, trigger: str, run_number: int | None, reason: str, **kw: object) -> None:
         try:
             self.machine.fire(trigger, run_number=run_number, reason=reason, **kw)
         except IllegalTransitionError as error:
             # refused, not lost: the refusal is an integrity issue operators see
-            log.warning("%s", error)
-            report_issue(self.ctx.db, "illegal_transition", str(error), run_number=run_number)
-            self.ctx.publish(dest.EVENTS, "integrity_issue", m.IntegrityIssue(
-                kind="illegal_transition", run_number=run_number, detail=str(error),
-            ), run_number)
+            self._report("illegal_transition", str(error), run_number)
+
+    def _follow(self, trigger: Trigger, run_number: int, reason: str, state: str,
+                substate: str, run_type: object) -> None:
+        """Follow the reported state (synchronised where the table does not lead there);
+        only a contradiction about the run is an integrity issue."""
+        try:
+            _record, inconsistency = self.machine.follow(
+                trigger, state, substate, run_number=run_number, run_type=run_type,
+                reason=reason)
+        except IllegalTransitionError as error:  # the report itself is no legal state
+            self._report("state_inconsistent", f"{trigger.value} reported {state}/{substate}: "
+                         f"{error}", run_number)
+            self._fire(trigger, run_number, reason, run_type=run_type)
+            return
+        if inconsistency:
+            self._report("state_inconsistent", inconsistency, run_number)
+
+    def _report(self, kind: str, detail: str, run_number: int | None) -> None:
+        log.warning("%s: %s", kind, detail)
+        report_issue(self.ctx.db, kind, detail, run_number=run_number)
+        self.ctx.publish(dest.EVENTS, "integrity_issue", m.IntegrityIssue(
+            kind=kind, run_number=run_number, detail=detail,
+        ), run_number)
 
     def _broadcast(self, record: TransitionRecord) -> None:
         target = record.target
@@ -112,4 +136,5 @@ class StateTracker:
             effect=record.effect.name.lower(),
             run_number=record.run_number,
             reason=record.reason,
+            synchronised=record.synchronised,
         ), record.run_number)

@@ -2,6 +2,10 @@
 
 Run as ``python -m epic_wfms.wfms.payloads.reco --input STF --output OUT.json``. Exit codes
 follow the pilot convention: 0 ok, 64 bad input file, 65 injected failure (tests, demos).
+
+An STF in our simulated format (``EPICSTF1``) is decoded hit by hit; any other file (the
+ePIC testbed's STFs are a JSON line of its ``stf_gen`` message) is processed as opaque data:
+its size and adler32 are recorded, with no hits. A truncated file of our format still fails.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from epic_wfms.model.stf_file import (
     DETECTOR_BITS,
     DETECTOR_CHANNELS,
     HIT,
+    MAGIC,
     iter_tf_records,
     read_header,
 )
@@ -29,6 +34,9 @@ from epic_wfms.wfms.payloads.results import EXIT_BAD_INPUT, EXIT_INJECTED, write
 def reconstruct(stf_path: Path) -> dict:
     """Decode every hit of the STF, array-wise: channels and ADCs are strided views of the
     raw little-endian ``<HHI`` records, so the per-hit work runs in C, not in a Python loop."""
+    with stf_path.open("rb") as handle:
+        if handle.read(len(MAGIC)) != MAGIC:
+            return opaque(stf_path)
     names = list(DETECTOR_CHANNELS)
     per_detector = dict.fromkeys(names, 0)
     n_tf = n_hits = adc_sum = adc_sq = max_hits = 0
@@ -61,6 +69,17 @@ def reconstruct(stf_path: Path) -> dict:
         "adc_mean": mean,
         "adc_rms": math.sqrt(max(adc_sq / n - mean * mean, 0.0)),
         "max_hits_in_tf": max_hits,
+        "produced_at": datetime.now(UTC).isoformat(),
+    }
+
+
+def opaque(stf_path: Path) -> dict:
+    """A file in another format: what can be said without decoding it."""
+    return {
+        "stf": stf_path.name, "format": "opaque", "size_bytes": stf_path.stat().st_size,
+        "input_adler32": file_adler32(stf_path), "n_tf": 0, "n_hits": 0,
+        "hits_per_detector": dict.fromkeys(DETECTOR_CHANNELS, 0), "adc_sum": 0,
+        "adc_mean": 0.0, "adc_rms": 0.0, "max_hits_in_tf": 0,
         "produced_at": datetime.now(UTC).isoformat(),
     }
 
