@@ -9,19 +9,19 @@ import os
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.model.validation import describe_validation_error
 from epic_wfms.statemachine.table import ALLOWED_READINESS
+from epic_wfms.yamlfile import read_yaml_mapping
 
 GateAction = Literal["process", "defer", "archive_only"]
 DecisionPolicy = Literal["alternate", "both", "by_load", "by_fraction", "by_metadata", "single"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # numbers are finite
 
 
 class RseConfig(_Strict):
@@ -373,6 +373,11 @@ def _apply_environment(data: dict) -> None:
         target = data
         for section in sections:
             target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigurationError(
+                    f"{name} sets a field inside {section!r}", f"{section!r} is not a section "
+                    f"(its value is a {type(target).__name__})",
+                    "fix the configuration file or unset the variable")
         target[key] = value
 
 
@@ -380,12 +385,9 @@ def load_config(path: Path | None = None, **overrides: object) -> Config:
     """Defaults < YAML file < environment (``EPIC_WFMS_*``) < explicit overrides."""
     data: dict = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigurationError(
-                f"cannot read configuration {path}", str(error), "fix the file or omit --config"
-            ) from error
+        data = read_yaml_mapping(path, ConfigurationError, "configuration",
+                                 "a configuration is a YAML mapping of the fields in "
+                                 "docs/configuration.md; fix the file or omit --config")
     _apply_environment(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:
