@@ -10,6 +10,7 @@ from epic_wfms.bus.transport import Transport
 from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement, EmbeddedDDM, LocalRSE
 from epic_wfms.errors import ConfigurationError
+from epic_wfms.security.files import private_directory
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.wfms import WorkloadExecutor
@@ -33,6 +34,7 @@ class Backends:
 
 
 def open_database(config: Config) -> Database:
+    private_directory(config.data_dir)  # user names, paths and keys live there
     db = Database(config.db_url)
     db.create_schema()
     return db

@@ -13,6 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.model.validation import describe_validation_error
+from epic_wfms.monitor.settings import (  # noqa: F401 (re-exported: config.IssuerConfig, ...)
+    IssuerConfig,
+    MonitorConfig,
+    NotificationRule,
+    Role,
+)
 from epic_wfms.statemachine.table import ALLOWED_READINESS
 from epic_wfms.yamlfile import read_yaml_mapping
 
@@ -256,48 +262,6 @@ class DdmConfig(_Strict):
         default=None, description="RSE expression outputs move to, by rule, after being "
         "written to the site's disk; None keeps them there",
     )
-Role = Literal["viewer", "user", "production_manager", "operator", "admin"]
-
-
-class IssuerConfig(_Strict):
-    """A trusted token issuer (OIDC-style): tokens must carry its ``iss`` and our ``audience``."""
-
-    issuer: str
-    audience: str = "epic-wfms"
-    algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
-    public_key_path: Path | None = Field(
-        default=None, description="PEM public key; None for the local issuer (key in data_dir)"
-    )
-    roles_claim: str = Field(default="roles", description="claim listing the caller's roles")
-
-
-class NotificationRule(_Strict):
-    """Deliver a JSON notification to ``webhook`` when the condition starts to hold (R10.12)."""
-
-    name: str
-    kind: Literal["state_change", "failure_rate", "latency_slo", "backlog"]
-    webhook: str
-    threshold: float = Field(default=0.0, ge=0, description="fraction, seconds or STFs by kind")
-    window_s: float = Field(default=600.0, gt=0, description="look-back for rates and latency")
-    states: list[str] = Field(default_factory=list, description="state_change: only these")
-
-
-class MonitorConfig(_Strict):
-    """The web monitor and REST API (docs/monitor.md)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8470, ge=0, le=65535)
-    reads_require_auth: bool = False
-    local_issuer: str = "epic-wfms-local"
-    issuers: list[IssuerConfig] = Field(default_factory=list)
-    user_roles: dict[str, list[Role]] = Field(
-        default_factory=dict, description="roles granted by name, added to the token's roles"
-    )
-    live_poll_s: float = Field(default=1.0, gt=0, description="store poll period of live pages")
-    notify_poll_s: float = Field(default=5.0, gt=0)
-    notifications: list[NotificationRule] = Field(default_factory=list)
-
-
 class Config(_Strict):
     data_dir: Path = Path(".epic-wfms")
     database_url: str | None = None
