@@ -13,18 +13,25 @@ import uuid
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
 from epic_wfms.bus import screening
 from epic_wfms.errors import MalformedMessageError
-from epic_wfms.model.naming import FILE_NAME_PATTERN
+from epic_wfms.model.naming import check_file_name
 from epic_wfms.model.run import RunType
 from epic_wfms.model.stf import SuperTimeFrame, TFSample
 from epic_wfms.model.validation import describe_validation_error
 
 SCHEMA_VERSION = "1.0"
 # every file name a message carries follows the naming policy: one safe path component
-FileName = Annotated[str, Field(pattern=FILE_NAME_PATTERN)]
+FileName = Annotated[str, AfterValidator(check_file_name)]
 
 
 class Envelope(BaseModel):

@@ -30,7 +30,7 @@ FILE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.+\-]{0,254}$"
 _FILE_NAME_RE = re.compile(FILE_NAME_PATTERN)
 
 
-def check_file_name(name: str) -> str:
+def check_file_name(name: str) -> str:  # also a pydantic validator (model.stf, bus.messages)
     """``name`` if it is a safe single file name, else ValueError saying what is allowed."""
     if not isinstance(name, str) or not _FILE_NAME_RE.match(name):
         raise ValueError(

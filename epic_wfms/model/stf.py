@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -16,12 +17,13 @@ from pydantic import (
 from epic_wfms.model.checksum import from_testbed_checksum
 from epic_wfms.model.detector import DetectorState
 from epic_wfms.model.naming import (
-    FILE_NAME_PATTERN,
+    check_file_name,
     check_stream_stf_filename,
     stf_filename,
     tf_sample_filename,
 )
 
+FileName = Annotated[str, AfterValidator(check_file_name)]  # one path component (naming.py)
 TF_DURATION_S = 2**16 / 98.5e6  # 2^16 bunch crossings at 98.5 MHz ~ 0.665 ms
 
 
@@ -32,7 +34,7 @@ class SuperTimeFrame(BaseModel):
 
     run_number: int | None = Field(default=None, gt=0, lt=1_000_000)
     sequence: int = Field(ge=0, lt=1_000_000)
-    filename: str = Field(pattern=FILE_NAME_PATTERN)
+    filename: FileName
     first_tf_time: AwareDatetime
     last_tf_time: AwareDatetime
     tf_count: int = Field(gt=0)
@@ -70,10 +72,10 @@ class TFSample(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stf_filename: str = Field(pattern=FILE_NAME_PATTERN)
+    stf_filename: FileName
     run_number: int | None = Field(default=None, gt=0, lt=1_000_000)
     index: int = Field(ge=0, lt=1000)
-    filename: str = Field(pattern=FILE_NAME_PATTERN)
+    filename: FileName
     first_tf: int = Field(ge=0)
     tf_count: int = Field(gt=0)
     size_bytes: int = Field(gt=0)

@@ -27,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.monitor.settings import ROLES, IssuerConfig, check_key_url
+from epic_wfms.security.files import private_directory
 
 log = logging.getLogger(__name__)
 FETCH_TIMEOUT_S = 5.0
@@ -52,7 +53,8 @@ def local_private_key(config: Config) -> rsa.RSAPrivateKey:
         if path in _LOADED:
             return _LOADED[path]
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            private_directory(Path(config.data_dir))
+            path.parent.mkdir(exist_ok=True, mode=0o700)
             key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
             pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
