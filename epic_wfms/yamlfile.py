@@ -24,21 +24,22 @@ def read_yaml_mapping(path: Path, error: type[EpicWfmsError], what: str, fix: st
     try:
         text = path.read_bytes().decode("utf-8")
     except FileNotFoundError:
-        raise error(f"{what} {path} does not exist", "", fix) from None
+        raise error(f"cannot read {what} {path}: it does not exist", "", fix) from None
     except IsADirectoryError:
-        raise error(f"{what} {path} is a directory", "a file is expected", fix) from None
+        raise error(f"cannot read {what} {path}: it is a directory", "a file is expected",
+                    fix) from None
     except OSError as problem:
         raise error(f"cannot read {what} {path}", problem.strerror or str(problem), fix) from None
     except UnicodeDecodeError as problem:
-        raise error(f"{what} {path} is not UTF-8 text",
+        raise error(f"cannot read {what} {path}: it is not UTF-8 text",
                     f"byte {problem.start}: {problem.reason}", "save the file as UTF-8") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as problem:
-        raise error(f"{what} {path} is not valid YAML", str(problem),
+        raise error(f"cannot read {what} {path}: it is not valid YAML", str(problem),
                     "fix the YAML syntax at the line shown") from None
     except RecursionError:
-        raise error(f"{what} {path} nests too deeply", "", fix) from None
+        raise error(f"cannot read {what} {path}: it nests too deeply", "", fix) from None
     if data is None:
         return {}
     if not isinstance(data, dict):
