@@ -165,9 +165,7 @@ def _toy_template(directory: Path, body: dict) -> str:
 
 
 def test_failed_jobs_are_retried_by_the_campaign_policy(db, tmp_path):
-    # no shell runs commands: a template that wants one says so (its own words, no parameters)
-    flaky = ("sh -c 'test -f ../tried || { touch ../tried; exit 3; }; "
-             "echo \"{\\\"events\\\": 1}\" > out.json'")
+    flaky = ("test -f ../tried || { touch ../tried; exit 3; }; echo '{\"events\": 1}' > out.json")
     step = {"name": "flaky", "payload": {"image": "eicweb/eic_xl:25.05.0-stable",
                                          "command": flaky, "origin": "user", "source": "x@1"},
             "outputs": [{"datatype": "out", "file": "out.json"}]}

@@ -126,11 +126,43 @@ def test_a_parameter_stays_one_argument_in_the_panda_exec_string(tmp_path: Path)
     assert words == shlex.split(exec_string) and not marker.exists()
 
 
-def test_shell_operators_in_a_command_are_refused_with_a_fix(tmp_path: Path):
-    path = toy(tmp_path, payload={"image": "eicweb/eic_xl:1",
-                                  "command": "python3 x.py && rm -rf {{ n }}"})
+def test_values_are_data_in_every_quoting_place_of_a_command(tmp_path: Path):
+    """The author's shell (pipes, redirections, &&) works; a value is quoted for its place:
+    outside quotes, inside '...', inside "...", and the runner's %IN file lists."""
+    marker = tmp_path / "pwned"
+    evil = f"a b'\"; touch {marker}; echo $(touch {marker}) `touch {marker}` \\"
+    command = ("printf '%s\\n' {{ v }} '{{ v }}' \"{{ v }}\" \"x{{ v }}y\" %IN | "
+               "cat > out.txt && test -s out.txt")
+    path = toy(tmp_path, payload={"image": "eicweb/eic_xl:1", "command": command},
+               outputs=[{"datatype": "out", "file": "out.txt"}],
+               inputs=[{"dataset": "user.x:files"}])
+    body = yaml.safe_load(path.read_text())
+    body["parameters"] = {"v": {"type": "string", "default": "x", "example": "x"}}
+    path.write_text(yaml.safe_dump(body))
+    workflow = render_template(str(path), {"v": evil}, TemplateLibrary(tmp_path))
+    db = Database(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    db.create_schema()
+    files = tmp_path / "in $(touch x)"
+    files.mkdir()
+    (files / f"a;touch {marker.name}").write_text("{}")
+    report = run_local(db, workflow, LocalRunOptions(workdir=tmp_path / "run",
+                                                     inputs={"user.x:files": files}))
+    db.dispose()
+    assert report["status"] == "finished", report["error"]
+    (out,) = (tmp_path / "run" / "steps").rglob("out.txt")
+    assert out.read_text().splitlines() == [evil, evil, evil, f"x{evil}y",
+                                            str(files / f"a;touch {marker.name}")]
+    assert not marker.exists() and not (tmp_path / "run" / "steps" / "a" / "x").exists()
+
+
+@pytest.mark.parametrize(("command", "expected"), [
+    ("python3 x.py --a '{{ n }}", "single quote is not closed"),
+    ("echo \\{{ n }}", "backslash right before a value"),  # it would unquote the value
+])
+def test_commands_that_would_unquote_a_value_are_refused(tmp_path: Path, command, expected):
+    path = toy(tmp_path, payload={"image": "eicweb/eic_xl:1", "command": command})
     code, output = validate(path)
-    assert code == 1 and "shell operator '&&'" in output and "payload script" in output
+    assert code == 1 and expected in output, output
 
 
 def test_dataset_names_cannot_lead_out_of_the_work_directory(tmp_path: Path):

@@ -264,7 +264,7 @@ def test_security_headers_and_api_docs_without_a_cdn(client):
 def test_data_directory_store_and_key_are_private(tmp_path: Path):
     config = monitor_config(tmp_path / "fresh")
     Authenticator(config)  # creates the local issuer's key
-    from epic_wfms.backends import open_database
+    from epic_wfms.installation import open_database
     open_database(config).dispose()
     mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
     assert mode(config.data_dir) == 0o700

@@ -89,7 +89,7 @@ def revoke(jti: str | None, subject: str | None, issuer: str | None, reason: str
     seconds); as the REST call POST /api/v1/tokens/revoke, recorded in the command log."""
     import getpass
 
-    from epic_wfms.backends import open_database
+    from epic_wfms.installation import open_database
     from epic_wfms.monitor import revocation
     if (jti is None) == (subject is None):
         raise click.UsageError("give --jti or --subject (not both)")

@@ -4,7 +4,7 @@ Every Jinja2 string of a template is compiled once (``CompiledTemplate``); rende
 only evaluates. Undefined names are errors (StrictUndefined), nothing depends on time or
 randomness, and the result carries the template's hash and its own (R1.12). Templates are
 untrusted input: they are evaluated in a bounded, immutable sandbox (``sandbox.py``) and
-their commands are argument lists (``commands.py``).
+every value in their commands is shell-quoted for its place (``commands.py``).
 """
 
 from __future__ import annotations
@@ -77,22 +77,6 @@ class _Expr:
         return check_result(template.environment.concat(parts))
 
 
-class _Command:
-    """A command compiled word by word (``commands.py``): each word renders to one
-    argument, however its parameters are quoted or what they contain."""
-
-    __slots__ = ("source", "words")
-
-    def __init__(self, source: str, where: str) -> None:
-        self.source = source
-        self.words = [_Expr(w, where, native_ok=False) if ("{{" in w or "{%" in w) else w
-                      for w in commands.split_words(source, where)]
-
-    def render(self, context: Mapping[str, Any]) -> str:
-        return commands.join_words([w.render(context) if isinstance(w, _Expr) else w
-                                    for w in self.words])
-
-
 def _compile(node: Any, where: str) -> Any:
     if isinstance(node, str):
         return _Expr(node, where) if ("{{" in node or "{%" in node) else node
@@ -104,7 +88,7 @@ def _compile(node: Any, where: str) -> Any:
 
 
 def _compile_step(raw: dict[str, Any], where: str) -> Any:
-    """A step with its commands compiled as argument lists, the rest as expressions."""
+    """A step with every value in its commands shell-quoted for its place (commands.py)."""
     step = _compile(raw, where)
     for path in commands.COMMAND_FIELDS:
         holder = step
@@ -112,7 +96,10 @@ def _compile_step(raw: dict[str, Any], where: str) -> Any:
             holder = holder.get(key) if isinstance(holder, dict) else None
         if isinstance(holder, dict) and isinstance(raw_text := _source(holder.get(path[-1])),
                                                    str):
-            holder[path[-1]] = _Command(raw_text, f"{where}.{'.'.join(path)}")
+            place = f"{where}.{'.'.join(path)}"
+            command = _Expr(commands.guard(raw_text, place), place, native_ok=False)
+            command.source = raw_text  # messages quote what the author wrote
+            holder[path[-1]] = command
     return step
 
 
@@ -121,7 +108,7 @@ def _source(node: Any) -> Any:
 
 
 def _evaluate(node: Any, context: Mapping[str, Any], where: str) -> Any:
-    if isinstance(node, _Expr | _Command):
+    if isinstance(node, _Expr):
         try:
             value = node.render(context)
         except UndefinedError as error:

@@ -9,7 +9,8 @@ changes to data), with:
 - bounded sizes: ``range`` at most ``MAX_ITEMS`` numbers; ``*``, ``**``, ``+``, ``%``, filters
   and method calls refuse results beyond ``MAX_TEXT`` characters or items (and arguments that
   would need more work than ``MAX_COST`` to produce them); integers of ``MAX_INT_BITS``;
-- the globals ``range`` and ``dict`` only.
+- the globals ``range`` and ``dict`` only; the filters ``shell_plain``/``shell_single``/
+  ``shell_double`` quote values in commands (``commands.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from jinja2 import StrictUndefined, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.nativetypes import NativeCodeGenerator, native_concat
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from epic_wfms.templates import commands
 
 MAX_ITEMS = 10_000
 MAX_TEXT = 100_000
@@ -103,7 +106,8 @@ class TemplateSandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self) -> None:
         super().__init__(undefined=StrictUndefined, autoescape=False)
-        self.filters = {name: _bounded_filter(f) for name, f in self.filters.items()}
+        self.filters = {name: _bounded_filter(f) for name, f in
+                        {**self.filters, **commands.FILTERS}.items()}
         self.globals = {"range": bounded_range, "dict": dict}
 
     def call_binop(self, context: Any, operator_: str, left: Any, right: Any) -> Any:

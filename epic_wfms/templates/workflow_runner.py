@@ -6,9 +6,9 @@ ready) are checked before a step starts; loops repeat a step until its check com
 (whole_task). Payloads run in their container image with apptainer/singularity or docker
 when one is installed, else directly on the host, and every job record says which.
 Placeholders follow prun: %IN (primary input files), %IN2.. (secondary streams in order),
-%RNDM:N (N + job number), and %OUT (the step's output files, for ``validate``). Commands
-are argument lists (``commands.py``): no shell runs them, and placeholders are substituted
-inside their words. Dataset directories stay inside the run's work directory.
+%RNDM:N (N + job number), and %OUT (the step's output files, for ``validate``), each
+shell-quoted for its place in the command (``commands.py``). Dataset directories stay inside
+the run's work directory.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any
 from epic_wfms.security.paths import OutsideAreaError, confine
 from epic_wfms.store.database import Database
 from epic_wfms.templates import records
-from epic_wfms.templates.commands import command_words, join_words
+from epic_wfms.templates.commands import substitute
 from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.loader import default_template_dir
 from epic_wfms.templates.schema import RenderedWorkflow, Step
@@ -77,6 +77,9 @@ class WorkflowRunner:
     def __init__(self, db: Database, workflow: RenderedWorkflow, options: LocalRunOptions
                  ) -> None:
         self.db, self.workflow, self.options = db, workflow, options
+        # jobs run in their own directories: every path they are given is absolute
+        options.workdir = Path(options.workdir).resolve()
+        options.inputs = {k: Path(v).resolve() for k, v in options.inputs.items()}
         self.runtime, self.runtime_note = container_runtime()
         self.status: dict[str, str] = {}
         self.validated: set[str] = set()
@@ -230,9 +233,9 @@ class WorkflowRunner:
     def _run_job(self, step: Step, job: int, files: list[Path], streams: list[list[Path]],
                  iteration: int, attempt: int) -> bool:
         directory = self._job_dir(step, job)
-        command = self._substitute(command_words(step.payload.command), job, files, streams)
+        command = self._substitute(step.payload.command, job, files, streams)
         run_id = records.start_step_run(self.db, self.submission_id, step.name, iteration, job,
-                                        attempt, join_words(command), self.runtime)
+                                        attempt, command, self.runtime)
         for output in step.outputs:
             (directory / output.file).unlink(missing_ok=True)
         code, log = self._spawn(step, command, directory, job, iteration)
@@ -258,9 +261,9 @@ class WorkflowRunner:
     def _command(self, step: Step, template: str, job: int, iteration: int,
                  files: list[Path], streams: list[list[Path]], label: str) -> int:
         directory = self._job_dir(step, job)
-        command = self._substitute(command_words(template), job, files, streams)
+        command = self._substitute(template, job, files, streams)
         run_id = records.start_step_run(self.db, self.submission_id, f"{step.name}:{label}",
-                                        iteration, job, 1, join_words(command), self.runtime)
+                                        iteration, job, 1, command, self.runtime)
         code, log = self._spawn(step, command, directory, job, iteration)
         records.end_step_run(self.db, run_id, "finished" if code == 0 else "failed", code, [],
                              log or None)
@@ -268,27 +271,21 @@ class WorkflowRunner:
 
     def _validate(self, step: Step) -> None:
         files = [f for o in step.outputs for f in self.dataset_files(o.dataset)]
-        words = [w.replace("%OUT", ",".join(str(f) for f in files))
-                 for w in command_words(step.validate_cmd)]
-        if self._command(step, join_words(words), 0, 1, [], [], "validate") != 0:
+        command = substitute(step.validate_cmd, {"%OUT": ",".join(str(f) for f in files)})
+        if self._command(step, command, 0, 1, [], [], "validate") != 0:
             raise StepFailed(f"validation failed: {step.validate_cmd}")
         self.validated.add(step.name)
 
     @staticmethod
-    def _substitute(words: list[str], job: int, files: list[Path], streams: list[list[Path]]
-                    ) -> list[str]:
-        """Placeholders replaced inside each word (a path with a space stays one argument)."""
+    def _substitute(command: str, job: int, files: list[Path], streams: list[list[Path]]
+                    ) -> str:
+        """File lists in place of %IN, %IN2, ... (shell-quoted), seeds in place of %RNDM:N."""
         lists = {f"%IN{index + 2}": ",".join(map(str, stream))
                  for index, stream in enumerate(streams)}
         lists["%IN"] = ",".join(map(str, files))
+        return _RNDM.sub(lambda m: str(int(m.group(1)) + job), substitute(command, lists))
 
-        def one(word: str) -> str:
-            word = re.sub(r"%IN\d*\b", lambda m: lists.get(m.group(0), m.group(0)), word)
-            return _RNDM.sub(lambda m: str(int(m.group(1)) + job), word)
-
-        return [one(word) for word in words]
-
-    def _spawn(self, step: Step, command: list[str], directory: Path, job: int, iteration: int
+    def _spawn(self, step: Step, command: str, directory: Path, job: int, iteration: int
                ) -> tuple[int, str]:
         env = {**os.environ, "EPIC_WFMS_STEP": step.name, "EPIC_WFMS_JOB_INDEX": str(job),
                "EPIC_WFMS_ITERATION": str(iteration)}
@@ -298,21 +295,20 @@ class WorkflowRunner:
                                   timeout=step.resources.walltime_min * 60, check=False)
         except subprocess.TimeoutExpired:
             return -1, f"killed after the walltime of {step.resources.walltime_min} min"
-        except OSError as error:  # as a shell would say: command not found / not executable
+        except OSError as error:  # the container runtime vanished
             return 127, f"cannot run {argv[0]!r}: {error.strerror or error}"
         log = (done.stdout + done.stderr)[-_OUTPUT_LOG_CHARS:]
         return done.returncode, log.strip()
 
-    def _argv(self, step: Step, command: list[str], directory: Path) -> list[str]:
-        """The command's own words, no shell; in a container after the image's name."""
+    def _argv(self, step: Step, command: str, directory: Path) -> list[str]:
         if self.runtime in ("apptainer", "singularity"):
             return [self.runtime, "exec", "--bind", str(directory), "--bind",
                     str(self.options.payload_dir.resolve()),
-                    image_url(step.payload.image), *command]
+                    image_url(step.payload.image), "sh", "-c", command]
         if self.runtime == "docker":
             return ["docker", "run", "--rm", "-v", f"{directory}:{directory}", "-w",
-                    str(directory), step.payload.image, *command]
-        return command
+                    str(directory), step.payload.image, "sh", "-c", command]
+        return ["sh", "-c", command]
 
 
 def _matching(step: Step, subject: str) -> list[str]:
