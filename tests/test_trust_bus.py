@@ -28,7 +28,7 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.store.schema import DeadLetterRecord, IntegrityIssueRecord, StfRecord
 from epic_wfms.streaming.report import run_report
-from tests.conftest import Installation, make_config, private_postgres_schema, wait_for
+from tests.conftest import StreamingRig, make_config, private_postgres_schema, wait_for
 
 RUN = 151
 TIMEOUT = 60
@@ -36,7 +36,7 @@ TIMEOUT = 60
 
 @pytest.fixture
 def inst(tmp_path, daq_settings):
-    installation = Installation(make_config(tmp_path), daq_settings)
+    installation = StreamingRig(make_config(tmp_path), daq_settings)
     yield installation
     installation.close()
 
@@ -46,7 +46,7 @@ def dead_letters(db: Database) -> list[DeadLetterRecord]:
         return list(session.scalars(select(DeadLetterRecord).order_by(DeadLetterRecord.id)))
 
 
-def forge(inst: Installation, template: m.StfAvailable, path: str | None = None,
+def forge(inst: StreamingRig, template: m.StfAvailable, path: str | None = None,
           rse: str | None = None, **stf: object) -> str:
     """An attacker's copy of a real announcement, fields changed, sent as raw JSON."""
     message = inst.daq._message("stf_available", template, template.stf.run_number)
@@ -56,11 +56,11 @@ def forge(inst: Installation, template: m.StfAvailable, path: str | None = None,
     data["payload"]["path"] = path if path is not None else template.path
     data["payload"]["rse"] = rse or template.rse
     body = json.dumps(data)
-    inst.backends.bus.publish_raw(dest.STF_INGEST, body)
+    inst.bus.publish_raw(dest.STF_INGEST, body)
     return body
 
 
-def announcement(inst: Installation, run: int | None, sequence: int) -> m.StfAvailable:
+def announcement(inst: StreamingRig, run: int | None, sequence: int) -> m.StfAvailable:
     """A real STF file written by the DAQ into its buffer (announced normally too)."""
     stf = inst.daq.write_stf(run, sequence, datetime.now(UTC))
     return m.StfAvailable(stf=stf, rse=inst.config.daq_rse,
@@ -117,9 +117,9 @@ def test_forged_announcements_are_refused_and_the_run_completes(inst, tmp_path: 
     assert len(gaps) == 1 and "sequences 3..7999 of run 151" in gaps[0].detail
     assert "(7997 missing)" in gaps[0].detail and far_stf.archive_status == "archived"
     produced = [naming.stf_filename(RUN, s) for s in range(3)]
-    report = run_report(inst.db, inst.backends.ddm, RUN, produced)
+    report = run_report(inst.db, inst.ddm, RUN, produced)
     assert report["lost"] == 0
-    for record in inst.backends.ddm.list_replicas(naming_did(real.stf.filename)):
+    for record in inst.ddm.list_replicas(naming_did(real.stf.filename)):
         assert Path(record.path).resolve().is_relative_to(inst.config.data_dir.resolve())
 
 

@@ -88,7 +88,7 @@ def inst(tmp_path_factory, iam_key):
 
 @pytest.fixture(scope="module")
 def client(inst):
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client:
         yield client
 
 
@@ -222,7 +222,7 @@ def test_tokens_are_revocable_across_replicas(client, inst):
                        headers=header(two)).status_code == 403  # not admin, not own identity
     assert client.post("/api/v1/tokens/revoke", json={"reason": "leaked", "jti": jti},
                        headers=admin).status_code == 200
-    with TestClient(create_app(config, inst.db, inst.backends.bus)) as replica:
+    with TestClient(create_app(config, inst.db, inst.bus)) as replica:
         for app in (client, replica):
             assert "revoked" in refused(app.get("/api/v1/users/me", headers=header(one)),
                                         401, "invalid_token")["what"]
@@ -291,14 +291,14 @@ def test_an_exposed_monitor_keeps_users_paths_and_exports_behind_a_token(inst):
     exposed = inst.config.monitor.model_copy(update={"host": "0.0.0.0"})
     config = inst.config.model_copy(update={"monitor": exposed})
     viewer = bearer(config, "vera", "viewer")
-    with TestClient(create_app(config, inst.db, inst.backends.bus)) as app:
+    with TestClient(create_app(config, inst.db, inst.bus)) as app:
         for path in ["/api/v1/runs", "/", *SENSITIVE]:
             refused(app.get(path, headers={"Accept": "application/json"}), 401,
                     "authentication_required")
             assert app.get(path, headers=viewer).status_code == 200, path
     public = config.monitor.model_copy(update={"reads_require_auth": False})
     with TestClient(create_app(config.model_copy(update={"monitor": public}), inst.db,
-                               inst.backends.bus)) as app:
+                               inst.bus)) as app:
         assert app.get("/api/v1/runs").status_code == 200  # operational reads: public
         for path in SENSITIVE:
             refused(app.get(path, headers={"Accept": "application/json"}), 401,
@@ -331,7 +331,7 @@ def test_event_streams_are_capped_and_tls_is_served(inst, tmp_path: Path):
     monitor = inst.config.monitor.model_copy(update={
         "max_event_streams": 1, "tls_certfile": cert, "tls_keyfile": key})
     config = inst.config.model_copy(update={"monitor": monitor})
-    with background_monitor(config, inst.db, inst.backends.bus, port=0) as url, \
+    with background_monitor(config, inst.db, inst.bus, port=0) as url, \
             httpx.Client(verify=ssl.create_default_context(cafile=str(cert)),
                          timeout=10) as http:
         assert url.startswith("https://")
@@ -360,7 +360,7 @@ def test_event_streams_are_capped_and_tls_is_served(inst, tmp_path: Path):
 
 def test_api_docs_and_pages_run_under_the_content_security_policy(inst):
     violations: list[str] = []
-    with background_monitor(inst.config, inst.db, inst.backends.bus, port=0) as url, \
+    with background_monitor(inst.config, inst.db, inst.bus, port=0) as url, \
             sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium",
                                     args=["--headless", "--no-sandbox", "--disable-gpu"])
@@ -404,7 +404,7 @@ def test_tokens_of_an_oidc_issuer_found_by_discovery(inst):
 # -- the REST API fuzzed on PostgreSQL -----------------------------------------------------------
 @pytest.fixture(scope="module")
 def pg_schema(inst):
-    app = create_app(inst.config, inst.db, inst.backends.bus)
+    app = create_app(inst.config, inst.db, inst.bus)
     config = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}},
                                            "generation": {"mode": "all"}})
     return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, config=config)
