@@ -18,6 +18,7 @@ from epic_wfms import __version__
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.idds import idds
+from epic_wfms.cli.mcp import mcp
 from epic_wfms.cli.monitor import monitor
 from epic_wfms.cli.panda import panda
 from epic_wfms.cli.sim import sim
@@ -267,6 +268,7 @@ def statemachine() -> None:
 
 
 cli.add_command(monitor)
+cli.add_command(mcp)
 cli.add_command(sites)
 cli.add_command(sim)
 cli.add_command(template_cli)

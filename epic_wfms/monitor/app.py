@@ -33,7 +33,7 @@ STATIC = Path(__file__).resolve().parent / "static"
 log = logging.getLogger(__name__)
 
 
-def _own_bus(config: Config, db: Database) -> MessageBus | None:
+def own_bus(config: Config, db: Database) -> MessageBus | None:
     """A STOMP bus reaches the agents; an in-process one of our own would reach nobody."""
     if config.bus.transport != "stomp":
         return None
@@ -57,16 +57,22 @@ def endpoint_template(request: Request, route: object) -> str:
     return path[: len(path) - len(rendered)] + own if path.endswith(rendered) else own
 
 
-def create_app(config: Config, db: Database | None = None, bus: MessageBus | None = None
-               ) -> FastAPI:
-    owns_db, db = db is None, db or open_database(config)
-    owns_bus, bus = bus is None, bus or _own_bus(config, db)
+def build_state(config: Config, db: Database, bus: MessageBus | None) -> MonitorState:
+    """What the REST API, the pages and the MCP server share: reads, auth, writes, usage."""
     reads = ReadStore(config.db_url)
     state = MonitorState(config=config, db=db, reads=reads,
                          auth=Authenticator(config, lambda: _revocations(reads)),
                          ops=Operations(config, db, bus), usage=UsageRecorder(db))
     for warning in state.auth.warnings:
         log.warning("%s", warning)
+    return state
+
+
+def create_app(config: Config, db: Database | None = None, bus: MessageBus | None = None
+               ) -> FastAPI:
+    owns_db, db = db is None, db or open_database(config)
+    owns_bus, bus = bus is None, bus or own_bus(config, db)
+    state = build_state(config, db, bus)
     notifier = Notifier(state.reads, config.monitor.notifications)
 
     @asynccontextmanager

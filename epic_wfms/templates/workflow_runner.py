@@ -134,6 +134,8 @@ class WorkflowRunner:
             self.status[step.name] = self._run_step(step)
         failed = [n for n, s in self.status.items() if s != "finished"]
         status = "failed" if failed else "finished"
+        if records.submission_status(self.db, self.submission_id) == "cancelled":
+            status = "cancelled"  # an operator killed it: the record keeps saying so
         error = "; ".join(f"{n}: {self.messages.get(n, self.status[n])}" for n in failed)
         records.finish_submission(self.db, self.submission_id, status, error or None)
         return self.report(status, error)
@@ -230,8 +232,14 @@ class WorkflowRunner:
             link.symlink_to(self.options.payload_dir.resolve(), target_is_directory=True)
         return directory
 
+    @staticmethod
+    def _resources(step: Step) -> tuple[int, int]:
+        return step.resources.cores, step.resources.gpus
+
     def _run_job(self, step: Step, job: int, files: list[Path], streams: list[list[Path]],
                  iteration: int, attempt: int) -> bool:
+        if records.submission_status(self.db, self.submission_id) == "cancelled":
+            raise StepFailed("the submission was killed by an operator (see the monitor)")
         directory = self._job_dir(step, job)
         command = self._substitute(step.payload.command, job, files, streams)
         run_id = records.start_step_run(self.db, self.submission_id, step.name, iteration, job,
@@ -243,7 +251,8 @@ class WorkflowRunner:
         if code != 0 or missing:
             why = (f"exit code {code}" if code != 0 else
                    f"payload did not write {', '.join(missing)}")
-            records.end_step_run(self.db, run_id, "failed", code, [], f"{why}\n{log}")
+            records.end_step_run(self.db, run_id, "failed", code, [], f"{why}\n{log}",
+                                 *self._resources(step))
             self.last_error = f"{why}: {log[-300:]}"
             return False
         written = []
@@ -255,7 +264,8 @@ class WorkflowRunner:
             name = f"{task}.{job:06d}{suffix}.{output.file}"
             shutil.copyfile(directory / output.file, target_dir / name)
             written.append(f"{output.dataset}/{name}")
-        records.end_step_run(self.db, run_id, "finished", code, written, log or None)
+        records.end_step_run(self.db, run_id, "finished", code, written, log or None,
+                             *self._resources(step))
         return True
 
     def _command(self, step: Step, template: str, job: int, iteration: int,
@@ -266,7 +276,7 @@ class WorkflowRunner:
                                         iteration, job, 1, command, self.runtime)
         code, log = self._spawn(step, command, directory, job, iteration)
         records.end_step_run(self.db, run_id, "finished" if code == 0 else "failed", code, [],
-                             log or None)
+                             log or None, *self._resources(step))
         return code
 
     def _validate(self, step: Step) -> None:

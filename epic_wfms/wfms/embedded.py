@@ -22,6 +22,7 @@ from typing import NamedTuple
 from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
 
+from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
@@ -29,6 +30,7 @@ from epic_wfms.wfms.standing import JsonLinesProcess, ProcessEnded
 
 _TAIL = 2000
 JOBS_PER_PULL = 8  # jobs a slot takes together when its site has a backlog
+STREAMING_USER = "epic-streaming"  # whose resource usage the streaming jobs are (R8.6)
 log = logging.getLogger(__name__)
 
 
@@ -173,7 +175,7 @@ class LocalWorkerPool:
                 started: datetime) -> list[JobResult]:
         """Record every end in one transaction; an operator's kill wins over the payload and
         keeps its reason."""
-        results = []
+        results, used = [], []
         with self.db.session() as session:
             jobs = {job.id: job for job in session.scalars(sql_select(JobRecord).where(
                 JobRecord.id.in_([q.job_id for q in pulled])))}
@@ -192,6 +194,11 @@ class LocalWorkerPool:
                             for name in spec.inputs)
                 results.append(JobResult(queued.job_id, spec, status, started, ended, code,
                                          error))
+                if queued.job_id in outcomes:  # it ran on a slot: one core from start to end
+                    used.append(Usage(f"job:{job.id}", spec.site, spec.site, "streaming",
+                                      status.value, 1, started, max(ended, started),
+                                      f"streaming_{spec.kind}", STREAMING_USER))
+            insert_usage(session, used)
         return results
 
     # -- payloads ----------------------------------------------------------------------------

@@ -21,6 +21,11 @@ STATE_CLASSES = {  # BigMon-like colours by state name
     "corrupt": "bad", "open": "run", "announced": "act", "not_required": "muted",
     "waiting": "muted", "merged": "ok", "registered": "act", "stopped": "muted",
     "suspended": "warn", "resumed": "ok",
+    # PanDA task states, brokerage outcomes, site health, fast path (issue 16)
+    "submitted": "act", "ready": "act", "scouting": "run", "completed": "ok",
+    "broken": "bad", "aborted": "bad", "exhausted": "bad", "assigned": "ok",
+    "no_candidate": "bad", "degraded": "warn", "avoided": "bad", "probing": "warn",
+    "idle": "muted", "exited": "muted", "dead": "bad",
 }
 
 
@@ -70,9 +75,11 @@ def wants_json(request: Request) -> bool:
 
 
 def page(request: Request, template: str, data: dict[str, Any], title: str,
-         status_code: int = 200) -> HTMLResponse | JSONResponse:
+         status_code: int = 200, plots: dict[str, Any] | None = None
+         ) -> HTMLResponse | JSONResponse:
+    """``plots``: SVG rendered from ``data`` for the HTML page only (``?json`` has the data)."""
     if wants_json(request):
         return JSONResponse(data, status_code=status_code)
     return templates.TemplateResponse(request, template, {
-        "data": data, "title": title, "nav": template.removesuffix(".html")},
-        status_code=status_code)
+        "data": data, "title": title, "nav": template.removesuffix(".html"),
+        "plots": plots or {}}, status_code=status_code)
