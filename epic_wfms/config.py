@@ -10,19 +10,25 @@ from pathlib import Path
 from string import Formatter
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.model.validation import describe_validation_error
+from epic_wfms.monitor.settings import (  # noqa: F401 (re-exported: config.IssuerConfig, ...)
+    IssuerConfig,
+    MonitorConfig,
+    NotificationRule,
+    Role,
+)
 from epic_wfms.statemachine.table import ALLOWED_READINESS
+from epic_wfms.yamlfile import read_yaml_mapping
 
 GateAction = Literal["process", "defer", "archive_only"]
 DecisionPolicy = Literal["alternate", "both", "by_load", "by_fraction", "by_metadata", "single"]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # numbers are finite
 
 
 class RseConfig(_Strict):
@@ -317,51 +323,6 @@ class TestbedConfig(_Strict):
         return self
 
 
-Role = Literal["viewer", "user", "production_manager", "operator", "admin"]
-
-
-class IssuerConfig(_Strict):
-    """A trusted token issuer (OIDC-style): tokens must carry its ``iss`` and our ``audience``."""
-
-    issuer: str
-    audience: str = "epic-wfms"
-    algorithms: list[str] = Field(default_factory=lambda: ["RS256"])
-    public_key_path: Path | None = Field(
-        default=None, description="PEM public key; None for the local issuer (key in data_dir)"
-    )
-    roles_claim: str = Field(default="roles", description="claim listing the caller's roles")
-
-
-class NotificationRule(_Strict):
-    """Deliver a JSON notification to ``webhook`` when the condition starts to hold (R10.12)."""
-
-    name: str
-    kind: Literal["state_change", "failure_rate", "latency_slo", "backlog"]
-    webhook: str
-    threshold: float = Field(default=0.0, ge=0, description="fraction, seconds or STFs by kind")
-    window_s: float = Field(default=600.0, gt=0, description="look-back for rates and latency")
-    states: list[str] = Field(default_factory=list, description="state_change: only these")
-
-
-class MonitorConfig(_Strict):
-    """The web monitor and REST API (docs/monitor.md)."""
-
-    host: str = "127.0.0.1"
-    port: int = Field(default=8470, ge=0, le=65535)
-    reads_require_auth: bool = False
-    local_issuer: str = "epic-wfms-local"
-    issuers: list[IssuerConfig] = Field(default_factory=list)
-    user_roles: dict[str, list[Role]] = Field(
-        default_factory=dict, description="roles granted by name, added to the token's roles"
-    )
-    live_poll_s: float = Field(default=1.0, gt=0, description="store poll period of live pages")
-    notify_poll_s: float = Field(default=5.0, gt=0)
-    notifications: list[NotificationRule] = Field(default_factory=list)
-    bigmon_url: str | None = Field(
-        default=None, pattern=r"^https?://",
-        description="PanDA's monitor (BigMon) base URL: task and job pages link to it")
-
-
 class Config(_Strict):
     data_dir: Path = Path(".epic-wfms")
     database_url: str | None = None
@@ -450,6 +411,11 @@ def _apply_environment(data: dict) -> None:
         target = data
         for section in sections:
             target = target.setdefault(section, {})
+            if not isinstance(target, dict):
+                raise ConfigurationError(
+                    f"{name} sets a field inside {section!r}", f"{section!r} is not a section "
+                    f"(its value is a {type(target).__name__})",
+                    "fix the configuration file or unset the variable")
         target[key] = value
 
 
@@ -457,12 +423,9 @@ def load_config(path: Path | None = None, **overrides: object) -> Config:
     """Defaults < YAML file < environment (``EPIC_WFMS_*``) < explicit overrides."""
     data: dict = {}
     if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigurationError(
-                f"cannot read configuration {path}", str(error), "fix the file or omit --config"
-            ) from error
+        data = read_yaml_mapping(path, ConfigurationError, "configuration",
+                                 "a configuration is a YAML mapping of the fields in "
+                                 "docs/configuration.md; fix the file or omit --config")
     _apply_environment(data)
     data.update({k: v for k, v in overrides.items() if v is not None})
     try:

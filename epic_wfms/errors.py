@@ -34,3 +34,8 @@ class ConfigurationError(EpicWfmsError):
 
 class DataManagementError(EpicWfmsError):
     """A DDM operation (DID, replica, rule) that cannot be carried out."""
+
+
+class RefusedMessageError(MalformedMessageError):
+    """A well-formed message whose content crosses a trust boundary (a path outside its area,
+    a name against the naming policy): dead-lettered at once, never retried."""

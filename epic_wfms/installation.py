@@ -25,6 +25,7 @@ from epic_wfms.bus.transport import Transport
 from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement, EmbeddedDDM, LocalRSE
 from epic_wfms.errors import ConfigurationError
+from epic_wfms.security.files import private_directory
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.wfms import WorkloadExecutor
@@ -40,6 +41,7 @@ EXECUTOR_ROLES = frozenset({"process", "merge"})  # the roles that run jobs
 
 def open_database(config: Config) -> Database:
     """The store, its schema brought to the latest revision."""
+    private_directory(config.data_dir)  # user names, paths and keys live there
     db = Database(config.db_url)
     db.create_schema()
     return db

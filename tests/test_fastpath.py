@@ -215,8 +215,9 @@ def test_an_unreadable_sample_fails_after_bounded_retries(rig_factory, tmp_path:
     sample = TFSample(stf_filename="swf.000401.000007.stf", run_number=RUN, index=0,
                       filename="swf.000401.000007_tf_000.tf", first_tf=0, tf_count=5,
                       size_bytes=100, adler32="00000001")
+    missing = rig.daq.buffer_dir / "missing.tf"  # in the buffer (elsewhere it is refused)
     rig.daq._send(dest.TF_SAMPLES, "tf_sample_available", m.TfSampleAvailable(
-        sample=sample, rse="DAQ_BUFFER", path=str(tmp_path / "missing.tf")), RUN)
+        sample=sample, rse="DAQ_BUFFER", path=str(missing)), RUN)
     rig.end_run(1)
     (failed,) = rig.slices()
     assert failed.status == "failed" and failed.attempts == 2

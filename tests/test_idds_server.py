@@ -21,6 +21,8 @@ from click.testing import CliRunner
 
 from epic_wfms.bus.stomp import StompSettings
 from epic_wfms.cli.main import cli
+from epic_wfms.config import load_config
+from epic_wfms.monitor.auth import Authenticator, AuthError
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
 from epic_wfms.wfms.idds.prompt_pool import RestPromptChannel, StompPromptChannel, WorkerPool
@@ -28,6 +30,7 @@ from epic_wfms.wfms.idds.submit import IddsError, serialise, submit_workflow
 from epic_wfms.wfms.idds.works import EpicPandaWork
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
+from epic_wfms.wfms.panda.errors import PandaError
 from loopback.common import free_port
 from loopback.idds import LocalIddsServer
 from loopback.panda import LocalPandaServer
@@ -38,19 +41,28 @@ STOMP_VHOST = "127.0.0.1"  # iDDS's broker code connects with the host name as v
 
 
 @pytest.fixture(scope="module")
-def panda_for_idds(tmp_path_factory) -> LocalPandaServer:
+def oidc_issuer() -> LoopbackIssuer:
+    """One OIDC issuer for PanDA, iDDS and the monitor, as IAM is for all of them."""
+    issuer = LoopbackIssuer().start()
+    yield issuer
+    issuer.stop()
+
+
+@pytest.fixture(scope="module")
+def panda_for_idds(tmp_path_factory, oidc_issuer) -> LocalPandaServer:
     """The real local PanDA server, where iDDS's prompt service submits the pool's task."""
-    server = LocalPandaServer(tmp_path_factory.mktemp("panda-for-idds")).start()
+    server = LocalPandaServer(tmp_path_factory.mktemp("panda-for-idds"),
+                              issuer=oidc_issuer).start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def idds_server(tmp_path_factory, panda_for_idds) -> LocalIddsServer:
+def idds_server(tmp_path_factory, panda_for_idds, oidc_issuer) -> LocalIddsServer:
     tag = uuid.uuid4().hex[:8]
     server = LocalIddsServer(tmp_path_factory.mktemp("idds-server"),
                              prompt_topic=f"/topic/panda.workflow.{tag}",
-                             reply_topic=f"/topic/panda.workers.{tag}")
+                             reply_topic=f"/topic/panda.workers.{tag}", issuer=oidc_issuer)
     server.start()
     # iDDS's daemons, one process as in production; their first cycle starts after ~10 s.
     # panda-client in there talks to the local PanDA server with a production-role token
@@ -165,6 +177,38 @@ def test_bad_input_gets_clear_errors(idds_server, idds):
         IddsConnection(IddsSettings(idds_server.url, None))
     with pytest.raises(IddsError, match="OIDC tokens only"):
         submit_workflow(loop, idds_server.url, {"auth_type": "x509_proxy"})
+
+
+def test_one_token_of_the_oidc_issuer_is_accepted_by_monitor_panda_and_idds(
+        oidc_issuer, panda_for_idds, idds_server, tmp_path):
+    """Auth like the rest of the stack (issue 16): the monitor finds the issuer's keys by its
+    discovery document and JWKS, as PanDA and iDDS do, and maps the VO groups to roles."""
+    token = oidc_issuer.token("Paula Production", ["epic", "epic/production"], lifetime_s=3600)
+    config = load_config(data_dir=tmp_path / "wfms", monitor={"issuers": [{
+        "issuer": oidc_issuer.issuer, "name": "iam", "discovery": True, "groups_claim": "groups",
+        "group_roles": {"epic": ["user"], "epic/production": ["production_manager"]}}]})
+    monitor = Authenticator(config)
+    who = monitor.verify(token)
+    assert who.identity == (oidc_issuer.issuer, "Paula-Production")
+    assert who.roles == {"user", "production_manager"} and who.may("job.control")
+    panda = PandaConnection(PandaSettings(panda_for_idds.url, token, "epic.production"))
+    task_id = panda.submit_task(taskparams.prompt_task(next(_runs), "E1_BNL"))
+    assert panda.task_params(task_id)["vo"] == "epic"
+    idds = IddsConnection(IddsSettings(idds_server.url, token, retries=1))
+    loop, _calib, _reco = _calibration()
+    assert idds.request(idds.submit(loop)).username == "Paula Production"
+    outsider = LoopbackIssuer().start()  # the same claims from another issuer: refused by all
+    try:
+        forged = outsider.token("Paula Production", ["epic", "epic/production"], 3600)
+    finally:
+        outsider.stop()
+    with pytest.raises(AuthError, match="not trusted"):
+        monitor.verify(forged)
+    with pytest.raises(PandaError):
+        PandaConnection(PandaSettings(panda_for_idds.url, forged, "epic.production")
+                        ).submit_task(taskparams.prompt_task(next(_runs), "E1_BNL"))
+    with pytest.raises(IddsError, match="Failed to verify oidc token"):
+        IddsConnection(IddsSettings(idds_server.url, forged, retries=1)).submit(loop)
 
 
 def test_daemons_submit_the_ready_works_tasks_to_panda(idds_server, idds,

@@ -68,11 +68,13 @@ def test_dashboard_updates_live_while_the_run_goes(page, demo):
     page.goto(url)
     expect(page.locator("#current-run-link")).to_be_visible(timeout=30_000)
     expect(page.locator("#live-status.on")).to_be_visible(timeout=10_000)
-    page.wait_for_function("document.body.dataset.updates > 0", timeout=20_000)
+    # locator assertions, not string predicates: the page's CSP forbids evaluating strings
+    expect(page.locator("body")).to_have_attribute("data-updates", re.compile(r"^[1-9]\d*$"),
+                                                   timeout=20_000)
     before = counter(page, "produced")
-    page.wait_for_function(
-        f"Number(document.querySelector('#pipeline [data-stage=produced] .n')"
-        f".innerText) > {before}", timeout=20_000)  # no reload: the SSE refresh brought it
+    expect(page.locator('#pipeline [data-stage="produced"] .n')).not_to_have_text(
+        str(before), timeout=20_000)  # no reload: the SSE refresh brought it
+    assert counter(page, "produced") > before
     assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
     shot(page, "dashboard")
 

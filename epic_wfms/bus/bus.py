@@ -3,7 +3,9 @@
 Delivery is at-least-once; each subscription records the ``msg_id``s it has handled in a
 ``DeliveryLedger`` (the bookkeeping store), so a redelivered or duplicated message changes
 nothing. A handler error is retried with backoff; after ``max_attempts`` the message is
-dead-lettered with the error. A malformed message is dead-lettered at once. Nothing is dropped.
+dead-lettered with the error. A malformed message, or one a handler refuses
+(``MalformedMessageError``, e.g. a path outside its area), is dead-lettered at once, alone:
+the rest of its batch goes on. Nothing is dropped.
 """
 
 from __future__ import annotations
@@ -119,7 +121,7 @@ class MessageBus:
     def _decode(self, destination: str, subscription: str, body: str) -> Message | None:
         """The message, or None once a malformed body is dead-lettered (at once: no retry)."""
         try:
-            return decode(body)
+            return decode(body)  # raises nothing but MalformedMessageError
         except MalformedMessageError as error:
             log.warning("dead-lettering malformed message on %s: %s", destination, error)
             self.ledger.dead_letter(subscription, destination, body, str(error))
@@ -140,6 +142,11 @@ class MessageBus:
         for attempt in range(1, self.max_attempts + 1):
             try:
                 handler(message)
+            except MalformedMessageError as error:  # refused: no retry can change that
+                log.warning("dead-lettering refused %s on %s: %s", message.msg_type,
+                            subscription, error)
+                self.ledger.dead_letter(subscription, destination, body, f"refused: {error}")
+                return
             except Exception as error:  # handler bugs and transient failures alike
                 if attempt == self.max_attempts:
                     reason = f"handler failed {attempt} times: {type(error).__name__}: {error}"

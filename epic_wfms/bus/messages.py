@@ -11,16 +11,27 @@ import json
 import threading
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+)
 
+from epic_wfms.bus import screening
 from epic_wfms.errors import MalformedMessageError
+from epic_wfms.model.naming import check_file_name
 from epic_wfms.model.run import RunType
 from epic_wfms.model.stf import SuperTimeFrame, TFSample
 from epic_wfms.model.validation import describe_validation_error
 
 SCHEMA_VERSION = "1.1"  # 1.1: reported_state/substate, first_sequence, synchronised
+# every file name a message carries follows the naming policy: one safe path component
+FileName = Annotated[str, AfterValidator(check_file_name)]
 
 
 class Envelope(BaseModel):
@@ -29,14 +40,14 @@ class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     schema_version: str = Field(pattern=r"^\d+\.\d+$")
-    msg_id: str = Field(min_length=8)
-    msg_type: str
-    producer: str = Field(min_length=1)
+    msg_id: str = Field(min_length=8, max_length=64)  # the ledger's key column
+    msg_type: str = Field(max_length=40)
+    producer: str = Field(min_length=1, max_length=100)
     run_number: int | None = None
     seq: int = Field(ge=0)
     created_at: AwareDatetime
-    state: str | None = None
-    substate: str | None = None
+    state: str | None = Field(default=None, max_length=40)
+    substate: str | None = Field(default=None, max_length=40)
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -68,7 +79,8 @@ class RunBoundary(_RunControl):
 
 class EndRun(_RunControl):
     run_number: int = Field(gt=0)
-    total_stfs: int = Field(ge=0, description="number of STFs the DAQ wrote for the run")
+    total_stfs: int = Field(ge=0, le=1_000_000,
+                            description="number of STFs the DAQ wrote for the run")
     reason: str = ""
     first_sequence: int = Field(default=0, ge=0, description="sequence of the run's first STF")
 
@@ -110,7 +122,7 @@ class TfSampleAvailable(_Payload):
 class StfNews(_Payload):
     """stf_registered / stf_archived / stf_rejected / stf_processed broadcasts."""
 
-    filename: str
+    filename: FileName
     run_number: int | None = None
     sequence: int | None = None
     detail: dict[str, Any] = Field(default_factory=dict)
@@ -119,7 +131,7 @@ class StfNews(_Payload):
 class StfWork(_Payload):
     """archive_stf / process_stf work items."""
 
-    filename: str
+    filename: FileName
     run_number: int | None = None
     sequence: int
     site: str | None = None
@@ -131,14 +143,14 @@ class JobState(_Payload):
     site: str
     status: str
     attempt: int
-    filename: str | None = None
+    filename: FileName | None = None
     error: str | None = None
 
 
 class MergeDone(_Payload):
     run_number: int
     site: str
-    output: str
+    output: FileName
     n_inputs: int
     final: bool = False
 
@@ -153,7 +165,7 @@ class ProcessingGate(_Payload):
 
 class IntegrityIssue(_Payload):
     kind: str
-    filename: str | None = None
+    filename: FileName | None = None
     run_number: int | None = None
     detail: str
 
@@ -161,10 +173,10 @@ class IntegrityIssue(_Payload):
 class SliceWork(_Payload):
     """tf_slice: one TF slice for the fast path's workers (the testbed's ``slice``)."""
 
-    slice_name: str = Field(min_length=1)
+    slice_name: FileName
     run_number: int | None = None
-    stf_filename: str
-    sample_filename: str
+    stf_filename: FileName
+    sample_filename: FileName
     path: str
     first_tf: int = Field(ge=0)
     tf_count: int = Field(gt=0)
@@ -176,7 +188,7 @@ class SliceWork(_Payload):
 class SliceResult(_Payload):
     """slice_result: what a worker computed for a slice, down to per-event quantities."""
 
-    slice_name: str
+    slice_name: FileName
     run_number: int | None = None
     worker: str
     status: str  # completed | failed | retrying
@@ -213,8 +225,8 @@ class Alarm(_Payload):
     """alarm: raised by a slice result; published at once, before the STF is processed."""
 
     run_number: int | None = None
-    slice_name: str
-    stf_filename: str
+    slice_name: FileName
+    stf_filename: FileName
     event: int | None = None
     kind: str
     value: float
@@ -277,19 +289,23 @@ def encode(message: Message) -> str:
 
 
 def _malformed(what: str, why: str) -> MalformedMessageError:
-    return MalformedMessageError(
-        what, why, "fix the producer to follow docs/messages.md; the message is dead-lettered"
-    )
+    return screening.malformed(what, why)
 
 
 def decode(raw: str | bytes) -> Message:
-    """Parse and validate a wire message, or raise MalformedMessageError saying what is wrong."""
+    """Parse and validate a wire message, or raise MalformedMessageError saying what is wrong.
+    Nothing else escapes: whatever a body holds, it is a message or a malformed one."""
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise _malformed("message is not valid JSON", str(error)) from error
-    if not isinstance(data, dict):
-        raise _malformed("message is not a JSON object", f"got {type(data).__name__}")
+        return _decode(raw)
+    except MalformedMessageError:
+        raise
+    except Exception as error:
+        raise _malformed("message cannot be decoded",
+                         f"{type(error).__name__}: {str(error)[:300]}") from None
+
+
+def _decode(raw: str | bytes) -> Message:
+    data = screening.parse_body(raw)
     try:
         envelope = Envelope.model_validate(data)
     except ValidationError as error:

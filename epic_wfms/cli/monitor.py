@@ -29,18 +29,33 @@ def _config(config_path: Path | None, data_dir: Path | None, **monitor: object) 
 @click.group(invoke_without_command=True)
 @click.option("--host", default=None, help="Address to listen on (monitor.host).")
 @click.option("--port", type=int, default=None, help="Port (monitor.port, default 8470).")
+@click.option("--tls-cert", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="Serve HTTPS with this certificate (monitor.tls_certfile).")
+@click.option("--tls-key", type=click.Path(path_type=Path, exists=True, dir_okay=False),
+              default=None, help="... and this private key (monitor.tls_keyfile).")
 @CONFIG
 @DATA_DIR
 @click.pass_context
-def monitor(ctx: click.Context, host: str | None, port: int | None, config_path: Path | None,
-            data_dir: Path | None) -> None:
+def monitor(ctx: click.Context, host: str | None, port: int | None, tls_cert: Path | None,
+            tls_key: Path | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Serve the web monitor and REST API (/api/v1) of the bookkeeping store."""
     if ctx.invoked_subcommand is not None:
         return
-    from epic_wfms.monitor.server import serve
-    config = _config(config_path, data_dir, host=host, port=port)
-    click.echo(f"epic-wfms monitor on http://{config.monitor.host}:{config.monitor.port}/ "
-               f"(API docs /api/v1/docs)", err=True)
+    from epic_wfms.monitor.keys import key_file_warnings
+    from epic_wfms.monitor.server import serve, url_of
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together")
+    config = _config(config_path, data_dir, host=host, port=port, tls_certfile=tls_cert,
+                     tls_keyfile=tls_key)
+    monitor = config.monitor
+    for warning in key_file_warnings(config):
+        click.echo(f"warning: {warning}", err=True)
+    if monitor.exposed and not monitor.tls_certfile:
+        click.echo("note: serving plain HTTP beyond this host: put a TLS-terminating reverse "
+                   "proxy in front (docs/security.md) or give --tls-cert/--tls-key", err=True)
+    reads = "need a token" if monitor.reads_need_token else "are open"
+    click.echo(f"epic-wfms monitor on {url_of(config, monitor.host, monitor.port)} "
+               f"(API docs /api/v1/docs; reads {reads})", err=True)
     serve(config)
 
 
@@ -54,7 +69,41 @@ def monitor(ctx: click.Context, host: str | None, port: int | None, config_path:
 def token(username: str, roles: tuple[str, ...], ttl: float, config_path: Path | None,
           data_dir: Path | None) -> None:
     """Print a bearer token signed by the local issuer (tests, demo, small installations)."""
-    click.echo(issue_token(_config(config_path, data_dir), username, list(roles), ttl))
+    try:
+        click.echo(issue_token(_config(config_path, data_dir), username, list(roles), ttl))
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+
+
+@monitor.command()
+@click.option("--jti", default=None, help="The token's jti claim: revoke that token.")
+@click.option("--subject", default=None,
+              help="Revoke every token of this subject issued until now.")
+@click.option("--issuer", default=None, help="The subject's issuer (default: the local one).")
+@click.option("--reason", required=True, help="Why (kept in the command log).")
+@CONFIG
+@DATA_DIR
+def revoke(jti: str | None, subject: str | None, issuer: str | None, reason: str,
+           config_path: Path | None, data_dir: Path | None) -> None:
+    """Revoke tokens in the store this monitor reads (every replica refuses them within
+    seconds); as the REST call POST /api/v1/tokens/revoke, recorded in the command log."""
+    import getpass
+
+    from epic_wfms.installation import open_database
+    from epic_wfms.monitor import revocation
+    if (jti is None) == (subject is None):
+        raise click.UsageError("give --jti or --subject (not both)")
+    config = _config(config_path, data_dir)
+    db = open_database(config)
+    try:
+        with db.session() as session:
+            command = revocation.record(
+                session, f"cli:{getpass.getuser()}", "admin", reason, jti=jti,
+                issuer=issuer or config.monitor.local_issuer if subject else None,
+                subject=subject)
+            click.echo(command.result)
+    finally:
+        db.dispose()
 
 
 @monitor.command()

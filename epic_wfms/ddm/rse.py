@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from epic_wfms.errors import DataManagementError
+from epic_wfms.model.naming import check_file_name
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,17 @@ class LocalRSE:
     deterministic: bool = True
 
     def path_for(self, scope: str, name: str) -> Path:
-        """Rucio's default 'hash' lfn2pfn: <root>/<scope>/<md5[0:2]>/<md5[2:4]>/<name>."""
+        """Rucio's default 'hash' lfn2pfn: <root>/<scope>/<md5[0:2]>/<md5[2:4]>/<name>.
+        Scope and name must be single file names (never '..', '/...'), so the path stays
+        under the RSE's root whatever a message named."""
+        try:
+            check_file_name(scope)
+            check_file_name(name)
+        except ValueError as error:
+            raise DataManagementError(
+                f"cannot place {scope[:40]}:{name[:120]} on {self.name}", str(error),
+                "register files under names of the naming convention (docs/naming.md)",
+            ) from None
         digest = hashlib.md5(f"{scope}:{name}".encode()).hexdigest()
         return self.root / scope / digest[0:2] / digest[2:4] / name
 

@@ -18,6 +18,7 @@ from epic_wfms.config import FastPathConfig
 from epic_wfms.fastpath.slices import add_slices
 from epic_wfms.model.naming import parse_stf_filename
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.screening import daq_file
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +77,7 @@ class Slicer:
     def on_tf_sample(self, message: m.Message) -> None:
         body: m.TfSampleAvailable = message.body
         sample, envelope = body.sample, message.envelope
+        daq_file(self.ctx.config, body.path, body.rse, f"tf_sample_available {sample.filename}")
         if sample.run_number is None or not selected(self.config, envelope.state,
                                                      envelope.substate):
             return

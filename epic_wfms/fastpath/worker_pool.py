@@ -31,6 +31,7 @@ from epic_wfms.fastpath.results import publish_failure, record_result
 from epic_wfms.fastpath.runners import PayloadDied, start_payload
 from epic_wfms.store.schema import FastPathScalingRecord, FastPathWorkerRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.screening import daq_file
 
 log = logging.getLogger(__name__)
 TICK_S = 0.5
@@ -74,6 +75,7 @@ class SliceWorker:
     # -- one slice ---------------------------------------------------------------------------
     def on_slice(self, message: m.Message) -> None:
         work: m.SliceWork = message.body
+        daq_file(self.ctx.config, work.path, None, f"tf_slice {work.slice_name}")
         with self._lock:
             self._inflight += 1
         try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
     ConfigDict,
@@ -15,8 +16,14 @@ from pydantic import (
 
 from epic_wfms.model.checksum import from_testbed_checksum
 from epic_wfms.model.detector import DetectorState
-from epic_wfms.model.naming import stf_filename
+from epic_wfms.model.naming import (
+    check_file_name,
+    check_stream_stf_filename,
+    stf_filename,
+    tf_sample_filename,
+)
 
+FileName = Annotated[str, AfterValidator(check_file_name)]  # one path component (naming.py)
 TF_DURATION_S = 2**16 / 98.5e6  # 2^16 bunch crossings at 98.5 MHz ~ 0.665 ms
 
 
@@ -27,7 +34,7 @@ class SuperTimeFrame(BaseModel):
 
     run_number: int | None = Field(default=None, gt=0, lt=1_000_000)
     sequence: int = Field(ge=0, lt=1_000_000)
-    filename: str = Field(min_length=1)
+    filename: FileName
     first_tf_time: AwareDatetime
     last_tf_time: AwareDatetime
     tf_count: int = Field(gt=0)
@@ -53,6 +60,10 @@ class SuperTimeFrame(BaseModel):
                 f"filename {self.filename!r} does not match run {self.run_number} sequence "
                 f"{self.sequence}; expected {stf_filename(self.run_number, self.sequence)!r}"
             )
+        if self.run_number is None:
+            segment = self.daq_metadata.get("segment")
+            check_stream_stf_filename(self.filename, self.state.value, self.sequence,
+                                      None if segment is None else str(segment))
         return self
 
 
@@ -61,10 +72,10 @@ class TFSample(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    stf_filename: str = Field(min_length=1)
-    run_number: int | None = Field(default=None, gt=0)
-    index: int = Field(ge=0)
-    filename: str = Field(min_length=1)
+    stf_filename: FileName
+    run_number: int | None = Field(default=None, gt=0, lt=1_000_000)
+    index: int = Field(ge=0, lt=1000)
+    filename: FileName
     first_tf: int = Field(ge=0)
     tf_count: int = Field(gt=0)
     size_bytes: int = Field(gt=0)
@@ -74,3 +85,11 @@ class TFSample(BaseModel):
     @classmethod
     def _adler32(cls, value: str) -> str:
         return from_testbed_checksum(value)
+
+    @model_validator(mode="after")
+    def _named_after_its_stf(self) -> TFSample:
+        expected = tf_sample_filename(self.stf_filename, self.index)
+        if not self.stf_filename.endswith(".stf") or self.filename != expected:
+            raise ValueError(f"TF sample {self.filename[:80]!r} of {self.stf_filename[:80]!r} "
+                             f"does not follow the naming convention; expected {expected!r}")
+        return self

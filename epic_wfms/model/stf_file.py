@@ -69,12 +69,31 @@ def write_stf(
             handle.write(TF_HEADER.pack(index, n_hits) + body)
 
 
+MAX_HEADER = 1 << 20
+
+
 def read_header(handle: BinaryIO, magic: bytes = MAGIC) -> dict[str, Any]:
+    """The JSON header; ValueError (never another error) for a file that is not one of ours,
+    truncated, or whose header is not a JSON object."""
     found = handle.read(len(magic))
     if found != magic:
         raise ValueError(f"not an ePIC file of this kind: magic {found!r}, expected {magic!r}")
-    (length,) = _LEN.unpack(handle.read(_LEN.size))
-    return json.loads(handle.read(length))
+    raw = handle.read(_LEN.size)
+    if len(raw) != _LEN.size:
+        raise ValueError("truncated header: the file is incomplete")
+    (length,) = _LEN.unpack(raw)
+    if length > MAX_HEADER:
+        raise ValueError(f"header of {length} bytes: not an ePIC file (at most {MAX_HEADER})")
+    blob = handle.read(length)
+    if len(blob) != length:
+        raise ValueError("truncated header: the file is incomplete")
+    try:
+        header = json.loads(blob)
+    except (UnicodeDecodeError, RecursionError) as error:  # JSONDecodeError is a ValueError
+        raise ValueError(f"the header is not JSON: {error}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"the header is a JSON {type(header).__name__}, not an object")
+    return header
 
 
 def iter_tf_records(handle: BinaryIO) -> Iterator[tuple[int, bytes]]:

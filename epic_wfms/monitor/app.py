@@ -7,6 +7,7 @@ connects its own.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -17,7 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import Config
 from epic_wfms.installation import build_transport, open_database
-from epic_wfms.monitor import api, exports, live, pages
+from epic_wfms.monitor import api, exports, hardening, live, pages, revocation
 from epic_wfms.monitor.api import errors
 from epic_wfms.monitor.auth import ANONYMOUS, Authenticator
 from epic_wfms.monitor.notifications import Notifier
@@ -29,6 +30,7 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 
 STATIC = Path(__file__).resolve().parent / "static"
+log = logging.getLogger(__name__)
 
 
 def own_bus(config: Config, db: Database) -> MessageBus | None:
@@ -36,6 +38,11 @@ def own_bus(config: Config, db: Database) -> MessageBus | None:
     if config.bus.transport != "stomp":
         return None
     return MessageBus(build_transport(config, "epic-wfms-monitor"), StoreLedger(db))
+
+
+def _revocations(reads: ReadStore) -> revocation.Revocations:
+    with reads.session() as session:
+        return revocation.load(session)
 
 
 def endpoint_template(request: Request, route: object) -> str:
@@ -52,9 +59,13 @@ def endpoint_template(request: Request, route: object) -> str:
 
 def build_state(config: Config, db: Database, bus: MessageBus | None) -> MonitorState:
     """What the REST API, the pages and the MCP server share: reads, auth, writes, usage."""
-    return MonitorState(config=config, db=db, reads=ReadStore(config.db_url),
-                        auth=Authenticator(config), ops=Operations(config, db, bus),
-                        usage=UsageRecorder(db))
+    reads = ReadStore(config.db_url)
+    state = MonitorState(config=config, db=db, reads=reads,
+                         auth=Authenticator(config, lambda: _revocations(reads)),
+                         ops=Operations(config, db, bus), usage=UsageRecorder(db))
+    for warning in state.auth.warnings:
+        log.warning("%s", warning)
+    return state
 
 
 def create_app(config: Config, db: Database | None = None, bus: MessageBus | None = None
@@ -81,13 +92,14 @@ def create_app(config: Config, db: Database | None = None, bus: MessageBus | Non
                 db.dispose()
 
     app = FastAPI(title="epic-wfms monitor", version="1.0.0", lifespan=lifespan,
-                  openapi_url="/api/v1/openapi.json", docs_url="/api/v1/docs", redoc_url=None,
+                  openapi_url="/api/v1/openapi.json", docs_url=None, redoc_url=None,
                   description="ePIC streaming workflow monitor: runs, STFs, state machine, "
                               "jobs, sites, users. Errors are {error: {status, code, what, why, "
                               "fix}}. Writes need a bearer token with an authorized role.")
     app.state.monitor = state
     app.state.notifier = notifier
     errors.install(app)
+    hardening.install(app)
 
     @app.middleware("http")
     async def count_usage(request: Request, call_next):

@@ -1,33 +1,54 @@
-"""Bearer-token authentication and roles (R13).
+"""Bearer-token authentication and roles (R13; docs/security.md).
 
-Tokens are OIDC-style JWTs: signature, issuer, audience and expiry are checked against the
-configured issuers. A local issuer (RSA key kept in the data directory) signs tokens for tests
-and the demo (``epic-wfms monitor token``). Roles come from the token's roles claim plus
-``monitor.user_roles``; each write names the roles allowed to make it.
+Tokens are OIDC JWTs: signature (public-key algorithms only), issuer, audience, expiry, issue
+time and a bounded lifetime are checked against the trusted issuers: the local issuer
+(``epic-wfms monitor token``: tests, the demo, small installations) and ``monitor.issuers``
+(IAM in production; keys from a PEM file, a JWKS, or the issuer's discovery document).
+
+An identity is its issuer plus its subject (``iss`` + ``sub``); nothing is granted by a
+name a token chooses for itself. Roles come from the token's roles claim, from its groups
+mapped by ``group_roles`` (``groups`` / ``wlcg.groups``, as PanDA and iDDS read them), and
+from ``user_roles`` by subject at that issuer. Each write names the permission it needs.
+
+For other front ends (the MCP server): ``Authenticator(config).verify(token)`` gives the
+``Principal`` (``issuer``, ``subject``, ``username``, ``roles``) or raises ``AuthError``;
+``require(principal, permission)`` checks a permission.
 """
 
 from __future__ import annotations
 
-import time
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
+from typing import Any
 
 import jwt
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from epic_wfms.config import Config, IssuerConfig
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.monitor.keys import (  # noqa: F401 (issue_token, local_private_key: public API)
+    KeySource,
+    KeyUnavailable,
+    issue_token,
+    key_file_warnings,
+    local_private_key,
+)
+from epic_wfms.monitor.revocation import RevocationCache, Revocations
+from epic_wfms.monitor.settings import LOCAL_NAME, ROLES
 
-ROLES = ("viewer", "user", "production_manager", "operator", "admin")
-
-# who may do what: every write names its permission
+# who may do what: every read and write names its permission
 PERMISSIONS: dict[str, frozenset[str]] = {
     "read": frozenset(ROLES),
+    "read.sensitive": frozenset(ROLES),  # users, usage, commands, file paths, exports
     "streaming.control": frozenset({"operator", "admin"}),
     "job.control": frozenset({"production_manager", "operator", "admin"}),
     "priority": frozenset({"production_manager", "admin"}),
+    "token.revoke": frozenset({"admin"}),  # anyone may revoke their own tokens
 }
+READS = ("read", "read.sensitive")
+MAX_TOKEN_CHARS = 16_384
+LEEWAY_S = 30
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class AuthError(EpicWfmsError):
@@ -40,9 +61,18 @@ class AuthError(EpicWfmsError):
 
 @dataclass(frozen=True)
 class Principal:
+    """Who is calling: ``(issuer, subject)`` is the identity, ``username`` its display name
+    (the subject at the local issuer, ``<name>@<issuer name>`` elsewhere)."""
+
     username: str
     roles: frozenset[str] = field(default_factory=frozenset)
     authenticated: bool = True
+    issuer: str = ""
+    subject: str = ""
+
+    @property
+    def identity(self) -> tuple[str, str]:
+        return self.issuer, self.subject
 
     def may(self, permission: str) -> bool:
         return bool(self.roles & PERMISSIONS[permission])
@@ -51,60 +81,26 @@ class Principal:
 ANONYMOUS = Principal("anonymous", frozenset({"viewer"}), authenticated=False)
 
 
-def _key_path(config: Config) -> Path:
-    return Path(config.data_dir) / "monitor" / "local_issuer.pem"
-
-
-_LOADED: dict[Path, rsa.RSAPrivateKey] = {}  # loading checks the key: ~0.1 s, so once
-
-
-def local_private_key(config: Config) -> rsa.RSAPrivateKey:
-    """The local issuer's key, created on first use (0600) so tokens survive restarts."""
-    path = _key_path(config).resolve()
-    if path in _LOADED:
-        return _LOADED[path]
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-    _LOADED[path] = serialization.load_pem_private_key(path.read_bytes(), password=None)
-    return _LOADED[path]
-
-
-def issue_token(config: Config, username: str, roles: list[str], ttl_s: float = 3600,
-                audience: str = "epic-wfms") -> str:
-    """A token from the local issuer (tests, demo, operators without an OIDC provider)."""
-    unknown = set(roles) - set(ROLES)
-    if unknown:
-        raise EpicWfmsError(f"unknown roles {sorted(unknown)}", f"roles are {', '.join(ROLES)}",
-                            "pick roles from that list")
-    now = int(time.time())
-    claims = {"iss": config.monitor.local_issuer, "aud": audience, "sub": username,
-              "preferred_username": username, "roles": list(roles), "iat": now,
-              "exp": now + int(ttl_s)}
-    return jwt.encode(claims, local_private_key(config), algorithm="RS256")
-
-
 class Authenticator:
-    """Verifies bearer tokens against the trusted issuers of one configuration."""
+    """Verifies bearer tokens against the trusted issuers of one configuration. Keys of PEM
+    issuers (and the local one) are loaded here, so a broken key fails at start-up."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config,
+                 revocations: Callable[[], Revocations] | None = None) -> None:
         self.config = config
-        local = IssuerConfig(issuer=config.monitor.local_issuer)
-        self._issuers = {i.issuer: i for i in [local, *config.monitor.issuers]}
-        self._keys: dict[str, object] = {}
+        monitor = config.monitor
+        local = IssuerConfig.model_construct(
+            issuer=monitor.local_issuer, name=LOCAL_NAME, audience="epic-wfms",
+            algorithms=["RS256"], roles_claim="roles", groups_claim=None, group_roles={},
+            user_roles=monitor.user_roles, username_claim="sub")
+        self._sources = {monitor.local_issuer: KeySource(
+            local, local_private_key(config).public_key())}
+        self._sources.update({i.issuer: KeySource(i) for i in monitor.issuers})
+        self._revocations = RevocationCache(revocations or Revocations)
+        self.warnings = key_file_warnings(config)
 
-    def _key(self, issuer: IssuerConfig) -> object:
-        if issuer.issuer not in self._keys:
-            if issuer.public_key_path is None:
-                self._keys[issuer.issuer] = local_private_key(self.config).public_key()
-            else:
-                self._keys[issuer.issuer] = serialization.load_pem_public_key(
-                    Path(issuer.public_key_path).read_bytes())
-        return self._keys[issuer.issuer]
+    def revocations_changed(self) -> None:
+        self._revocations.invalidate()
 
     def principal(self, authorization: str | None) -> Principal:
         """The caller of a request from its Authorization header (ANONYMOUS if none)."""
@@ -119,19 +115,38 @@ class Authenticator:
         return self.verify(token.strip())
 
     def verify(self, token: str) -> Principal:
+        """The principal of a bearer token, or AuthError (401) saying why it is refused."""
+        if len(token) > MAX_TOKEN_CHARS:
+            raise _invalid(f"the token has {len(token)} characters",
+                           f"tokens are at most {MAX_TOKEN_CHARS}")
         try:
+            header = jwt.get_unverified_header(token)
             unverified = jwt.decode(token, options={"verify_signature": False})
         except jwt.PyJWTError as error:
             raise _invalid("the token is not a JWT", str(error)) from error
-        issuer = self._issuers.get(str(unverified.get("iss")))
-        if issuer is None:
-            raise _invalid(f"tokens from issuer {unverified.get('iss')!r} are not trusted",
-                           f"trusted issuers: {', '.join(sorted(self._issuers))}",
+        iss = unverified.get("iss")
+        source = self._sources.get(iss) if isinstance(iss, str) else None
+        if source is None:
+            raise _invalid(f"tokens from issuer {str(iss)[:200]!r} are not trusted",
+                           f"trusted issuers: {', '.join(sorted(self._sources))}",
                            "get a token from a trusted issuer or add it to monitor.issuers")
+        issuer = source.issuer
+        if header.get("alg") not in issuer.algorithms:
+            raise _invalid(f"the token is signed with {str(header.get('alg'))[:20]!r}",
+                           f"{issuer.issuer} signs with {', '.join(issuer.algorithms)}")
+        claims = self._checked_claims(token, source)
+        return Principal(self._username(claims, issuer), self._roles(claims, issuer),
+                         issuer=issuer.issuer, subject=claims["sub"])
+
+    def _checked_claims(self, token: str, source: KeySource) -> dict[str, Any]:
+        issuer = source.issuer
         try:
-            claims = jwt.decode(token, self._key(issuer), algorithms=issuer.algorithms,
-                                audience=issuer.audience, issuer=issuer.issuer,
-                                options={"require": ["exp", "iss", "aud", "sub"]})
+            claims = jwt.decode(token, source.key_for(token), algorithms=issuer.algorithms,
+                                audience=issuer.audience, issuer=issuer.issuer, leeway=LEEWAY_S,
+                                options={"require": ["exp", "iat", "iss", "aud", "sub"]})
+        except KeyUnavailable as error:
+            raise _invalid("the token cannot be verified now", f"{error.what}: {error.why}",
+                           error.fix) from error
         except jwt.ExpiredSignatureError as error:
             raise _invalid("the token has expired", str(error),
                            "get a fresh token (epic-wfms monitor token)") from error
@@ -143,20 +158,54 @@ class Authenticator:
                            "the token was altered or signed by another key") from error
         except jwt.PyJWTError as error:
             raise _invalid("the token is invalid", str(error)) from error
-        username = str(claims.get("preferred_username") or claims["sub"])
-        roles = claims.get(issuer.roles_claim) or []
-        if isinstance(roles, str):
-            roles = roles.split()
-        granted = set(roles) | set(self.config.monitor.user_roles.get(username, []))
-        return Principal(username, frozenset(granted & set(ROLES)))
+        lifetime = float(claims["exp"]) - float(claims["iat"])
+        limit = self.config.monitor.max_token_lifetime_s
+        if lifetime > limit:
+            raise _invalid(f"the token is valid for {lifetime:.0f} s",
+                           f"monitor.max_token_lifetime_s is {limit}",
+                           "get a token with a shorter lifetime")
+        subject = claims["sub"]
+        if (not isinstance(subject, str) or not subject.strip() or len(subject) > 255
+                or _CONTROL.search(subject) or subject.strip().lower() == "anonymous"):
+            raise _invalid(f"the token's subject {str(subject)[:60]!r} is refused",
+                           "a subject is a non-empty name (not 'anonymous') of at most 255 "
+                           "printable characters", "get a token for a real identity")
+        if reason := self._revocations.current().reason(claims):
+            raise _invalid("the token has been revoked", reason, "get a new token")
+        return claims
+
+    @staticmethod
+    def _username(claims: dict[str, Any], issuer: IssuerConfig) -> str:
+        if issuer.name == LOCAL_NAME:
+            return claims["sub"][:100]
+        name = claims.get(issuer.username_claim)
+        name = name if isinstance(name, str) and name.strip() else claims["sub"]
+        suffix = "@" + issuer.display_name
+        return _CONTROL.sub("", name)[: 100 - len(suffix)] + suffix
+
+    @staticmethod
+    def _roles(claims: dict[str, Any], issuer: IssuerConfig) -> frozenset[str]:
+        granted = set(_names(claims, issuer.roles_claim))
+        if issuer.groups_claim:
+            mapping = {g.strip("/"): roles for g, roles in issuer.group_roles.items()}
+            for group in _names(claims, issuer.groups_claim):
+                granted.update(mapping.get(group.strip("/"), ()))
+        granted.update(issuer.user_roles.get(claims["sub"], ()))
+        return frozenset(granted & set(ROLES))
 
     def require(self, principal: Principal, permission: str) -> None:
-        if permission == "read" and not principal.authenticated:
-            if self.config.monitor.reads_require_auth:
-                raise AuthError(401, "authentication_required", "reading needs a bearer token",
-                                "monitor.reads_require_auth is true",
-                                "send 'Authorization: Bearer <JWT>'")
-            return
+        monitor = self.config.monitor
+        if permission in READS:
+            needed = (monitor.reads_need_token if permission == "read"
+                      else monitor.sensitive_reads_need_token)
+            if not needed:
+                return  # open reads: anonymous or not, every caller may
+            if not principal.authenticated:
+                raise AuthError(401, "authentication_required",
+                                "reading this needs a bearer token",
+                                "this monitor serves beyond its host (monitor.host) or "
+                                "monitor.reads_require_auth is set",
+                                "send 'Authorization: Bearer <JWT>' (or sign in)")
         if not principal.authenticated:
             raise AuthError(401, "authentication_required",
                             f"this operation ({permission}) needs a bearer token",
@@ -168,7 +217,23 @@ class Authenticator:
                             f"{principal.username} may not perform {permission}",
                             f"it needs one of the roles {allowed}; the caller has "
                             f"{', '.join(sorted(principal.roles)) or 'no roles'}",
-                            "ask an admin for the role (monitor.user_roles or your issuer)")
+                            "ask an admin for the role (user_roles or group_roles of your "
+                            "issuer in monitor.issuers)")
+
+
+def _names(claims: dict[str, Any], claim: str | None) -> list[str]:
+    """A roles or groups claim: a list of names or one space-separated string; any other
+    type refuses the token (a dict ``{admin: true}`` is not a list of roles)."""
+    if not claim or claims.get(claim) is None:
+        return []
+    value = claims[claim]
+    if isinstance(value, str):
+        return value.split()
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        return value
+    raise _invalid(f"the token's {claim!r} claim is a {type(value).__name__}",
+                   "it must be a list of names (or one space-separated string)",
+                   "fix the issuer's claim mapping")
 
 
 def _invalid(what: str, why: str, fix: str = "get a valid token from a trusted issuer"

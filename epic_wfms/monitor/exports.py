@@ -19,10 +19,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epic_wfms.monitor import queries as q
+from epic_wfms.monitor.api.errors import ERROR_RESPONSES
 from epic_wfms.monitor.api.params import INT32
 from epic_wfms.monitor.auth import Principal
 from epic_wfms.monitor.readstore import ReadStore
-from epic_wfms.monitor.state import MonitorState, monitor_state, reader
+from epic_wfms.monitor.state import MonitorState, monitor_state, sensitive_reader
 from epic_wfms.store.schema import (
     IntegrityIssueRecord,
     JobRecord,
@@ -31,7 +32,7 @@ from epic_wfms.store.schema import (
     StfRecord,
 )
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 
 
 class StoreCollector:
@@ -106,7 +107,7 @@ def metrics_registry(state: MonitorState) -> CollectorRegistry:
 
 @router.get("/metrics", tags=["exports"], summary="Prometheus metrics",
             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-def metrics(_: Principal = Depends(reader),
+def metrics(_: Principal = Depends(sensitive_reader),
             state: MonitorState = Depends(monitor_state)) -> Response:
     registry = getattr(state, "_metrics", None) or metrics_registry(state)
     state._metrics = registry  # type: ignore[attr-defined]
@@ -155,7 +156,7 @@ def opensearch(kind: ExportKind = "stfs",
                run: Annotated[int | None, Query(ge=0, le=INT32)] = None,
                after: Annotated[int, Query(ge=0, le=INT32)] = 0,
                limit: Annotated[int | None, Query(ge=1, le=10_000_000)] = None,
-               _: Principal = Depends(reader),
+               _: Principal = Depends(sensitive_reader),
                state: MonitorState = Depends(monitor_state)) -> StreamingResponse:
     return StreamingResponse(bulk_ndjson(state.reads, kind, run, after, limit),
                              media_type="application/x-ndjson")

@@ -12,14 +12,15 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from epic_wfms.monitor import queries as q
+from epic_wfms.monitor.api.errors import ERROR_RESPONSES, error_response
 from epic_wfms.monitor.auth import Principal
 from epic_wfms.monitor.state import MonitorState, monitor_state, reader
 
-router = APIRouter()
+router = APIRouter(responses=ERROR_RESPONSES)
 KEEPALIVE_S = 15.0
 
 
@@ -50,13 +51,28 @@ async def change_events(request: Request, state: MonitorState, max_events: int |
         quiet += period
 
 
+async def _counted(state: MonitorState, stream: AsyncIterator[str]) -> AsyncIterator[str]:
+    try:
+        async for chunk in stream:
+            yield chunk
+    finally:  # the client went away or the stream ended: its place is free again
+        state.streams.leave()
+
+
 @router.get("/api/v1/events", tags=["live"], summary="Server-sent events on store changes",
             response_class=StreamingResponse,
-            responses={200: {"content": {"text/event-stream": {}}}})
+            responses={200: {"content": {"text/event-stream": {}}},
+                       429: {"description": "too many open streams"}})
 async def events(request: Request,
                  max_events: Annotated[int | None, Query(ge=1, le=10_000)] = None,
                  _: Principal = Depends(reader),
-                 state: MonitorState = Depends(monitor_state)) -> StreamingResponse:
-    return StreamingResponse(change_events(request, state, max_events),
+                 state: MonitorState = Depends(monitor_state)) -> Response:
+    limit = state.config.monitor.max_event_streams
+    if not state.streams.enter(limit):
+        return error_response(429, "too_many_streams", f"{limit} event streams are open",
+                              "monitor.max_event_streams bounds them",
+                              "retry later, or close other pages of this monitor",
+                              headers={"Retry-After": "5"})
+    return StreamingResponse(_counted(state, change_events(request, state, max_events)),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

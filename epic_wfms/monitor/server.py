@@ -18,9 +18,22 @@ from epic_wfms.monitor.app import create_app
 from epic_wfms.store.database import Database
 
 
+def tls_options(config: Config) -> dict[str, str]:
+    """uvicorn's HTTPS settings when ``monitor.tls_certfile``/``tls_keyfile`` are set."""
+    monitor = config.monitor
+    if monitor.tls_certfile is None:
+        return {}
+    return {"ssl_certfile": str(monitor.tls_certfile), "ssl_keyfile": str(monitor.tls_keyfile)}
+
+
+def url_of(config: Config, host: str, port: int) -> str:
+    scheme = "https" if config.monitor.tls_certfile else "http"
+    return f"{scheme}://{host}:{port}/"
+
+
 def serve(config: Config) -> None:
     uvicorn.run(create_app(config), host=config.monitor.host, port=config.monitor.port,
-                log_level="warning")
+                log_level="warning", server_header=False, **tls_options(config))
 
 
 @contextmanager
@@ -39,7 +52,8 @@ def background_monitor(config: Config, db: Database | None = None, bus: MessageB
                             "pick another with --monitor-port (0: any free port)") from error
     port = listener.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(config, db, bus), host=host, port=port,
-                                           log_level="warning", lifespan="on"))
+                                           log_level="warning", lifespan="on",
+                                           server_header=False, **tls_options(config)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]},
                               name="monitor-http", daemon=True)
     thread.start()
@@ -50,7 +64,7 @@ def background_monitor(config: Config, db: Database | None = None, bus: MessageB
                                 "the port may be in use", "pick another with --monitor-port")
         time.sleep(0.05)
     try:
-        yield f"http://{host}:{port}/"
+        yield url_of(config, host, port)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import HTTPBearer
 from sqlalchemy.orm import Session
 
 from epic_wfms.config import Config
@@ -30,6 +32,7 @@ class MonitorState:
     auth: Authenticator
     ops: Operations
     usage: UsageRecorder
+    streams: StreamCount = field(default_factory=lambda: StreamCount())
 
     def configured_sites(self) -> list[dict[str, Any]]:
         return [s.model_dump() for s in self.config.sites]
@@ -53,7 +56,29 @@ class MonitorState:
         return self.config.monitor.bigmon_url
 
 
+class StreamCount:
+    """Open event streams; at most ``monitor.max_event_streams`` at once."""
+
+    def __init__(self) -> None:
+        self.open = 0
+        self._lock = threading.Lock()
+
+    def enter(self, limit: int) -> bool:
+        with self._lock:
+            if self.open >= limit:
+                return False
+            self.open += 1
+            return True
+
+    def leave(self) -> None:
+        with self._lock:
+            self.open -= 1
+
+
 TOKEN_COOKIE = "epic_wfms_token"
+# declares the bearer scheme in the OpenAPI document; the header itself is read by ``caller``
+BEARER = HTTPBearer(auto_error=False, bearerFormat="JWT",
+                    description="an OIDC token of a trusted issuer (docs/security.md)")
 
 # dependencies without I/O are async: a sync one costs a threadpool hop per request
 
@@ -61,7 +86,8 @@ async def monitor_state(request: Request) -> MonitorState:
     return request.app.state.monitor
 
 
-async def caller(request: Request, state: MonitorState = Depends(monitor_state)) -> Principal:
+async def caller(request: Request, state: MonitorState = Depends(monitor_state),
+                 _: object = Security(BEARER)) -> Principal:
     """The authenticated caller (or anonymous), remembered for usage accounting.
 
     Browsers navigating pages cannot send a header, so reads (GET) also take the token from
@@ -81,8 +107,21 @@ async def reader(principal: Principal = Depends(caller),
     return principal
 
 
+async def sensitive_reader(principal: Principal = Depends(caller),
+                           state: MonitorState = Depends(monitor_state)) -> Principal:
+    """Reads of user names, usage, commands, file paths and exports (``read.sensitive``)."""
+    state.auth.require(principal, "read.sensitive")
+    return principal
+
+
 def read_session(state: MonitorState = Depends(monitor_state),
                  _: Principal = Depends(reader)) -> Iterator[Session]:
+    with state.reads.session() as session:
+        yield session
+
+
+def sensitive_session(state: MonitorState = Depends(monitor_state),
+                      _: Principal = Depends(sensitive_reader)) -> Iterator[Session]:
     with state.reads.session() as session:
         yield session
 

@@ -6,13 +6,16 @@ a flusher adds the counts every few seconds (and at shutdown) instead.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 
-from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
 
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import RestUsageRecord, utcnow
+
+log = logging.getLogger(__name__)
 
 
 class UsageRecorder:
@@ -40,23 +43,33 @@ class UsageRecorder:
             return 0
         now = utcnow()
         day = now.date().isoformat()
-        with self.db.session() as session:
-            for (user, method, endpoint), n in calls.items():
-                row = session.scalar(select(RestUsageRecord).where(
-                    RestUsageRecord.username == user, RestUsageRecord.method == method,
-                    RestUsageRecord.endpoint == endpoint, RestUsageRecord.day == day))
-                if row is None:
-                    row = RestUsageRecord(username=user, method=method, endpoint=endpoint,
-                                          day=day, calls=0, errors=0)
-                    session.add(row)
-                row.calls += n
-                row.errors += errors[(user, method, endpoint)]
-                row.last_at = now
+        rows = [{"username": user, "method": method, "endpoint": endpoint, "day": day,
+                 "calls": n, "errors": errors[(user, method, endpoint)], "last_at": now}
+                for (user, method, endpoint), n in calls.items()]
+        try:
+            with self.db.session() as session:  # replicas flush concurrently: add atomically
+                dialect = postgresql if session.get_bind().dialect.name == "postgresql" \
+                    else sqlite
+                insert = dialect.insert(RestUsageRecord)
+                table = RestUsageRecord.__table__.c
+                session.execute(insert.on_conflict_do_update(
+                    index_elements=["username", "method", "endpoint", "day"],
+                    set_={"calls": table.calls + insert.excluded.calls,
+                          "errors": table.errors + insert.excluded.errors,
+                          "last_at": insert.excluded.last_at}), rows)
+        except Exception:
+            with self._lock:  # kept for the next flush
+                self._calls.update(calls)
+                self._errors.update(errors)
+            raise
         return sum(calls.values())
 
     def _loop(self) -> None:
         while not self._stop.wait(self.flush_s):
-            self.flush()
+            try:
+                self.flush()
+            except Exception:  # the store is away: counts wait for the next flush
+                log.exception("flushing REST usage failed; retrying in %.0f s", self.flush_s)
 
     def start(self) -> None:
         self._thread.start()

@@ -16,6 +16,7 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.monitor import revocation
 from epic_wfms.monitor.auth import Principal
 from epic_wfms.monitor.queries import ACTIVE_JOBS, ACTIVE_STF, as_dict, detector_state
 from epic_wfms.store.controls import processing_held
@@ -179,3 +180,26 @@ class Operations:
             return self._record(session, who, "priority", "job", str(job_id),
                                 f"priority set to {priority}", priority=priority)
 
+
+    # -- tokens ---------------------------------------------------------------------------------
+    def revoke_tokens(self, who: Principal, reason: str, jti: str | None = None,
+                      issuer: str | None = None, subject: str | None = None) -> dict[str, Any]:
+        """Revoke one token (``jti``), or every token of an identity issued until now. Admins
+        may revoke any; anyone else only their own identity's tokens (no jti, no subject)."""
+        if not who.authenticated:
+            raise WriteRefused(401, "authentication_required", "revoking needs a bearer token",
+                               "only a known identity can revoke tokens",
+                               "send 'Authorization: Bearer <JWT>'")
+        own = jti is None and subject is None
+        if not own and "admin" not in who.roles:
+            raise WriteRefused(403, "forbidden", f"{who.username} may not revoke others' tokens",
+                               "revoking a given token or identity needs the admin role",
+                               "send no jti and no subject to revoke all your own tokens")
+        if own:
+            issuer, subject = who.issuer, who.subject
+        elif subject is not None and issuer is None:
+            issuer = who.issuer  # the admin's own issuer (the local one for local tokens)
+        with self.db.session() as session:
+            command = revocation.record(session, who.username, ",".join(sorted(who.roles)),
+                                        reason, jti=jti, issuer=issuer, subject=subject)
+            return as_dict(command)

@@ -13,11 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.sites.models import Queue, Site
+from epic_wfms.yamlfile import read_yaml_mapping
 
 # the ePIC catalogue shipped with epic-wfms (package data, so an installed wheel has it too)
 DEFAULT_SITE_DIR = Path(__file__).resolve().parent / "site_configs"
@@ -81,14 +81,8 @@ def load_catalogue(directory: Path | None = None) -> Catalogue:
 
 
 def load_site_file(path: Path) -> Site:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise CatalogueError(f"{path}: cannot read the site file", str(error),
-                             "fix the YAML syntax") from error
-    if not isinstance(data, dict):
-        raise CatalogueError(f"{path}: a site file is one mapping",
-                             f"got {type(data).__name__}", "see docs/sites.md for the schema")
+    data = read_yaml_mapping(path, CatalogueError, "site file",
+                             "a site file is one mapping: see docs/sites.md for the schema")
     try:
         return Site.model_validate(data)
     except ValidationError as error:

@@ -29,7 +29,8 @@ OPPORTUNISTIC_OK = frozenset(c for c, level in CRITICALITY.items() if level == "
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # numbers are finite: '.inf' hours or '.nan' cores would break every computation later
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class StorageElement(_Strict):

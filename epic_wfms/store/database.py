@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.security.files import private_directory, private_file
 from epic_wfms.store.migrate import upgrade_schema
 from epic_wfms.store.schema import StateTransitionRecord
 
@@ -82,7 +83,8 @@ class Database:
     def __init__(self, url: str) -> None:
         self.url = url
         if url.startswith("sqlite:///") and not url.endswith(":memory:"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+            store = Path(url.removeprefix("sqlite:///"))
+            private_file(private_directory(store.parent) / store.name)
         self.engine = create_engine(url, **_pool_options(url))
         if self.engine.dialect.name == "sqlite":
             _sqlite_pragmas(self.engine)

@@ -41,9 +41,24 @@ class StoreLedger:
             session.execute(insert_ignoring_duplicates(session, ConsumedMessageRecord), rows)
 
     def dead_letter(self, subscription: str, destination: str, body: str, reason: str) -> None:
-        run_number, msg_type = attribution(body)  # the run whose summary must show it
+        """Kept as received, as far as the store can hold it: NUL shown as ``\\x00`` (no
+        PostgreSQL text holds one), at most ``MAX_KEPT`` characters; attributed to the run
+        whose summary must show it."""
+        run_number, msg_type = attribution(body)
         with self.db.session() as session:
             session.add(DeadLetterRecord(
-                subscription=subscription, destination=destination, body=body, reason=reason,
+                subscription=subscription[:100], destination=_storable(destination)[:255],
+                body=_storable(body), reason=_storable(reason),
                 run_number=run_number, msg_type=msg_type,
             ))
+
+
+MAX_KEPT = 100_000
+
+
+def _storable(text: str | bytes) -> str:
+    if isinstance(text, bytes | bytearray):
+        text = bytes(text).decode("utf-8", errors="replace")
+    text = str(text).encode("utf-8", errors="backslashreplace").decode("utf-8")
+    text = text.replace("\x00", "\\x00")
+    return text if len(text) <= MAX_KEPT else text[:MAX_KEPT] + f"... [{len(text)} characters]"

@@ -21,7 +21,7 @@ from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf import SuperTimeFrame
-from epic_wfms.store.integrity import report_issue, resolve_issues
+from epic_wfms.store.integrity import report_issue, report_sequence_gap, sequence_arrived
 from epic_wfms.store.schema import StfRecord, utcnow
 from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
@@ -29,6 +29,7 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
 from epic_wfms.streaming.gating import gate_action
 from epic_wfms.streaming.runs import prepare_run
+from epic_wfms.streaming.screening import daq_file
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ class Ingest:
     def on_stfs_available(self, messages: list[m.Message]) -> None:
         """A batch of announcements (whatever the DAQ sent meanwhile): bookkeeping in bulk,
         one DDM call, one insert, one pipelined publish, however many STFs arrived."""
+        for message in messages:  # before any effect: a refused one is dead-lettered alone
+            daq_file(self.ctx.config, message.body.path, message.body.rse,
+                     f"stf_available {message.body.stf.filename}")
         with self.ctx.db.session() as session:
             known = stfs_by_filename(session, [msg.body.stf.filename for msg in messages])
         accepted: list[_Accepted] = []
@@ -143,14 +147,9 @@ class Ingest:
             expected = self._next_seq[run]
             self._next_seq[run] = max(expected, stf.sequence + 1)
         if stf.sequence < expected:
-            resolve_issues(self.ctx.db, "sequence_gap", stf.filename)
-            return
-        for missing in range(expected, stf.sequence):
-            report_issue(
-                self.ctx.db, "sequence_gap",
-                f"STF sequence {missing} of run {run} not received before {stf.sequence}",
-                run_number=run, filename=naming.stf_filename(run, missing),
-            )
+            sequence_arrived(self.ctx.db, run, stf.sequence)
+        elif stf.sequence > expected:  # one issue for the whole gap, however long
+            report_sequence_gap(self.ctx.db, run, expected, stf.sequence - 1, stf.sequence)
 
     def _first_expected(self, run: int, first_sequence: int) -> int:
         """Resume after a restart from what the store already has (the DAQ says where the

@@ -7,6 +7,7 @@ from epic_wfms.bus import messages as m
 from epic_wfms.store.database import insert_ignoring_duplicates
 from epic_wfms.store.schema import TfSampleRecord
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.screening import daq_file
 
 MAX_BATCH = 64  # several samples per STF: recorded together when they arrive together
 
@@ -21,6 +22,9 @@ class TfSampleBook:
 
     def on_tf_samples(self, messages: list[m.Message]) -> None:
         """One insert for the batch; a sample already recorded (redelivery) is left as is."""
+        for message in messages:  # before any effect: a refused one is dead-lettered alone
+            daq_file(self.ctx.config, message.body.path, message.body.rse,
+                     f"tf_sample_available {message.body.sample.filename}")
         rows = []
         for message in messages:
             body: m.TfSampleAvailable = message.body

@@ -8,13 +8,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from epic_wfms.model.validation import describe_validation_error
 from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.params import closest
 from epic_wfms.templates.schema import TemplateSpec
+from epic_wfms.yamlfile import read_yaml_mapping
 
 _MAX_DEPTH = 8
 
@@ -26,19 +26,9 @@ def default_template_dir() -> Path:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise TemplateError(f"template file {path} does not exist", "",
-                            "check the path, or run `epic-wfms template list`") from None
-    except yaml.YAMLError as error:
-        raise TemplateError(f"template file {path} is not valid YAML", str(error),
-                            "fix the YAML syntax at the line shown") from None
-    if not isinstance(data, dict):
-        raise TemplateError(f"template file {path} is not a YAML mapping",
-                            f"its top level is {type(data).__name__}",
-                            "a template starts with 'template: NAME' and 'version: X.Y.Z'")
-    return data
+    return read_yaml_mapping(path, TemplateError, "template file",
+                             "a template file is a mapping that starts with 'template: NAME' "
+                             "and 'version: X.Y.Z'; `epic-wfms template list` shows the names")
 
 
 def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -99,7 +89,7 @@ class TemplateLibrary:
     def paths(self) -> dict[str, Path]:
         found = {}
         for path in sorted(self.directory.glob("*.yaml")):
-            if not path.name.startswith("_"):
+            if not path.name.startswith("_") and path.is_file():
                 found[path.stem] = path
         return found
 
@@ -108,7 +98,7 @@ class TemplateLibrary:
 
     def path(self, name_or_file: str) -> Path:
         candidate = Path(name_or_file)
-        if candidate.suffix in (".yaml", ".yml") and candidate.exists():
+        if candidate.suffix in (".yaml", ".yml") and candidate.is_file():
             return candidate
         paths = self.paths()
         if name_or_file not in paths:

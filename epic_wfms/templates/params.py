@@ -4,6 +4,7 @@ expected and, where one exists, the closest valid choice ("did you mean 18x275?"
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -70,8 +71,11 @@ def _scalar(name: str, raw: Any, kind: str, spec: ParameterSpec, template: str) 
             if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
                 raise ValueError
             return int(str(raw).replace("_", "")) if not isinstance(raw, int | float) else int(raw)
-        return float(raw)
-    except (TypeError, ValueError):
+        number = float(raw)
+        if not math.isfinite(number):  # nan passes every bound check; inf none
+            raise ValueError
+        return number
+    except (TypeError, ValueError, OverflowError):
         raise ParameterError(name, raw, expected, None, template) from None
 
 

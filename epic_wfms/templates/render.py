@@ -2,7 +2,9 @@
 
 Every Jinja2 string of a template is compiled once (``CompiledTemplate``); rendering then
 only evaluates. Undefined names are errors (StrictUndefined), nothing depends on time or
-randomness, and the result carries the template's hash and its own (R1.12).
+randomness, and the result carries the template's hash and its own (R1.12). Templates are
+untrusted input: they are evaluated in a bounded, immutable sandbox (``sandbox.py``) and
+every value in their commands is shell-quoted for its place (``commands.py``).
 """
 
 from __future__ import annotations
@@ -14,22 +16,29 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, StrictUndefined, TemplateSyntaxError, UndefinedError
-from jinja2.nativetypes import NativeEnvironment
+from jinja2 import TemplateSyntaxError, Undefined, UndefinedError
+from jinja2.exceptions import SecurityError
 from pydantic import ValidationError
 
 from epic_wfms.model.validation import describe_validation_error
+from epic_wfms.templates import commands
 from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.loader import TemplateLibrary
 from epic_wfms.templates.naming import dataset_name
 from epic_wfms.templates.params import closest, resolve_parameters
+from epic_wfms.templates.sandbox import (
+    NativeTemplateSandbox,
+    TemplateSandbox,
+    check_result,
+    refuse_statements,
+)
 from epic_wfms.templates.schema import Campaign, RenderedWorkflow, Step, TemplateSpec
 from epic_wfms.templates.tags import TagCatalogue, default_tag_dir
 
 # A string that is one {{ expression }} keeps its native type (a list stays a list, 4 an
 # int); any other string renders as text.
-_NATIVE = NativeEnvironment(undefined=StrictUndefined)
-_TEXT = Environment(undefined=StrictUndefined, autoescape=False)
+_NATIVE = NativeTemplateSandbox()
+_TEXT = TemplateSandbox()
 _ONE_EXPRESSION = re.compile(r"^\s*\{\{(?:(?!\}\}|\{\{).)*\}\}\s*$", re.DOTALL)
 _SAFE = re.compile(r"[^a-z0-9]+")
 
@@ -39,15 +48,20 @@ class _Expr:
 
     __slots__ = ("native", "source", "template")
 
-    def __init__(self, source: str, where: str) -> None:
+    def __init__(self, source: str, where: str, native_ok: bool = True) -> None:
         self.source = source
-        self.native = bool(_ONE_EXPRESSION.match(source.strip())) and source == source.strip()
+        self.native = (native_ok and bool(_ONE_EXPRESSION.match(source.strip()))
+                       and source == source.strip())
         env = _NATIVE if self.native else _TEXT
         try:
+            refuse_statements(env, source)
             self.template = env.from_string(source)
         except TemplateSyntaxError as error:
             raise TemplateError(f"{where}: Jinja2 syntax error in {source!r}", str(error),
                                 "fix the expression ({{ name }} for a parameter)") from None
+        except SecurityError as error:
+            raise TemplateError(f"{where}: {source!r} is refused", str(error),
+                                "templates hold expressions only (docs/templates.md)") from None
 
     def render(self, context: Mapping[str, Any]) -> Any:
         """Render against ``context`` without copying it (jinja's shared context)."""
@@ -55,8 +69,12 @@ class _Expr:
         parts = template.root_render_func(template.new_context(context, shared=True))
         if self.native:  # one expression: its value as it is, no literal_eval round trip
             values = list(parts)
-            return values[0] if len(values) == 1 else template.environment.concat(values)
-        return template.environment.concat(parts)
+            value = values[0] if len(values) == 1 else template.environment.concat(values)
+            for item in (value, *(value if isinstance(value, list | tuple) else ())):
+                if isinstance(item, Undefined):  # a bare {{ misspelt }} is not rendered text
+                    item._fail_with_undefined_error()
+            return check_result(value)
+        return check_result(template.environment.concat(parts))
 
 
 def _compile(node: Any, where: str) -> Any:
@@ -67,6 +85,26 @@ def _compile(node: Any, where: str) -> Any:
     if isinstance(node, list):
         return [_compile(v, f"{where}[{i}]") for i, v in enumerate(node)]
     return node
+
+
+def _compile_step(raw: dict[str, Any], where: str) -> Any:
+    """A step with every value in its commands shell-quoted for its place (commands.py)."""
+    step = _compile(raw, where)
+    for path in commands.COMMAND_FIELDS:
+        holder = step
+        for key in path[:-1]:
+            holder = holder.get(key) if isinstance(holder, dict) else None
+        if isinstance(holder, dict) and isinstance(raw_text := _source(holder.get(path[-1])),
+                                                   str):
+            place = f"{where}.{'.'.join(path)}"
+            command = _Expr(commands.guard(raw_text, place), place, native_ok=False)
+            command.source = raw_text  # messages quote what the author wrote
+            holder[path[-1]] = command
+    return step
+
+
+def _source(node: Any) -> Any:
+    return node.source if isinstance(node, _Expr) else node
 
 
 def _evaluate(node: Any, context: Mapping[str, Any], where: str) -> Any:
@@ -81,6 +119,10 @@ def _evaluate(node: Any, context: Mapping[str, Any], where: str) -> Any:
                                 "ds(), item and index",
                                 f"did you mean {hint}?" if hint else
                                 "declare the parameter under 'parameters'") from None
+        except SecurityError as error:
+            raise TemplateError(f"{where}: {node.source!r} is refused", str(error),
+                                "templates are evaluated with bounded sizes "
+                                "(docs/templates.md#sandbox)") from None
         except Exception as error:  # a Jinja2 filter or expression that fails
             raise TemplateError(f"{where}: cannot evaluate {node.source!r}", str(error),
                                 "fix the expression") from None
@@ -113,7 +155,8 @@ class CompiledTemplate:
                 raise TemplateError(f"{spec.template}: step {name} has foreach: {foreach!r}",
                                     "foreach names a parameter of type list",
                                     _hint(foreach, list(spec.parameters)))
-            self.steps.append((name, foreach, _compile(raw, f"{spec.template}: step {name}")))
+            self.steps.append((name, foreach,
+                               _compile_step(raw, f"{spec.template}: step {name}")))
 
     def render(self, values: Mapping[str, Any]) -> RenderedWorkflow:
         spec = self.spec

@@ -70,7 +70,9 @@ class TemplateSpec(_Strict):
 class Payload(_Strict):
     """What runs: a container image from the ePIC registry and a command inside it (R9.3)."""
 
-    image: str = Field(min_length=1)
+    # an image reference (optionally with a scheme): never an option of docker or apptainer
+    image: str = Field(pattern=r"^(?:[a-z][a-z0-9+.\-]*://)?[A-Za-z0-9][A-Za-z0-9._/:@+\-]*$",
+                       max_length=500)
     command: str = Field(min_length=1)
     software: dict[str, str] = Field(default_factory=dict)
     origin: Literal["standard", "user"] = "standard"

@@ -16,11 +16,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from epic_wfms.templates.errors import TagError, TagImmutableError
 from epic_wfms.templates.params import closest
 from epic_wfms.templates.schema import TAG_KIND_NAMES, TAG_KINDS
+from epic_wfms.yamlfile import read_yaml_mapping
 
 TAG_PATTERN = re.compile(r"^(?P<kind>[pesrk])(?P<number>\d{4,})$")
 UsageLookup = Callable[[str], str | None]  # tag -> content hash recorded at first use
@@ -41,7 +40,9 @@ class TagCatalogue:
         self._tags: dict[str, dict[str, Any]] = {}
         for kind in TAG_KINDS:
             path = self.directory / f"{kind}.yaml"
-            entries = yaml.safe_load(path.read_text()) if path.exists() else None
+            entries = read_yaml_mapping(path, TagError, "tag catalogue",
+                                        "a tag catalogue maps tags to their settings"
+                                        ) if path.exists() else None
             for tag, definition in (entries or {}).items():
                 match = TAG_PATTERN.match(str(tag))
                 if not match or match["kind"] != kind:

@@ -6,7 +6,9 @@ ready) are checked before a step starts; loops repeat a step until its check com
 (whole_task). Payloads run in their container image with apptainer/singularity or docker
 when one is installed, else directly on the host, and every job record says which.
 Placeholders follow prun: %IN (primary input files), %IN2.. (secondary streams in order),
-%RNDM:N (N + job number), and %OUT (the step's output files, for ``validate``).
+%RNDM:N (N + job number), and %OUT (the step's output files, for ``validate``), each
+shell-quoted for its place in the command (``commands.py``). Dataset directories stay inside
+the run's work directory.
 """
 
 from __future__ import annotations
@@ -21,8 +23,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epic_wfms.security.paths import OutsideAreaError, confine
 from epic_wfms.store.database import Database
 from epic_wfms.templates import records
+from epic_wfms.templates.commands import substitute
+from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.loader import default_template_dir
 from epic_wfms.templates.schema import RenderedWorkflow, Step
 from epic_wfms.templates.targets.panda import image_url
@@ -89,7 +94,13 @@ class WorkflowRunner:
         if dataset in self.options.inputs:
             return Path(self.options.inputs[dataset])
         scope, _, name = dataset.partition(":")
-        return self.options.workdir / "datasets" / scope / name
+        area = self.options.workdir / "datasets"
+        try:
+            return confine(area / scope / name, area, f"dataset {dataset}")
+        except OutsideAreaError as error:
+            raise TemplateError(error.what, "dataset names never lead out of the work "
+                                "directory", "name datasets scope:name (docs/templates.md)"
+                                ) from None
 
     def dataset_files(self, dataset: str) -> list[Path]:
         directory = self.dataset_dir(dataset)
@@ -270,7 +281,7 @@ class WorkflowRunner:
 
     def _validate(self, step: Step) -> None:
         files = [f for o in step.outputs for f in self.dataset_files(o.dataset)]
-        command = step.validate_cmd.replace("%OUT", ",".join(str(f) for f in files))
+        command = substitute(step.validate_cmd, {"%OUT": ",".join(str(f) for f in files)})
         if self._command(step, command, 0, 1, [], [], "validate") != 0:
             raise StepFailed(f"validation failed: {step.validate_cmd}")
         self.validated.add(step.name)
@@ -278,11 +289,11 @@ class WorkflowRunner:
     @staticmethod
     def _substitute(command: str, job: int, files: list[Path], streams: list[list[Path]]
                     ) -> str:
-        for index in range(len(streams), 0, -1):  # %IN10 before %IN1
-            command = re.sub(rf"%IN{index + 1}\b",
-                             ",".join(str(f) for f in streams[index - 1]), command)
-        command = re.sub(r"%IN\b", ",".join(str(f) for f in files), command)
-        return _RNDM.sub(lambda m: str(int(m.group(1)) + job), command)
+        """File lists in place of %IN, %IN2, ... (shell-quoted), seeds in place of %RNDM:N."""
+        lists = {f"%IN{index + 2}": ",".join(map(str, stream))
+                 for index, stream in enumerate(streams)}
+        lists["%IN"] = ",".join(map(str, files))
+        return _RNDM.sub(lambda m: str(int(m.group(1)) + job), substitute(command, lists))
 
     def _spawn(self, step: Step, command: str, directory: Path, job: int, iteration: int
                ) -> tuple[int, str]:
@@ -294,6 +305,8 @@ class WorkflowRunner:
                                   timeout=step.resources.walltime_min * 60, check=False)
         except subprocess.TimeoutExpired:
             return -1, f"killed after the walltime of {step.resources.walltime_min} min"
+        except OSError as error:  # the container runtime vanished
+            return 127, f"cannot run {argv[0]!r}: {error.strerror or error}"
         log = (done.stdout + done.stderr)[-_OUTPUT_LOG_CHARS:]
         return done.returncode, log.strip()
 

@@ -81,6 +81,8 @@ class LocalIddsServer:
     prompt_topic: str = "/topic/panda.workflow"
     reply_topic: str = "/topic/panda.workers"
     daemon_agents: list[str] = field(default_factory=list)
+    # an issuer shared with other servers (and the monitor); None: one of its own
+    issuer: LoopbackIssuer | None = None
     _proc: subprocess.Popen | None = None
     _daemons: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
@@ -102,7 +104,7 @@ class LocalIddsServer:
         ensure_venv(self.venv)
         self.workdir = self.workdir.resolve()
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        self._issuer = LoopbackIssuer().start()
+        self._issuer = self.issuer or LoopbackIssuer().start()
         self.port = self.port or free_port()
         self._write_config()
         try:
@@ -126,9 +128,9 @@ class LocalIddsServer:
         if self._proc is not None:
             stop_process_group(self._proc)
             self._proc = None
-        if self._issuer is not None:
+        if self._issuer is not None and self._issuer is not self.issuer:
             self._issuer.stop()
-            self._issuer = None
+        self._issuer = None
         if self.drop_database:
             with self._admin() as conn:
                 drop_database(conn, self.db_name)

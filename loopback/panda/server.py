@@ -119,6 +119,8 @@ class LocalPandaServer:
         "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
     # a rucio.cfg ([client] section) for JEDI's DDM client: the Rucio server holding the STFs
     rucio_config: Path | None = None
+    # an issuer shared with other servers (and the monitor); None: one of its own
+    issuer: LoopbackIssuer | None = None
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
 
@@ -134,7 +136,7 @@ class LocalPandaServer:
     def start(self, timeout_s: float = 120.0) -> LocalPandaServer:
         ensure_venv(self.venv)
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self._issuer = LoopbackIssuer().start()
+        self._issuer = self.issuer or LoopbackIssuer().start()
         self.port = self.port or free_port()
         self._write_config()
         self.create_database()
@@ -155,9 +157,9 @@ class LocalPandaServer:
             # gunicorn and PanDA's ConBridge children share the session we started it in
             stop_process_group(self._proc, grace_s=20)
             self._proc = None
-        if self._issuer is not None:
+        if self._issuer is not None and self._issuer is not self.issuer:
             self._issuer.stop()
-            self._issuer = None
+        self._issuer = None
         if self.drop_database:
             with self._admin() as conn:
                 drop_database(conn, self.db_name)

@@ -5,15 +5,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from epic_wfms.monitor import queries as q
 from epic_wfms.monitor.api.errors import ERROR_RESPONSES
-from epic_wfms.monitor.api.params import JobPath, Limit, Offset
+from epic_wfms.monitor.api.params import TEXT, JobPath, Limit, Offset
 from epic_wfms.monitor.auth import Principal
-from epic_wfms.monitor.state import MonitorState, monitor_state, read_session, requires
+from epic_wfms.monitor.state import (
+    MonitorState,
+    caller,
+    monitor_state,
+    requires,
+    sensitive_session,
+)
 from epic_wfms.store.schema import OperatorCommandRecord
 
 router = APIRouter(responses=ERROR_RESPONSES)
@@ -23,7 +29,25 @@ PRIORITY = Depends(requires("priority"))
 
 
 class Reason(BaseModel):
-    reason: str = Field(min_length=1, max_length=500, description="why (kept in the log)")
+    reason: str = Field(min_length=1, max_length=500, pattern=TEXT,
+                        description="why (kept in the log)")
+
+
+class Revocation(Reason):
+    jti: str | None = Field(default=None, min_length=1, max_length=200, pattern=TEXT,
+                            description="one token (its jti claim); admins only")
+    issuer: str | None = Field(default=None, min_length=1, max_length=500, pattern=TEXT,
+                               description="with subject: that identity's tokens (admins)")
+    subject: str | None = Field(default=None, min_length=1, max_length=255, pattern=TEXT,
+                                description="a subject at issuer (default: the caller's)")
+
+    @model_validator(mode="after")
+    def _one_target(self) -> Revocation:
+        if self.jti is not None and (self.subject or self.issuer):
+            raise ValueError("give jti, or subject (and issuer), not both")
+        if self.issuer is not None and self.subject is None:
+            raise ValueError("issuer needs subject")
+        return self
 
 
 class Priority(BaseModel):
@@ -31,7 +55,7 @@ class Priority(BaseModel):
 
 
 @router.get("/streaming/hold", tags=["control"], summary="The operator's hold, if any")
-def hold(session: Session = Depends(read_session)) -> dict[str, Any]:
+def hold(session: Session = Depends(sensitive_session)) -> dict[str, Any]:
     return {"suspended": (held := q.processing_hold(session)) is not None, "command": held}
 
 
@@ -66,7 +90,16 @@ def priority(job_id: JobPath, body: Priority, who: Principal = PRIORITY,
 
 
 @router.get("/commands", tags=["control"], summary="Operator command log, newest first")
-def commands(session: Session = Depends(read_session), limit: Limit = 100,
+def commands(session: Session = Depends(sensitive_session), limit: Limit = 100,
              offset: Offset = 0) -> dict[str, Any]:
     return q.paged(session, select(OperatorCommandRecord), OperatorCommandRecord, "-id",
                    {"id"}, "-id", limit, offset)
+
+
+@router.post("/tokens/revoke", tags=["control"],
+             summary="Revoke a token (jti) or an identity's tokens; without either: your own")
+def revoke(body: Revocation, who: Principal = Depends(caller),
+           state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
+    command = state.ops.revoke_tokens(who, body.reason, body.jti, body.issuer, body.subject)
+    state.auth.revocations_changed()
+    return command

@@ -23,10 +23,17 @@ from epic_wfms.monitor.api.params import (
     Sort,
 )
 from epic_wfms.monitor.auth import Principal
-from epic_wfms.monitor.state import MonitorState, monitor_state, read_session, reader
+from epic_wfms.monitor.state import (
+    MonitorState,
+    monitor_state,
+    read_session,
+    reader,
+    sensitive_session,
+)
 
 router = APIRouter(responses=ERROR_RESPONSES)
 Db = Depends(read_session)
+SensitiveDb = Depends(sensitive_session)  # user names, usage, file paths (docs/security.md)
 
 
 def found(value: Any, what: str, fix: str) -> Any:
@@ -71,7 +78,7 @@ def stfs(session: Session = Db, run: RunNumber = None, processing_status: Filter
 
 
 @router.get("/stfs/{filename}", tags=["stfs"], summary="One STF: timeline, jobs, provenance")
-def stf(filename: Name, session: Session = Db) -> dict[str, Any]:
+def stf(filename: Name, session: Session = SensitiveDb) -> dict[str, Any]:
     return found(q.stf_detail(session, filename), f"STF {filename} does not exist",
                  "list a run's STFs with GET /api/v1/stfs?run=N")
 
@@ -84,7 +91,7 @@ def jobs(session: Session = Db, status: Filter = None, site: Filter = None, kind
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"], summary="One job with inputs, outputs, commands")
-def job(job_id: JobPath, session: Session = Db) -> dict[str, Any]:
+def job(job_id: JobPath, session: Session = SensitiveDb) -> dict[str, Any]:
     return found(q.job_detail(session, job_id), f"job {job_id} does not exist",
                  "list jobs with GET /api/v1/jobs")
 
@@ -96,7 +103,7 @@ def merges(session: Session = Db, run: RunNumber = None, status: Filter = None,
 
 
 @router.get("/files/{name}/provenance", tags=["files"], summary="Parents, children, replicas")
-def provenance(name: Name, session: Session = Db) -> dict[str, Any]:
+def provenance(name: Name, session: Session = SensitiveDb) -> dict[str, Any]:
     return q.provenance(session, name)
 
 
@@ -133,14 +140,14 @@ def me(principal: Principal = Depends(reader)) -> dict[str, Any]:
 
 @router.get("/users/{username}", tags=["users"],
             summary="A user's tasks, submissions, resource usage, commands, failures")
-def user(username: Name, session: Session = Db,
+def user(username: Name, session: Session = SensitiveDb,
          state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
     return q.user_dashboard(session, username) | workload.user_work(
         session, username, bigmon_url=state.bigmon_url)
 
 
 @router.get("/usage", tags=["users"], summary="REST usage per user and endpoint (R10.8)")
-def usage(session: Session = Db, user: Filter = None) -> list[dict[str, Any]]:
+def usage(session: Session = SensitiveDb, user: Filter = None) -> list[dict[str, Any]]:
     return q.usage(session, user)
 
 

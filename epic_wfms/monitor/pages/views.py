@@ -22,11 +22,12 @@ from epic_wfms.monitor.api.params import (
     Sort,
 )
 from epic_wfms.monitor.pages.render import page
-from epic_wfms.monitor.state import MonitorState, monitor_state, read_session
+from epic_wfms.monitor.state import MonitorState, monitor_state, read_session, sensitive_session
 from epic_wfms.statemachine.table import ALLOWED_READINESS, transitions_from
 
 router = APIRouter(include_in_schema=False)
 Db = Depends(read_session)
+SensitiveDb = Depends(sensitive_session)  # user names, usage, file paths (docs/security.md)
 State = Depends(monitor_state)
 
 STATE_LANES = ("off", "no_beam", "beam", "run", "calib", "test")
@@ -106,7 +107,7 @@ def stfs(request: Request, session: Session = Db, run: RunNumber = None,
 
 
 @router.get("/stfs/{filename}")
-def stf(request: Request, filename: Name, session: Session = Db) -> Any:
+def stf(request: Request, filename: Name, session: Session = SensitiveDb) -> Any:
     data = q.stf_detail(session, filename)
     if data is None:
         return missing(request, f"STF {filename} does not exist", "find it from its run's page")
@@ -122,7 +123,7 @@ def jobs(request: Request, session: Session = Db, status: Filter = None, site: F
 
 
 @router.get("/jobs/{job_id}")
-def job(request: Request, job_id: JobPath, session: Session = Db) -> Any:
+def job(request: Request, job_id: JobPath, session: Session = SensitiveDb) -> Any:
     data = q.job_detail(session, job_id)
     if data is None:
         return missing(request, f"job {job_id} does not exist", "see the list of jobs")
@@ -130,7 +131,7 @@ def job(request: Request, job_id: JobPath, session: Session = Db) -> Any:
 
 
 @router.get("/files/{name}")
-def file(request: Request, name: Name, session: Session = Db) -> Any:
+def file(request: Request, name: Name, session: Session = SensitiveDb) -> Any:
     return page(request, "file.html", q.provenance(session, name), name)
 
 
@@ -162,13 +163,13 @@ def issues(request: Request, session: Session = Db, open_only: bool = True,
 
 
 @router.get("/users")
-def users(request: Request, session: Session = Db) -> Any:
+def users(request: Request, session: Session = SensitiveDb) -> Any:
     data = {"usage": q.usage(session)}
     return page(request, "users.html", data, "Users")
 
 
 @router.get("/users/{username}")
-def user(request: Request, username: Name, session: Session = Db,
+def user(request: Request, username: Name, session: Session = SensitiveDb,
          state: MonitorState = State) -> Any:
     data = q.user_dashboard(session, username) | workload.user_work(
         session, username, bigmon_url=state.bigmon_url)

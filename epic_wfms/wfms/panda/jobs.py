@@ -9,6 +9,8 @@ which places single jobs at a queue; the server validates and stores them like J
 
 from __future__ import annotations
 
+import shlex
+
 from pandaclient import MiscUtils
 from pandaclient.FileSpec import FileSpec
 from pandaclient.JobSpec import JobSpec
@@ -39,8 +41,9 @@ def stf_jobs(task_id: int, params: dict, stf_filenames: list[str], queue: str) -
         job.container_name = params.get("container_name")
         job.prodDBlock, job.destinationDBlock = in_ds, out_ds
         job.maxAttempt = params.get("maxAttempt", 3)
-        job.jobParameters = (f"{command} --input={stf} "
-                             f"--output={naming.reco_output_filename(stf)}")
+        # the pilot runs jobParameters with a shell: names go in as single quoted words
+        job.jobParameters = (f"{command} --input={shlex.quote(stf)} "
+                             f"--output={shlex.quote(naming.reco_output_filename(stf))}")
         job.addFile(_file(stf, in_ds, "input"))
         job.addFile(_file(naming.reco_output_filename(stf), out_ds, "output"))
         jobs.append(job)

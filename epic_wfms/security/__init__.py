@@ -1,0 +1,1 @@
+"""Trust boundaries (docs/security.md): paths confined to their area, private files."""
