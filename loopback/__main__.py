@@ -1,5 +1,5 @@
 """``python -m loopback prepare [SERVER ...]``: build the loopback servers' virtualenvs
-(Rucio, PanDA, Pilot 3, iDDS), each once and then cached."""
+(Rucio, PanDA, Pilot 3, iDDS, Harvester), each once and then cached."""
 
 from __future__ import annotations
 
@@ -28,8 +28,13 @@ def _idds() -> Path:
     return ensure_venv()
 
 
+def _harvester() -> Path:
+    from loopback.harvester import ensure_venv
+    return ensure_venv()
+
+
 PREPARE: dict[str, Callable[[], Path]] = {
-    "rucio": _rucio, "panda": _panda, "pilot": _pilot, "idds": _idds}
+    "rucio": _rucio, "panda": _panda, "pilot": _pilot, "idds": _idds, "harvester": _harvester}
 
 
 def main(argv: list[str]) -> int:
