@@ -29,10 +29,13 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 
 from epic_wfms.cli.main import cli
+from epic_wfms.config import load_config
 from epic_wfms.model import naming
 from epic_wfms.model.stf_file import write_stf
+from epic_wfms.monitor.app import create_app
 from epic_wfms.sites import load_catalogue
 from epic_wfms.sites.harvester import (
     KNOWN_PLUGINS,
@@ -451,7 +454,7 @@ def test_a_worker_per_job_runs_its_job_and_ends(stack, panda, activated):
     assert [w.worker_id for w in harvester.workers(PER_JOB_QUEUE)] == [worker.worker_id]
 
 
-def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated):
+def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated, tmp_path):
     server, harvester = stack
     [worker] = [w for w in harvester.workers(QUEUE) if w.alive]
     pilot = harvester.pilot_pid(worker.worker_id)
@@ -475,3 +478,13 @@ def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated):
     counts = json.loads(out.output)
     assert counts[QUEUE]["failed"] == 1 and counts[PER_JOB_QUEUE] == {"finished": 1}
     assert counts[QUEUE].get("running", 0) + counts[QUEUE].get("submitted", 0) == 1
+    # the monitor's page of Harvester's workers
+    config = load_config(data_dir=tmp_path / "wfms",
+                         monitor={"port": 0, "harvester_db": str(harvester.db_path)})
+    with TestClient(create_app(config)) as client:
+        shown = client.get("/harvester?json").json()
+        html = client.get("/harvester").text
+    assert {q["queue"]: q["alive"] for q in shown["queues"]} == {QUEUE: 1, PER_JOB_QUEUE: 0}
+    assert [w["exit_code"] for w in shown["workers"] if w["worker_id"] == worker.worker_id] == [
+        137]
+    assert "pilot killed by signal 9" in html and QUEUE in html

@@ -36,6 +36,7 @@ its sweeper deletes relations to jobs it does not hold every cycle
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -68,8 +69,10 @@ _children: dict[int, subprocess.Popen] = {}
 _children_lock = threading.Lock()
 
 
-def isolation() -> list[str] | None:
-    """The ``unshare`` prefix giving a worker its own PID namespace; None if unavailable."""
+@functools.cache
+def isolation() -> tuple[str, ...] | None:
+    """The ``unshare`` prefix giving a worker its own PID namespace; None if unavailable
+    (probed once per Harvester process)."""
     unshare = shutil.which("unshare")
     if unshare is None:
         return None
@@ -77,7 +80,7 @@ def isolation() -> list[str] | None:
     if os.getuid() != 0:
         prefix.insert(1, "--map-root-user")
     probe = subprocess.run([*prefix, "true"], capture_output=True, check=False)
-    return prefix if probe.returncode == 0 else None
+    return tuple(prefix) if probe.returncode == 0 else None
 
 
 def worker_marker(workspec: WorkSpec) -> str:

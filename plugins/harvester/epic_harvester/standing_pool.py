@@ -164,7 +164,7 @@ class StandingPoolThrottler(PluginBase):
 
     Block keys: ``targetFile`` (JSON written by epic-wfms), ``targetWorkers`` (static
     fallback), ``maxPool`` (hard cap). ``workerCounter(queue_name, site_name) -> int`` may be
-    injected; by default Harvester's DBProxy ``get_worker_stats`` is used.
+    injected; by default the queue's alive workers in Harvester's database are counted.
     """
 
     def __init__(self, **kwarg: Any) -> None:
