@@ -363,8 +363,10 @@ def activated(stack, panda, tmp_path_factory) -> dict[str, dict[int, str]]:
     together (their pilots run side by side); then the pool's target is raised to 1, as
     epic-wfms does at run_imminent. PanDA queue -> {PandaID: STF}."""
     stf_dir = tmp_path_factory.mktemp("stfs")
-    jobs = {QUEUE: submit_prompt_jobs(stack, panda, QUEUE, "E1_BNL", 2, stf_dir),
-            PER_JOB_QUEUE: submit_prompt_jobs(stack, panda, PER_JOB_QUEUE, "E1_JLAB", 1, stf_dir)}
+    jobs = {QUEUE: submit_prompt_jobs(stack, panda, QUEUE, "E1_BNL", 2, stf_dir)}
+    # Harvester has cycled meanwhile: no job at the per-job queue, no pilot there
+    assert stack[1].workers(PER_JOB_QUEUE) == []
+    jobs[PER_JOB_QUEUE] = submit_prompt_jobs(stack, panda, PER_JOB_QUEUE, "E1_JLAB", 1, stf_dir)
     stack[1].set_pool_target(QUEUE, 1)
     return jobs
 
@@ -447,11 +449,15 @@ def test_a_worker_per_job_runs_its_job_and_ends(stack, panda, activated):
     server, harvester = stack
     jobs = activated[PER_JOB_QUEUE]
     finish_in_panda(server, panda, jobs)
+    # the worker whose pilot ran the job ends with it (timefloor 0: one job per pilot)
     [worker] = wait_until(lambda: [w for w in harvester.workers(PER_JOB_QUEUE)
-                                   if w.status == "finished"], 120, "the pilot ends")
+                                   if w.status == "finished" and w.panda_ids], 120,
+                          "the pilot that ran the job ends")
     assert worker.panda_ids == tuple(jobs) and worker.exit_code == 0
-    # one worker for one job: none before it (noPilotsWhenNoActiveJobs), none after it
-    assert [w.worker_id for w in harvester.workers(PER_JOB_QUEUE)] == [worker.worker_id]
+    # workers only for the job: one ran it (a second can start if the first runs before its
+    # pilot fetched the job: Harvester counts activated jobs against queued workers only)
+    made = harvester.workers(PER_JOB_QUEUE)
+    assert len(made) <= 2 and [w.worker_id for w in made if w.panda_ids] == [worker.worker_id]
 
 
 def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated, tmp_path):
@@ -476,7 +482,7 @@ def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated, tmp_pa
                                    "--json"])
     assert out.exit_code == 0, out.output
     counts = json.loads(out.output)
-    assert counts[QUEUE]["failed"] == 1 and counts[PER_JOB_QUEUE] == {"finished": 1}
+    assert counts[QUEUE]["failed"] == 1 and counts[PER_JOB_QUEUE]["finished"] >= 1
     assert counts[QUEUE].get("running", 0) + counts[QUEUE].get("submitted", 0) == 1
     # the monitor's page of Harvester's workers
     config = load_config(data_dir=tmp_path / "wfms",
@@ -484,7 +490,7 @@ def test_a_killed_pilot_is_reported_failed_and_replaced(stack, activated, tmp_pa
     with TestClient(create_app(config)) as client:
         shown = client.get("/harvester?json").json()
         html = client.get("/harvester").text
-    assert {q["queue"]: q["alive"] for q in shown["queues"]} == {QUEUE: 1, PER_JOB_QUEUE: 0}
+    assert {q["queue"]: q["alive"] for q in shown["queues"]}[QUEUE] == 1
     assert [w["exit_code"] for w in shown["workers"] if w["worker_id"] == worker.worker_id] == [
         137]
     assert "pilot killed by signal 9" in html and QUEUE in html

@@ -147,8 +147,8 @@ class LocalHarvester:
     # ---- what Harvester does ---------------------------------------------------------------
     def set_pool_target(self, queue: str, target: int, run_number: int | None = None) -> None:
         """Publish the standing pool's target, as epic-wfms does at run_imminent/end_run."""
-        if self.pools.get(queue, 0) is None:
-            raise HarnessError(f"{queue} runs a worker per job, not a standing pool",
+        if queue not in self.pools or self.pools[queue] is None:
+            raise HarnessError(f"{queue} has no standing pool here",
                                fix="start LocalHarvester with a pool target for it")
         write_pool_target(self.pool_file(queue), target, run_number)
 
