@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -276,8 +277,6 @@ class LocalHarvester:
                            f"read {self.home / 'log'}")
 
     def _registered_queues(self) -> set[str]:
-        import sqlite3
-
         if not self.db_path.exists():
             return set()
         try:
