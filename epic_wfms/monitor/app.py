@@ -14,9 +14,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from epic_wfms.backends import build_transport, open_database
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import Config
+from epic_wfms.installation import build_transport, open_database
 from epic_wfms.monitor import api, exports, live, pages
 from epic_wfms.monitor.api import errors
 from epic_wfms.monitor.auth import ANONYMOUS, Authenticator

@@ -72,6 +72,9 @@ class WorkflowRunner:
     def __init__(self, db: Database, workflow: RenderedWorkflow, options: LocalRunOptions
                  ) -> None:
         self.db, self.workflow, self.options = db, workflow, options
+        # jobs run in their own directories: every path they are given is absolute
+        options.workdir = Path(options.workdir).resolve()
+        options.inputs = {k: Path(v).resolve() for k, v in options.inputs.items()}
         self.runtime, self.runtime_note = container_runtime()
         self.status: dict[str, str] = {}
         self.validated: set[str] = set()
