@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/monitor_bench.py
 	$(BIN)/python bench/panda_bench.py
 	$(BIN)/python bench/idds_bench.py
+	$(BIN)/python bench/harvester_bench.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms loopback tests bench

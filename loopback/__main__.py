@@ -1,5 +1,5 @@
 """``python -m loopback prepare [SERVER ...]``: build the loopback servers' virtualenvs
-(Rucio, PanDA, Pilot 3, iDDS) and the ePIC testbed's, each once and then cached."""
+(Rucio, PanDA, Pilot 3, iDDS, Harvester) and the ePIC testbed's, each once and then cached."""
 
 from __future__ import annotations
 
@@ -28,13 +28,19 @@ def _idds() -> Path:
     return ensure_venv()
 
 
+def _harvester() -> Path:
+    from loopback.harvester import ensure_venv
+    return ensure_venv()
+
+
 def _testbed() -> Path:
     from loopback.testbed.venv import ensure_testbed
     return ensure_testbed().venv
 
 
 PREPARE: dict[str, Callable[[], Path]] = {
-    "rucio": _rucio, "panda": _panda, "pilot": _pilot, "idds": _idds, "testbed": _testbed}
+    "rucio": _rucio, "panda": _panda, "pilot": _pilot, "idds": _idds, "harvester": _harvester,
+    "testbed": _testbed}
 OPTIONAL = {"testbed"}  # its sources may be unreachable offline: its tests skip then
 
 

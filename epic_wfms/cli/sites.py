@@ -14,6 +14,8 @@ from epic_wfms.errors import EpicWfmsError
 from epic_wfms.sites import Catalogue, load_catalogue
 from epic_wfms.sites.catalogue import check_against_config
 from epic_wfms.sites.harvester import stale_files, validate_queueconfig, write_configs
+from epic_wfms.sites.harvester_cfg import merge_cfg
+from epic_wfms.sites.harvester_workers import ALIVE, per_queue, read_workers
 
 DEFAULT_HARVESTER_DIR = Path("harvester_configs")  # beside where the operator runs it
 
@@ -100,7 +102,11 @@ def validate(site_dir: Path | None, harvester_dir: Path, config_path: Path | Non
 @click.option("--out", type=click.Path(path_type=Path, file_okay=False),
               default=DEFAULT_HARVESTER_DIR, show_default=True)
 @click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
-def harvester_config(site: str | None, site_dir: Path | None, out: Path, check: bool) -> None:
+@click.option("--merge-into", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              default=None, help="A panda_harvester.cfg (yours, or Harvester's template) to "
+              "merge SITE's generated fragment into, in place.")
+def harvester_config(site: str | None, site_dir: Path | None, out: Path, check: bool,
+                     merge_into: Path | None) -> None:
     """Generate <out>/<SITE>/panda_queueconfig.json and panda_harvester.cfg (all sites or SITE)."""
     catalogue = _catalogue(site_dir)
     if site:
@@ -108,6 +114,21 @@ def harvester_config(site: str | None, site_dir: Path | None, out: Path, check: 
             catalogue.site(site)
         except EpicWfmsError as error:
             raise click.ClickException(str(error)) from error
+    if merge_into is not None:
+        if not site:
+            raise click.ClickException("--merge-into needs the SITE whose fragment to merge")
+        fragment = (out / site / "panda_harvester.cfg")
+        if site + "/panda_harvester.cfg" in stale_files(catalogue, out) or not fragment.exists():
+            raise click.ClickException(f"{fragment} is missing or stale: run `epic-wfms sites "
+                                       f"harvester-config {site}` first")
+        try:
+            merged = merge_cfg(merge_into.read_text(), fragment.read_text(),
+                               base_name=str(merge_into))
+        except EpicWfmsError as error:
+            raise click.ClickException(str(error)) from error
+        merge_into.write_text(merged)
+        click.echo(f"merged {fragment} into {merge_into}")
+        return
     if check:
         stale = [s for s in stale_files(catalogue, out) if not site or s.startswith(site + "/")]
         if stale:
@@ -116,3 +137,50 @@ def harvester_config(site: str | None, site_dir: Path | None, out: Path, check: 
         return
     for path in write_configs(catalogue, out, [site] if site else None):
         click.echo(str(path))
+
+
+@sites.command()
+@click.option("--harvester-db", "location", required=True,
+              help="Harvester's database: its SQLite file ([db] database_filename) or a "
+              "SQLAlchemy URL.")
+@click.option("--queue", default=None, help="Only this queue.")
+@click.option("--list", "as_list", is_flag=True, help="One line per worker, with its jobs.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def workers(location: str, queue: str | None, as_list: bool, as_json: bool) -> None:
+    """Harvester's workers per queue: how many in each state, or each worker and its jobs."""
+    try:
+        found = read_workers(location, queue)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    if as_json:
+        rows = [{"worker_id": w.worker_id, "queue": w.queue, "status": w.status,
+                 "batch_id": w.batch_id, "submit_time": _iso(w.submit_time),
+                 "start_time": _iso(w.start_time), "end_time": _iso(w.end_time),
+                 "exit_code": w.exit_code, "native_status": w.native_status,
+                 "diagnostics": w.diagnostics, "panda_ids": list(w.panda_ids)} for w in found]
+        click.echo(json.dumps(rows if as_list else {
+            q: dict(c) for q, c in per_queue(found).items()}, indent=1))
+        return
+    if as_list:
+        table = Table(title=f"{len(found)} Harvester workers")
+        for column in ("worker", "queue", "status", "batch ID", "submitted", "ended", "exit",
+                       "PanDA jobs", "diagnostics"):
+            table.add_column(column)
+        for w in found:
+            table.add_row(str(w.worker_id), w.queue, w.status, w.batch_id or "",
+                          _iso(w.submit_time) or "", _iso(w.end_time) or "",
+                          "" if w.exit_code is None else str(w.exit_code),
+                          " ".join(map(str, w.panda_ids)), w.diagnostics or "")
+        Console().print(table)
+        return
+    table = Table(title="Harvester workers per queue")
+    for column in ("queue", "alive", "by state"):
+        table.add_column(column)
+    for name, counts in per_queue(found).items():
+        alive = sum(n for status, n in counts.items() if status in ALIVE)
+        table.add_row(name, str(alive), ", ".join(f"{s} {n}" for s, n in sorted(counts.items())))
+    Console().print(table)
+
+
+def _iso(value) -> str | None:
+    return value.isoformat(sep=" ", timespec="seconds") if value else None

@@ -149,6 +149,9 @@ class MonitorConfig(_Strict):
     live_poll_s: float = Field(default=1.0, gt=0, description="store poll period of live pages")
     notify_poll_s: float = Field(default=5.0, gt=0)
     notifications: list[NotificationRule] = Field(default_factory=list)
+    harvester_db: str | None = Field(
+        default=None, description="Harvester's database (its SQLite file or a SQLAlchemy URL) "
+        "for the /harvester page")
     bigmon_url: str | None = Field(
         default=None, pattern=r"^https?://",
         description="PanDA's monitor (BigMon) base URL: task and job pages link to it")

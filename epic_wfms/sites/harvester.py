@@ -17,6 +17,7 @@ from typing import Any
 
 from epic_wfms.sites.catalogue import Catalogue
 from epic_wfms.sites.models import Queue, Site
+from epic_wfms.sites.standing_pool import pool_target_path
 
 H = "pandaharvester."
 STOCK: dict[str, dict[str, tuple[str, str]]] = {
@@ -44,7 +45,6 @@ STOCK: dict[str, dict[str, tuple[str, str]]] = {
 COMMON = {
     "shared_file_messenger": (H + "harvestermessenger.shared_file_messenger",
                               "SharedFileMessenger"),
-    "k8s_messenger": (H + "harvestermessenger.k8s_messenger", "K8sMessenger"),
     "dummy_preparator": (H + "harvesterpreparator.dummy_preparator", "DummyPreparator"),
     "rucio_preparator": (H + "harvesterpreparator.rucio_preparator", "RucioPreparator"),
     "dummy_stager": (H + "harvesterstager.dummy_stager", "DummyStager"),
@@ -56,6 +56,10 @@ COMMON = {
 EPIC = {
     "pool_worker_maker": ("epic_harvester.standing_pool", "StandingPoolWorkerMaker"),
     "pool_throttler": ("epic_harvester.standing_pool", "StandingPoolThrottler"),
+    # one host as the batch system: each worker a Pilot 3 process in its own PID namespace
+    "local_submitter": ("epic_harvester.local_batch", "LocalPilotSubmitter"),
+    "local_monitor": ("epic_harvester.local_batch", "LocalPilotMonitor"),
+    "local_sweeper": ("epic_harvester.local_batch", "LocalPilotSweeper"),
 }
 #: every (module, class) a generated config may name; the validator refuses anything else
 KNOWN_PLUGINS = {v for table in STOCK.values() for v in table.values()} | set(
@@ -65,11 +69,11 @@ REQUIRED_KEYS = {
     "K8sSubmitter": ("k8s_config_file", "k8s_yaml_file"),
     "K8sMonitor": ("k8s_config_file",),
     "K8sSweeper": ("k8s_config_file",),
-    "K8sMessenger": ("k8s_config_file", "logDir"),
     "PBSSubmitter": ("templateFile",),
     "SlurmSubmitter": ("templateFile",),
     "StandingPoolThrottler": ("targetFile",),
     "StandingPoolWorkerMaker": ("poolName", "nCore"),
+    "LocalPilotSubmitter": ("pilotCommand",),
 }
 MANDATORY_BLOCKS = ("messenger", "monitor", "preparator", "stager", "submitter", "sweeper",
                     "workerMaker")
@@ -80,7 +84,6 @@ INT_LIMITS = ("maxWorkers", "nQueueLimitWorker", "maxNewWorkersPerCycle", "wallt
 
 HARVESTER_HOME = "/opt/harvester"
 WORKDIR = "/var/lib/harvester/workdir"
-POOL_DIR = "/var/lib/epic-wfms/pools"
 
 
 def _plugin(ref: tuple[str, str], **params: Any) -> dict[str, Any]:
@@ -121,7 +124,7 @@ def queue_block(site: Site, queue: Queue) -> dict[str, Any]:
     block["preparator"] = _preparator(site, push)
     block["submitter"] = _submitter(site, queue, stock["submitter"], cores)
     block["workerMaker"] = _worker_maker(queue, cores, pool)
-    block["messenger"] = _messenger(queue)
+    block["messenger"] = _messenger()
     block["stager"] = _stager(site, push)
     block["monitor"] = _plugin(stock["monitor"], **(
         {"cancelUnknown": False, "heldTimeout": 3600} if queue.batch_system == "htcondor"
@@ -137,7 +140,7 @@ def queue_block(site: Site, queue: Queue) -> dict[str, Any]:
 
 
 def _pool_file(queue: Queue) -> str:
-    return f"{POOL_DIR}/{queue.name}.json"
+    return str(pool_target_path(queue.name))
 
 
 def _k8s_config(queue: Queue) -> dict[str, Any]:
@@ -161,10 +164,10 @@ def _stager(site: Site, push: bool) -> dict[str, Any]:
                    dstRSE_Log=disk)
 
 
-def _messenger(queue: Queue) -> dict[str, Any]:
-    if queue.batch_system == "kubernetes":
-        return _plugin(COMMON["k8s_messenger"], **_k8s_config(queue),
-                       logDir="/var/log/harvester/batch")
+def _messenger() -> dict[str, Any]:
+    # every queue, Kubernetes ones included, as upstream's cloud example: Harvester 0.7.5's
+    # K8sMessenger cannot be constructed (its __init__ calls get_pods_info() without the
+    # label_selector it requires), so a queue naming it would never submit a worker
     return _plugin(COMMON["shared_file_messenger"], jobSpecFileFormat="cgi",
                    accessPoint=f"{WORKDIR}/${{harvesterID}}/${{_workerID_3.2}}/${{workerID}}")
 

@@ -1,10 +1,11 @@
 """Pilot 3.7's dispatcher calls mapped onto panda-server 1.0.4's pilot API (in the server's venv).
 
 Why this exists: the newest pilot on PyPI (``panda-pilot`` 3.7.0.36) fetches and reports jobs
-with the legacy dispatcher calls ``/server/panda/getJob`` and ``/server/panda/updateJob``
-(form-encoded, camelCase fields, a flat ``{"StatusCode": ...}`` answer). panda-server 1.0.4
-has dropped them (``method getJob is forbidden``) for ``/api/v1/pilot/acquire_jobs`` and
-``/api/v1/pilot/update_job`` (JSON, snake_case, ``{"success", "message", "data"}``). Pilot
+with the legacy dispatcher calls ``/server/panda/getJob``, ``/server/panda/updateJob`` and,
+started by Harvester, ``/server/panda/updateWorkerPilotStatus`` (form-encoded, camelCase
+fields, a flat ``{"StatusCode": ...}`` answer). panda-server 1.0.4 has dropped them
+(``method getJob is forbidden``) for ``/api/v1/pilot/acquire_jobs``, ``update_job`` and
+``update_worker_status`` (JSON, snake_case, ``{"success", "message", "data"}``). Pilot
 releases that speak the new API exist only on GitHub. A deployment runs a pilot matching its
 server; here the two published releases meet through this translation, which changes names
 and envelopes only: authentication, job selection, state changes and bookkeeping are the
@@ -22,7 +23,10 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from urllib.parse import parse_qsl
 
-LEGACY = {"getJob": "acquire_jobs", "updateJob": "update_job"}
+LEGACY = {"getJob": "acquire_jobs", "updateJob": "update_job",
+          # a pilot started by Harvester reports its worker started/finished (``workerID``,
+          # ``harvesterID``, ``status``): PanDA records it on the Harvester worker
+          "updateWorkerPilotStatus": "update_worker_status"}
 # legacy field -> v1 parameter, where the snake_case spelling is not the rule
 RENAMED = {"jobId": "job_id", "state": "job_status", "xml": "job_output_report",
            "mem": "memory", "diskSpace": "disk_space", "prodUserID": "prod_user_id",

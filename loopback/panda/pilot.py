@@ -103,30 +103,21 @@ class LocalPilot:
         """Link ``inputs`` (LFN -> replica path) where copytool ``mv`` reads them, start the
         pilot with ``identity``'s token, wait for it to exit, collect what it left."""
         run_dir = self.workdir / f"pilot-{time.time_ns()}"
-        stage_in, harvester = run_dir / "stagein", run_dir / "harvester"
-        for d in (stage_in / "dest", harvester, run_dir / "out"):
+        stage_in = run_dir / "stagein"
+        for d in (stage_in / "dest", run_dir / "out"):
             d.mkdir(parents=True)
         for lfn, path in inputs.items():
             (stage_in / lfn).symlink_to(Path(path).resolve())
-        trf = harvester / TRANSFORMATION.rsplit("/", 1)[1]
-        trf.write_text(_TRF_SCRIPT)
-        trf.chmod(0o755)
+        write_transformation(run_dir / "harvester")
         (run_dir / "token").write_text(identity.token)
-        self._write_site(run_dir)
-        cmd = [self.python, str(self.source / "pilot.py"), "-q", self.queue, "-r", self.queue,
-               "-s", self.queue, "-w", "generic", "--pilot-user", "generic", "-j", "managed",
-               "--job-type", "managed", "-d", "--url", "http://127.0.0.1",
-               "-p", str(self.server.port), "-a", str(run_dir / "work"),
-               "--queuedata-url", str(run_dir / "{pandaqueue}.json"),
-               "--storagedata-url", str(run_dir / "storage.json"),
-               "--input-destination-dir", str(stage_in / "dest"),
-               "--output-dir", str(run_dir / "out"), "--cleanup", "False"]
+        write_site_description(self.server, self.queue, run_dir)
+        cmd = pilot_command(self.python, self.source, self.server, self.queue,
+                            site_dir=run_dir, work_dir=run_dir / "work",
+                            stage_in=stage_in, output_dir=run_dir / "out")
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PANDA", "X509"))}
-        env.update(PILOT_NOKILL="1", PILOT_HOME=str(run_dir), OIDC_AUTH_TOKEN="token",
-                   OIDC_AUTH_DIR=f"{run_dir}/", OIDC_AUTH_ORIGIN=identity.auth_vo,
-                   LOCAL_AGIS_SCHEDCONF=str(run_dir / "schedconfig.json"),
-                   HARVESTER_WORKDIR=str(harvester),
-                   PATH=f"{Path(self.python).parent}:{env.get('PATH', '')}")
+        env.update(pilot_environment(identity.auth_vo, token_dir=run_dir, site_dir=run_dir,
+                                     transformations=run_dir / "harvester", python=self.python))
+        env.update(PILOT_NOKILL="1", PILOT_HOME=str(run_dir))
         log_path = run_dir / "pilot.log"
         with log_path.open("wb") as log:
             try:
@@ -140,22 +131,67 @@ class LocalPilot:
                    if p.is_file() and not p.name.startswith(("curl_", "pilotlog"))}
         return PilotRun(code, text, outputs)
 
-    def _write_site(self, run_dir: Path) -> None:
-        ddm = self.server.queues[self.queue]
-        queue = {"name": self.queue, "nickname": self.queue, "siteid": self.queue,
-                 "panda_resource": self.queue, "atlas_site": ddm.rsplit("_", 1)[0],
-                 "type": "production", "status": "online", "state": "ACTIVE", "corecount": 1,
-                 "maxrss": 64000, "maxtime": 86400, "maxwdir": 100000, "timefloor": 0,
-                 "catchall": "", "copytools": {"mv": {"setup": ""}},
-                 "acopytools": {"pr": ["mv"], "pw": ["mv"]},
-                 "astorages": {"pr": [ddm], "pw": [ddm]}, "aprotocols": {},
-                 "direct_access_lan": False, "direct_access_wan": False, "is_cvmfs": False,
-                 "container_type": "", "platform": ""}
-        (run_dir / f"{self.queue}.json").write_text(json.dumps(queue))
-        (run_dir / "schedconfig.json").write_text(json.dumps({self.queue: queue}))
-        (run_dir / "storage.json").write_text(json.dumps({ddm: {
-            "name": ddm, "type": "DISK", "is_deterministic": True, "state": "ACTIVE",
-            "site": queue["atlas_site"], "rprotocols": {}, "arprotocols": {}}}))
+
+def pilot_command(python: str, source: Path, server: LocalPandaServer, queue: str, *,
+                  site_dir: Path | str, work_dir: Path | str, stage_in: Path | str,
+                  output_dir: Path | str, extra: tuple[str, ...] = ()) -> list[str]:
+    """Pilot 3's argv for one job of ``queue`` (generic pilot user, managed jobs): the queue
+    and storage description in ``site_dir`` (``write_site_description``), inputs read by
+    copytool ``mv`` from ``stage_in`` (it reads the parent of ``--input-destination-dir``),
+    outputs left in ``work_dir`` (``--cleanup False``)."""
+    return [python, str(Path(source) / "pilot.py"), "-q", queue, "-r", queue, "-s", queue,
+            "-w", "generic", "--pilot-user", "generic", "-j", "managed",
+            "--job-type", "managed", "-d", "--url", "http://127.0.0.1",
+            "-p", str(server.port), "-a", str(work_dir),
+            "--queuedata-url", f"{site_dir}/{{pandaqueue}}.json",
+            "--storagedata-url", f"{site_dir}/storage.json",
+            "--input-destination-dir", f"{stage_in}/dest",
+            "--output-dir", str(output_dir), "--cleanup", "False", *extra]
+
+
+def pilot_environment(auth_vo: str, *, token_dir: Path | str, site_dir: Path | str,
+                      transformations: Path | str, python: str) -> dict[str, str]:
+    """What the pilot reads from its environment: the token file ``<token_dir>/token``
+    sent as the production role, the queue description, where ``epic-reco`` is."""
+    return {"OIDC_AUTH_TOKEN": "token", "OIDC_AUTH_DIR": f"{token_dir}/",
+            "OIDC_AUTH_ORIGIN": auth_vo, "LOCAL_AGIS_SCHEDCONF": f"{site_dir}/schedconfig.json",
+            "HARVESTER_WORKDIR": str(transformations),
+            "PATH": f"{Path(python).parent}:{os.environ.get('PATH', '')}"}
+
+
+def write_transformation(directory: Path) -> Path:
+    """``epic-reco``, the transformation the jobs name, where the pilot copies it from."""
+    directory.mkdir(parents=True, exist_ok=True)
+    trf = directory / TRANSFORMATION.rsplit("/", 1)[1]
+    trf.write_text(_TRF_SCRIPT)
+    trf.chmod(0o755)
+    return trf
+
+
+def write_site_description(server: LocalPandaServer, queue: str, directory: Path,
+                           timefloor_min: int = 0) -> None:
+    """The queue and its storage as CRIC describes them to the pilot: ``<queue>.json``,
+    ``schedconfig.json``, ``storage.json``. ``timefloor_min`` > 0 lets one pilot take
+    further jobs for that long (0: one job per pilot)."""
+    ddm = server.queues[queue]
+    record = {"name": queue, "nickname": queue, "siteid": queue, "panda_resource": queue,
+              "atlas_site": ddm.rsplit("_", 1)[0], "type": "production", "status": "online",
+              "state": "ACTIVE", "corecount": 1, "maxrss": 64000, "maxtime": 86400,
+              "maxwdir": 100000, "timefloor": timefloor_min, "catchall": "",
+              "copytools": {"mv": {"setup": ""}}, "acopytools": {"pr": ["mv"], "pw": ["mv"]},
+              "astorages": {"pr": [ddm], "pw": [ddm]}, "aprotocols": {},
+              "direct_access_lan": False, "direct_access_wan": False, "is_cvmfs": False,
+              "container_type": "", "platform": ""}
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / f"{queue}.json").write_text(json.dumps(record))
+    schedconfig = directory / "schedconfig.json"
+    known = json.loads(schedconfig.read_text()) if schedconfig.exists() else {}
+    schedconfig.write_text(json.dumps({**known, queue: record}))
+    storage = directory / "storage.json"
+    known = json.loads(storage.read_text()) if storage.exists() else {}
+    storage.write_text(json.dumps({**known, ddm: {
+        "name": ddm, "type": "DISK", "is_deterministic": True, "state": "ACTIVE",
+        "site": record["atlas_site"], "rprotocols": {}, "arprotocols": {}}}))
 
 
 def _isolated() -> list[str]:

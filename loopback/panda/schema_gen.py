@@ -28,6 +28,8 @@ SPEC_TABLES = {  # table: (module, class)
     "DOMA_PANDA.JEDI_Tasks": ("pandaserver.taskbuffer.JediTaskSpec", "JediTaskSpec"),
     "DOMA_PANDA.JEDI_Datasets": ("pandaserver.taskbuffer.JediDatasetSpec", "JediDatasetSpec"),
     "DOMA_PANDA.JEDI_Dataset_Contents": ("pandaserver.taskbuffer.JediFileSpec", "JediFileSpec"),
+    # the workers Harvester reports (harvester/update_workers); the pilot's worker status
+    "DOMA_PANDA.Harvester_Workers": ("pandaserver.taskbuffer.WorkerSpec", "WorkerSpec"),
 }
 PRIMARY_KEYS = {
     "DOMA_PANDA.jobsDefined4": "PandaID", "DOMA_PANDA.jobsActive4": "PandaID",
@@ -35,9 +37,13 @@ PRIMARY_KEYS = {
     "DOMA_PANDA.filesTable4": "row_ID", "DOMA_PANDA.JEDI_Tasks": "jediTaskID",
     "DOMA_PANDA.JEDI_Datasets": "jediTaskID, datasetID",
     "DOMA_PANDA.JEDI_Dataset_Contents": "jediTaskID, datasetID, fileID",
+    "DOMA_PANDA.Harvester_Workers": "harvesterID, workerID",
 }
 EXTRA_COLUMNS = {"DOMA_PANDA.filesTable4": ["modificationTime"],  # not Spec attributes
-                 "DOMA_PANDA.JEDI_Dataset_Contents": ["jobsetID"]}
+                 "DOMA_PANDA.JEDI_Dataset_Contents": ["jobsetID"],
+                 # what the pilot of a Harvester worker reports (updateWorkerPilotStatus)
+                 "DOMA_PANDA.Harvester_Workers": ["pilotStatus", "pilotStartTime",
+                                                  "pilotEndTime", "pilotStatusSyncTime"]}
 NUMERIC_TIMES = {"cputime", "walltime", "basewalltime", "maxwalltime", "mergewalltime",
                  "cpuconsumptiontime"}
 TIMESTAMP = re.compile(r"(time|date|expiration|ttcrequested|ttcpredicted)$")
@@ -56,9 +62,9 @@ NUMERIC = re.compile(
     r"brokerageerrorcode|jobdispatchererrorcode|taskpriority|minramcount|baseramcount|"
     r"mergeramcount|mergecorecount|ninputdatafiles|noutputdatafiles|inputfilebytes|"
     r"outputfilebytes|jobdefinitionid|jeditaskid|datasetid|fileid|row_id|taskid|"
-    r"attemptnr|maxattempt|ramcount)$")
+    r"attemptnr|maxattempt|ramcount|ncore|nativeexitcode|njobs)$")
 STRING_IDS = {"guid", "batchid", "grid", "pilotid", "produserid", "schedulerid", "ticketid",
-              "vuid"}
+              "vuid", "harvesterid", "nodeid"}
 TEXT = {"jobparameters", "metadata", "taskparams", "jedi_task_parameters", "splitrule",
         "errordialog", "diagnostics", "data", "json_data", "jobmetrics"}
 
@@ -139,10 +145,20 @@ BOOKKEEPING = {
     "ninputdatafiles:n",
     "DOMA_PANDA.Task_Metrics": "jeditaskid creationtime modificationtime data:x",
     "DOMA_PANDA.Job_Metrics": "jeditaskid pandaid creationtime modificationtime data:x",
-    # read when a pilot updates a job (the Harvester worker that ran it, if any)
-    "DOMA_PANDA.Harvester_Rel_Jobs_Workers": "harvesterid workerid:n pandaid:n lastupdate:t",
-    "DOMA_PANDA.Harvester_Workers": "harvesterid workerid:n computingelement computingsite "
-    "status lastupdate:t",
+    # Harvester's instances, its workers' jobs, worker statistics, commands, dialogs and
+    # metrics (the harvester/* API); columns and kinds as PanDA's reference schema has them
+    "DOMA_PANDA.Harvester_Rel_Jobs_Workers": "harvesterid:s workerid:n pandaid:n lastupdate:t",
+    "DOMA_PANDA.Harvester_Instances": "harvester_id:s description:s starttime:t owner:s "
+    "hostname:s lastupdate:t sw_version:s commit_stamp:s",
+    "DOMA_PANDA.Harvester_Worker_Stats": "harvester_id:s computingsite:s resourcetype:s "
+    "status:s jobtype:s n_workers:n lastupdate:t",
+    "DOMA_PANDA.Harvester_Commands": "command_id:n command:s harvester_id:s ack_requested:n "
+    "creation_date:t status:s status_date:t params:x",
+    "DOMA_PANDA.Harvester_Command_Lock": "harvester_id:s computingsite:s resourcetype:s "
+    "command:s lockedtime:t lockedby:s",
+    "DOMA_PANDA.Harvester_Dialogs": "harvester_id:s diagid:n modulename:s identifier:s "
+    "creationtime:t messagelevel:s diagmessage:s",
+    "DOMA_PANDA.Harvester_Metrics": "harvester_id:s creation_time:t harvester_host:s metrics:s",
     # the pilot's final report of a job, consumed by the server's Adder
     "DOMA_PANDA.Job_Output_Report": "pandaid:n prodsourcelabel jobstatus attemptnr:n data:x "
     "timestamp:t lockedby lockedtime:t",
@@ -163,10 +179,26 @@ BOOKKEEPING = {
     "ncurrent:n jobid:n status vo",
 }
 KINDS = {"n": "BIGINT", "s": "VARCHAR(4000)", "t": "TIMESTAMP", "j": "JSONB", "x": "TEXT"}
+# Active-job counts per queue and state, read by the statistics API Harvester's worker
+# adjuster uses (pull mode: pilots for activated jobs). Production fills this table from
+# jobsActive4 every 2 minutes with a scheduled procedure; here a view gives the same rows live.
+JOBS_ACTIVE_STATS = """
+CREATE VIEW DOMA_PANDA.mv_jobsactive4_stats AS
+SELECT localtimestamp AS cur_date, cloud, computingsite, countrygroup, workinggroup,
+       relocationflag, jobstatus, processingtype, prodsourcelabel,
+       (currentpriority / 10) * 10 AS currentpriority, vo, workqueue_id,
+       COUNT(*) AS num_of_jobs, SUM(COALESCE(actualcorecount, corecount)) AS num_of_cores,
+       resource_type
+FROM DOMA_PANDA.jobsactive4
+GROUP BY cloud, computingsite, countrygroup, workinggroup, relocationflag, jobstatus,
+         processingtype, prodsourcelabel, (currentpriority / 10) * 10, vo, workqueue_id,
+         resource_type;
+"""
 SEQUENCES = ["DOMA_DEFT.PRODSYS2_TASK_ID_SEQ", "DOMA_PANDA.JOBSDEFINED4_PANDAID_SEQ",
              "DOMA_PANDA.FILESTABLE4_ROW_ID_SEQ", "DOMA_PANDA.JEDI_DATASETS_ID_SEQ",
              "DOMA_PANDA.JEDI_DATASET_CONT_FILEID_SEQ", "DOMA_PANDAMETA.USERS_ID_SEQ",
-             "DOMA_PANDA.JEDI_OUTPUT_TEMPLATE_ID_SEQ", "DOMA_PANDA.SUBCOUNTER_SUBID_SEQ"]
+             "DOMA_PANDA.JEDI_OUTPUT_TEMPLATE_ID_SEQ", "DOMA_PANDA.SUBCOUNTER_SUBID_SEQ",
+             "DOMA_PANDA.HARVESTER_COMMAND_ID_SEQ"]
 
 
 def bookkeeping_table(table: str, spec: str) -> str:
@@ -201,7 +233,7 @@ def main() -> None:
     out += [spec_table(t, m, c) for t, (m, c) in SPEC_TABLES.items()]
     out += [bookkeeping_table(t, cols) for t, cols in BOOKKEEPING.items()]
     out += [f"CREATE SEQUENCE {seq};" for seq in SEQUENCES]
-    out.append(BYTEA_COMPAT)
+    out += [BYTEA_COMPAT, JOBS_ACTIVE_STATS]
     out += [f"INSERT INTO DOMA_PANDA.JEDI_AUX_Status_MinTaskID VALUES ('{s}', 0);"
             for s in TASK_STATUSES.split()]
     sys.stdout.write("\n".join(out) + "\n")

@@ -306,7 +306,7 @@ class LocalPandaServer:
             (auth / f"{vo_role}_auth_config.json").write_text(json.dumps({
                 "client_id": self._issuer.client_id, "vo": self.vo,
                 "oidc_config_url": self._issuer.discovery_url}))
-        (etc / "panda_common.cfg").write_text(_COMMON_CFG.format(
+        (etc / "panda_common.cfg").write_text(COMMON_CFG.format(
             logdir=self.log_dir, level=os.environ.get("EPIC_PANDA_LOG_LEVEL", "INFO")))
         (etc / "panda_server.cfg").write_text(_SERVER_CFG.format(
             logdir=self.log_dir, cache=self.workdir / "cache", host=self.pg_host,
@@ -333,7 +333,8 @@ class LocalPandaServer:
                          fix=f"read {self.log_dir} and {self.workdir / 'gunicorn.log'}")
 
 
-_COMMON_CFG = """[logger]
+# panda_common.cfg (PanDA's logger settings), shared by the loopback PanDA server and Harvester
+COMMON_CFG = """[logger]
 loghost=localhost
 monport-apache=80
 method=GET

@@ -22,7 +22,14 @@ from epic_wfms.monitor.api.params import (
     Sort,
 )
 from epic_wfms.monitor.pages.render import page
-from epic_wfms.monitor.state import MonitorState, monitor_state, read_session, sensitive_session
+from epic_wfms.monitor.state import (
+    MonitorState,
+    monitor_state,
+    read_session,
+    sensitive_reader,
+    sensitive_session,
+)
+from epic_wfms.sites.harvester_workers import ALIVE, HarvesterDbError, per_queue, read_workers
 from epic_wfms.statemachine.table import ALLOWED_READINESS, transitions_from
 
 router = APIRouter(include_in_schema=False)
@@ -140,6 +147,33 @@ def sites(request: Request, session: Session = Db, hours: Hours = 24,
           state: MonitorState = State) -> Any:
     data = {"sites": q.sites(session, state.configured_sites(), hours), "hours": hours}
     return page(request, "sites.html", data, "Sites")
+
+
+@router.get("/harvester")
+def harvester(request: Request, state: MonitorState = State, _: Any = Depends(sensitive_reader),
+              limit: Limit = 100) -> Any:
+    """Harvester's workers per queue and the latest workers (``monitor.harvester_db``)."""
+    location = state.config.monitor.harvester_db
+    data: dict[str, Any] = {"configured": location is not None, "queues": [], "workers": []}
+    if location is not None:
+        try:
+            workers = read_workers(location)
+        except HarvesterDbError as error:
+            data["error"] = str(error)
+            workers = []
+        data["queues"] = [{"queue": name, "alive": sum(n for s, n in c.items() if s in ALIVE),
+                           "states": dict(sorted(c.items()))}
+                          for name, c in per_queue(workers).items()]
+        data["workers"] = [{"worker_id": w.worker_id, "queue": w.queue, "status": w.status,
+                            "batch_id": w.batch_id, "submit_time": _iso(w.submit_time),
+                            "end_time": _iso(w.end_time), "exit_code": w.exit_code,
+                            "diagnostics": w.diagnostics, "panda_ids": list(w.panda_ids)}
+                           for w in workers[:limit]]
+    return page(request, "harvester.html", data, "Harvester workers")
+
+
+def _iso(value: Any) -> str | None:
+    return value.isoformat() if value is not None else None
 
 
 @router.get("/sites/{name}")

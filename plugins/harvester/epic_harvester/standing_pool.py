@@ -1,7 +1,8 @@
 """Keep a pool of standing streaming workers alive at a target size (R3.9).
 
 At ``run_imminent`` epic-wfms writes the pool's target size to a small JSON file
-(:func:`write_pool_target`); at ``end_run`` it writes 0. Two Harvester plugins read it:
+(``epic_wfms.sites.standing_pool.write_pool_target``: ``{"target", "run_number",
+"updated"}``); at ``end_run`` it writes 0. Two Harvester plugins read it:
 
 * ``StandingPoolThrottler`` (queue config block ``throttler``): Harvester's worker adjuster
   asks ``to_be_throttled(queue_config)`` every cycle before submitting; we throttle while
@@ -29,10 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import threading
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -74,20 +72,7 @@ ALIVE_STATUSES = frozenset({"submitted", "ready", "running", "idle", "pending"})
 FINAL_STATUSES = frozenset({"finished", "failed", "cancelled", "missed"})
 
 
-# -- the target, written by epic-wfms -------------------------------------------------------
-def write_pool_target(path: Path | str, target: int, run_number: int | None = None) -> None:
-    """Atomically publish the pool's target size (0 stops the pool after the run)."""
-    if target < 0:
-        raise ValueError(f"pool target must be >= 0, got {target}")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    body = json.dumps({"target": target, "run_number": run_number, "updated": time.time()})
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as handle:
-        handle.write(body)
-    os.replace(tmp, path)
-
-
+# -- the target, written by epic-wfms (epic_wfms.sites.standing_pool.write_pool_target) ---
 @dataclass
 class PoolTarget:
     """Reads the target file; a missing or broken file keeps the last good value."""
@@ -140,12 +125,15 @@ def plan_pool(target: int, statuses: Iterable[str], max_new_per_cycle: int = 0,
 
 
 def _harvester_alive_counter(queue_name: str, site_name: str) -> int:
-    """Workers submitted or running for the queue, from Harvester's own database."""
+    """Workers of the queue alive in Harvester's own database (any alive status).
+
+    ``DBProxy.get_worker_stats_full`` counts every status per queue; ``get_worker_stats``
+    (0.7.5) keeps only the last status row it reads per resource type, so it under-counts."""
     from pandaharvester.harvestercore.db_proxy_pool import DBProxyPool
 
-    stats = DBProxyPool().get_worker_stats(site_name)  # {jobType: {resourceType: {status: n}}}
-    return sum(v.get("running", 0) + v.get("submitted", 0)
-               for by_rt in stats.values() for v in by_rt.values())
+    stats = DBProxyPool().get_worker_stats_full(filter_site_list=[queue_name])
+    totals = stats.get(queue_name, {}).get("_total", {}).get("_total", {})
+    return sum(n for status, n in totals.items() if status in ALIVE_STATUSES)
 
 
 # -- the per-cycle grant shared by the throttler and the worker maker ----------------------
@@ -176,7 +164,7 @@ class StandingPoolThrottler(PluginBase):
 
     Block keys: ``targetFile`` (JSON written by epic-wfms), ``targetWorkers`` (static
     fallback), ``maxPool`` (hard cap). ``workerCounter(queue_name, site_name) -> int`` may be
-    injected; by default Harvester's DBProxy ``get_worker_stats`` is used.
+    injected; by default the queue's alive workers in Harvester's database are counted.
     """
 
     def __init__(self, **kwarg: Any) -> None:
