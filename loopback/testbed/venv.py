@@ -27,7 +27,7 @@ class TestbedInstall:
 def ensure_testbed() -> TestbedInstall:
     """Sources found (or SourceUnavailable), virtualenv built: ready to run a workflow."""
     venv = server_venv("testbed", "EPIC_WFMS_TESTBED_VENV")
-    cache = venv.parent / f".{venv.name}-src"
+    cache = venv.parent / f"{venv.name}-src"
     testbed = source_tree("swf-testbed", cache)
     common_lib = source_tree("swf-common-lib", cache)
     ensure_venv(venv, REQUIREMENTS, "ePIC testbed", first=[str(common_lib)])
