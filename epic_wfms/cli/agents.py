@@ -14,6 +14,7 @@ from pathlib import Path
 from epic_wfms.backends import Backends, build_backends
 from epic_wfms.config import Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.monitor.event_log import EventLog
 from epic_wfms.store.schema import AgentRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
@@ -29,7 +30,7 @@ def agent_name(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
-def beat(backends: Backends, name: str, role: str, status: str) -> None:
+def beat(backends: Backends, name: str, role: str, status: AgentStatus) -> None:
     with backends.db.session() as session:
         session.merge(AgentRecord(
             name=name, role=role, host=socket.gethostname(), pid=os.getpid(), status=status,
@@ -57,14 +58,14 @@ def run_agent(role: str, config: Config) -> None:
         if role == "daq":
             raise ValueError("the daq agent is started with run_daq_agent")
         component = _start_role(role, config, backends)
-        beat(backends, name, role, "running")
+        beat(backends, name, role, AgentStatus.RUNNING)
         log.info("agent %s running", name)
         while not stop.wait(HEARTBEAT_S):
-            beat(backends, name, role, "running")
+            beat(backends, name, role, AgentStatus.RUNNING)
         if isinstance(component, Orchestrator):
             component.stop()
     finally:
-        beat(backends, name, role, "stopped")
+        beat(backends, name, role, AgentStatus.STOPPED)
         backends.close()
 
 
@@ -115,10 +116,10 @@ def run_daq_agent(
                        DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
     stop = _stop_event()
     try:
-        beat(backends, name, "daq", "running")
+        beat(backends, name, "daq", AgentStatus.RUNNING)
         _play(daq, progress, run, stfs, standby, stop)
     finally:
-        beat(backends, name, "daq", "stopped")
+        beat(backends, name, "daq", AgentStatus.STOPPED)
         backends.close()
 
 

@@ -14,6 +14,8 @@ from sqlalchemy import select
 
 from epic_wfms.config import Config
 from epic_wfms.ddm.interface import DID, DataManagement
+from epic_wfms.lifecycle.run import RunStatus
+from epic_wfms.lifecycle.stf import ArchiveStatus, Validation
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.integrity import report_issue
@@ -44,7 +46,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
     view = catalog_view(ddm, dataset)
     with db.session() as session:
         stfs = session.scalars(select(StfRecord).where(
-            StfRecord.run_number == run_number, StfRecord.validation == "ok")).all()
+            StfRecord.run_number == run_number, StfRecord.validation == Validation.OK)).all()
         run = session.get(RunRecord, run_number)
     tapes = [site.tape_rse for site in config.sites]
     found: list[tuple[str | None, str]] = []
@@ -57,7 +59,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
         if entry.adler32 is not None and entry.adler32 != stf.adler32:
             found.append((stf.filename, f"checksum differs: store ad:{stf.adler32}, "
                                         f"DDM ad:{entry.adler32}"))
-        if stf.archive_status == "archived":
+        if stf.archive_status == ArchiveStatus.ARCHIVED:
             missing = [t for t in tapes if entry.states.get(t) != "A"]
             if missing:
                 found.append((stf.filename, f"archived in the store but no available replica "
@@ -66,7 +68,8 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
     found += [(name, f"in DDM dataset {dataset} but unknown to the store")
               for name in sorted(set(view) - known)]
     is_open = getattr(ddm, "is_open", None)
-    if run is not None and run.status == "finished" and is_open and view and is_open(dataset):
+    finished = run is not None and run.status == RunStatus.FINISHED
+    if finished and is_open and view and is_open(dataset):
         found.append((None, f"run {run_number} is finished but DDM dataset {dataset} is open"))
     return found
 

@@ -6,6 +6,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from epic_wfms.lifecycle.template import (
+    STEP_RUN,
+    SUBMISSION,
+    SUBMISSION_ENDED,
+    StepRunStatus,
+    SubmissionStatus,
+)
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
     ProductionTagUsageRecord,
@@ -18,7 +25,8 @@ from epic_wfms.templates.tags import UsageLookup
 
 
 def record_submission(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool,
-                      status: str = "submitted", runtime: str | None = None) -> int:
+                      status: SubmissionStatus = SubmissionStatus.SUBMITTED,
+                      runtime: str | None = None) -> int:
     """Store the rendered workflow with its template version and hashes; return its id."""
     with db.session() as session:
         record = TemplateSubmissionRecord(
@@ -28,7 +36,7 @@ def record_submission(db: Database, workflow: RenderedWorkflow, target: str, dry
             activity=workflow.campaign.activity,
             parameters=workflow.model_dump(mode="json")["parameters"],
             rendered=workflow.model_dump(mode="json", by_alias=True),
-            status=status, runtime=runtime)
+            status=SUBMISSION.check(None, status), runtime=runtime)
         session.add(record)
         session.flush()
         submission_id = record.id
@@ -45,14 +53,15 @@ def _record_tags(session: Any, workflow: RenderedWorkflow, submission_id: int) -
                 submission_id=submission_id))
 
 
-def finish_submission(db: Database, submission_id: int, status: str,
+def finish_submission(db: Database, submission_id: int, status: SubmissionStatus,
                       error: str | None = None, runtime: str | None = None) -> None:
     with db.session() as session:
         record = session.get(TemplateSubmissionRecord, submission_id)
-        record.status, record.error = status, error
+        record.status = SUBMISSION.check(record.status, status, f"submission {submission_id}")
+        record.error = error
         if runtime:
             record.runtime = runtime
-        if status in ("finished", "failed"):
+        if status in SUBMISSION_ENDED:
             record.finished_at = utcnow()
 
 
@@ -61,17 +70,19 @@ def start_step_run(db: Database, submission_id: int, step: str, iteration: int, 
     with db.session() as session:
         record = TemplateStepRunRecord(
             submission_id=submission_id, step=step, iteration=iteration, job_index=job,
-            attempt=attempt, status="running", command=command, runtime=runtime)
+            attempt=attempt, status=StepRunStatus.RUNNING, command=command,
+            runtime=runtime)
         session.add(record)
         session.flush()
         return record.id
 
 
-def end_step_run(db: Database, run_id: int, status: str, exit_code: int | None,
+def end_step_run(db: Database, run_id: int, status: StepRunStatus, exit_code: int | None,
                  outputs: list[str], message: str | None = None) -> None:
     with db.session() as session:
         record = session.get(TemplateStepRunRecord, run_id)
-        record.status, record.exit_code, record.message = status, exit_code, message
+        record.status = STEP_RUN.check(record.status, status, f"step run {run_id}")
+        record.exit_code, record.message = exit_code, message
         record.outputs = {"files": outputs}
         record.ended_at = utcnow()
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epic_wfms.lifecycle.template import StepOutcome, StepRunStatus, SubmissionStatus
 from epic_wfms.store.database import Database
 from epic_wfms.templates import records
 from epic_wfms.templates.loader import default_template_dir
@@ -73,7 +74,7 @@ class WorkflowRunner:
                  ) -> None:
         self.db, self.workflow, self.options = db, workflow, options
         self.runtime, self.runtime_note = container_runtime()
-        self.status: dict[str, str] = {}
+        self.status: dict[str, StepOutcome] = {}
         self.validated: set[str] = set()
         self.converged: dict[str, int] = {}
         self.messages: dict[str, str] = {}
@@ -113,13 +114,13 @@ class WorkflowRunner:
     def run(self) -> dict[str, Any]:
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self.submission_id = records.record_submission(
-            self.db, self.workflow, "local", dry_run=False, status="running",
+            self.db, self.workflow, "local", dry_run=False, status=SubmissionStatus.RUNNING,
             runtime=self.runtime_note)
         self._prepare_external_inputs()
         for step in self.workflow.steps:
             self.status[step.name] = self._run_step(step)
-        failed = [n for n, s in self.status.items() if s != "finished"]
-        status = "failed" if failed else "finished"
+        failed = [n for n, s in self.status.items() if s != StepOutcome.FINISHED]
+        status = SubmissionStatus.FAILED if failed else SubmissionStatus.FINISHED
         error = "; ".join(f"{n}: {self.messages.get(n, self.status[n])}" for n in failed)
         records.finish_submission(self.db, self.submission_id, status, error or None)
         return self.report(status, error)
@@ -133,11 +134,11 @@ class WorkflowRunner:
                 "outputs": outputs, "runtime": self.runtime, "runtime_note": self.runtime_note,
                 "rendered_hash": self.workflow.rendered_hash, "workdir": str(self.options.workdir)}
 
-    def _run_step(self, step: Step) -> str:
-        blocked = [d for d in step.depends_on if self.status.get(d) != "finished"]
+    def _run_step(self, step: Step) -> StepOutcome:
+        blocked = [d for d in step.depends_on if self.status.get(d) != StepOutcome.FINISHED]
         if blocked:
             self.messages[step.name] = f"not run: upstream {', '.join(blocked)} did not finish"
-            return "skipped"
+            return StepOutcome.SKIPPED
         try:
             self._check_conditions(step)
             self._execute(step)
@@ -145,8 +146,8 @@ class WorkflowRunner:
                 self._validate(step)
         except StepFailed as error:
             self.messages[step.name] = str(error)
-            return "failed"
-        return "finished"
+            return StepOutcome.FAILED
+        return StepOutcome.FINISHED
 
     def _check_conditions(self, step: Step) -> None:
         for cond in step.when:
@@ -229,7 +230,8 @@ class WorkflowRunner:
         if code != 0 or missing:
             why = (f"exit code {code}" if code != 0 else
                    f"payload did not write {', '.join(missing)}")
-            records.end_step_run(self.db, run_id, "failed", code, [], f"{why}\n{log}")
+            records.end_step_run(self.db, run_id, StepRunStatus.FAILED, code, [],
+                                 f"{why}\n{log}")
             self.last_error = f"{why}: {log[-300:]}"
             return False
         written = []
@@ -241,7 +243,8 @@ class WorkflowRunner:
             name = f"{task}.{job:06d}{suffix}.{output.file}"
             shutil.copyfile(directory / output.file, target_dir / name)
             written.append(f"{output.dataset}/{name}")
-        records.end_step_run(self.db, run_id, "finished", code, written, log or None)
+        records.end_step_run(self.db, run_id, StepRunStatus.FINISHED, code, written,
+                             log or None)
         return True
 
     def _command(self, step: Step, template: str, job: int, iteration: int,
@@ -251,8 +254,9 @@ class WorkflowRunner:
         run_id = records.start_step_run(self.db, self.submission_id, f"{step.name}:{label}",
                                         iteration, job, 1, command, self.runtime)
         code, log = self._spawn(step, command, directory, job, iteration)
-        records.end_step_run(self.db, run_id, "finished" if code == 0 else "failed", code, [],
-                             log or None)
+        records.end_step_run(
+            self.db, run_id, StepRunStatus.FINISHED if code == 0 else StepRunStatus.FAILED,
+            code, [], log or None)
         return code
 
     def _validate(self, step: Step) -> None:

@@ -11,17 +11,32 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from epic_wfms.lifecycle.agent import AgentStatus
+from epic_wfms.lifecycle.fastpath import SliceStatus, WorkerStatus
+from epic_wfms.lifecycle.job import JobKind, JobStatus
+from epic_wfms.lifecycle.merge import MergeStatus
+from epic_wfms.lifecycle.run import RunStatus
+from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus, Validation
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
 
-STATE_CLASSES = {  # BigMon-like colours by state name
-    "finished": "ok", "processed": "ok", "done": "ok", "ok": "ok", "archived": "ok",
-    "closed": "ok", "running": "run", "activated": "act", "defined": "act", "queued": "act",
-    "retrying": "warn", "deferred": "warn", "pending": "act", "failed": "bad", "cancelled": "bad",
-    "corrupt": "bad", "open": "run", "announced": "act", "not_required": "muted",
-    "waiting": "muted", "merged": "ok", "registered": "act", "stopped": "muted",
-    "suspended": "warn", "resumed": "ok",
+J, P, A, R = JobStatus, ProcessingStatus, ArchiveStatus, RunStatus
+TONES: dict[str, set[str]] = {  # BigMon-like colours by state name, whatever its lifecycle
+    "ok": {J.FINISHED, P.PROCESSED, P.MERGED, MergeStatus.DONE, Validation.OK, A.ARCHIVED,
+           R.CLOSED, SliceStatus.COMPLETED, "resumed"},
+    "run": {J.RUNNING, P.RUNNING, R.OPEN, SliceStatus.PROCESSING},
+    "act": {J.ACTIVATED, J.DEFINED, P.QUEUED, P.ACTIVATED, A.PENDING, R.ANNOUNCED,
+            WorkerStatus.REGISTERED, "registered"},
+    "warn": {P.RETRYING, P.DEFERRED, "suspended"},
+    "bad": {J.FAILED, J.CANCELLED, P.FAILED, P.REJECTED, Validation.CORRUPT, WorkerStatus.DEAD},
+    "muted": {P.NOT_REQUIRED, P.WAITING, A.NOT_ARCHIVED, AgentStatus.STOPPED,
+              WorkerStatus.EXITED},
 }
+STATE_CLASSES = {str(state): tone for tone, states in TONES.items() for state in states}
+# the choices of the pages' status filters
+STATUSES = {"run": list(RunStatus), "job": list(JobStatus), "job_kind": list(JobKind),
+            "stf_processing": list(ProcessingStatus), "stf_archive": list(ArchiveStatus)}
 
 
 def state_class(value: Any) -> str:
@@ -61,7 +76,8 @@ def query_with(request: Request, **changes: Any) -> str:
 
 
 templates.env.filters.update(state=state_class, t=short_time)
-templates.env.globals.update(seconds_between=seconds_between, query_with=query_with)
+templates.env.globals.update(seconds_between=seconds_between, query_with=query_with,
+                             statuses=STATUSES)
 
 
 def wants_json(request: Request) -> bool:
