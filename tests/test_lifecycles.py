@@ -28,14 +28,17 @@ from epic_wfms.lifecycle import LIFECYCLES, Lifecycle
 from epic_wfms.lifecycle.docs import lifecycles_markdown
 from epic_wfms.lifecycle.job import JobStatus
 from epic_wfms.lifecycle.run import RunStatus
-from epic_wfms.lifecycle.stf import PROCESSING, ProcessingStatus
+from epic_wfms.lifecycle.stf import PROCESSING, ProcessingStatus, RejectionKind
 from epic_wfms.model import naming
+from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.stf import SuperTimeFrame
 from epic_wfms.monitor.auth import Principal
 from epic_wfms.monitor.writes import Operations
 from epic_wfms.store.database import Database
 from epic_wfms.store.migrate import alembic_config
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
+from epic_wfms.streaming.ingest import validate_against_daq
 from tests.conftest import Installation, private_postgres_schema, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,6 +125,26 @@ def test_docs_are_generated_from_the_tables():
     assert doc == lifecycles_markdown(), "regenerate: epic-wfms lifecycles > docs/lifecycles.md"
     printed = CliRunner().invoke(cli, ["lifecycles"])
     assert printed.exit_code == 0 and printed.output == doc
+
+
+def test_rejection_kinds_come_from_the_check_that_failed(tmp_path):
+    path = tmp_path / naming.stf_filename(1, 0)
+    path.write_bytes(b"super time frame")
+    good = SuperTimeFrame(
+        run_number=1, sequence=0, filename=path.name, first_tf_time=utcnow(),
+        last_tf_time=utcnow(), tf_count=1, size_bytes=path.stat().st_size,
+        adler32=file_adler32(path), state="run", substate="physics")
+    assert validate_against_daq(good, path) is None
+    cases = [
+        (good, tmp_path / "absent.stf", RejectionKind.UNREADABLE, "not readable"),
+        (good.model_copy(update={"size_bytes": 3}), path, RejectionKind.SIZE_MISMATCH,
+         "DAQ says 3 B"),
+        (good.model_copy(update={"adler32": "00000001"}), path,
+         RejectionKind.CHECKSUM_MISMATCH, "DAQ says ad:00000001"),
+    ]
+    for stf, where, kind, detail in cases:
+        rejection = validate_against_daq(stf, where)
+        assert rejection.kind is kind and detail in rejection.problem
 
 
 # -- every move the code makes is in the table --------------------------------------------------

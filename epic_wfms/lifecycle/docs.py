@@ -54,7 +54,7 @@ def _lifecycle(lc: Lifecycle) -> str:
         lines += [f"| `{g.name}` | {', '.join(f'`{s}`' for s in lc.states if s in g)} | "
                   f"{g.meaning} |" for g in lc.groups]
     lines += ["", "```mermaid", "stateDiagram-v2"]
-    lines += [f"    [*] --> {s}" for s in lc.states if s in lc.initial]
+    lines += [f"    [*] --> {_id(s)}" for s in lc.states if s in lc.initial]
     lines += [f"    {source} --> {target}" for source, target in _edges(lc)]
     lines += ["```", ""]
     return "\n".join(lines)

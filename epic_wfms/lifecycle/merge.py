@@ -37,7 +37,7 @@ MERGE = Lifecycle(
     "merge", "merges.status", MergeStatus,
     {
         M.RUNNING: "its job is submitted (again after a failed attempt or a restart)",
-        M.DONE: "output registered; ``output`` is the name actually written",
+        M.DONE: "output registered; `output` is the name actually written",
         M.FAILED: "its job failed max_attempts times (integrity issue merge_failed)",
     },
     [

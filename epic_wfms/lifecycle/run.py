@@ -28,7 +28,8 @@ RUN_MERGING = group("RUN_MERGING", {R.OPEN, R.CLOSED},
 RUN = Lifecycle(
     "run", "runs.status", RunStatus,
     {
-        R.ANNOUNCED: "run_imminent received, or the first STF of an unannounced run",
+        R.ANNOUNCED: "run_imminent received (or the first STF or run-control message of an "
+                     "unannounced run)",
         R.OPEN: "start_run received",
         R.CLOSED: "the run ended: end_run, or a state change that closes it (beam_lost or "
                   "detector_fault during a run, end_calib, end_test)",
