@@ -3,8 +3,11 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# the GitHub workflow, checked by actionlint; shellcheck/pyflakes off so that every machine
+# checks the same (GitHub's runners have shellcheck, this one may not)
+ACTIONLINT := $(BIN)/actionlint -shellcheck= -pyflakes= .github/workflows/ci.yml
 
-.PHONY: demo test bench lint clean
+.PHONY: demo test bench lint dist clean
 
 $(STAMP): pyproject.toml loopback/pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	bash .ci/services-up
 	$(BIN)/ruff check epic_wfms loopback tests bench
+	$(ACTIONLINT)
 	$(BIN)/pytest
 
 bench: $(STAMP)
@@ -32,6 +36,12 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check epic_wfms loopback tests bench
+	$(ACTIONLINT)
+
+# the wheel and the sdist in dist/, versioned from git tags (setuptools-scm)
+dist: $(STAMP)
+	rm -rf dist
+	$(BIN)/python -m build
 
 clean:
-	rm -rf $(VENV) .epic-wfms build *.egg-info
+	rm -rf $(VENV) .epic-wfms build dist *.egg-info

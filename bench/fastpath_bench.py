@@ -21,13 +21,11 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from epic_wfms.backends import build_backends
 from epic_wfms.config import load_config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
 from epic_wfms.fastpath.results import fastpath_report
+from epic_wfms.installation import Installation
 from epic_wfms.store.schema import TfSliceRecord
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import percentile
 
 DAQ_RATE = 2.0  # ePIC DAQ: ~2 STF/s
@@ -37,12 +35,9 @@ def play(root: Path, runner: str, n: int, rate: float, pool: dict) -> dict:
     config = load_config(data_dir=root, processing={"merge_every": 25, "missing_grace_s": 0},
                          fastpath={"runner": runner, "pool": pool, "slice_tfs": 5,
                                    "express_tfs": 2, "drain_grace_s": 0.5})
-    backends = build_backends(config)
-    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor)
-    orchestrator = Orchestrator(ctx)
-    orchestrator.start()
-    daq = DaqSimulator(backends.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
-                       DaqSettings(rate_hz=rate, tf_sample_size=10, seed=7))
+    installation = Installation.build(config)
+    orchestrator = installation.start()
+    daq = installation.daq(DaqSettings(rate_hz=rate, tf_sample_size=10, seed=7))
     started = time.monotonic()
     try:
         daq.bring_up()
@@ -59,13 +54,12 @@ def play(root: Path, runner: str, n: int, rate: float, pool: dict) -> dict:
             raise RuntimeError("benchmark run did not finish within 600 s")
         if not orchestrator.fastpath.pool.wait_drained(600):
             raise RuntimeError("fast path did not drain within 600 s")
-        report = fastpath_report(backends.db, 1)
-        with backends.db.session() as session:
+        report = fastpath_report(installation.db, 1)
+        with installation.db.session() as session:
             rows = session.execute(select(TfSliceRecord.started_at, TfSliceRecord.completed_at,
                                           TfSliceRecord.express)).all()
     finally:
-        orchestrator.stop()
-        backends.close()
+        installation.close()
     on_worker = [(done - start).total_seconds() for start, done, _e in rows if done]
     report["on_worker_p50"] = percentile(on_worker, 50)
     report["wall_s"] = time.monotonic() - started

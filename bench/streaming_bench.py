@@ -25,18 +25,16 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from epic_wfms.backends import build_backends, open_database
 from epic_wfms.cli.demo import DemoOptions, services_config, wait_finished
 from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, load_config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.installation import Installation, open_database
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.schema import StfRecord
 from epic_wfms.store.scratch import scratch_schema
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import percentile
 from epic_wfms.wfms import JobSpec
 
@@ -54,25 +52,21 @@ def _config(root: Path, slots: int):
 
 def run_pipeline(root: Path, n: int, rate: float, size: int, slots: int) -> dict:
     config = _config(root, slots)
-    backends = build_backends(config)
-    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor)
-    orchestrator = Orchestrator(ctx)
-    orchestrator.start()
-    daq = DaqSimulator(backends.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
-                       DaqSettings(stf_size_bytes=size, rate_hz=rate, tf_sample_size=0))
+    installation = Installation.build(config)
+    orchestrator = installation.start()
+    daq = installation.daq(DaqSettings(stf_size_bytes=size, rate_hz=rate, tf_sample_size=0))
     try:
         daq.bring_up()
         daq.physics_run(1, n)
         if not orchestrator.wait_run_finished(1, 600):
             raise RuntimeError("benchmark run did not finish within 600 s")
-        with backends.db.session() as session:
+        with installation.db.session() as session:
             rows = session.execute(select(
                 StfRecord.available_at, StfRecord.registered_at, StfRecord.dispatched_at,
                 StfRecord.processed_at)).all()
             assert session.scalar(select(func.count()).select_from(StfRecord)) == n
     finally:
-        orchestrator.stop()
-        backends.close()
+        installation.close()
     return _figures(rows)
 
 
@@ -163,10 +157,9 @@ def _agent_cpu(agents: AgentSet) -> dict[str, float]:
 def run_baseline(root: Path, n: int, size: int) -> dict:
     """Serial: validate, register, archive to two tapes, stage, reco -- one STF at a time."""
     config = _config(root, 1)
-    backends = build_backends(config)
+    backends = Installation.build(config, roles=("process",))  # its executor, no roles run
     ddm, executor = backends.ddm, backends.executor
-    daq = DaqSimulator(backends.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
-                       DaqSettings(stf_size_bytes=size, rate_hz=0, tf_sample_size=0,
+    daq = backends.daq(DaqSettings(stf_size_bytes=size, rate_hz=0, tf_sample_size=0,
                                    skip_sequences=set(range(n))))
     rows = []
     try:

@@ -1,3 +1,5 @@
 """epic-wfms: the ePIC workflow-management layer on top of PanDA/JEDI, iDDS, Rucio, Harvester."""
 
-__version__ = "0.1.0"
+from epic_wfms.version import package_version
+
+__version__ = package_version()

@@ -122,6 +122,18 @@ class PandaConfig(_Strict):
     auth_vo: str = Field(default="epic.production", description="token Origin: VO[.role]")
     token_file: Path | None = Field(default=None, description="file holding the OIDC ID token")
     verify_host: bool = True
+    vo: str = "epic"
+    queues: dict[str, str] = Field(
+        default_factory=lambda: {"E1_BNL": "BNL_EPIC_PROMPT", "E1_JLAB": "JLAB_EPIC_PROMPT"},
+        description="E1 site -> the PanDA queue its prompt processing and merges run at")
+    transformation: str = Field(
+        default="epic-reco", description="transPath of ePIC's jobs: what the pilot runs with "
+        "the job's command line as arguments")
+    container_image: str | None = Field(
+        default="docker://eicweb/eic_xl:nightly", description="image the jobs run in; None: "
+        "the worker node's environment")
+    poll_interval_s: float = Field(default=2.0, gt=0,
+                                   description="how often PanDA's jobs are read back")
 
 
 class WfmsConfig(_Strict):
@@ -296,6 +308,9 @@ class MonitorConfig(_Strict):
     live_poll_s: float = Field(default=1.0, gt=0, description="store poll period of live pages")
     notify_poll_s: float = Field(default=5.0, gt=0)
     notifications: list[NotificationRule] = Field(default_factory=list)
+    bigmon_url: str | None = Field(
+        default=None, pattern=r"^https?://",
+        description="PanDA's monitor (BigMon) base URL: task and job pages link to it")
 
 
 class Config(_Strict):

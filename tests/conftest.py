@@ -9,36 +9,27 @@ from pathlib import Path
 
 import pytest
 
-from epic_wfms.backends import Backends, build_backends
 from epic_wfms.config import Config, load_config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
+from epic_wfms.installation import Installation
 from epic_wfms.store.scratch import scratch_schema
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import Orchestrator
 from tests.rucio_fixtures import rucio_scope, rucio_server  # noqa: F401 (session fixtures)
 
 
-class Installation:
-    """An E1 installation plus the E0 DAQ simulator, as the demo wires them."""
+class StreamingRig:
+    """An installation with every streaming role (as the demo builds it) plus the E0 DAQ
+    simulator playing into its DAQ buffer."""
 
     def __init__(self, config: Config, daq_settings: DaqSettings) -> None:
-        self.config = config
-        self.backends: Backends = build_backends(config)
-        b = self.backends
-        self.ctx = StreamingContext(config, b.db, b.bus, b.ddm, b.executor)
-        self.orchestrator = Orchestrator(self.ctx)
-        self.orchestrator.start()
-        self.daq = DaqSimulator(
-            b.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse, daq_settings
-        )
-
-    @property
-    def db(self):
-        return self.backends.db
+        self.installation = Installation.build(config)
+        self.orchestrator = self.installation.start()
+        self.daq = self.installation.daq(daq_settings)
+        self.config, self.db, self.bus = config, self.installation.db, self.installation.bus
+        self.ddm, self.executor = self.installation.ddm, self.installation.executor
+        self.ctx = self.orchestrator.ctx
 
     def close(self) -> None:
-        self.orchestrator.stop()
-        self.backends.close()
+        self.installation.close()
 
 
 POSTGRES_URL = os.environ.get(
@@ -86,11 +77,11 @@ def daq_settings() -> DaqSettings:
 def installation_factory(
     tmp_path: Path, daq_settings: DaqSettings, database_url: str
 ) -> Iterator:
-    made: list[Installation] = []
+    made: list[StreamingRig] = []
 
-    def make(config: Config | None = None, settings: DaqSettings | None = None) -> Installation:
+    def make(config: Config | None = None, settings: DaqSettings | None = None) -> StreamingRig:
         config = config or make_config(tmp_path, database_url)
-        inst = Installation(config, settings or daq_settings)
+        inst = StreamingRig(config, settings or daq_settings)
         made.append(inst)
         return inst
 
@@ -100,5 +91,5 @@ def installation_factory(
 
 
 @pytest.fixture
-def installation(installation_factory) -> Installation:
+def installation(installation_factory) -> StreamingRig:
     return installation_factory()

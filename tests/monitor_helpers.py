@@ -7,7 +7,7 @@ from pathlib import Path
 from epic_wfms.config import Config, load_config
 from epic_wfms.daq import DaqSettings
 from epic_wfms.monitor.auth import issue_token
-from tests.conftest import Installation
+from tests.conftest import StreamingRig
 
 FAILING_SEQ = 5  # fails every attempt in run 301: the retry write path has work
 
@@ -22,8 +22,8 @@ def monitor_config(data_dir: Path, database_url: str | None = None, **monitor: o
     )
 
 
-def installation(config: Config) -> Installation:
-    return Installation(config, DaqSettings(stf_size_bytes=4 * 1024, tfs_per_stf=10, rate_hz=0,
+def installation(config: Config) -> StreamingRig:
+    return StreamingRig(config, DaqSettings(stf_size_bytes=4 * 1024, tfs_per_stf=10, rate_hz=0,
                                             tf_sample_size=2))
 
 

@@ -9,10 +9,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from epic_wfms.backends import open_database
 from epic_wfms.cli.main import cli
 from epic_wfms.config import load_config
 from epic_wfms.errors import ConfigurationError
+from epic_wfms.installation import open_database
 from epic_wfms.simulation import FabricSimulation, SimSettings, parse_outage
 from epic_wfms.sites import load_catalogue
 from epic_wfms.store import accounting

@@ -13,16 +13,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from epic_wfms.backends import build_backends
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import load_config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.histograms import read_histograms
 from epic_wfms.fastpath.results import fastpath_report
-from epic_wfms.fastpath.role import FastPath
 from epic_wfms.fastpath.slicing import plan_slices, sampled, selected
+from epic_wfms.installation import Installation
 from epic_wfms.model.stf import TFSample
 from epic_wfms.store import fastpath as fp_store
 from epic_wfms.store.schema import (
@@ -32,7 +31,6 @@ from epic_wfms.store.schema import (
     TfSliceRecord,
     utcnow,
 )
-from epic_wfms.streaming.context import StreamingContext
 from tests.conftest import wait_for
 
 RUN = 401
@@ -46,16 +44,15 @@ class FastPathRig:
                  anomalous_tfs: dict | None = None, **fastpath: object) -> None:
         settings = {"pool": {"min": 1, "target": 2, "max": 2}, "drain_grace_s": 0.2, **fastpath}
         self.config = load_config(data_dir=root, database_url=database_url, fastpath=settings)
-        self.backends = build_backends(self.config, with_executor=False)
-        b = self.backends
-        self.ctx = StreamingContext(self.config, b.db, b.bus, b.ddm)
-        self.fastpath = FastPath(self.ctx)
-        self.fastpath.recover()
-        self.fastpath.subscribe()
+        self.installation = Installation.build(self.config, roles=["fastpath"])
+        orchestrator = self.installation.start()
+        self.ctx, self.fastpath = orchestrator.ctx, orchestrator.fastpath
+        self.db = self.installation.db
         self.seen: dict[str, list[m.Message]] = {}
         for destination in (dest.ALARMS, dest.FASTPATH_RESULTS, dest.FASTPATH_POOL):
-            b.bus.subscribe(destination, f"test-{destination}", self._record, track=False)
-        self.daq = DaqSimulator(b.bus, root / "rses" / "DAQ_BUFFER", "DAQ_BUFFER", DaqSettings(
+            self.installation.bus.subscribe(destination, f"test-{destination}", self._record,
+                                            track=False)
+        self.daq = self.installation.daq(DaqSettings(
             stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0, tf_sample_size=SAMPLE_TFS,
             anomalous_tfs=anomalous_tfs or {}))
         self.daq.run_imminent(RUN)
@@ -74,16 +71,15 @@ class FastPathRig:
         assert self.fastpath.pool.wait_drained(timeout), self.slices()
 
     def slices(self) -> list[TfSliceRecord]:
-        with self.backends.db.session() as session:
+        with self.db.session() as session:
             return list(session.scalars(select(TfSliceRecord).order_by(TfSliceRecord.id)))
 
     def rows(self, model) -> list:
-        with self.backends.db.session() as session:
+        with self.db.session() as session:
             return list(session.scalars(select(model)))
 
     def close(self) -> None:
-        self.fastpath.stop()
-        self.backends.close()
+        self.installation.close()
 
 
 @pytest.fixture
@@ -122,7 +118,7 @@ def test_slices_flow_to_results_and_the_pool_drains_at_end_run(rig_factory, data
     event = rig.seen["slice_result"][0].body
     assert event.status == "completed" and event.latency_s is not None
     # each event counted exactly once in the rolling histograms
-    hists = read_histograms(rig.backends.db, RUN)
+    hists = read_histograms(rig.db, RUN)
     assert {h["entries"] for h in hists.values()} == {4 * SAMPLE_TFS}
     assert sum(hists["event_hits"]["counts"]) + hists["event_hits"]["overflow"] == 40
     # drained: every worker exited, its payload process is gone
@@ -132,11 +128,11 @@ def test_slices_flow_to_results_and_the_pool_drains_at_end_run(rig_factory, data
     assert sum(w.slices_done for w in workers) == 12
     assert len(rig.seen["worker_registered"]) == 2
     assert wait_for(lambda: len(rig.seen.get("worker_exited", [])) == 2, 10)
-    report = fastpath_report(rig.backends.db, RUN)
+    report = fastpath_report(rig.db, RUN)
     assert report["slices"] == {"total": 12, "done": 12, "failed": 0, "retried": 0, "open": 0}
     assert report["slice_latency_s"]["n"] == 12
     # what the monitor pages read
-    db = rig.backends.db
+    db = rig.db
     assert fp_store.slice_counts(db, RUN) == {"completed": 12}
     assert [w["status"] for w in fp_store.workers(db, RUN)] == ["exited", "exited"]
     recent = fp_store.recent_slices(db, RUN, limit=5)
@@ -160,10 +156,10 @@ def test_worker_killed_mid_slice_is_replaced_and_its_slice_retried_elsewhere(rig
     assert workers[killed.name].status == "dead" and "died" in workers[killed.name].detail
     assert len(workers) == 3  # two provisioned, one replacement
     assert sum(w.slices_done for w in workers.values()) == len(slices)  # none counted twice
-    hists = read_histograms(rig.backends.db, RUN)
+    hists = read_histograms(rig.db, RUN)
     assert hists["event_hits"]["entries"] == 3 * SAMPLE_TFS
     assert rig.seen["worker_replaced"][0].body.worker == killed.name
-    assert fastpath_report(rig.backends.db, RUN)["slices"]["retried"] == 1
+    assert fastpath_report(rig.db, RUN)["slices"]["retried"] == 1
 
 
 def test_autoscaling_grows_under_slow_slices_and_shrinks_when_idle(rig_factory):
@@ -209,8 +205,8 @@ def test_a_single_event_anomaly_raises_an_alarm_message_and_row(rig_factory):
     assert {(r.kind, r.event, r.stf_filename) for r in rows} == {
         ("saturated_event", 1, "swf.000401.000001.stf"),
         ("hot_channel", None, "swf.000401.000001.stf")}
-    assert {a["kind"] for a in fp_store.alarms(rig.backends.db, RUN)} == set(alarms)
-    saturated = read_histograms(rig.backends.db, RUN)["event_saturated_fraction"]
+    assert {a["kind"] for a in fp_store.alarms(rig.db, RUN)} == set(alarms)
+    saturated = read_histograms(rig.db, RUN)["event_saturated_fraction"]
     assert saturated["counts"][-1] == 1  # the one anomalous event
 
 

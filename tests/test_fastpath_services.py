@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from epic_wfms.backends import build_backends, open_database
 from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import load_config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
 from epic_wfms.fastpath.histograms import read_histograms
+from epic_wfms.installation import Installation, open_database
 from epic_wfms.store.schema import FastPathWorkerRecord, TfSliceRecord, utcnow
 from tests.conftest import private_postgres_schema, wait_for
 
@@ -36,9 +36,8 @@ def fastpath_agent(tmp_path: Path):
         db = open_database(config)
         agents = AgentSet(config, write_config(config, tmp_path / "services.yaml"), db)
         agents.start_all(("ingest", "fastpath"))  # ingest keeps the run records
-        daq_side = build_backends(config, client_id="test-daq", with_executor=False)
-        daq = DaqSimulator(daq_side.bus, config.data_dir / "rses" / "DAQ_BUFFER", "DAQ_BUFFER",
-                           DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0,
+        daq_side = Installation.build(config, roles=(), name="test-daq")
+        daq = daq_side.daq(DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0,
                                        tf_sample_size=SAMPLE_TFS))
         yield agents, daq
         agents.stop_all()

@@ -15,6 +15,7 @@ import pytest
 import stomp
 from idds.common.constants import WorkStatus
 
+from epic_wfms.bus.stomp import StompSettings
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.prompt_pool import StompPromptChannel, WorkerPool
@@ -88,7 +89,7 @@ def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
     # a topic keeps nothing for a subscription not yet made: wait for the broker's receipt
     listener_conn.subscribe(destination, id="1", ack="auto", headers={"receipt": "subscribed"})
     assert subscribed.wait(10)
-    channel = StompPromptChannel("127.0.0.1", 61613, "guest", "guest", destination=destination)
+    channel = StompPromptChannel(StompSettings(client_id="test-prompt"), destination)
     pool = WorkerPool(run_number=100004, site="BNL_EPIC_PROMPT", workers=8, cores=4,
                       memory_per_core_mb=3000, walltime_s=7200)
     try:

@@ -19,6 +19,7 @@ import pytest
 import stomp
 from click.testing import CliRunner
 
+from epic_wfms.bus.stomp import StompSettings
 from epic_wfms.cli.main import cli
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
@@ -265,8 +266,8 @@ def test_worker_pool_through_the_prompt_service_into_panda(idds_server, idds, pa
     conn.subscribe(idds_server.reply_topic, id="1", ack="auto",
                    headers={"receipt": "subscribed"})
     assert replies.subscribed.wait(10)
-    channel = StompPromptChannel("127.0.0.1", 61613, "guest", "guest", vhost=STOMP_VHOST,
-                                 destination=idds_server.prompt_topic)
+    channel = StompPromptChannel(StompSettings(vhost=STOMP_VHOST, client_id="test-prompt"),
+                                 idds_server.prompt_topic)
     pool = WorkerPool(run_number=next(_runs), site="BNL_EPIC_PROMPT", workers=8, cores=4,
                       memory_per_core_mb=3000, walltime_s=7200)
     sent = [0.0]

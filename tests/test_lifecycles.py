@@ -39,7 +39,7 @@ from epic_wfms.store.migrate import alembic_config
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.streaming.ingest import validate_against_daq
-from tests.conftest import Installation, private_postgres_schema, wait_for
+from tests.conftest import StreamingRig, private_postgres_schema, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
 P = ProcessingStatus
@@ -211,16 +211,16 @@ def test_a_streaming_run_moves_every_record_only_as_its_table_says(tmp_path, tra
     config.fault_injection.reco_failures.update({1: 1, 4: 99})
     settings = DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0,
                            tf_sample_size=5, corrupt_sequences={2})
-    inst = Installation(config, settings)
+    inst = StreamingRig(config, settings)
     try:
         run = 51
-        pool = inst.backends.executor
+        pool = inst.executor
         pool.set_online("E1_JLAB", False)  # its jobs stay activated: one is killed there
         inst.daq.bring_up()
         inst.daq.stream_outside_run(1)
         inst.daq.physics_run(run, 9, standby=range(6, 8))
         assert wait_for(lambda: _jobs(db, site="E1_JLAB", status=JobStatus.ACTIVATED))
-        operations = Operations(config, db, inst.backends.bus)
+        operations = Operations(config, db, inst.bus)
         queued = _jobs(db, site="E1_JLAB", status=JobStatus.ACTIVATED)[0]
         operations.kill_job(OPERATOR, queued.id, "lifecycle test")
         pool.set_online("E1_JLAB", True)

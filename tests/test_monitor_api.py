@@ -40,7 +40,7 @@ def inst(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def client(inst):
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client:
         yield client
 
 
@@ -202,7 +202,7 @@ def test_wrong_role_is_403_for_every_write(client, inst):
 def test_roles_granted_by_configuration(inst):
     config = inst.config.model_copy(update={"monitor": inst.config.monitor.model_copy(
         update={"user_roles": {"paula": ["production_manager"]}})})
-    with TestClient(create_app(config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(config, inst.db, inst.bus)) as client:
         me = client.get("/api/v1/users/me", headers=bearer(config, "paula", "user")).json()
         assert me["roles"] == ["production_manager", "user"]
 
@@ -210,7 +210,7 @@ def test_roles_granted_by_configuration(inst):
 def test_reads_can_require_authentication(inst):
     config = inst.config.model_copy(update={"monitor": inst.config.monitor.model_copy(
         update={"reads_require_auth": True})})
-    with TestClient(create_app(config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(config, inst.db, inst.bus)) as client:
         error_of(client.get("/api/v1/runs"), 401, "authentication_required")
         error_of(client.get("/", params={"json": ""}), 401, "authentication_required")
         assert client.get("/api/v1/runs", headers=bearer(config, "v", "viewer")).status_code == 200
@@ -251,7 +251,7 @@ def test_suspend_defers_new_stfs_and_resume_processes_them(client, inst):
 
 
 def test_kill_and_priority_of_an_active_job(client, inst):
-    executor = inst.backends.executor
+    executor = inst.executor
     for site in executor.sites():
         executor.set_online(site, False)  # jobs wait activated, as at a site with no slots
     run = RUN + 2
@@ -326,7 +326,7 @@ def test_rest_usage_is_recorded_per_user_and_endpoint(client, inst):
 @pytest.fixture(scope="module")
 def api_schema(inst):
     """Fuzzing phase only, bounded examples per operation: CI time stays small."""
-    app = create_app(inst.config, inst.db, inst.backends.bus)
+    app = create_app(inst.config, inst.db, inst.bus)
     config = SchemathesisConfig.from_dict({"phases": {"coverage": {"enabled": False}}})
     return schemathesis.openapi.from_asgi("/api/v1/openapi.json", app, config=config)
 

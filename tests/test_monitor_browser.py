@@ -117,7 +117,8 @@ def test_drill_down_from_run_to_stf_to_job_and_file(page, demo):
 @pytest.mark.parametrize("path,marker", [
     ("/state", "#current-state"), ("/runs", "#runs"), ("/stfs", "#stfs"), ("/jobs", "#jobs"),
     ("/sites", "#sites"), ("/sites/E1_BNL", "h1"), ("/issues", "#issues"),
-    ("/users/olga", "#commands"),
+    ("/users/olga", "#commands"), ("/fastpath", "h1"), ("/resources", "#usage-totals"),
+    ("/brokerage", "#fabric-sites"), ("/tasks", "#tasks"), ("/templates", "#templates"),
 ])
 def test_every_page_loads(page, demo, path, marker):
     url, _ = demo

@@ -113,14 +113,14 @@ def test_notifier_runs_inside_the_app(inst, receiver):
     monitor = inst.config.monitor.model_copy(update={"notifications": [rule],
                                                      "notify_poll_s": 0.2})
     config = inst.config.model_copy(update={"monitor": monitor})
-    with TestClient(create_app(config, inst.db, inst.backends.bus)):
+    with TestClient(create_app(config, inst.db, inst.bus)):
         inst.daq.event("beam_lost", "no_beam", "not_ready", "test")
         assert wait_for(lambda: any(p["transition"]["trigger"] == "beam_lost"
                                     for p in receiver.received), 20)
 
 
 def test_prometheus_metrics_reflect_the_store(inst):
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client:
         text = client.get("/metrics").text
     samples = {(s.name, tuple(sorted(s.labels.items()))): s.value
                for family in text_string_to_metric_families(text) for s in family.samples}
@@ -134,7 +134,7 @@ def test_prometheus_metrics_reflect_the_store(inst):
 
 
 def test_opensearch_bulk_export_is_valid_ndjson(inst):
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client:
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client:
         body = client.get("/api/v1/export/opensearch", params={"kind": "stfs", "run": RUN}).text
         limited = client.get("/api/v1/export/opensearch",
                              params={"kind": "jobs", "limit": 3}).text
@@ -151,7 +151,7 @@ def test_opensearch_bulk_export_is_valid_ndjson(inst):
 def test_event_stream_announces_store_changes(inst):
     """One event with the state on connect, the next when a detector event changes the store."""
     events = []
-    with TestClient(create_app(inst.config, inst.db, inst.backends.bus)) as client, \
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as client, \
             client.stream("GET", "/api/v1/events", params={"max_events": 2}) as stream:
         for line in stream.iter_lines():
             if line.startswith("data: "):
@@ -171,7 +171,7 @@ def test_monitor_on_postgresql(tmp_path):
             pg.daq.bring_up()
             pg.daq.physics_run(601, 3)
             assert pg.orchestrator.wait_run_finished(601, 60)
-            with TestClient(create_app(pg.config, pg.db, pg.backends.bus)) as client:
+            with TestClient(create_app(pg.config, pg.db, pg.bus)) as client:
                 for path in ["/", "/state", "/runs/601", "/stfs/swf.000601.000000.stf",
                              "/jobs", "/sites", "/issues", "/users/x", "/metrics",
                              "/api/v1/summary", "/api/v1/events?max_events=1"]:

@@ -211,9 +211,9 @@ def test_a_token_from_another_issuer_is_refused(panda_server, run_number):
 
 
 def test_the_panda_backend_is_chosen_by_configuration(panda_server, tmp_path, run_number):
-    from epic_wfms.backends import build_panda_connection
     from epic_wfms.config import load_config
     from epic_wfms.errors import ConfigurationError
+    from epic_wfms.installation import build_panda_connection
 
     assert build_panda_connection(load_config()) is None  # embedded by default
     with pytest.raises(ConfigurationError, match="token_file"):

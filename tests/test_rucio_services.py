@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from epic_wfms.backends import build_ddm, open_database
 from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import load_config
 from epic_wfms.ddm import DID
+from epic_wfms.installation import build_ddm, open_database
 from epic_wfms.model import naming
 from epic_wfms.store.schema import RunRecord, StfRecord
 from epic_wfms.streaming.report import run_report

@@ -9,7 +9,7 @@ import pytest
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
-from epic_wfms.config import BusConfig
+from epic_wfms.bus.stomp import StompSettings
 from epic_wfms.ddm import DID
 from epic_wfms.ddm.reconcile import reconcile_run
 from epic_wfms.ddm.rucio.backend import RucioDDM
@@ -20,7 +20,7 @@ from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.integrity import open_issues
 from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.report import run_report
-from tests.conftest import Installation, make_config
+from tests.conftest import StreamingRig, make_config
 from tests.test_streaming import TIMEOUT, stfs
 
 RUN, N = 301, 6
@@ -32,14 +32,14 @@ def rucio_installation(tmp_path: Path, rucio_server, daq_settings):
     config = make_config(tmp_path, missing_grace_s=60.0)
     config = config.model_copy(update={"ddm": config.ddm.model_copy(update={
         "backend": "rucio", "rucio": rucio_server.settings(scope, transfers="local_copy")})})
-    inst = Installation(config, daq_settings)
+    inst = StreamingRig(config, daq_settings)
     yield inst
     inst.close()
 
 
 def test_streaming_run_with_rucio_registers_archives_processes_and_closes(rucio_installation):
     inst = rucio_installation
-    ddm = inst.backends.ddm
+    ddm = inst.ddm
     inst.daq.bring_up()
     inst.daq.physics_run(RUN, N)
     assert inst.orchestrator.wait_run_finished(RUN, TIMEOUT * 2), stfs(inst, RUN)
@@ -71,7 +71,7 @@ def test_streaming_run_with_rucio_registers_archives_processes_and_closes(rucio_
     record = stfs(inst, RUN)[0]
     body = m.StfAvailable(stf=_stf_of(record), rse="DAQ_BUFFER",
                           path=str(inst.daq.buffer_dir / record.filename))
-    inst.backends.bus.publish(
+    inst.bus.publish(
         dest.STF_INGEST, inst.ctx.factory.make("stf_available", body, run_number=RUN))
     time.sleep(1.0)  # let ingest handle the redelivery
     after = run_report(inst.db, ddm, RUN, produced)
@@ -120,22 +120,23 @@ def test_rules_complete_asynchronously_and_rucio_events_start_the_work(
     scope = rucio_server.new_scope()
     settings = rucio_server.settings(scope, transfers="rucio", events=True)
     site = SiteTransferService(RucioDDM(settings, rucio_server.rses)).start()
-    feed = RucioEventListener(BusConfig(), settings.events_destination)
+    feed = RucioEventListener(StompSettings(client_id="test-site-transfers"),
+                              settings.events_destination)
     feed.add_handler(site.on_event)
     feed.start()
     config = make_config(tmp_path, missing_grace_s=60.0)
     config = config.model_copy(update={"ddm": config.ddm.model_copy(update={
         "backend": "rucio", "rucio": settings})})
-    inst = Installation(config, daq_settings)
+    inst = StreamingRig(config, daq_settings)
     try:
         inst.daq.bring_up()
         inst.daq.physics_run(RUN + 1, 4)
         assert inst.orchestrator.wait_run_finished(RUN + 1, TIMEOUT * 2), stfs(inst, RUN + 1)
-        report = run_report(inst.db, inst.backends.ddm, RUN + 1,
+        report = run_report(inst.db, inst.ddm, RUN + 1,
                             [naming.stf_filename(RUN + 1, s) for s in range(4)])
         assert report["stfs_archived"] == report["stfs_processed"] == 4, report
         assert report["lost"] == 0
-        watcher = inst.backends.ddm.watcher
+        watcher = inst.ddm.watcher
         assert watcher.fired_by_event >= 1  # Rucio's RULE_OK reached us through hermes
         assert watcher.fired_by_event + watcher.fired_by_poll >= 8  # archive + stage-in
         assert site.completed >= 12  # two tape copies and one disk copy per STF, verified

@@ -69,7 +69,7 @@ def finished_run(inst, run, n, **kw):
     inst.daq.bring_up()
     inst.daq.physics_run(run, n, **kw)
     assert inst.orchestrator.wait_run_finished(run, TIMEOUT), stfs(inst, run)
-    return run_report(inst.db, inst.backends.ddm, run, [naming.stf_filename(run, s)
+    return run_report(inst.db, inst.ddm, run, [naming.stf_filename(run, s)
                                                           for s in range(n)])
 
 
@@ -80,7 +80,7 @@ def test_full_run_end_to_end_with_complete_provenance(installation):
     inst.daq.physics_run(201, 10)
     assert inst.orchestrator.wait_run_finished(201, TIMEOUT)
     produced = [naming.stf_filename(201, s) for s in range(10)]
-    report = run_report(inst.db, inst.backends.ddm, 201, produced)
+    report = run_report(inst.db, inst.ddm, 201, produced)
     for key in ("stfs_registered", "stfs_archived", "stfs_processed", "stfs_merged"):
         assert report[key] == 10, key
     assert report["lost"] == 0 and report["latency_s"]["n"] == 10
@@ -96,7 +96,7 @@ def test_full_run_end_to_end_with_complete_provenance(installation):
         assert (merge, "swf.000201.run.merged.json") in edges
 
     # butterfly: alternate policy splits the run between the two E1 subsets
-    ddm = inst.backends.ddm
+    ddm = inst.ddm
     bnl = ddm.list_files(DID("epic", naming.site_dataset(201, "E1_BNL")))
     jlab = ddm.list_files(DID("epic", naming.site_dataset(201, "E1_JLAB")))
     assert len(bnl) == len(jlab) == 5
@@ -118,7 +118,7 @@ def test_full_run_end_to_end_with_complete_provenance(installation):
 def test_archiving_completes_while_processing_is_stalled(installation):
     inst = installation
     for site in ("E1_BNL", "E1_JLAB"):
-        inst.backends.executor.set_online(site, False)  # processing stalls at both E1s
+        inst.executor.set_online(site, False)  # processing stalls at both E1s
     inst.daq.bring_up()
     inst.daq.physics_run(202, 6)
     assert wait_for(lambda: all(s.archive_status == "archived" for s in stfs(inst, 202).values())
@@ -126,9 +126,9 @@ def test_archiving_completes_while_processing_is_stalled(installation):
     assert all(s.processed_at is None for s in stfs(inst, 202).values())
     assert all(s.dispatched_at is None for s in stfs(inst, 202).values())
     for site in ("E1_BNL", "E1_JLAB"):
-        inst.backends.executor.set_online(site, True)  # catch-up after the interruption
+        inst.executor.set_online(site, True)  # catch-up after the interruption
     assert inst.orchestrator.wait_run_finished(202, TIMEOUT)
-    report = run_report(inst.db, inst.backends.ddm, 202,
+    report = run_report(inst.db, inst.ddm, 202,
                         [naming.stf_filename(202, s) for s in range(6)])
     assert report["stfs_merged"] == 6 and report["lost"] == 0
 
@@ -221,7 +221,7 @@ def test_processing_suspended_in_standby_and_caught_up_on_resume(installation):
     inst.daq.write_stf(208, 4, now)
     inst.daq.end_run(208, 5)
     assert inst.orchestrator.wait_run_finished(208, TIMEOUT)
-    report = run_report(inst.db, inst.backends.ddm, 208,
+    report = run_report(inst.db, inst.ddm, 208,
                         [naming.stf_filename(208, s) for s in range(5)])
     assert report["lost"] == 0
 
@@ -286,10 +286,10 @@ def test_run_closed_by_beam_loss_is_finalized(installation):
         inst.daq.write_stf(213, sequence, datetime.now(UTC))
     inst.daq.event("beam_lost", "no_beam", "not_ready", "beam abort")
     assert inst.orchestrator.wait_run_finished(213, TIMEOUT)
-    report = run_report(inst.db, inst.backends.ddm, 213,
+    report = run_report(inst.db, inst.ddm, 213,
                         [naming.stf_filename(213, s) for s in range(3)])
     assert report["lost"] == 0
-    assert inst.backends.ddm.list_files(DID("epic", naming.run_dataset(213)))
+    assert inst.ddm.list_files(DID("epic", naming.run_dataset(213)))
 
 
 def test_testbed_daq_messages_drive_a_run(installation):
@@ -301,7 +301,7 @@ def test_testbed_daq_messages_drive_a_run(installation):
               "run_id": 214, "timestamp": "2026-11-25T12:00:00"}
 
     def send(msg_type, **fields):
-        inst.backends.bus.publish_raw(dest.TESTBED, json.dumps(
+        inst.bus.publish_raw(dest.TESTBED, json.dumps(
             {"msg_type": msg_type, **common, "state": "run", "substate": "physics", **fields}))
 
     send("run_imminent")
@@ -313,9 +313,9 @@ def test_testbed_daq_messages_drive_a_run(installation):
              end=f"2026-11-25T12:00:0{seq}.600000", size=(buffer / name).stat().st_size,
              checksum=f"ad:{file_adler32(buffer / name)}")
     send("end_run", total_files=3)
-    inst.backends.bus.publish_raw(dest.TESTBED, '{"msg_type": "stf_gen"}')
+    inst.bus.publish_raw(dest.TESTBED, '{"msg_type": "stf_gen"}')
     assert inst.orchestrator.wait_run_finished(214, TIMEOUT)
-    report = run_report(inst.db, inst.backends.ddm, 214,
+    report = run_report(inst.db, inst.ddm, 214,
                         [naming.stf_filename(214, s) for s in range(3)])
     assert report["lost"] == 0 and report["stfs_archived"] == 3
     testbed_name = stfs(inst, 214)[1].daq_metadata["testbed_filename"]
@@ -327,20 +327,17 @@ def test_testbed_daq_messages_drive_a_run(installation):
 
 def test_agents_without_the_state_machine_stamp_the_current_state(installation, tmp_path):
     """An archive-only orchestrator (as in the archive agent) follows state_changed."""
-    from epic_wfms.streaming.context import StreamingContext
-    from epic_wfms.streaming.orchestrator import Orchestrator
+    from epic_wfms.installation import Installation
 
     inst = installation
-    b = inst.backends
-    archive_ctx = StreamingContext(inst.config, b.db, b.bus, b.ddm, None, producer="archive")
-    archive_only = Orchestrator(archive_ctx, roles=["archive"])
-    archive_only.start()
+    archive_only = Installation(inst.config, inst.db, inst.bus, inst.ddm, None, ("archive",))
+    archive_ctx = archive_only.start().ctx  # the same backends, as a second process would
     try:
         open_run(inst, 215)
         assert wait_for(lambda: (archive_ctx.detector.state, archive_ctx.detector.substate)
                         == ("run", "physics"))
     finally:
-        archive_only.stop()
+        archive_only.orchestrator.stop()
 
 
 def test_a_late_start_run_does_not_reopen_a_run_closed_by_beam_loss(database_url):

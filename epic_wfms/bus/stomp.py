@@ -247,14 +247,17 @@ class StompTransport:
         self._idle = threading.Condition()
         self._sender.open()
 
-    def send(self, destination: str, body: str) -> None:
-        self.send_many([(destination, body)])
+    def send(self, destination: str, body: str, headers: dict[str, str] | None = None) -> None:
+        """``headers``: extra STOMP headers another system's consumers read (iDDS's prompt
+        service reads ``msg_type``); our own messages carry everything in the body."""
+        self.send_many([(destination, body)], headers)
 
-    def send_many(self, messages: list[tuple[str, str]]) -> None:
+    def send_many(self, messages: list[tuple[str, str]],
+                  headers: dict[str, str] | None = None) -> None:
         """Frames are written back to back and their RECEIPTs awaited together (pipelined)."""
         with self._send_lock:
             while messages:
-                messages = self._send_confirmed(messages)
+                messages = self._send_confirmed(messages, headers or {})
                 if messages:
                     log.warning("%d send(s) not confirmed; resending after reconnect",
                                 len(messages))
@@ -267,7 +270,8 @@ class StompTransport:
             headers["x-expires"] = str(int(self.settings.queue_expiry_s * 1000))
         return headers
 
-    def _send_confirmed(self, messages: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    def _send_confirmed(self, messages: list[tuple[str, str]], extra: dict[str, str]
+                        ) -> list[tuple[str, str]]:
         """Send and wait for the broker's RECEIPTs: a frame written into a dying socket is not
         delivered, so only a receipt counts. Returns the unconfirmed messages (to resend: a
         resend may duplicate; consumers are idempotent)."""
@@ -280,7 +284,7 @@ class StompTransport:
                 self._sender.connection.send(
                     namespaced(destination, self.settings.namespace), body,
                     content_type="application/json",
-                    headers={**self._headers(destination), "receipt": receipt})
+                    headers={**extra, **self._headers(destination), "receipt": receipt})
             except (StompException, OSError) as error:
                 log.warning("send to %s failed: %s", destination, error)
                 return [message for _event, message in waiting] + messages[len(waiting):]

@@ -11,14 +11,13 @@ import socket
 import threading
 from pathlib import Path
 
-from epic_wfms.backends import Backends, build_backends
 from epic_wfms.config import Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.installation import Installation
 from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.monitor.event_log import EventLog
 from epic_wfms.store.schema import AgentRecord, utcnow
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import ROLES, Orchestrator
+from epic_wfms.streaming.orchestrator import ROLES
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +29,8 @@ def agent_name(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
-def beat(backends: Backends, name: str, role: str, status: AgentStatus) -> None:
-    with backends.db.session() as session:
+def beat(installation: Installation, name: str, role: str, status: AgentStatus) -> None:
+    with installation.db.session() as session:
         session.merge(AgentRecord(
             name=name, role=role, host=socket.gethostname(), pid=os.getpid(), status=status,
             heartbeat_at=utcnow(),
@@ -52,33 +51,23 @@ def run_agent(role: str, config: Config) -> None:
     name = agent_name(role)
     if role == "fastpath":  # a worker holds one slice at a time: no prefetched backlog
         config = config.model_copy(update={"bus": config.bus.model_copy(update={"prefetch": 1})})
-    backends = build_backends(config, client_id=name, with_executor=role in ("process", "merge"))
+    if role == "daq":
+        raise ValueError("the daq agent is started with run_daq_agent")
+    installation = Installation.build(config, roles=() if role == "monitor" else (role,),
+                                      name=name)
     stop = _stop_event()
     try:
-        if role == "daq":
-            raise ValueError("the daq agent is started with run_daq_agent")
-        component = _start_role(role, config, backends)
-        beat(backends, name, role, AgentStatus.RUNNING)
+        if role == "monitor":
+            EventLog(installation.bus).subscribe()
+        else:
+            installation.start()
+        beat(installation, name, role, AgentStatus.RUNNING)
         log.info("agent %s running", name)
         while not stop.wait(HEARTBEAT_S):
-            beat(backends, name, role, AgentStatus.RUNNING)
-        if isinstance(component, Orchestrator):
-            component.stop()
+            beat(installation, name, role, AgentStatus.RUNNING)
     finally:
-        beat(backends, name, role, AgentStatus.STOPPED)
-        backends.close()
-
-
-def _start_role(role: str, config: Config, backends: Backends) -> Orchestrator | EventLog:
-    if role == "monitor":
-        event_log = EventLog(backends.bus)
-        event_log.subscribe()
-        return event_log
-    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor,
-                           producer=f"epic-wfms.{role}")
-    orchestrator = Orchestrator(ctx, roles=[role])
-    orchestrator.start()
-    return orchestrator
+        beat(installation, name, role, AgentStatus.STOPPED)
+        installation.close()
 
 
 class DaqProgress:
@@ -107,20 +96,18 @@ def run_daq_agent(
 ) -> None:
     """Play one physics run as the E0 DAQ/run control; resumable after kill -9."""
     name = agent_name("daq")
-    backends = build_backends(config, client_id=name, with_executor=False)
-    buffer = config.data_dir / "rses" / config.daq_rse
+    installation = Installation.build(config, roles=(), name=name)
     progress_dir = config.data_dir / "daq"
     progress_dir.mkdir(parents=True, exist_ok=True)
     progress = DaqProgress(progress_dir / f"run-{run:06d}.json")
-    daq = DaqSimulator(backends.bus, buffer, config.daq_rse,
-                       DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
+    daq = installation.daq(DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
     stop = _stop_event()
     try:
-        beat(backends, name, "daq", AgentStatus.RUNNING)
+        beat(installation, name, "daq", AgentStatus.RUNNING)
         _play(daq, progress, run, stfs, standby, stop)
     finally:
-        beat(backends, name, "daq", AgentStatus.STOPPED)
-        backends.close()
+        beat(installation, name, "daq", AgentStatus.STOPPED)
+        installation.close()
 
 
 def _play(daq: DaqSimulator, progress: DaqProgress, run: int, stfs: int,

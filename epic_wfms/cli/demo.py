@@ -21,20 +21,18 @@ from rich.live import Live
 from rich.table import Table
 from sqlalchemy import func, select
 
-from epic_wfms.backends import build_backends, build_ddm, open_database
 from epic_wfms.bus import MessageBus
 from epic_wfms.cli.services import SERVICE_ROLES, AgentSet, write_config
 from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
-from epic_wfms.daq import DaqSettings, DaqSimulator
+from epic_wfms.daq import DaqSettings
 from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
+from epic_wfms.installation import Installation, build_ddm, open_database
 from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.model import naming
 from epic_wfms.monitor.server import background_monitor
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import RunRecord, StfRecord
-from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.orchestrator import Orchestrator
 from epic_wfms.streaming.report import run_report
 
 
@@ -104,16 +102,14 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
              backend: str = "embedded") -> dict[str, Any]:
     if backend == "services":
         return run_services_demo(config, options, console)
-    backends = build_backends(config)
-    ctx = StreamingContext(config, backends.db, backends.bus, backends.ddm, backends.executor)
-    orchestrator = Orchestrator(ctx)
-    orchestrator.start()
-    run = next_run_number(backends.db)
-    daq = DaqSimulator(
-        backends.bus, config.data_dir / "rses" / config.daq_rse, config.daq_rse,
-        DaqSettings(stf_size_bytes=options.stf_size_bytes, rate_hz=options.rate_hz,
-                    anomalous_tfs=options.anomalous_tfs or {}),
-    )
+    installation = Installation.build(config)
+    orchestrator = installation.start()
+    assert orchestrator is not None
+    db = installation.db
+    run = next_run_number(db)
+    daq = installation.daq(DaqSettings(stf_size_bytes=options.stf_size_bytes,
+                                       rate_hz=options.rate_hz,
+                                       anomalous_tfs=options.anomalous_tfs or {}))
 
     def control_room() -> None:
         daq.bring_up()
@@ -128,23 +124,22 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
     daq_thread = threading.Thread(target=control_room, name="daq", daemon=True)
     monitor = ExitStack()
     try:
-        serve_monitor(monitor, config, options, backends.db, backends.bus)
+        serve_monitor(monitor, config, options, db, installation.bus)
         daq_thread.start()
-        finished = wait_finished(backends.db, run, options, console)
+        finished = wait_finished(db, run, options, console)
         daq_thread.join()
         produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
-        report = run_report(backends.db, backends.ddm, run, produced)
+        report = run_report(db, installation.ddm, run, produced)
         if "fastpath" in orchestrator.roles:
             orchestrator.fastpath.pool.wait_drained(timeout=60)
-            report.update(fastpath_report(backends.db, run))
+            report.update(fastpath_report(db, run))
         report.update(outside_run_stfs=len(daq.produced) - len(produced), finished=finished,
                       wall_time_s=round(time.monotonic() - started, 2), backend="embedded",
                       store=config.db_url)
         return report
     finally:
         monitor.close()
-        orchestrator.stop()
-        backends.close()
+        installation.close()
 
 
 def services_config(config: Config) -> Config:

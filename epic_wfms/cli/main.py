@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import sys
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 
 import click
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database
+from epic_wfms import __version__
 from epic_wfms.cli.agents import AGENT_ROLES, run_agent, run_daq_agent
 from epic_wfms.cli.demo import DemoOptions, run_demo
 from epic_wfms.cli.idds import idds
+from epic_wfms.cli.mcp import mcp
 from epic_wfms.cli.monitor import monitor
 from epic_wfms.cli.panda import panda
 from epic_wfms.cli.sim import sim
@@ -24,6 +27,7 @@ from epic_wfms.cli.status import store_status
 from epic_wfms.cli.template import template_cli
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import open_database
 from epic_wfms.lifecycle.docs import lifecycles_markdown
 from epic_wfms.statemachine.docs import transition_table_markdown
 
@@ -38,6 +42,8 @@ DATA_DIR_OPTION = click.option(
 
 
 @click.group()
+@click.version_option(__version__, "-V", "--version", prog_name="epic-wfms",
+                      message="%(prog)s %(version)s")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the components do.")
 def cli(verbose: bool) -> None:
     """epic-wfms: ePIC workflow management on top of PanDA, iDDS, Rucio and Harvester."""
@@ -87,8 +93,7 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
             report.update(ddm_summary(config.model_copy(update={
                 "database_url": report["store"]}), report["run_number"]))
         if wfms == "panda":
-            from loopback.panda.demo import submit_run_to_panda
-
+            submit_run_to_panda = harness("loopback.panda.demo", "wfms.panda").submit_run_to_panda
             report["panda"] = submit_run_to_panda(
                 open_database(config), report["run_number"], config.data_dir / "panda")
     except EpicWfmsError as error:
@@ -106,8 +111,12 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
 @contextmanager
 def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
     if ddm == "rucio" or (ddm is None and config.ddm.backend == "rucio"):
-        from loopback.rucio.demo import rucio_ddm
-
+        rucio = config.ddm.rucio
+        if rucio.username or rucio.auth_type != "userpass":  # a configured server
+            yield config.model_copy(update={"ddm": config.ddm.model_copy(update={
+                "backend": "rucio"})})
+            return
+        rucio_ddm = harness("loopback.rucio.demo", "ddm.rucio").rucio_ddm
         with rucio_ddm(config, console.print if console else lambda *_: None) as rucio_config:
             yield rucio_config
     elif ddm == "embedded":
@@ -117,10 +126,24 @@ def ddm_for_demo(config: Config, ddm: str | None, console: Console | None):
         yield config
 
 
+def harness(module: str, section: str) -> ModuleType:
+    """A starter of the loopback harness (``loopback/``, a checkout's, not the product's)."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as error:
+        if error.name != "loopback" and not (error.name or "").startswith("loopback."):
+            raise
+        raise EpicWfmsError(
+            f"this demo starts its own servers, which needs the loopback harness ({module})",
+            "the harness is part of a checkout of epic-wfms, not of the installed package",
+            f"configure the servers to use in {section} (docs/configuration.md), or run from a "
+            "checkout after `make test` (pip install -e ./loopback)") from error
+
+
 def ddm_summary(config: Config, run_number: int) -> dict:
     """The run's data as the DDM holds it, checked against the store (reconciliation)."""
-    from epic_wfms.backends import build_ddm
     from epic_wfms.ddm.reconcile import run_data_summary
+    from epic_wfms.installation import build_ddm
 
     db = open_database(config)
     try:
@@ -196,6 +219,10 @@ def status(as_json: bool, config_path: Path | None, data_dir: Path | None) -> No
         click.echo(json.dumps(info, indent=1))
         return
     console = Console()
+    schema = info["schema"]
+    console.print(f"epic-wfms {info['version']}, store schema {schema['current']}"
+                  + ("" if schema["current"] == schema["head"] else
+                     f" (this version's schema: {schema['head']})"))
     console.print(f"detector state: [bold]{info['detector_state']}[/bold]")
     runs = Table(title="runs")
     for column in ("run", "type", "status", "stfs", "merged_output", "start", "end"):
@@ -248,6 +275,7 @@ def lifecycles() -> None:
 
 
 cli.add_command(monitor)
+cli.add_command(mcp)
 cli.add_command(sites)
 cli.add_command(sim)
 cli.add_command(template_cli)

@@ -68,3 +68,29 @@ def jobs(jedi_task_id: int, db_url: str | None, config_path: Path | None,
             table.add_row(str(j.panda_id), j.status, j.site or "", str(j.attempt_nr),
                           j.stf_filename or "", j.error or "")
     Console(width=200).print(table)
+
+
+@panda.command("snakemake", context_settings={"ignore_unknown_options": True,
+                                              "allow_extra_args": True})
+@click.option("--site", required=True, help="PanDA queue for the jobs (PANDA_SITE).")
+@click.option("--vo", default="epic", show_default=True, help="PanDA VO (PANDA_VO).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path, exists=True),
+              default=None, help="YAML configuration with wfms.panda (docs/configuration.md).")
+@click.argument("snakemake_args", nargs=-1, type=click.UNPROCESSED)
+def snakemake(site: str, vo: str, config_path: Path | None,
+              snakemake_args: tuple[str, ...]) -> None:
+    """Run Snakemake with its jobs as PanDA jobs (snakemake-executor-plugin-panda), as the
+    identity of wfms.panda. Arguments after -- go to snakemake (docs/snakemake.md)."""
+    import os
+
+    from epic_wfms.errors import EpicWfmsError
+    from epic_wfms.wfms.panda.snakemake import snakemake_command, snakemake_environment
+
+    try:
+        config = load_config(config_path)
+        env = snakemake_environment(config.wfms.panda, site, vo,
+                                    config_root=config.data_dir / "panda-client")
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    command = snakemake_command(list(snakemake_args))
+    os.execve(command[0], command, env)  # Snakemake itself: its signals, its exit code

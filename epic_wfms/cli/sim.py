@@ -10,9 +10,9 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import open_database
 from epic_wfms.simulation import FabricSimulation, SimSettings, parse_outage
 from epic_wfms.simulation.recorder import StoreRecorder
 from epic_wfms.sites import load_catalogue

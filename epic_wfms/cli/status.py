@@ -6,7 +6,9 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from epic_wfms import __version__
 from epic_wfms.store.database import Database
+from epic_wfms.store.migrate import schema_revision
 from epic_wfms.store.schema import (
     AgentRecord,
     IntegrityIssueRecord,
@@ -46,6 +48,8 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
         agents = session.scalars(select(AgentRecord).order_by(AgentRecord.heartbeat_at.desc())
                                  .limit(20)).all()
     return {
+        "version": __version__,
+        "schema": schema_revision(db.engine),  # Alembic revision of the store, and head
         "detector_state": f"{last.to_state}/{last.to_substate}" if last else "unknown",
         "runs": [
             {"run": r.number, "type": r.run_type, "status": r.status,

@@ -18,12 +18,12 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.backends import open_database, template_submitters
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import open_database, template_submitters
 from epic_wfms.lifecycle.template import SubmissionStatus
 from epic_wfms.templates.errors import TemplateError
-from epic_wfms.templates.loader import TemplateLibrary, load_template_file
+from epic_wfms.templates.loader import TemplateLibrary, default_template_dir, load_template_file
 from epic_wfms.templates.params import describe_expected, parse_assignments
 from epic_wfms.templates.render import CompiledTemplate, example_values, render_template
 from epic_wfms.templates.schema import ParameterSpec, TemplateSpec
@@ -217,8 +217,8 @@ def _render_action(library: TemplateLibrary, name: str, given: dict[str, Any], t
 
 def _submit_action(library: TemplateLibrary, name: str, given: dict[str, Any], target: str,
                    dry_run: bool, as_json: bool, inputs: tuple[str, ...], toy_inputs: bool,
-                   workdir: Path | None, config_path: Path | None, data_dir: Path | None
-                   ) -> None:
+                   workdir: Path | None, config_path: Path | None, data_dir: Path | None,
+                   payload_dir: Path | None = None) -> None:
     from epic_wfms.templates.submit import default_workdir, render_for_submission, submit
     from epic_wfms.templates.workflow_runner import LocalRunOptions
 
@@ -229,6 +229,8 @@ def _submit_action(library: TemplateLibrary, name: str, given: dict[str, Any], t
         bound = {k: Path(v) for k, v in parse_assignments(list(inputs)).items()}
         local = LocalRunOptions(workdir=workdir or default_workdir(config.data_dir, workflow),
                                 inputs=bound, toy_inputs=toy_inputs)
+        if payload_dir is not None:  # an imported workflow's own files (its directory)
+            local.payload_dir = payload_dir
         result = submit(db, workflow, target, dry_run, local,
                         submitters={} if dry_run else template_submitters(config, db))
     finally:
@@ -324,9 +326,53 @@ submit_group = _PerTemplate(
                  "datasets (local dress rehearsal)."),
            _value_option("--workdir", "workdir",
                          "Local work directory (default under the data dir).", path=True),
+           _value_option("--payload-dir", "payload_dir",
+                         "Directory each local job sees as payloads/ (default: the shipped "
+                         "ePIC payloads; an imported Snakefile: its directory).", path=True),
            _value_option("--config", "config_path",
                          "YAML configuration (docs/configuration.md).", path=True),
            _value_option("--data-dir", "data_dir",
                          "Where the store lives (default .epic-wfms).", path=True)])
 template_cli.add_command(render_group)
 template_cli.add_command(submit_group)
+
+
+@template_cli.command("import")
+@click.argument("file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
+@click.option("--name", default=None, help="Template name (default: from the file).")
+@click.option("--out", "out", type=click.Path(path_type=Path), default=None,
+              help="Write the template here (default: <name>.yaml in the current directory).")
+@click.option("--configfile", type=click.Path(path_type=Path, exists=True), default=None,
+              help="Snakemake: the config to import with (default: its configfile:).")
+@click.option("--cwl-inputs", type=click.Path(path_type=Path, exists=True), default=None,
+              help="CWL: values of the workflow inputs (pchain's --yaml file).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def import_command(file: Path, name: str | None, out: Path | None, configfile: Path | None,
+                   cwl_inputs: Path | None, as_json: bool) -> None:
+    """Turn a CWL workflow (PanDA's pchain subset) or a Snakefile into a template.
+
+    The template is written as YAML, then checked like `template validate` (rendered with
+    its examples to every target). Render or submit it by its file name."""
+    from epic_wfms.templates.importers import import_workflow
+
+    try:
+        language, data = import_workflow(file, name, configfile, cwl_inputs)
+        target = out or Path(f"{data['template']}.yaml")
+        target.write_text(f"# imported by epic-wfms from {language} workflow {file.name}\n"
+                          + yaml.safe_dump(data, sort_keys=False, width=100))
+        spec, digest = load_template_file(target)
+        tags = TagCatalogue(default_tag_dir(default_template_dir()))
+        steps = validate_template(spec, digest, tags)
+    except EpicWfmsError as error:
+        raise _fail(error) from None
+    result = {"file": str(target), "template": spec.template, "language": language,
+              "parameters": {p: s.type for p, s in spec.parameters.items()},
+              "steps": [s.get("name") for s in spec.steps], "rendered_steps": steps}
+    if as_json:
+        _echo_json(result)
+        return
+    click.echo(f"{target}: template {spec.template} from {language} ({len(spec.steps)} steps, "
+               f"{steps} when rendered with its defaults; targets {', '.join(TARGETS)})")
+    click.echo("parameters: " + ", ".join(f"{p} ({s})" for p, s in result["parameters"].items()))
+    hint = " --payload-dir " + str(file.resolve().parent) if language == "snakemake" else ""
+    click.echo(f"next: epic-wfms template submit {target} --user $USER{hint}")

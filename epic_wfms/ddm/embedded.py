@@ -8,6 +8,7 @@ marks the replica bad (B) and the rule STUCK, with the reason.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
+from epic_wfms.ddm.interface import DID, FileSpec, FileView, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE, lookup_rse, match_expression
 from epic_wfms.errors import DataManagementError
 from epic_wfms.model.checksum import file_adler32
@@ -154,6 +155,25 @@ class EmbeddedDDM:
             ).order_by(AttachmentRecord.name))
             return [DID(r.scope, r.name) for r in rows]
 
+    def dataset_view(self, dataset: DID) -> dict[str, FileView]:
+        """The dataset's files with checksum and replica states, in one read."""
+        with self.db.session() as session:
+            rows = session.execute(select(
+                AttachmentRecord.name, DidRecord.adler32, ReplicaRecord.rse, ReplicaRecord.state,
+            ).select_from(AttachmentRecord).join(DidRecord, (
+                DidRecord.scope == AttachmentRecord.scope) & (
+                DidRecord.name == AttachmentRecord.name)).outerjoin(ReplicaRecord, (
+                    ReplicaRecord.scope == AttachmentRecord.scope) & (
+                    ReplicaRecord.name == AttachmentRecord.name)).where(
+                AttachmentRecord.dataset_scope == dataset.scope,
+                AttachmentRecord.dataset_name == dataset.name)).all()
+        view: dict[str, FileView] = {}
+        for name, adler32, rse, state in rows:
+            entry = view.setdefault(name, FileView(adler32, {}))
+            if rse is not None:
+                entry.states[rse] = state
+        return view
+
     def list_replicas(self, did: DID) -> list[Replica]:
         with self.db.session() as session:
             rows = session.scalars(select(ReplicaRecord).where(
@@ -224,6 +244,24 @@ class EmbeddedDDM:
             session.flush()
             return [RuleInfo(r.id, DID(r.scope, r.name), rse_expression, copies, r.state, r.error)
                     for r in rules]
+
+    def rule(self, rule_id: int | str) -> RuleInfo:
+        with self.db.session() as session:
+            r = session.get(RuleRecord, int(rule_id))
+            if r is None:
+                raise DataManagementError(f"no rule {rule_id}", "it was never created here",
+                                          "use the id add_rule returned")
+            return RuleInfo(r.id, DID(r.scope, r.name), r.rse_expression, r.copies, r.state,
+                            r.error)
+
+    def when_rule_done(self, rule_id: int | str, callback: Callable[[RuleInfo], None]) -> None:
+        callback(self.rule(rule_id))  # embedded rules are done when add_rule returns
+
+    def wait_rule(self, rule_id: int | str, timeout: float | None = None) -> RuleInfo:
+        return self.rule(rule_id)
+
+    def close(self) -> None:
+        """Nothing runs in the background of the embedded DDM."""
 
     def _targets(self, dids: list[DID], rse_expression: str, copies: int) -> list[LocalRSE]:
         try:

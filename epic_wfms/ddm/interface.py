@@ -1,11 +1,13 @@
 """DDM interface modelled on Rucio: scopes, DIDs, datasets, replicas on RSEs, replication rules.
 
 The embedded implementation keeps the catalog in the bookkeeping store and files on local
-disk; the Rucio implementation (later issue) maps each call to ``rucio-clients``.
+disk, and completes rules at once; the Rucio implementation (``ddm/rucio``) maps each call to
+``rucio-clients``, and its rules complete asynchronously (transfers, then Rucio's events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -38,6 +40,14 @@ class RuleInfo:
 
 
 @dataclass(frozen=True)
+class FileView:
+    """One file of a dataset as the catalog sees it (reconciliation against the store)."""
+
+    adler32: str | None  # None: the backend does not say
+    states: dict[str, str]  # RSE -> replica state letter
+
+
+@dataclass(frozen=True)
 class FileSpec:
     """A file to register: where it already is, with the DAQ's size and checksum."""
 
@@ -67,7 +77,16 @@ class DataManagement(Protocol):
 
     def close_dataset(self, dataset: DID) -> None: ...
 
+    def is_open(self, dataset: DID) -> bool:
+        """False once the dataset was closed (nothing more can be attached)."""
+        ...
+
     def list_files(self, dataset: DID) -> list[DID]: ...
+
+    def dataset_view(self, dataset: DID) -> dict[str, FileView]:
+        """Every file of the dataset by name, with checksum and replica states (one bulk
+        read where the backend can)."""
+        ...
 
     def add_rule(
         self, did: DID, rse_expression: str, copies: int = 1, activity: str = "default"
@@ -79,6 +98,14 @@ class DataManagement(Protocol):
         self, dids: list[DID], rse_expression: str, copies: int = 1, activity: str = "default"
     ) -> list[RuleInfo]:
         """Bulk form of ``add_rule`` (one rule per DID, in order; Rucio takes a DID list)."""
+        ...
+
+    def when_rule_done(self, rule_id: int | str, callback: Callable[[RuleInfo], None]) -> None:
+        """Call back once the rule has left REPLICATING (at once if it has); never blocks."""
+        ...
+
+    def wait_rule(self, rule_id: int | str, timeout: float | None = None) -> RuleInfo:
+        """Block until the rule leaves REPLICATING or ``timeout`` passes (its state then)."""
         ...
 
     def list_replicas(self, did: DID) -> list[Replica]: ...
@@ -93,4 +120,8 @@ class DataManagement(Protocol):
 
     def local_paths(self, dids: list[DID], rse: str) -> dict[DID, str]:
         """Bulk ``local_path``: one catalog read for a batch of staged inputs."""
+        ...
+
+    def close(self) -> None:
+        """Stop what the backend runs in the background (event listeners, rule watchers)."""
         ...

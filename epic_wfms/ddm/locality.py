@@ -21,17 +21,7 @@ def when_done(ddm: DataManagement, rule: RuleInfo, callback: Callable[[RuleInfo]
     if rule.state != "REPLICATING":
         callback(rule)
         return
-    watch = getattr(ddm, "when_rule_done", None)
-    if watch is not None:
-        watch(rule.id, callback)
-        return
-    wait = getattr(ddm, "wait_rule", None)
-    if wait is None:
-        raise DataManagementError(
-            f"rule {rule.id} is still replicating", "this DDM backend cannot wait for rules",
-            "use a backend that completes rules or follows their events",
-        )
-    callback(wait(rule.id))
+    ddm.when_rule_done(rule.id, callback)
 
 
 def remote_path(ddm: DataManagement, did: DID, prefer: str) -> str:
@@ -79,23 +69,3 @@ def stage_inputs(
             ready(did, paths[did], None)
         else:
             when_done(ddm, rule, lambda info, did=did: done(info, did))
-
-
-def stage_inputs_now(
-    ddm: DataManagement, dids: list[DID], rse: str, mode: str, activity: str
-) -> list[str]:
-    """Blocking bulk variant for steps that gather several inputs (merging): their paths."""
-    if mode == "remote":
-        return [remote_path(ddm, did, rse) for did in dids]
-    rules = ddm.add_rules(dids, rse, copies=1, activity=activity)
-    wait = getattr(ddm, "wait_rule", None)
-    for rule in rules:
-        if rule.state == "REPLICATING" and wait is not None:
-            rule = wait(rule.id)
-        if rule.state != "OK":
-            raise DataManagementError(
-                f"cannot stage {rule.did} to {rse}", f"rule {rule.id} is {rule.state}: "
-                f"{rule.error}", "check the rule and the source replicas",
-            )
-    paths = ddm.local_paths(dids, rse)
-    return [paths[did] for did in dids]

@@ -8,8 +8,6 @@ dataset that the store does not know, and a finished run's dataset is closed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from sqlalchemy import select
 
 from epic_wfms.config import Config
@@ -24,26 +22,11 @@ from epic_wfms.store.schema import IntegrityIssueRecord, RunRecord, StfRecord
 KIND = "ddm_mismatch"
 
 
-@dataclass(frozen=True)
-class FileView:
-    adler32: str | None  # None: the backend does not say
-    states: dict[str, str]  # RSE -> replica state letter
-
-
-def catalog_view(ddm: DataManagement, dataset: DID) -> dict[str, FileView]:
-    """The DDM's files of a dataset; one bulk call where the backend offers it."""
-    bulk = getattr(ddm, "dataset_view", None)
-    if bulk is not None:
-        return bulk(dataset)
-    return {did.name: FileView(None, {r.rse: r.state for r in ddm.list_replicas(did)})
-            for did in ddm.list_files(dataset)}
-
-
 def differences(db: Database, ddm: DataManagement, config: Config, run_number: int) -> list[
         tuple[str | None, str]]:
     """(filename or None, what differs) for one run."""
     dataset = DID(naming.SCOPE, naming.run_dataset(run_number))
-    view = catalog_view(ddm, dataset)
+    view = ddm.dataset_view(dataset)
     with db.session() as session:
         stfs = session.scalars(select(StfRecord).where(
             StfRecord.run_number == run_number, StfRecord.validation == Validation.OK)).all()
@@ -67,9 +50,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
     known = {stf.filename for stf in stfs}
     found += [(name, f"in DDM dataset {dataset} but unknown to the store")
               for name in sorted(set(view) - known)]
-    is_open = getattr(ddm, "is_open", None)
-    finished = run is not None and run.status == RunStatus.FINISHED
-    if finished and is_open and view and is_open(dataset):
+    if run is not None and run.status == RunStatus.FINISHED and view and ddm.is_open(dataset):
         found.append((None, f"run {run_number} is finished but DDM dataset {dataset} is open"))
     return found
 
@@ -93,15 +74,14 @@ def run_data_summary(db: Database, ddm: DataManagement, config: Config, run_numb
     """What the DDM holds for a run (the demo prints it): files, verified archive copies,
     closed datasets, and the reconciliation's differences."""
     dataset = DID(naming.SCOPE, naming.run_dataset(run_number))
-    view = catalog_view(ddm, dataset)
+    view = ddm.dataset_view(dataset)
     tapes = [site.tape_rse for site in config.sites]
-    is_open = getattr(ddm, "is_open", None)
     datasets = [dataset] + [DID(naming.SCOPE, naming.site_dataset(run_number, s.name))
                             for s in config.sites]
     return {
         "ddm_files_in_run_dataset": len(view),
         "ddm_files_archived_on_all_tapes": sum(
             all(v.states.get(t) == "A" for t in tapes) for v in view.values()),
-        "ddm_datasets_closed": None if is_open is None else not any(map(is_open, datasets)),
+        "ddm_datasets_closed": not any(map(ddm.is_open, datasets)),
         "ddm_differences": reconcile_run(db, ddm, config, run_number),
     }

@@ -8,6 +8,7 @@ import socket
 from sqlalchemy import func, select
 
 from epic_wfms.fastpath import slices
+from epic_wfms.fastpath.pool import SlicePool
 from epic_wfms.fastpath.slicing import Slicer
 from epic_wfms.fastpath.worker_pool import FastPathPool, requeue
 from epic_wfms.lifecycle.fastpath import SLICE_OPEN, WORKER, SliceStatus, WorkerStatus
@@ -17,10 +18,11 @@ from epic_wfms.streaming.context import StreamingContext
 
 
 class FastPath:
-    def __init__(self, ctx: StreamingContext) -> None:
+    def __init__(self, ctx: StreamingContext, pool: SlicePool | None = None) -> None:
+        """``pool``: the standing workers (``fastpath.pool.provider``); embedded by default."""
         self.ctx = ctx
         self.slicer = Slicer(ctx)
-        self.pool = FastPathPool(ctx)
+        self.pool: SlicePool = pool or FastPathPool(ctx)
         self.slicer.on_slices.append(self.pool.activity)
 
     def recover(self) -> None:
@@ -55,7 +57,7 @@ class FastPath:
             return
         self.pool.provision(run)
         if status not in RUN_LIVE:
-            self.pool.draining = True
+            self.pool.end_of_run(run)
 
     def subscribe(self) -> None:
         self.slicer.subscribe()

@@ -1,24 +1,24 @@
 """How a worker runs its payload: one standing process for all its slices, or one per slice.
 
 ``StandingPayload`` starts ``python -m epic_wfms.fastpath.payload --serve`` once (it builds
-its calibration, then says it is ready) and talks to it by JSON lines. ``PerSlicePayload`` is
+its calibration, then says it is ready) and talks to it by JSON lines (``wfms/standing.py``,
+the protocol the worker slots' pilots speak too). ``PerSlicePayload`` is
 the per-slice start-up the standing pool exists to avoid; the benchmark runs both.
 """
 
 from __future__ import annotations
 
 import json
-import select
 import subprocess
 import sys
 from typing import Any
 
-from epic_wfms.errors import EpicWfmsError
+from epic_wfms.wfms.standing import JsonLinesProcess, ProcessEnded
 
 PAYLOAD = "epic_wfms.fastpath.payload"
 
 
-class PayloadDied(EpicWfmsError):
+class PayloadDied(ProcessEnded):
     """The payload process ended (killed, crashed) or stopped answering."""
 
 
@@ -27,51 +27,37 @@ def _command(mode: str, channels: int) -> list[str]:
 
 
 class StandingPayload:
+    """One payload process for all of a worker's slices (``wfms/standing.py``'s protocol)."""
+
     def __init__(self, channels: int, start_timeout_s: float = 60.0) -> None:
-        self.process = subprocess.Popen(
-            _command("--serve", channels), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            text=True, bufsize=1,
-        )
-        hello = self._read(start_timeout_s, "starting")
+        self.standing = JsonLinesProcess(_command("--serve", channels), "payload")
+        hello = self._reply(start_timeout_s, "starting")
         self.init_s = hello.get("init_s")
 
     @property
     def pid(self) -> int:
-        return self.process.pid
+        return self.standing.pid
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return self.standing.alive()
 
-    def _read(self, timeout_s: float, doing: str) -> dict[str, Any]:
-        ready, _, _ = select.select([self.process.stdout], [], [], timeout_s)
-        if not ready:
-            self.process.kill()
-            raise PayloadDied(f"payload {self.pid} silent for {timeout_s:g}s while {doing}",
-                              "it hangs or is overloaded", "it was killed; the slice is retried")
-        line = self.process.stdout.readline()
-        if not line:
-            code = self.process.wait()
-            raise PayloadDied(f"payload {self.pid} died while {doing} (exit code {code})",
-                              "killed or crashed", "the worker is replaced, the slice retried")
-        return json.loads(line)
+    def _reply(self, timeout_s: float, doing: str) -> dict[str, Any]:
+        try:
+            return self.standing.reply(timeout_s, doing)
+        except ProcessEnded as ended:
+            raise PayloadDied(ended.what, ended.why,
+                              "the worker is replaced, the slice retried") from ended
 
     def run(self, request: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         try:
-            self.process.stdin.write(json.dumps(request) + "\n")
-            self.process.stdin.flush()
-        except OSError as error:
-            raise PayloadDied(f"payload {self.pid} unavailable: {error}", "its pipe is closed",
-                              "the worker is replaced, the slice retried") from error
-        return self._read(timeout_s, f"processing {request['slice']['name']}")
+            self.standing.send(request)
+        except ProcessEnded as ended:
+            raise PayloadDied(ended.what, ended.why,
+                              "the worker is replaced, the slice retried") from ended
+        return self._reply(timeout_s, f"processing {request['slice']['name']}")
 
     def close(self) -> None:
-        if self.process.poll() is None:
-            self.process.stdin.close()  # end of input: the payload exits
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.standing.close()
 
 
 class PerSlicePayload:

@@ -176,7 +176,11 @@ class FastPathPool:
         run = message.body.run_number
         if message.msg_type == "run_imminent":
             self.provision(run)
-        elif message.msg_type == "end_run" and run == self.run_number:
+        elif message.msg_type == "end_run":
+            self.end_of_run(run)
+
+    def end_of_run(self, run_number: int) -> None:
+        if run_number == self.run_number:
             with self._lock:
                 self.draining = True
                 self.last_activity = time.monotonic()

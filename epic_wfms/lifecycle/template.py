@@ -14,12 +14,15 @@ class SubmissionStatus(StrEnum):
     RUNNING = "running"
     FINISHED = "finished"
     FAILED = "failed"
+    CANCELLED = "cancelled"
 
 
 U = SubmissionStatus
 
-SUBMISSION_ENDED = group("SUBMISSION_ENDED", {U.FINISHED, U.FAILED},
-                         "the local runner is done with it")
+SUBMISSION_ENDED = group("SUBMISSION_ENDED", {U.FINISHED, U.FAILED, U.CANCELLED},
+                         "ended: its end time is recorded")
+SUBMISSION_KILLABLE = group("SUBMISSION_KILLABLE", {U.SUBMITTED, U.RUNNING},
+                            "an operator may kill it from the monitor")
 
 SUBMISSION = Lifecycle(
     "template submission", "template_submissions.status", SubmissionStatus,
@@ -29,6 +32,8 @@ SUBMISSION = Lifecycle(
         U.RUNNING: "the local workflow runner runs its steps",
         U.FINISHED: "every step finished",
         U.FAILED: "a step failed or was skipped",
+        U.CANCELLED: "killed by an operator (its PanDA tasks killed; a local runner stops "
+                     "before its next job)",
     },
     [
         new(U.DRY_RUN, "template submit --dry-run"),
@@ -36,8 +41,11 @@ SUBMISSION = Lifecycle(
         new(U.RUNNING, "template submit --target local"),
         move([U.RUNNING], U.FINISHED, "local runner: all steps finished"),
         move([U.RUNNING], U.FAILED, "local runner: a step did not finish"),
+        move([U.SUBMITTED, U.RUNNING], U.CANCELLED, "monitor: an operator killed it"),
+        move([U.SUBMITTED, U.CANCELLED], U.RUNNING,
+             "monitor: an operator retried its failed PanDA tasks"),
     ],
-    [SUBMISSION_ENDED],
+    [SUBMISSION_ENDED, SUBMISSION_KILLABLE],
 )
 
 

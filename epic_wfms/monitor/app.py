@@ -14,9 +14,9 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.staticfiles import StaticFiles
 
-from epic_wfms.backends import build_transport, open_database
 from epic_wfms.bus import MessageBus
 from epic_wfms.config import Config
+from epic_wfms.installation import build_transport, open_database
 from epic_wfms.monitor import api, exports, live, pages
 from epic_wfms.monitor.api import errors
 from epic_wfms.monitor.auth import ANONYMOUS, Authenticator
@@ -31,7 +31,7 @@ from epic_wfms.store.ledger import StoreLedger
 STATIC = Path(__file__).resolve().parent / "static"
 
 
-def _own_bus(config: Config, db: Database) -> MessageBus | None:
+def own_bus(config: Config, db: Database) -> MessageBus | None:
     """A STOMP bus reaches the agents; an in-process one of our own would reach nobody."""
     if config.bus.transport != "stomp":
         return None
@@ -50,13 +50,18 @@ def endpoint_template(request: Request, route: object) -> str:
     return path[: len(path) - len(rendered)] + own if path.endswith(rendered) else own
 
 
+def build_state(config: Config, db: Database, bus: MessageBus | None) -> MonitorState:
+    """What the REST API, the pages and the MCP server share: reads, auth, writes, usage."""
+    return MonitorState(config=config, db=db, reads=ReadStore(config.db_url),
+                        auth=Authenticator(config), ops=Operations(config, db, bus),
+                        usage=UsageRecorder(db))
+
+
 def create_app(config: Config, db: Database | None = None, bus: MessageBus | None = None
                ) -> FastAPI:
     owns_db, db = db is None, db or open_database(config)
-    owns_bus, bus = bus is None, bus or _own_bus(config, db)
-    state = MonitorState(config=config, db=db, reads=ReadStore(config.db_url),
-                         auth=Authenticator(config), ops=Operations(config, db, bus),
-                         usage=UsageRecorder(db))
+    owns_bus, bus = bus is None, bus or own_bus(config, db)
+    state = build_state(config, db, bus)
     notifier = Notifier(state.reads, config.monitor.notifications)
 
     @asynccontextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from fastapi import Depends, Request
@@ -13,8 +14,12 @@ from epic_wfms.config import Config
 from epic_wfms.monitor.auth import Authenticator, Principal
 from epic_wfms.monitor.readstore import ReadStore
 from epic_wfms.monitor.usage import UsageRecorder
+from epic_wfms.monitor.work_control import WorkControl
 from epic_wfms.monitor.writes import Operations
+from epic_wfms.sites.catalogue import load_catalogue
+from epic_wfms.sites.models import Site
 from epic_wfms.store.database import Database
+from epic_wfms.templates.loader import TemplateLibrary
 
 
 @dataclass
@@ -28,6 +33,24 @@ class MonitorState:
 
     def configured_sites(self) -> list[dict[str, Any]]:
         return [s.model_dump() for s in self.config.sites]
+
+    @cached_property
+    def work(self) -> WorkControl:
+        """Writes on tasks, submissions and campaigns."""
+        return WorkControl(self.config, self.ops, self.auth)
+
+    @cached_property
+    def library(self) -> TemplateLibrary:
+        return TemplateLibrary()
+
+    @cached_property
+    def catalogue(self) -> list[Site]:
+        """The ePIC sites of the catalogue (package data), E1s first."""
+        return sorted(load_catalogue().sites.values(), key=lambda s: (s.echelon, s.name))
+
+    @property
+    def bigmon_url(self) -> str | None:
+        return self.config.monitor.bigmon_url
 
 
 TOKEN_COOKIE = "epic_wfms_token"

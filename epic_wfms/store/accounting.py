@@ -8,16 +8,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
 
 from epic_wfms.brokerage.decision import Decision
 from epic_wfms.brokerage.request import JobRequest
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import BrokerageDecisionRecord, ResourceUsageRecord
+from epic_wfms.store.schema import (
+    BrokerageDecisionRecord,
+    ResourceUsageHourRecord,
+    ResourceUsageRecord,
+)
 
 GROUPINGS = ("workflow", "user", "site", "activity", "queue")
 
@@ -54,6 +60,45 @@ def record_decisions(db: Database, pairs: Iterable[tuple[Decision, JobRequest]],
 
 
 def record_usage(db: Database, usages: Iterable[Usage]) -> int:
+    usages = list(usages)
+    if usages:
+        with db.session() as session:
+            insert_usage(session, usages)
+    return len(usages)
+
+
+HOURLY_KEY = ("site", "queue", "activity", "workflow", "username", "status")
+
+
+def insert_usage(session: Session, usages: Sequence[Usage]) -> None:
+    """Record jobs' usage and add it to the hourly sums, in the caller's transaction (the
+    worker pool ending jobs, the template runner ending a step run, a simulation)."""
+    rows = usage_rows(usages)
+    if not rows:
+        return
+    session.execute(ResourceUsageRecord.__table__.insert(), rows)
+    sums: dict[tuple, list[float]] = {}
+    for row in rows:
+        hour = row["ended_at"].astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+        entry = sums.setdefault((hour, *(row[k] for k in HOURLY_KEY)), [0.0, 0.0, 0])
+        entry[0] += row["core_seconds"]
+        entry[1] += row["gpu_seconds"]
+        entry[2] += 1
+    table = ResourceUsageHourRecord.__table__
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(table)
+    statement = statement.on_conflict_do_update(
+        index_elements=["hour", *HOURLY_KEY],
+        set_={name: table.c[name] + statement.excluded[name]
+              for name in ("core_seconds", "gpu_seconds", "jobs")})
+    session.execute(statement, [  # sorted: concurrent writers lock rows in one order
+        {"hour": key[0], **dict(zip(HOURLY_KEY, key[1:], strict=True)), "core_seconds": c,
+         "gpu_seconds": g, "jobs": n} for key, (c, g, n) in sorted(sums.items())])
+
+
+def usage_rows(usages: Iterable[Usage]) -> list[dict[str, Any]]:
+    """Rows of ``resource_usage`` (core and GPU seconds computed) for a bulk insert; callers
+    that already hold a transaction (the worker pool ending jobs) insert them there."""
     rows = []
     for u in usages:
         seconds = (u.ended_at - u.started_at).total_seconds()
@@ -67,10 +112,7 @@ def record_usage(db: Database, usages: Iterable[Usage]) -> int:
             "gpus": u.gpus, "started_at": u.started_at, "ended_at": u.ended_at,
             "core_seconds": u.cores * seconds, "gpu_seconds": u.gpus * seconds,
         })
-    if rows:
-        with db.session() as session:
-            session.execute(ResourceUsageRecord.__table__.insert(), rows)
-    return len(rows)
+    return rows
 
 
 def why(db: Database, job_ref: str) -> list[dict[str, Any]]:
@@ -88,6 +130,13 @@ def usage_summary(db: Database, by: Sequence[str] = ("site", "activity"),
                   since: datetime | None = None, until: datetime | None = None
                   ) -> list[dict[str, Any]]:
     """Core-hours, GPU-hours and job counts grouped by ``by`` (any of GROUPINGS)."""
+    with db.session() as session:
+        return usage_grouped(session, by, since, until)
+
+
+def usage_grouped(session: Session, by: Sequence[str], since: datetime | None = None,
+                  until: datetime | None = None) -> list[dict[str, Any]]:
+    """``usage_summary`` in a session the caller holds (the monitor's read sessions)."""
     unknown = [b for b in by if b not in GROUPINGS]
     if unknown or not by:
         raise EpicWfmsError(f"cannot group usage by {unknown or 'nothing'}",
@@ -100,11 +149,10 @@ def usage_summary(db: Database, by: Sequence[str] = ("site", "activity"),
     if until is not None:
         query = query.where(ResourceUsageRecord.ended_at < until)
     query = query.group_by(*columns).order_by(*columns)
-    with db.session() as session:
-        return [{**dict(zip(by, row[:len(by)], strict=True)),
-                 "core_hours": round(row[len(by)] / 3600, 3),
-                 "gpu_hours": round((row[len(by) + 1] or 0) / 3600, 3),
-                 "jobs": row[len(by) + 2]} for row in session.execute(query)]
+    return [{**dict(zip(by, row[:len(by)], strict=True)),
+             "core_hours": round(row[len(by)] / 3600, 3),
+             "gpu_hours": round((row[len(by) + 1] or 0) / 3600, 3),
+             "jobs": row[len(by) + 2]} for row in session.execute(query)]
 
 
 def decisions_by_site(db: Database, since: datetime | None = None) -> dict[str, int]:

@@ -333,6 +333,24 @@ class ResourceUsageRecord(Base):
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class ResourceUsageHourRecord(Base):
+    """Resource usage summed per hour (of the jobs' ends) and group: what the monitor reads for
+    a period, so that a month or a year of usage is a few thousand rows (R8.6, R10.9). Kept in
+    the transaction that records the jobs' usage (``accounting.insert_usage``)."""
+
+    __tablename__ = "resource_usage_hourly"
+    hour: Mapped[datetime] = mapped_column(primary_key=True)
+    site: Mapped[str] = mapped_column(String(40), primary_key=True)
+    queue: Mapped[str] = mapped_column(String(64), primary_key=True)
+    activity: Mapped[str] = mapped_column(String(40), primary_key=True)
+    workflow: Mapped[str] = mapped_column(String(100), primary_key=True)
+    user: Mapped[str] = mapped_column("username", String(100), primary_key=True)
+    status: Mapped[str] = mapped_column(String(20), primary_key=True)
+    core_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    jobs: Mapped[int] = mapped_column(default=0)
+
+
 # -- fast processing path (epic_wfms/fastpath, docs/fastpath.md) -----------------------------
 class TfSliceRecord(Base):
     """One TF slice, the fast path's work unit (lifecycle.fastpath.SliceStatus)."""
@@ -439,6 +457,8 @@ class TemplateSubmissionRecord(Base):
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None]
+    username: Mapped[str] = mapped_column(String(100), default="")  # who submitted it
+    priority: Mapped[int | None]  # the campaign's, or as an operator set it
 
 
 class TemplateStepRunRecord(Base):
@@ -531,6 +551,9 @@ class PandaTaskRecord(Base):
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)  # as submitted
     submitted_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    username: Mapped[str] = mapped_column(String(100), default="")  # PanDA's userName
+    campaign: Mapped[str] = mapped_column(String(100), default="")
+    submission_id: Mapped[int | None]  # the template submission that made it, if any
 
 
 class PandaJobRecord(Base):
@@ -547,3 +570,20 @@ class PandaJobRecord(Base):
     stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
     error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# indexes of the workload, fast path and brokerage pages (migration 0009)
+Index("ix_submissions_user", TemplateSubmissionRecord.username)
+Index("ix_submissions_created", TemplateSubmissionRecord.created_at)
+Index("ix_step_runs_submission_step", TemplateStepRunRecord.submission_id,
+      TemplateStepRunRecord.step)
+Index("ix_panda_tasks_user", PandaTaskRecord.username)
+Index("ix_panda_tasks_campaign", PandaTaskRecord.campaign)
+Index("ix_panda_tasks_submission", PandaTaskRecord.submission_id)
+Index("ix_panda_tasks_status", PandaTaskRecord.status)
+Index("ix_panda_tasks_submitted", PandaTaskRecord.submitted_at)
+Index("ix_panda_jobs_status", PandaJobRecord.status)
+Index("ix_decisions_time", BrokerageDecisionRecord.decided_at)
+Index("ix_usage_user_ended", ResourceUsageRecord.user, ResourceUsageRecord.ended_at)
+Index("ix_tf_slices_run_completed", TfSliceRecord.run_number, TfSliceRecord.completed_at)
+Index("ix_usage_hourly_user", ResourceUsageHourRecord.user, ResourceUsageHourRecord.hour)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from epic_wfms.bus import MessageBus, MessageFactory
 from epic_wfms.bus.messages import Message, _Payload
@@ -11,6 +12,10 @@ from epic_wfms.config import Config
 from epic_wfms.ddm import DataManagement
 from epic_wfms.store.database import Database
 from epic_wfms.wfms import WorkloadExecutor
+
+if TYPE_CHECKING:
+    from epic_wfms.wfms.panda.client import PandaConnection
+    from epic_wfms.wfms.panda.prompt import PromptSettings
 
 
 @dataclass
@@ -28,6 +33,8 @@ class StreamingContext:
     bus: MessageBus
     ddm: DataManagement
     executor: WorkloadExecutor | None = None  # only roles that run jobs need one
+    # wfms.backend panda: the server and how prompt tasks look there (the process role)
+    panda: tuple[PandaConnection, PromptSettings] | None = None
     producer: str = "epic-wfms.orchestrator"
     detector: DetectorView = field(default_factory=DetectorView)
     lock: threading.RLock = field(default_factory=threading.RLock)

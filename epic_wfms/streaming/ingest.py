@@ -202,7 +202,7 @@ class Ingest:
                  "first_tf_time": stf.first_tf_time.isoformat(),
                  "last_tf_time": stf.last_tf_time.isoformat()},
             ))
-            datasets = self._datasets(stf, item.sites)
+            datasets = self._datasets(stf, item.sites, item.action)
             for dataset in datasets:
                 attachments[dataset].append(did)
             datasets_of[stf.filename] = datasets
@@ -210,13 +210,17 @@ class Ingest:
             self.ctx.ddm.register_and_attach(files, dict(attachments))
         return datasets_of
 
-    def _datasets(self, stf: SuperTimeFrame, sites: list[str]) -> list[DID]:
+    def _datasets(self, stf: SuperTimeFrame, sites: list[str], action: GateAction
+                  ) -> list[DID]:
+        """The run's archival dataset, and the sites' processing datasets when the STF is to
+        be processed (now or on catch-up): a site dataset is what its prompt task reads."""
         if stf.run_number is None:
             dataset = DID(naming.SCOPE, naming.stream_dataset(stf.state.value, _segment(stf)))
             self.ctx.ddm.add_dataset(dataset)
             return [dataset]
+        processed_at = sites if action != "archive_only" else []
         return [DID(naming.SCOPE, naming.run_dataset(stf.run_number))] + [
-            DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in sites
+            DID(naming.SCOPE, naming.site_dataset(stf.run_number, s)) for s in processed_at
         ]
 
     def _gate(self, stf: SuperTimeFrame, sites: list[str]) -> GateAction:

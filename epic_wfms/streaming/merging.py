@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,7 +18,8 @@ from sqlalchemy import Row, func, select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
-from epic_wfms.ddm.locality import stage_inputs_now
+from epic_wfms.ddm.locality import stage_inputs
+from epic_wfms.errors import DataManagementError
 from epic_wfms.lifecycle.job import JOB, JOB_ACTIVE, JobStatus
 from epic_wfms.lifecycle.merge import MERGE, MERGE_ENDED, MergeKind, MergeStatus
 from epic_wfms.lifecycle.run import RUN_MERGING, RunStatus
@@ -138,20 +140,48 @@ class Merging:
 
     def _submit(self, merge_id: int, site: str, inputs: list[str], output: str, kind: MergeKind,
                 attempt: int) -> None:
+        """Stage the inputs at the site (rules), then submit the job once all are there. Never
+        waits: with asynchronous rules (Rucio) the job is submitted from the rules' callbacks,
+        so neither the tick thread nor a consumer blocks on transfers."""
         rse = self.ctx.config.site(site).disk_rse
         mode = self.ctx.config.ddm.locality.get("merge", "replicate")
-        paths = stage_inputs_now(self.ctx.ddm, [DID(naming.SCOPE, name) for name in inputs],
-                                 rse, mode, "Merge Input")
-        output = naming.attempt_filename(output, attempt)
-        out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, output), rse)
         with self.ctx.db.session() as session:
             run_number = session.get(MergeRecord, merge_id).run_number
         spec = JobSpec(
-            kind=kind.job_kind, site=site, payload=MERGE_PAYLOAD,
-            args=["--output", out_path, *paths], inputs=inputs, output=output,
-            run_number=run_number, attempt_nr=attempt,
-            max_attempts=self.ctx.config.processing.retry.max_attempts,
+            kind=kind.job_kind, site=site, payload=MERGE_PAYLOAD, args=[], inputs=inputs,
+            output=naming.attempt_filename(output, attempt), run_number=run_number,
+            attempt_nr=attempt, max_attempts=self.ctx.config.processing.retry.max_attempts,
         )
+        dids = [DID(naming.SCOPE, name) for name in inputs]
+        staged: dict[DID, str] = {}
+        errors: list[str] = []
+        pending = threading.Lock()
+
+        def ready(did: DID, path: str | None, error: str | None) -> None:
+            with pending:
+                if path is not None:
+                    staged[did] = path
+                else:
+                    errors.append(f"{did}: {error}")
+                if len(staged) + len(errors) < len(dids):
+                    return
+            if errors:
+                self._merge_done(merge_id, kind, JobResult(
+                    0, spec, JobStatus.FAILED, None, utcnow(), None,
+                    "staging failed: " + "; ".join(errors)))
+            else:
+                self._launch(merge_id, kind, spec, [staged[did] for did in dids], rse)
+
+        try:
+            stage_inputs(self.ctx.ddm, dids, rse, mode, "Merge Input", ready)
+        except DataManagementError as error:
+            self._merge_done(merge_id, kind, JobResult(0, spec, JobStatus.FAILED, None, utcnow(),
+                                                       None, f"staging failed: {error}"))
+
+    def _launch(self, merge_id: int, kind: MergeKind, spec: JobSpec, paths: list[str],
+                rse: str) -> None:
+        out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, spec.output), rse)
+        spec = replace(spec, args=["--output", out_path, *paths])
         job_id = self.ctx.executor.submit(spec, lambda r: self._merge_done(merge_id, kind, r))
         with self.ctx.db.session() as session:
             session.get(MergeRecord, merge_id).job_id = job_id
@@ -171,13 +201,14 @@ class Merging:
             report_issue(self.ctx.db, "merge_failed", f"{spec.output}: {result.error}",
                          run_number=spec.run_number, filename=spec.output)
             return
-        rse = self.ctx.config.site(spec.site).disk_rse
-        did = DID(naming.SCOPE, spec.output)
-        path = Path(self.ctx.ddm.pfn(did, rse))
-        self.ctx.ddm.register_file(FileSpec(
-            did, rse, str(path), path.stat().st_size, file_adler32(path),
-            {"run_number": spec.run_number, "kind": spec.kind},
-        ))
+        if not result.extra.get("output_registered"):  # PanDA: the Adder registered it
+            rse = self.ctx.config.site(spec.site).disk_rse
+            did = DID(naming.SCOPE, spec.output)
+            path = Path(self.ctx.ddm.pfn(did, rse))
+            self.ctx.ddm.register_file(FileSpec(
+                did, rse, str(path), path.stat().st_size, file_adler32(path),
+                {"run_number": spec.run_number, "kind": spec.kind},
+            ))
         final = kind is MergeKind.GATHER
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)

@@ -21,6 +21,7 @@ from typing import Protocol
 from sqlalchemy import func, select
 
 from epic_wfms.bus.testbed import TestbedBridge
+from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.role import FastPath
 from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.lifecycle.stf import STF_LOAD
@@ -44,6 +45,13 @@ OPTIONAL_ROLES = ("fastpath",)  # epic_wfms/fastpath; embedded: runs with the fo
 TICK_S = 0.25
 
 
+def check_roles(roles: Iterable[str]) -> None:
+    if unknown := set(roles) - set(ROLES) - set(OPTIONAL_ROLES):
+        raise ConfigurationError(f"unknown roles {sorted(unknown)}",
+                                 "an orchestrator runs streaming roles only",
+                                 f"choose from {', '.join(ROLES + OPTIONAL_ROLES)}")
+
+
 class Component(Protocol):
     def subscribe(self) -> None: ...
 
@@ -65,10 +73,7 @@ class Orchestrator:
     def __init__(self, ctx: StreamingContext, roles: Iterable[str] = ROLES) -> None:
         self.ctx = ctx
         self.roles = tuple(roles)
-        unknown = set(self.roles) - set(ROLES) - set(OPTIONAL_ROLES)
-        if unknown:
-            raise ValueError(f"unknown roles {sorted(unknown)}; roles are "
-                             f"{', '.join(ROLES + OPTIONAL_ROLES)}")
+        check_roles(self.roles)
         if set(ROLES) <= set(self.roles) and ctx.config.fastpath.enabled:
             self.roles += tuple(r for r in OPTIONAL_ROLES if r not in self.roles)
         self.components: list[Component] = []
@@ -98,7 +103,15 @@ class Orchestrator:
         self.components.append(Archiver(self.ctx))
 
     def _build_process(self) -> None:
-        self.processing = StfProcessing(self.ctx)
+        """Where STFs are processed follows ``wfms.backend``: the executor's worker slots, or
+        JEDI prompt tasks on PanDA (``wfms/panda/prompt.py``)."""
+        if self.ctx.config.wfms.backend == "panda":
+            from epic_wfms.wfms.panda.prompt import PandaPromptProcessing
+
+            assert self.ctx.panda is not None, "the installation connects to PanDA"
+            self.processing = PandaPromptProcessing(self.ctx, *self.ctx.panda)
+        else:
+            self.processing = StfProcessing(self.ctx)
         self.components.append(self.processing)
 
     def _build_fastpath(self) -> None:
@@ -140,5 +153,7 @@ class Orchestrator:
         self._stop.set()
         if self._ticker.is_alive():
             self._ticker.join(timeout=5)
+        if "process" in self.roles:
+            self.processing.stop()
         if "fastpath" in self.roles:
             self.fastpath.stop()

@@ -60,7 +60,13 @@ class StfProcessing:
         self._pending: list[tuple[m.StfWork, JobResult]] = []
         self._pending_lock = threading.Lock()
         self._completing = threading.Lock()
-        ctx.executor.add_start_listener(self.jobs_started)
+        self._listen_to_executor()
+
+    def _listen_to_executor(self) -> None:
+        self.ctx.executor.add_start_listener(self.jobs_started)
+
+    def stop(self) -> None:
+        """Nothing of this role runs on its own: the executor's slots stop with it."""
 
     def recover(self) -> None:
         """After a crash: jobs of our sites left activated/running were lost with their agent

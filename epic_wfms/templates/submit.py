@@ -70,6 +70,10 @@ def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool 
     if not dry_run:
         payload = spec["tasks"] if target == "panda" else [spec]
         result["response"] = submitter(payload)
+        if target == "panda" and isinstance(result["response"], list):
+            records.link_panda_tasks(db, submission_id, [
+                int(r["jedi_task_id"]) for r in result["response"]
+                if isinstance(r, dict) and "jedi_task_id" in r])
     return result
 
 

@@ -73,6 +73,9 @@ class WorkflowRunner:
     def __init__(self, db: Database, workflow: RenderedWorkflow, options: LocalRunOptions
                  ) -> None:
         self.db, self.workflow, self.options = db, workflow, options
+        # jobs run in their own directories: every path they are given is absolute
+        options.workdir = Path(options.workdir).resolve()
+        options.inputs = {k: Path(v).resolve() for k, v in options.inputs.items()}
         self.runtime, self.runtime_note = container_runtime()
         self.status: dict[str, StepOutcome] = {}
         self.validated: set[str] = set()
@@ -121,6 +124,8 @@ class WorkflowRunner:
             self.status[step.name] = self._run_step(step)
         failed = [n for n, s in self.status.items() if s != StepOutcome.FINISHED]
         status = SubmissionStatus.FAILED if failed else SubmissionStatus.FINISHED
+        if records.submission_status(self.db, self.submission_id) == SubmissionStatus.CANCELLED:
+            status = SubmissionStatus.CANCELLED  # an operator killed it: the record says so
         error = "; ".join(f"{n}: {self.messages.get(n, self.status[n])}" for n in failed)
         records.finish_submission(self.db, self.submission_id, status, error or None)
         return self.report(status, error)
@@ -217,8 +222,14 @@ class WorkflowRunner:
             link.symlink_to(self.options.payload_dir.resolve(), target_is_directory=True)
         return directory
 
+    @staticmethod
+    def _resources(step: Step) -> tuple[int, int]:
+        return step.resources.cores, step.resources.gpus
+
     def _run_job(self, step: Step, job: int, files: list[Path], streams: list[list[Path]],
                  iteration: int, attempt: int) -> bool:
+        if records.submission_status(self.db, self.submission_id) == SubmissionStatus.CANCELLED:
+            raise StepFailed("the submission was killed by an operator (see the monitor)")
         directory = self._job_dir(step, job)
         command = self._substitute(step.payload.command, job, files, streams)
         run_id = records.start_step_run(self.db, self.submission_id, step.name, iteration, job,
@@ -231,7 +242,7 @@ class WorkflowRunner:
             why = (f"exit code {code}" if code != 0 else
                    f"payload did not write {', '.join(missing)}")
             records.end_step_run(self.db, run_id, StepRunStatus.FAILED, code, [],
-                                 f"{why}\n{log}")
+                                 f"{why}\n{log}", *self._resources(step))
             self.last_error = f"{why}: {log[-300:]}"
             return False
         written = []
@@ -244,7 +255,7 @@ class WorkflowRunner:
             shutil.copyfile(directory / output.file, target_dir / name)
             written.append(f"{output.dataset}/{name}")
         records.end_step_run(self.db, run_id, StepRunStatus.FINISHED, code, written,
-                             log or None)
+                             log or None, *self._resources(step))
         return True
 
     def _command(self, step: Step, template: str, job: int, iteration: int,
@@ -256,7 +267,7 @@ class WorkflowRunner:
         code, log = self._spawn(step, command, directory, job, iteration)
         records.end_step_run(
             self.db, run_id, StepRunStatus.FINISHED if code == 0 else StepRunStatus.FAILED,
-            code, [], log or None)
+            code, [], log or None, *self._resources(step))
         return code
 
     def _validate(self, step: Step) -> None:

@@ -11,11 +11,8 @@ unit; a quiet site pulls one job at a time.
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
-import select
 import subprocess
 import sys
 import threading
@@ -26,12 +23,15 @@ from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
 
 from epic_wfms.lifecycle.job import JOB
+from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
+from epic_wfms.wfms.standing import JsonLinesProcess, ProcessEnded
 
 _TAIL = 2000
 JOBS_PER_PULL = 8  # jobs a slot takes together when its site has a backlog
+STREAMING_USER = "epic-streaming"  # whose resource usage the streaming jobs are (R8.6)
 log = logging.getLogger(__name__)
 
 
@@ -176,7 +176,7 @@ class LocalWorkerPool:
                 started: datetime) -> list[JobResult]:
         """Record every end in one transaction; a job that ended meanwhile (an operator's kill)
         keeps its status and reason: the payload's end is reported as a failure."""
-        results = []
+        results, used = [], []
         with self.db.session() as session:
             jobs = {job.id: job for job in session.scalars(sql_select(JobRecord).where(
                 JobRecord.id.in_([q.job_id for q in pulled])))}
@@ -195,6 +195,11 @@ class LocalWorkerPool:
                             for name in spec.inputs)
                 results.append(JobResult(queued.job_id, spec, status, started, ended, code,
                                          error))
+                if queued.job_id in outcomes:  # it ran on a slot: one core from start to end
+                    used.append(Usage(f"job:{job.id}", spec.site, spec.site, "streaming",
+                                      status.value, 1, started, max(ended, started),
+                                      f"streaming_{spec.kind}", STREAMING_USER))
+            insert_usage(session, used)
         return results
 
     # -- payloads ----------------------------------------------------------------------------
@@ -217,17 +222,14 @@ class LocalWorkerPool:
             return proc.returncode, (proc.stderr or proc.stdout)[-_TAIL:].strip()
         return 0, None
 
-    def _pilot(self) -> _Pilot:
+    def _pilot(self) -> JsonLinesProcess:
         """This worker slot's standing payload process, started on first use or after a crash."""
         pilot = getattr(self._local, "pilot", None)
-        if pilot is None or pilot.process.poll() is not None:
-            pilot = _Pilot(subprocess.Popen(
-                [sys.executable, "-m", "epic_wfms.wfms.pilot"], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, bufsize=0,
-            ))
+        if pilot is None or not pilot.alive():
+            pilot = JsonLinesProcess([sys.executable, "-m", "epic_wfms.wfms.pilot"], "pilot")
             self._local.pilot = pilot
             with self._lock:
-                self._pilots.append(pilot.process)
+                self._pilots.append(pilot)
         return pilot
 
     def _execute_in_pilot(self, specs: list[JobSpec]) -> list[_Outcome]:
@@ -237,16 +239,15 @@ class LocalWorkerPool:
             return []
         pilot = self._pilot()
         try:
-            pilot.process.stdin.write(b"".join(json.dumps(
-                {"payload": spec.payload, "args": spec.args}).encode() + b"\n" for spec in specs))
-        except OSError as error:
-            return [(None, f"pilot {pilot.process.pid} unavailable: {error}", utcnow())
-                    for _ in specs]
+            pilot.send(*({"payload": spec.payload, "args": spec.args} for spec in specs))
+        except ProcessEnded as ended:
+            return [(None, ended.what, utcnow()) for _ in specs]
         outcomes: list[_Outcome] = []
         for _spec in specs:
-            reply, error = pilot.reply(self.timeout_s)
-            if reply is None:
-                outcomes.append((None, error, utcnow()))
+            try:
+                reply = pilot.reply(self.timeout_s, "running the payload")
+            except ProcessEnded as ended:
+                outcomes.append((None, ended.what, utcnow()))
                 return outcomes + self._execute_in_pilot(specs[len(outcomes):])
             code = reply["exit_code"]
             outcomes.append((code, reply["output"][-_TAIL:].strip() if code else None, utcnow()))
@@ -263,12 +264,7 @@ class LocalWorkerPool:
         for thread in self._slots:
             thread.join()
         for pilot in self._pilots:
-            if pilot.poll() is None:
-                pilot.stdin.close()  # end of input: the pilot exits
-                try:
-                    pilot.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    pilot.kill()
+            pilot.close()  # end of input: the pilot exits
 
 
 class _Queued(NamedTuple):
@@ -278,28 +274,3 @@ class _Queued(NamedTuple):
 
 
 _Outcome = tuple[int | None, str | None, datetime]  # exit code, error, end time
-
-
-class _Pilot:
-    """A pilot process and the replies read from it but not yet consumed."""
-
-    def __init__(self, process: subprocess.Popen) -> None:
-        self.process = process
-        self._buffer = b""
-
-    def reply(self, timeout_s: float) -> tuple[dict | None, str | None]:
-        """The next reply line, or None and why (timeout: the pilot is killed; death)."""
-        fd = self.process.stdout.fileno()
-        while b"\n" not in self._buffer:
-            ready, _, _ = select.select([fd], [], [], timeout_s)
-            if not ready:
-                self.process.kill()
-                return None, f"payload exceeded {timeout_s:.0f}s; pilot {self.process.pid} killed"
-            chunk = os.read(fd, 65536)
-            if not chunk:
-                code = self.process.wait()
-                return None, (f"pilot {self.process.pid} died running the payload "
-                              f"(exit code {code})")
-            self._buffer += chunk
-        line, _, self._buffer = self._buffer.partition(b"\n")
-        return json.loads(line), None

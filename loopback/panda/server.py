@@ -281,13 +281,16 @@ class LocalPandaServer:
             conn.execute(
                 f"INSERT INTO {SCHEMA}.jedi_work_queue (queue_id, queue_name, queue_type, vo, "
                 "queue_function) VALUES (10, 'epic_prompt', 'managed', %s, 'Resource'), "
-                "(11, 'epic_user', 'user', %s, 'Resource')", (self.vo, self.vo))
+                "(11, 'epic_user', 'user', %s, 'Resource'), "
+                # prodSourceLabel test: what snakemake-executor-plugin-panda submits
+                "(12, 'epic_test', 'test', %s, 'Resource')", (self.vo, self.vo, self.vo))
 
     # ---- configuration ---------------------------------------------------------------
     def server_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PANDA", "VIRTUAL_ENV"))}
         env.update(PANDA_HOME=str(self.workdir), PANDA_URL=self.url, PANDA_URL_SSL=self.url,
                    PANDACACHE_URL=self.url, PANDA_BEHIND_REAL_LB="1",
+                   PANDA_API_URL=self.api_url, PANDA_API_URL_SSL=self.api_url,
                    PATH=f"{self.venv / 'bin'}:{env.get('PATH', '')}")
         return env
 
@@ -373,6 +376,9 @@ entryVerbose=False
 token_authType=oidc
 auth_config={auth}
 legacy_token_issuers=
+# sandboxes (prun's upload_cache_file) are kept in cache_dir; recording them is a call of
+# the server to itself with its host certificate, which the loopback server has not
+record_sandbox_info=False
 adder_plugins=epic:pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin
 setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
 [daemon]

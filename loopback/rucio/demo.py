@@ -1,9 +1,8 @@
-"""``epic-wfms demo --ddm rucio``: the demo with Rucio as DDM.
-
-With ``ddm.rucio`` credentials in the configuration the demo uses that server. Without, it
-starts a private real Rucio server on loopback for the demo's duration (PostgreSQL database,
-gunicorn, hermes; see localserver.py), creates the POSIX RSEs and the ePIC scope, and stops
-and drops it afterwards. Transfers are done by the site-local agent (no FTS here).
+"""``epic-wfms demo --ddm rucio`` without a configured Rucio server (``ddm.rucio`` credentials:
+then the demo uses that server and this is not called): a private real Rucio server on
+loopback for the demo's duration (PostgreSQL database, gunicorn, hermes; see server.py), with
+the POSIX RSEs and the ePIC scope, stopped and dropped afterwards. Transfers are done by the
+site-local agent (no FTS here).
 """
 
 from __future__ import annotations
@@ -19,9 +18,6 @@ from epic_wfms.ddm.rse import LocalRSE
 def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
     """``config`` switched to Rucio; a private server is started if none is configured."""
     settings = config.ddm.rucio
-    if settings.username or settings.auth_type != "userpass":
-        yield _with(config, settings)
-        return
     from epic_wfms.ddm.rucio.backend import RucioDDM
     from loopback.rucio.server import LocalRucioServer, add_scope, provision
 

@@ -17,8 +17,9 @@ from typing import Any
 
 from rucio.common import exception as rucio_errors
 
-from epic_wfms.config import BusConfig, RucioConfig
-from epic_wfms.ddm.interface import DID, FileSpec, Replica, RuleInfo
+from epic_wfms.bus.stomp import StompSettings
+from epic_wfms.config import RucioConfig
+from epic_wfms.ddm.interface import DID, FileSpec, FileView, Replica, RuleInfo
 from epic_wfms.ddm.rse import LocalRSE, lookup_rse
 from epic_wfms.ddm.rucio import policy
 from epic_wfms.ddm.rucio.client import RucioClients, translate
@@ -49,9 +50,9 @@ class RucioDDM:
         self.watcher = RuleWatcher(self)
         self.events: RucioEventListener | None = None
 
-    def listen(self, bus: BusConfig) -> RucioDDM:
+    def listen(self, broker: StompSettings) -> RucioDDM:
         """Follow Rucio's events (rule OK) from its STOMP topic: rules then finish by event."""
-        self.events = RucioEventListener(bus, self.settings.events_destination)
+        self.events = RucioEventListener(broker, self.settings.events_destination)
         self.events.add_handler(self.watcher.on_event)
         self.events.start()
         return self
@@ -265,7 +266,6 @@ class RucioDDM:
 
     def dataset_view(self, dataset: DID):
         """Every file of a dataset with its adler32 and replica states, in one call."""
-        from epic_wfms.ddm.reconcile import FileView
 
         dataset = self.did(dataset)
         try:

@@ -10,15 +10,12 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import stomp
-
-from epic_wfms.config import BusConfig
+from epic_wfms.bus.stomp import StompSettings, StompTransport
 from epic_wfms.ddm.interface import DID
 from epic_wfms.errors import DataManagementError
 
@@ -57,41 +54,41 @@ def parse_event(body: str | bytes) -> RucioEvent:
 Handler = Callable[[RucioEvent], None]
 
 
-class RucioEventListener(stomp.ConnectionListener):
-    """Subscribe to hermes' topic and hand every event to the registered handlers."""
+class RucioEventListener:
+    """Follow hermes' topic through the bus's STOMP transport (acknowledged after the
+    handlers ran, reconnecting with the broker) and hand every event to the handlers."""
 
-    def __init__(self, bus: BusConfig, destination: str = "/topic/rucio.events") -> None:
-        self.bus, self.destination = bus, destination
+    def __init__(self, settings: StompSettings, destination: str = "/topic/rucio.events"
+                 ) -> None:
+        self.settings, self.destination = settings, destination
         self._handlers: list[Handler] = []
-        self._conn: stomp.Connection12 | None = None
-        self._lock = threading.Lock()
+        self._transport: StompTransport | None = None
 
     def add_handler(self, handler: Handler) -> None:
         self._handlers.append(handler)
 
     def start(self) -> RucioEventListener:
-        conn = stomp.Connection12([(self.bus.host, self.bus.port)], vhost=self.bus.vhost,
-                                  heartbeats=(10_000, 10_000))
-        conn.set_listener("rucio-events", self)
-        try:
-            conn.connect(self.bus.user, self.bus.password, wait=True)
-        except stomp.exception.StompException as error:
+        transport = StompTransport(self.settings)
+        try:  # an observer: events broadcast while we are away are not kept for us
+            transport.subscribe(self.destination, f"rucio-events-{uuid.uuid4().hex[:8]}",
+                                self.on_message, durable=False)
+        except Exception as error:
+            transport.close()
             raise DataManagementError(
-                f"cannot subscribe to Rucio events on {self.bus.host}:{self.bus.port}",
-                repr(error), "start the STOMP broker or fix the bus section",
-            ) from error
-        conn.subscribe(self.destination, id=f"rucio-events-{uuid.uuid4().hex[:8]}", ack="auto")
-        self._conn = conn
+                f"cannot subscribe to Rucio events on {self.settings.host}:"
+                f"{self.settings.port}", repr(error),
+                "start the STOMP broker or fix the bus section") from error
+        self._transport = transport
         return self
 
     def stop(self) -> None:
-        if self._conn is not None and self._conn.is_connected():
-            self._conn.disconnect()
-        self._conn = None
+        if self._transport is not None:
+            self._transport.close()
+        self._transport = None
 
-    def on_message(self, frame) -> None:
+    def on_message(self, body: str) -> None:
         try:
-            event = parse_event(frame.body)
+            event = parse_event(body)
         except DataManagementError as error:
             log.warning("ignored message on %s: %s", self.destination, error)
             return

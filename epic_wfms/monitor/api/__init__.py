@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from epic_wfms.monitor.api import control, reads
+from epic_wfms.monitor.api import control, reads, work
 
 PREFIX = "/api/v1"
-ROUTERS: list[APIRouter] = [reads.router, control.router]
+ROUTERS: list[APIRouter] = [reads.router, control.router, work.router]
 
 
 def register(router: APIRouter) -> None:

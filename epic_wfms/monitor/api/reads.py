@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 
 from epic_wfms.monitor import queries as q
+from epic_wfms.monitor import workload
 from epic_wfms.monitor.api.errors import ERROR_RESPONSES, NotFound
 from epic_wfms.monitor.api.params import (
     Filter,
@@ -130,9 +131,12 @@ def me(principal: Principal = Depends(reader)) -> dict[str, Any]:
             "authenticated": principal.authenticated}
 
 
-@router.get("/users/{username}", tags=["users"], summary="A user's commands, usage, failures")
-def user(username: Name, session: Session = Db) -> dict[str, Any]:
-    return q.user_dashboard(session, username)
+@router.get("/users/{username}", tags=["users"],
+            summary="A user's tasks, submissions, resource usage, commands, failures")
+def user(username: Name, session: Session = Db,
+         state: MonitorState = Depends(monitor_state)) -> dict[str, Any]:
+    return q.user_dashboard(session, username) | workload.user_work(
+        session, username, bigmon_url=state.bigmon_url)
 
 
 @router.get("/usage", tags=["users"], summary="REST usage per user and endpoint (R10.8)")

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from sqlalchemy.orm import Session
 
 from epic_wfms.model.detector import DetectorState, Readiness
+from epic_wfms.monitor import plots, trends, workload
 from epic_wfms.monitor import queries as q
 from epic_wfms.monitor.api.params import (
     Filter,
@@ -40,7 +41,20 @@ def missing(request: Request, what: str, fix: str) -> Any:
 def dashboard(request: Request, session: Session = Db, state: MonitorState = State) -> Any:
     data = q.dashboard(session)
     data["sites"] = q.sites(session, state.configured_sites(), 1)
-    return page(request, "dashboard.html", data, "Streaming dashboard")
+    run = data["run"]
+    data["latency_series"] = trends.latency_series(session, run["number"]) if run else []
+    data["backlog_series"] = trends.backlog_series(
+        data["throughput"], sum(sum(v.values()) for v in data["backlog"].values()))
+    return page(request, "dashboard.html", data, "Streaming dashboard", plots={
+        "latency": plots.line_chart("stf-latency", [
+            plots.Series("end to end", [(p["at"], p["end_to_end_s"])
+                                        for p in data["latency_series"]]),
+            plots.Series("processing", [(p["at"], p["process_s"])
+                                        for p in data["latency_series"] if p["process_s"]])],
+            y_unit=" s", label="STF latency over the run"),
+        "backlog": plots.line_chart("backlog", [plots.Series("STFs waiting or in flight", [
+            (at, n) for at, n in data["backlog_series"]], color="#f59e0b")],
+            label="backlog over time")})
 
 
 @router.get("/state")
@@ -154,5 +168,8 @@ def users(request: Request, session: Session = Db) -> Any:
 
 
 @router.get("/users/{username}")
-def user(request: Request, username: Name, session: Session = Db) -> Any:
-    return page(request, "user.html", q.user_dashboard(session, username), username)
+def user(request: Request, username: Name, session: Session = Db,
+         state: MonitorState = State) -> Any:
+    data = q.user_dashboard(session, username) | workload.user_work(
+        session, username, bigmon_url=state.bigmon_url)
+    return page(request, "user.html", data, username)

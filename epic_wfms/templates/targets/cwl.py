@@ -148,8 +148,32 @@ def _parse_args(text: str) -> dict[str, str]:
     return options
 
 
-def import_cwl(text: str, name: str = "imported_cwl") -> dict[str, Any]:
-    """A pchain CWL workflow -> an epic-wfms template (mapping; dump it as YAML)."""
+_CWL_TYPES = {"string": "string", "int": "integer", "long": "integer", "float": "number",
+              "double": "number", "boolean": "boolean", "string[]": "list"}
+
+
+def _parameter(name: str, raw: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """A CWL workflow input as a typed template parameter (pchain's --yaml gives values)."""
+    declared = raw.get("type", "string") if isinstance(raw, dict) else raw
+    if isinstance(declared, str) and declared.endswith("?"):
+        declared = declared[:-1]
+    kind = _CWL_TYPES.get(str(declared), "string")
+    spec: dict[str, Any] = {"type": kind, "help": f"CWL workflow input {name}"}
+    default = given.get(name, _default(raw) if isinstance(raw, dict) else None)
+    if default is None:
+        spec.update(required=True, example=f"user.jdoe:{name}" if kind == "string" else 1)
+    else:
+        spec["default"] = default
+    return spec
+
+
+def import_cwl(text: str, name: str = "imported_cwl",
+               input_values: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A pchain CWL workflow -> an epic-wfms template (mapping; dump it as YAML).
+
+    The workflow's inputs become typed parameters (defaults from the CWL file or from
+    ``input_values``, pchain's ``--yaml`` file); a step reading one reads
+    ``{{ <input> }}``."""
     try:
         document = yaml.safe_load(text)
     except yaml.YAMLError as error:
@@ -161,7 +185,20 @@ def import_cwl(text: str, name: str = "imported_cwl") -> dict[str, Any]:
     raw_inputs = document.get("inputs") or {}
     if isinstance(raw_inputs, list):  # the list form: [{id: name, default: ...}]
         raw_inputs = {str(i.get("id")): i for i in raw_inputs if isinstance(i, dict)}
-    inputs = {k: _default(v) for k, v in raw_inputs.items()}
+    given = input_values or {}
+    unknown = sorted(set(given) - set(raw_inputs))
+    if unknown:
+        raise TemplateError(f"values for {', '.join(unknown)}, which the CWL workflow does "
+                            "not declare", "inputs: lists "
+                            + (", ".join(raw_inputs) or "none"), "remove or rename them")
+    params = {}
+    inputs = {}  # CWL input -> template parameter
+    for input_name, raw in raw_inputs.items():
+        param = _SAFE.sub("_", input_name.lower()).strip("_") or "input"
+        if param in ("user", "campaign_name") or not param[0].isalpha():
+            param = f"in_{param}"
+        params[param] = _parameter(input_name, raw, given)
+        inputs[input_name] = param
     steps = []
     for step_name, step in (document.get("steps") or {}).items():
         run = str(step.get("run", ""))
@@ -173,29 +210,31 @@ def import_cwl(text: str, name: str = "imported_cwl") -> dict[str, Any]:
     return {"template": name, "version": "1.0.0", "use_case": "analysis",
             "description": str(document.get("doc", "imported from CWL")),
             "parameters": {"campaign_name": {"type": "string", "default": "imported"},
-                           "user": {"type": "string", "required": True, "example": "jdoe"}},
+                           "user": {"type": "string", "required": True, "example": "jdoe"},
+                           **params},
             "campaign": {"name": "{{ campaign_name }}", "activity": "analysis",
                          "user": "{{ user }}"},
             "steps": steps}
 
 
-def _reference(source: str, file_type: str | None, inputs: dict[str, Any]) -> dict[str, Any]:
+def _reference(source: str, file_type: str | None, inputs: dict[str, str]) -> dict[str, Any]:
     if "/" in source:
         ref: dict[str, Any] = {"from": source.split("/")[0]}
         if file_type:
             ref["datatype"] = _datatype(file_type)
         return ref
-    if source not in inputs or inputs[source] is None:
-        raise TemplateError(f"CWL input {source!r} has no default dataset",
-                            "epic-wfms needs the dataset name", f"give {source} a default")
-    return {"dataset": inputs[source]}
+    if source not in inputs:
+        raise TemplateError(f"CWL step input {source!r} is not a workflow input",
+                            "opt_inDS names a workflow input or <step>/outDS",
+                            "declare it under inputs:")
+    return {"dataset": "{{ " + inputs[source] + " }}"}
 
 
 def _datatype(file: str) -> str:
     return _SAFE.sub("_", file.split(".")[0].lower()).strip("_") or "data"
 
 
-def _import_step(name: str, step: dict[str, Any], inputs: dict[str, Any]) -> dict[str, Any]:
+def _import_step(name: str, step: dict[str, Any], inputs: dict[str, str]) -> dict[str, Any]:
     entry = step.get("in") or {}
     options = _parse_args(_default(entry.get("opt_args", "")))
     files = [f for f in options.get("--outputs", "").split(",") if f]

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from epic_wfms.bus.stomp import StompSettings, StompTransport
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.wfms.idds.errors import IddsError
 
@@ -81,24 +82,20 @@ class WorkerPool:
 
 
 class StompPromptChannel:
-    """Publishes prompt-service requests on the broker (stomp.py), as ePIC's agents do."""
+    """Publishes prompt-service requests on the broker, as ePIC's agents do, through the
+    bus's STOMP transport (confirmed by the broker's receipt, reconnecting). ``settings``
+    name the broker iDDS listens on (``namespace=""``: the destination is iDDS's)."""
 
-    def __init__(self, host: str, port: int, user: str, password: str, vhost: str = "/",
-                 destination: str = PROMPT_DESTINATION) -> None:
-        import stomp
-
+    def __init__(self, settings: StompSettings, destination: str = PROMPT_DESTINATION) -> None:
         self.destination = destination
-        self._conn = stomp.Connection12([(host, port)], vhost=vhost)
-        self._conn.connect(user, password, wait=True)
+        self._transport = StompTransport(settings)
 
     def send(self, message: dict) -> None:
-        self._conn.send(self.destination, json.dumps(message),
-                        headers={"msg_type": message["msg_type"],
-                                 "run_id": str(message["run_id"])},
-                        content_type="application/json")
+        self._transport.send(self.destination, json.dumps(message), headers={
+            "msg_type": message["msg_type"], "run_id": str(message["run_id"])})
 
     def close(self) -> None:
-        self._conn.disconnect()
+        self._transport.close()
 
 
 class RestPromptChannel:

@@ -1,5 +1,12 @@
 """``WorkloadExecutor`` on PanDA: each JobSpec becomes a PanDA job at the site's PanDA queue.
 
+Used for the work epic-wfms itself decides (merges and the gather of a streaming run): the
+job is submitted as production jobs are outside JEDI (``jediTaskID`` NULL), or under a given
+JEDI task. Its input and output files are PanDA file records (LFN, dataset); the pilot stages
+the inputs into the job's working directory and stages the output out to the queue's storage,
+where ePIC's Adder plugin registers it in Rucio. Arguments that name a local replica of one of
+the job's files are given to the payload as the bare LFN (the pilot's working directory).
+
 Job states are PanDA's own, read back by polling (``poll()``, or a thread every
 ``poll_interval_s``): ``on_done`` fires when PanDA reports finished/failed/cancelled, start
 listeners when it reports running. A site taken offline holds new jobs here (activated, as
@@ -8,14 +15,17 @@ the interface says) until it is back; PanDA's queue status itself is an admin se
 
 from __future__ import annotations
 
+import shlex
 import threading
 from collections import deque
 from datetime import UTC, datetime
+from pathlib import PurePosixPath
 
 from pandaclient import MiscUtils
 from pandaclient.FileSpec import FileSpec
 from pandaclient.JobSpec import JobSpec as PandaJobSpec
 
+from epic_wfms.model import naming
 from epic_wfms.wfms.interface import (
     JobCallback,
     JobResult,
@@ -33,11 +43,13 @@ _WAITING = {"pending", "defined", "assigned", "waiting", "activated", "sent", "s
 
 
 class PandaExecutor:
-    def __init__(self, connection: PandaConnection, queues: dict[str, str], task_id: int,
-                 poll_interval_s: float | None = None, vo: str = "epic") -> None:
+    def __init__(self, connection: PandaConnection, queues: dict[str, str],
+                 task_id: int | None = None, poll_interval_s: float | None = None,
+                 vo: str = "epic", transformation: str = "epic-reco") -> None:
         """``queues`` maps our site names (``E1_BNL``) to PanDA queues; jobs belong to the
-        JEDI task ``task_id`` (as JEDI's own jobs do: PanDA sets them up per task)."""
+        JEDI task ``task_id`` if given, else to none (production jobs defined outside JEDI)."""
         self.connection, self.queues, self.vo = connection, dict(queues), vo
+        self.transformation = transformation
         self.task_id = task_id
         self._lock = threading.Lock()
         self._jobs: dict[int, tuple[JobSpec, JobCallback, str]] = {}  # PandaID -> spec, cb, st
@@ -100,15 +112,18 @@ class PandaExecutor:
     def _send(self, spec: JobSpec, on_done: JobCallback) -> int:
         job = PandaJobSpec()
         job.VO, job.prodSourceLabel = self.vo, "managed"
-        job.jediTaskID = job.jobDefinitionID = self.task_id
-        job.jobName = f"epic.{spec.kind}.{spec.output}.a{spec.attempt_nr}"
-        job.transformation, job.computingSite = spec.payload, self.queues[spec.site]
-        job.jobParameters = " ".join(spec.args)
+        if self.task_id is not None:
+            job.jediTaskID = job.jobDefinitionID = self.task_id
+        job.jobName = f"epic.{spec.kind}.{spec.output}"
+        job.transformation, job.computingSite = self.transformation, self.queues[spec.site]
+        job.jobParameters = job_parameters(spec)
         job.attemptNr, job.maxAttempt = spec.attempt_nr, spec.max_attempts
         job.currentPriority = job.assignedPriority = 900
+        dataset = output_dataset(spec)
+        job.prodDBlock = job.destinationDBlock = dataset
         for lfn in spec.inputs:
-            job.addFile(_file(lfn, "input"))
-        job.addFile(_file(spec.output, "output"))
+            job.addFile(_file(lfn, "input", dataset))
+        job.addFile(_file(spec.output, "output", dataset))
         rows = self.connection.api("submit a job to", "job/submit",
                                    {"jobs": MiscUtils.dump_jobs_json([job])}, data=True)
         try:
@@ -141,8 +156,11 @@ class PandaExecutor:
                 diags = [str(getattr(job, k)) for k in ERROR_FIELDS
                          if getattr(job, k, None) not in (None, "", "NULL", "None")]
                 error = "; ".join(diags) or None
+                # a finished job's output was staged out and registered by the Adder
                 on_done(JobResult(panda_id, spec, _FINAL[status], None, now,
-                                  _int(job.transExitCode), error, {"panda_status": status}))
+                                  _int(job.transExitCode), error,
+                                  {"panda_status": status,
+                                   "output_registered": status == "finished"}))
         return done
 
     def status(self, panda_id: int) -> str:
@@ -157,10 +175,25 @@ class PandaExecutor:
                 continue  # the server is briefly unreachable: try again next round
 
 
-def _file(lfn: str, kind: str) -> FileSpec:
+def job_parameters(spec: JobSpec) -> str:
+    """The payload's command line as the pilot runs it in the job's working directory: a
+    local replica path of one of the job's files becomes that file's LFN."""
+    files = {*spec.inputs, spec.output}
+    args = [PurePosixPath(a).name if "/" in a and PurePosixPath(a).name in files else a
+            for a in spec.args]
+    return shlex.join(["python", "-m", spec.payload, *args])
+
+
+def output_dataset(spec: JobSpec) -> str:
+    """``epic:swf.<run>.<site>.<kind>``: the dataset the job's output is attached to."""
+    run = f"swf.{spec.run_number:06d}" if spec.run_number is not None else "swf.norun"
+    return f"{naming.SCOPE}:{run}.{spec.site}.{spec.kind}"
+
+
+def _file(lfn: str, kind: str, dataset: str) -> FileSpec:
     spec = FileSpec()
-    spec.lfn, spec.type = lfn, kind
-    spec.dataset = spec.prodDBlock = spec.destinationDBlock = "epic:swf.executor"
+    spec.lfn, spec.type, spec.scope = lfn, kind, naming.SCOPE
+    spec.dataset = spec.prodDBlock = spec.destinationDBlock = dataset
     spec.status = "ready" if kind == "input" else "unknown"
     return spec
 

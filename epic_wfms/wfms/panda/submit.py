@@ -83,4 +83,6 @@ def record_task(db: Database, server: str, record: TaskRecord, params: dict) -> 
             jedi_task_id=record.jedi_task_id, server=server, task_name=record.task_name,
             kind=record.kind, run_number=record.run_number, site=record.site,
             input_dataset=record.input_dataset, status=record.status,
-            priority=params.get("taskPriority"), params=params, updated_at=utcnow()))
+            priority=params.get("taskPriority"), params=params, updated_at=utcnow(),
+            username=str(params.get("userName") or ""),
+            campaign=str(params.get("campaign") or "")))
