@@ -191,7 +191,7 @@ class SliceResult(_Payload):
     slice_name: FileName
     run_number: int | None = None
     worker: str
-    status: str  # completed | failed | retrying
+    status: str  # lifecycle.fastpath.SliceOutcome: completed | failed | retrying
     attempt: int = Field(ge=1)
     n_events: int = 0
     events: list[dict[str, Any]] = Field(default_factory=list)

@@ -14,6 +14,7 @@ from pathlib import Path
 from epic_wfms.config import Config
 from epic_wfms.daq import DaqSettings, DaqSimulator
 from epic_wfms.installation import Installation
+from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.monitor.event_log import EventLog
 from epic_wfms.store.schema import AgentRecord, utcnow
 from epic_wfms.streaming.orchestrator import ROLES
@@ -28,7 +29,7 @@ def agent_name(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
-def beat(installation: Installation, name: str, role: str, status: str) -> None:
+def beat(installation: Installation, name: str, role: str, status: AgentStatus) -> None:
     with installation.db.session() as session:
         session.merge(AgentRecord(
             name=name, role=role, host=socket.gethostname(), pid=os.getpid(), status=status,
@@ -60,12 +61,12 @@ def run_agent(role: str, config: Config) -> None:
             EventLog(installation.bus).subscribe()
         else:
             installation.start()
-        beat(installation, name, role, "running")
+        beat(installation, name, role, AgentStatus.RUNNING)
         log.info("agent %s running", name)
         while not stop.wait(HEARTBEAT_S):
-            beat(installation, name, role, "running")
+            beat(installation, name, role, AgentStatus.RUNNING)
     finally:
-        beat(installation, name, role, "stopped")
+        beat(installation, name, role, AgentStatus.STOPPED)
         installation.close()
 
 
@@ -102,10 +103,10 @@ def run_daq_agent(
     daq = installation.daq(DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
     stop = _stop_event()
     try:
-        beat(installation, name, "daq", "running")
+        beat(installation, name, "daq", AgentStatus.RUNNING)
         _play(daq, progress, run, stfs, standby, stop)
     finally:
-        beat(installation, name, "daq", "stopped")
+        beat(installation, name, "daq", AgentStatus.STOPPED)
         installation.close()
 
 

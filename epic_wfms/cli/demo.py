@@ -27,6 +27,7 @@ from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings
 from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
 from epic_wfms.installation import Installation, build_ddm, open_database
+from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.model import naming
 from epic_wfms.monitor.server import background_monitor
 from epic_wfms.store.database import Database
@@ -80,7 +81,7 @@ def wait_finished(db: Database, run: int, options: DemoOptions, console: Console
             run_record = get_run(db, run)
             if live:
                 live.update(_progress(db, run, options), refresh=True)
-            if run_record is not None and run_record.status == "finished":
+            if run_record is not None and run_record.status == RunStatus.FINISHED:
                 return True
             time.sleep(0.25)
         return False

@@ -29,6 +29,7 @@ from epic_wfms.cli.template import template_cli
 from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.installation import open_database
+from epic_wfms.lifecycle.docs import lifecycles_markdown
 from epic_wfms.statemachine.docs import transition_table_markdown
 
 CONFIG_OPTION = click.option(
@@ -276,6 +277,12 @@ def agent(role: str, run_number: int | None, stfs: int, rate_hz: float, stf_size
 def statemachine() -> None:
     """Print the complete detector/DAQ transition table (Markdown)."""
     click.echo(transition_table_markdown())
+
+
+@cli.command()
+def lifecycles() -> None:
+    """Print the record lifecycles: states, allowed moves, groups (docs/lifecycles.md)."""
+    click.echo(lifecycles_markdown(), nl=False)
 
 
 cli.add_command(monitor)

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import AgentRecord
 
@@ -62,7 +63,7 @@ class AgentSet:
             pids = {self.processes[r].pid for r in roles}
             with self.db.session() as session:
                 running = set(session.scalars(select(AgentRecord.pid).where(
-                    AgentRecord.pid.in_(pids), AgentRecord.status == "running")))
+                    AgentRecord.pid.in_(pids), AgentRecord.status == AgentStatus.RUNNING)))
             if running == pids:
                 return
             for role in roles:

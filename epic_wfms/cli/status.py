@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from epic_wfms import __version__
+from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.store.database import Database
 from epic_wfms.store.deadletters import open_by_run
 from epic_wfms.store.migrate import schema_revision
@@ -60,7 +61,8 @@ def store_status(db: Database, last_runs: int = 10) -> dict[str, Any]:
              "start": r.start_time.isoformat() if r.start_time else None,
              "end": r.end_time.isoformat() if r.end_time else None,
              "dead_letters": letters.get(r.number, 0),
-             "short": shortfall(db, r.number) if r.status in ("closed", "incomplete") else []}
+             "short": shortfall(db, r.number)
+             if r.status in (RunStatus.CLOSED, RunStatus.INCOMPLETE) else []}
             for r in runs
         ],
         "open_dead_letters": {"total": sum(letters.values()),

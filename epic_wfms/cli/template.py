@@ -21,6 +21,7 @@ from rich.table import Table
 from epic_wfms.config import load_config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.installation import open_database, template_submitters
+from epic_wfms.lifecycle.template import SubmissionStatus
 from epic_wfms.templates.errors import TemplateError
 from epic_wfms.templates.loader import TemplateLibrary, default_template_dir, load_template_file
 from epic_wfms.templates.params import describe_expected, parse_assignments
@@ -238,7 +239,7 @@ def _submit_action(library: TemplateLibrary, name: str, given: dict[str, Any], t
         _echo_json(result)
     else:
         _print_submission(result)
-    if result.get("status") == "failed":
+    if result.get("status") == SubmissionStatus.FAILED:
         raise SystemExit(1)
 
 

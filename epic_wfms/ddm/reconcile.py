@@ -12,6 +12,8 @@ from sqlalchemy import select
 
 from epic_wfms.config import Config
 from epic_wfms.ddm.interface import DID, DataManagement
+from epic_wfms.lifecycle.run import RunStatus
+from epic_wfms.lifecycle.stf import ArchiveStatus, Validation
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.integrity import report_issue
@@ -27,7 +29,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
     view = ddm.dataset_view(dataset)
     with db.session() as session:
         stfs = session.scalars(select(StfRecord).where(
-            StfRecord.run_number == run_number, StfRecord.validation == "ok")).all()
+            StfRecord.run_number == run_number, StfRecord.validation == Validation.OK)).all()
         run = session.get(RunRecord, run_number)
     tapes = [site.tape_rse for site in config.sites]
     found: list[tuple[str | None, str]] = []
@@ -40,7 +42,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
         if entry.adler32 is not None and entry.adler32 != stf.adler32:
             found.append((stf.filename, f"checksum differs: store ad:{stf.adler32}, "
                                         f"DDM ad:{entry.adler32}"))
-        if stf.archive_status == "archived":
+        if stf.archive_status == ArchiveStatus.ARCHIVED:
             missing = [t for t in tapes if entry.states.get(t) != "A"]
             if missing:
                 found.append((stf.filename, f"archived in the store but no available replica "
@@ -48,7 +50,7 @@ def differences(db: Database, ddm: DataManagement, config: Config, run_number: i
     known = {stf.filename for stf in stfs}
     found += [(name, f"in DDM dataset {dataset} but unknown to the store")
               for name in sorted(set(view) - known)]
-    if run is not None and run.status == "finished" and view and ddm.is_open(dataset):
+    if run is not None and run.status == RunStatus.FINISHED and view and ddm.is_open(dataset):
         found.append((None, f"run {run_number} is finished but DDM dataset {dataset} is open"))
     return found
 

@@ -18,7 +18,13 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.fastpath import histograms
 from epic_wfms.fastpath.express import publish_alarms
-from epic_wfms.fastpath.slices import COMPLETED, FAILED, PROCESSING
+from epic_wfms.lifecycle.fastpath import (
+    SLICE,
+    SLICE_OPEN,
+    SliceOutcome,
+    SliceStatus,
+    WorkerStatus,
+)
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
     FastPathAlarmRecord,
@@ -44,7 +50,7 @@ def record_result(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt
     publish_alarms(ctx, work, reply.get("anomalies", []))
     ctx.publish(dest.FASTPATH_RESULTS, "slice_result", m.SliceResult(
         slice_name=work.slice_name, run_number=work.run_number, worker=worker,
-        status=COMPLETED, attempt=attempt, n_events=reply.get("n_events", 0),
+        status=SliceOutcome.COMPLETED, attempt=attempt, n_events=reply.get("n_events", 0),
         events=reply.get("events", []), summary=reply.get("summary", {}),
         processing_s=reply.get("processing_s"),
         latency_s=round((utcnow() - work.available_at).total_seconds(), 4),
@@ -58,10 +64,12 @@ def _complete(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt: in
     now = utcnow()
     with ctx.db.session() as session:
         done = session.execute(update(TfSliceRecord).where(
-            TfSliceRecord.name == work.slice_name, TfSliceRecord.status == PROCESSING,
+            TfSliceRecord.name == work.slice_name,
+            SLICE.where(TfSliceRecord.status, SliceStatus.COMPLETED),
             TfSliceRecord.worker == worker, TfSliceRecord.attempts == attempt,
-        ).values(status=COMPLETED, completed_at=now, processing_s=reply.get("processing_s"),
-                 n_events=reply.get("n_events"), summary=reply.get("summary", {})))
+        ).values(status=SliceStatus.COMPLETED, completed_at=now,
+                 processing_s=reply.get("processing_s"), n_events=reply.get("n_events"),
+                 summary=reply.get("summary", {})))
         if done.rowcount != 1:
             return False
         session.add_all(FastPathAlarmRecord(
@@ -77,10 +85,12 @@ def _complete(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt: in
 
 
 def publish_failure(ctx: StreamingContext, work: m.SliceWork, worker: str, attempt: int,
-                    status: str, error: str) -> None:
+                    status: SliceStatus, error: str) -> None:
+    """How a failed attempt ended: the slice failed, or it is queued again (retrying)."""
+    outcome = SliceOutcome.FAILED if status == SliceStatus.FAILED else SliceOutcome.RETRYING
     ctx.publish(dest.FASTPATH_RESULTS, "slice_result", m.SliceResult(
         slice_name=work.slice_name, run_number=work.run_number, worker=worker,
-        status="retrying" if status != FAILED else FAILED, attempt=attempt, error=error,
+        status=outcome, attempt=attempt, error=error,
     ), work.run_number)
 
 
@@ -101,16 +111,16 @@ def fastpath_report(db: Database, run_number: int) -> dict[str, Any]:
             FastPathWorkerRecord.run_number == run_number,
         ).group_by(FastPathWorkerRecord.status)).all())
     latency = [(done - avail).total_seconds() for status, _a, _e, avail, done in rows
-               if status == COMPLETED]
+               if status == SliceStatus.COMPLETED]
     express = [(done - avail).total_seconds() for status, _a, exp, avail, done in rows
-               if status == COMPLETED and exp]
+               if status == SliceStatus.COMPLETED and exp]
     return {
         "slices": {
             "total": len(rows),
-            "done": sum(1 for r in rows if r.status == COMPLETED),
-            "failed": sum(1 for r in rows if r.status == FAILED),
+            "done": sum(1 for r in rows if r.status == SliceStatus.COMPLETED),
+            "failed": sum(1 for r in rows if r.status == SliceStatus.FAILED),
             "retried": sum(1 for r in rows if r.attempts > 1),
-            "open": sum(1 for r in rows if r.status not in (COMPLETED, FAILED)),
+            "open": sum(1 for r in rows if r.status in SLICE_OPEN),
         },
         "slice_latency_s": {"p50": _rounded(percentile(latency, 50)),
                             "p99": _rounded(percentile(latency, 99)), "n": len(latency)},
@@ -129,10 +139,10 @@ def wait_fastpath_drained(db: Database, run_number: int, timeout: float) -> bool
         with db.session() as session:
             open_slices = session.scalar(select(func.count()).select_from(TfSliceRecord).where(
                 TfSliceRecord.run_number == run_number,
-                TfSliceRecord.status.notin_((COMPLETED, FAILED))))
+                TfSliceRecord.status.in_(SLICE_OPEN)))
             live = session.scalar(select(func.count()).select_from(FastPathWorkerRecord).where(
                 FastPathWorkerRecord.run_number == run_number,
-                FastPathWorkerRecord.status == "registered"))
+                FastPathWorkerRecord.status == WorkerStatus.REGISTERED))
         if not open_slices and not live:
             return True
         time.sleep(0.2)

@@ -11,6 +11,8 @@ from epic_wfms.fastpath import slices
 from epic_wfms.fastpath.pool import SlicePool
 from epic_wfms.fastpath.slicing import Slicer
 from epic_wfms.fastpath.worker_pool import FastPathPool, requeue
+from epic_wfms.lifecycle.fastpath import SLICE_OPEN, WORKER, SliceStatus, WorkerStatus
+from epic_wfms.lifecycle.run import RUN_LIVE
 from epic_wfms.store.schema import FastPathWorkerRecord, RunRecord, TfSliceRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 
@@ -31,13 +33,13 @@ class FastPath:
         self._resume_run()
         with self.ctx.db.session() as session:
             stale = list(session.scalars(select(TfSliceRecord).where(
-                TfSliceRecord.status.in_((slices.PROCESSING, slices.QUEUED)))))
+                TfSliceRecord.status.in_(SLICE_OPEN))))
         for record in stale:
-            if record.status == slices.PROCESSING:
+            if record.status == SliceStatus.PROCESSING:
                 status = slices.release(self.ctx.db, record.name, record.worker or "",
                                         record.attempts, "lost: the fast path stopped",
                                         self.ctx.config.fastpath.max_attempts)
-                if status != slices.QUEUED:
+                if status != SliceStatus.QUEUED:
                     continue
             requeue(self.ctx, slices.slice_work(record))
 
@@ -46,15 +48,15 @@ class FastPath:
         open in the store, or with unfinished slices); a run that ended meanwhile drains."""
         with self.ctx.db.session() as session:
             active = session.scalar(select(func.max(RunRecord.number)).where(
-                RunRecord.status.in_(("announced", "open"))))
+                RunRecord.status.in_(RUN_LIVE)))
             unfinished = session.scalar(select(func.max(TfSliceRecord.run_number)).where(
-                TfSliceRecord.status.in_((slices.QUEUED, slices.PROCESSING))))
+                TfSliceRecord.status.in_(SLICE_OPEN)))
             run = max((r for r in (active, unfinished) if r is not None), default=None)
             status = session.scalar(select(RunRecord.status).where(RunRecord.number == run))
         if run is None:
             return
         self.pool.provision(run)
-        if status not in ("announced", "open"):
+        if status not in RUN_LIVE:
             self.pool.end_of_run(run)
 
     def subscribe(self) -> None:
@@ -69,11 +71,12 @@ class FastPath:
         host = socket.gethostname()
         with self.ctx.db.session() as session:
             for worker in session.scalars(select(FastPathWorkerRecord).where(
-                    FastPathWorkerRecord.status == "registered",
+                    FastPathWorkerRecord.status == WorkerStatus.REGISTERED,
                     FastPathWorkerRecord.name.like(f"%@{host}:%"))):
                 pid = int(worker.name.rsplit(":", 1)[1])
                 if pid != os.getpid() and not _alive(pid):
-                    worker.status, worker.ended_at = "dead", utcnow()
+                    worker.status = WORKER.check(worker.status, WorkerStatus.DEAD, worker.name)
+                    worker.ended_at = utcnow()
                     worker.detail = f"lost with its agent (pid {pid} is gone)"
 
 

@@ -1,4 +1,5 @@
-"""TF slices in the store: queued -> processing -> completed | failed, with bounded retry.
+"""TF slices in the store: queued -> processing -> completed | failed, with bounded retry
+(the slice lifecycle: epic_wfms/lifecycle/fastpath.py).
 
 Every transition is a compare-and-set on the slice row, so a slice is processed by one worker
 at a time and completed at most once, whatever the bus redelivers or duplicates: a claim
@@ -15,10 +16,11 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, update
 
 from epic_wfms.bus.messages import SliceWork
+from epic_wfms.lifecycle.fastpath import SLICE, SLICE_OPEN, SliceStatus
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import TfSliceRecord, utcnow
 
-QUEUED, PROCESSING, COMPLETED, FAILED = "queued", "processing", "completed", "failed"
+S = SliceStatus
 
 
 def add_slices(db: Database, works: Iterable[SliceWork]) -> list[SliceWork]:
@@ -33,32 +35,33 @@ def add_slices(db: Database, works: Iterable[SliceWork]) -> list[SliceWork]:
                     name=work.slice_name, run_number=work.run_number,
                     stf_filename=work.stf_filename, sample_filename=work.sample_filename,
                     path=work.path, first_tf=work.first_tf, tf_count=work.tf_count,
-                    kind=work.kind, express=work.express, status=QUEUED, attempts=0,
+                    kind=work.kind, express=work.express, status=SLICE.check(None, S.QUEUED),
+                    attempts=0,
                     available_at=work.available_at,
                 ))
-    return [w for w in works if known.get(w.slice_name, QUEUED) == QUEUED]
+    return [w for w in works if known.get(w.slice_name, S.QUEUED) == S.QUEUED]
 
 
 def claim(db: Database, name: str, worker: str) -> int | None:
     """queued -> processing for ``worker``; the attempt number, or None if not queued."""
     with db.session() as session:
         return session.scalar(update(TfSliceRecord).where(
-            TfSliceRecord.name == name, TfSliceRecord.status == QUEUED,
-        ).values(status=PROCESSING, worker=worker, attempts=TfSliceRecord.attempts + 1,
+            TfSliceRecord.name == name, SLICE.where(TfSliceRecord.status, S.PROCESSING),
+        ).values(status=S.PROCESSING, worker=worker, attempts=TfSliceRecord.attempts + 1,
                  started_at=utcnow(), error=None).returning(TfSliceRecord.attempts))
 
 
 def release(db: Database, name: str, worker: str, attempt: int, error: str,
-            max_attempts: int) -> str | None:
+            max_attempts: int) -> SliceStatus | None:
     """A failed attempt: back to queued (retry) or failed (attempts used up); None if the
     slice is no longer this worker's attempt (someone already released it)."""
-    status = FAILED if attempt >= max_attempts else QUEUED
+    status = S.FAILED if attempt >= max_attempts else S.QUEUED
     with db.session() as session:
         done = session.execute(update(TfSliceRecord).where(
-            TfSliceRecord.name == name, TfSliceRecord.status == PROCESSING,
+            TfSliceRecord.name == name, SLICE.where(TfSliceRecord.status, status),
             TfSliceRecord.worker == worker, TfSliceRecord.attempts == attempt,
         ).values(status=status, error=error[-2000:],
-                 completed_at=utcnow() if status == FAILED else None))
+                 completed_at=utcnow() if status == S.FAILED else None))
         return status if done.rowcount == 1 else None
 
 
@@ -66,7 +69,7 @@ def held_by(db: Database, workers: Iterable[str]) -> list[TfSliceRecord]:
     """Slices in processing by any of ``workers`` (to release when they died)."""
     with db.session() as session:
         return list(session.scalars(select(TfSliceRecord).where(
-            TfSliceRecord.status == PROCESSING, TfSliceRecord.worker.in_(list(workers)))))
+            TfSliceRecord.status == S.PROCESSING, TfSliceRecord.worker.in_(list(workers)))))
 
 
 def slice_work(record: TfSliceRecord) -> SliceWork:
@@ -81,7 +84,7 @@ def slice_work(record: TfSliceRecord) -> SliceWork:
 def queued(db: Database, run_number: int | None) -> list[TfSliceRecord]:
     with db.session() as session:
         return list(session.scalars(select(TfSliceRecord).where(
-            TfSliceRecord.run_number == run_number, TfSliceRecord.status == QUEUED)))
+            TfSliceRecord.run_number == run_number, TfSliceRecord.status == S.QUEUED)))
 
 
 def open_count(db: Database, run_number: int | None) -> tuple[int, int, float]:
@@ -91,22 +94,22 @@ def open_count(db: Database, run_number: int | None) -> tuple[int, int, float]:
             TfSliceRecord.status, func.count(), func.min(TfSliceRecord.queued_at),
         ).where(
             TfSliceRecord.run_number == run_number,
-            TfSliceRecord.status.in_((QUEUED, PROCESSING)),
+            TfSliceRecord.status.in_(SLICE_OPEN),
         ).group_by(TfSliceRecord.status)).all()}
-    queued, oldest = rows.get(QUEUED, (0, None))
+    queued, oldest = rows.get(S.QUEUED, (0, None))
     if isinstance(oldest, str):  # SQLite returns MIN() of a timestamp as text
         oldest = datetime.fromisoformat(oldest)
     if oldest is not None and oldest.tzinfo is None:
         oldest = oldest.replace(tzinfo=UTC)
     wait = (utcnow() - oldest).total_seconds() if oldest else 0.0
-    return queued, rows.get(PROCESSING, (0, None))[0], wait
+    return queued, rows.get(S.PROCESSING, (0, None))[0], wait
 
 
 def recent_slice_s(db: Database, run_number: int | None, last: int = 10) -> float | None:
     """Mean wall time per slice on a worker (claim to result) over the last completions."""
     with db.session() as session:
         rows = session.execute(select(TfSliceRecord.started_at, TfSliceRecord.completed_at).where(
-            TfSliceRecord.run_number == run_number, TfSliceRecord.status == COMPLETED,
+            TfSliceRecord.run_number == run_number, TfSliceRecord.status == S.COMPLETED,
         ).order_by(TfSliceRecord.completed_at.desc()).limit(last)).all()
     spans = [(done - start).total_seconds() for start, done in rows if start and done]
     return sum(spans) / len(spans) if spans else None

@@ -29,6 +29,7 @@ from epic_wfms.fastpath.autoscaler import Autoscaler, Observation
 from epic_wfms.fastpath.express import ExpressFirst
 from epic_wfms.fastpath.results import publish_failure, record_result
 from epic_wfms.fastpath.runners import PayloadDied, start_payload
+from epic_wfms.lifecycle.fastpath import WORKER, SliceStatus, WorkerStatus
 from epic_wfms.store.schema import FastPathScalingRecord, FastPathWorkerRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.screening import daq_file
@@ -60,7 +61,8 @@ class SliceWorker:
         with self.ctx.db.session() as session:
             session.merge(FastPathWorkerRecord(
                 name=self.name, run_number=self.run_number, pid=self.payload.pid,
-                status="registered", registered_at=utcnow(), slices_done=0))
+                status=WORKER.check(None, WorkerStatus.REGISTERED), registered_at=utcnow(),
+                slices_done=0))
         self.ctx.publish(dest.FASTPATH_POOL, "worker_registered", m.WorkerNews(
             worker=self.name, run_number=self.run_number, pid=self.payload.pid,
             detail=f"payload ready (init {self.payload.init_s}s)"), self.run_number)
@@ -124,11 +126,11 @@ class SliceWorker:
         log.warning("slice %s attempt %d on %s failed: %s", work.slice_name, attempt, self.name,
                     error)
         publish_failure(self.ctx, work, self.name, attempt, status, error)
-        if status == slices.QUEUED:
+        if status == SliceStatus.QUEUED:
             requeue(self.ctx, work)
 
     # -- end of life -------------------------------------------------------------------------
-    def retire(self, status: str, detail: str, wait: bool = True) -> None:
+    def retire(self, status: WorkerStatus, detail: str, wait: bool = True) -> None:
         """Stop consuming, let the slice in hand finish, end the payload, record why."""
         if self.retired:
             return
@@ -144,8 +146,9 @@ class SliceWorker:
         with self.ctx.db.session() as session:
             session.execute(update(FastPathWorkerRecord).where(
                 FastPathWorkerRecord.name == self.name,
+                WORKER.where(FastPathWorkerRecord.status, status),
             ).values(status=status, ended_at=utcnow(), detail=detail))
-        msg_type = "worker_replaced" if status == "dead" else "worker_exited"
+        msg_type = "worker_replaced" if status == WorkerStatus.DEAD else "worker_exited"
         self.ctx.publish(dest.FASTPATH_POOL, msg_type, m.WorkerNews(
             worker=self.name, run_number=self.run_number, pid=self.payload.pid, detail=detail),
             self.run_number)
@@ -211,8 +214,8 @@ class FastPathPool:
             idle = [w for w in self.workers.values() if not (w.dead or w.retired)]
             idle.sort(key=lambda w: w.busy)  # retire idle workers first
             for worker in idle[:max(self.size - to, 0)]:
-                threading.Thread(target=worker.retire, args=("exited", f"scaled down: {reason}"),
-                                 daemon=True).start()
+                threading.Thread(target=worker.retire, daemon=True, args=(
+                    WorkerStatus.EXITED, f"scaled down: {reason}")).start()
         self.autoscaler.changed(time.monotonic())
         with self.ctx.db.session() as session:
             session.add(FastPathScalingRecord(
@@ -241,13 +244,14 @@ class FastPathPool:
             if worker.buried or worker.retired:
                 return  # the worker and the pool's liveness check may both report a death
             worker.buried = worker.dead = True
-            threading.Thread(target=worker.retire, args=("dead", reason), daemon=True).start()
+            threading.Thread(target=worker.retire, args=(WorkerStatus.DEAD, reason),
+                             daemon=True).start()
             if not self._stop.is_set() and not self.drained.is_set():
                 self._start_workers(1)
         for record in slices.held_by(self.ctx.db, [worker.name]):
             status = slices.release(self.ctx.db, record.name, worker.name, record.attempts,
                                     f"worker died: {reason}", self.config.max_attempts)
-            if status == slices.QUEUED:
+            if status == SliceStatus.QUEUED:
                 requeue(self.ctx, slices.slice_work(record))
 
     # -- duties --------------------------------------------------------------------------------
@@ -284,7 +288,7 @@ class FastPathPool:
         with self._lock:
             live = [w for w in self.workers.values() if not (w.dead or w.retired)]
             for worker in live:
-                worker.retire("exited", f"drained at end of run {self.run_number}")
+                worker.retire(WorkerStatus.EXITED, f"drained at end of run {self.run_number}")
             self.drained.set()
         log.info("fast-path pool drained for run %s (%d workers)", self.run_number, len(live))
 
@@ -306,4 +310,4 @@ class FastPathPool:
             self._thread.join(timeout=5)
         for worker in list(self.workers.values()):
             if not worker.retired:
-                worker.retire("exited", "stopped with the orchestrator", wait=False)
+                worker.retire(WorkerStatus.EXITED, "stopped with the orchestrator", wait=False)

@@ -13,6 +13,7 @@ from sqlalchemy import Float, Integer, func, select
 from sqlalchemy.orm import Session
 
 from epic_wfms.brokerage.health import AVOIDED, OK, HealthPolicy
+from epic_wfms.lifecycle.job import JobStatus
 from epic_wfms.monitor.queries import iso
 from epic_wfms.monitor.workload import record_dict, rows_page
 from epic_wfms.sites.models import Site
@@ -81,7 +82,7 @@ def site_health(session: Session, policy: HealthPolicy | None = None
         counts[site][status] = n
     out = {}
     for site, by_status in counts.items():
-        failed, total = by_status.get("failed", 0), sum(by_status.values())
+        failed, total = by_status.get(JobStatus.FAILED, 0), sum(by_status.values())
         state = (AVOIDED if failed >= policy.min_failures
                  and failed / total >= policy.failure_ratio else DEGRADED if failed else OK)
         out[site] = {"state": state, "failed": failed, "outcomes": total,

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from epic_wfms.config import NotificationRule
+from epic_wfms.lifecycle.job import JOB_UNSUCCESSFUL, JobStatus
 from epic_wfms.monitor import queries as q
 from epic_wfms.monitor.readstore import ReadStore
 from epic_wfms.store.schema import JobRecord, StateTransitionRecord, utcnow
@@ -39,8 +40,8 @@ def failure_rate(session: Session, window_s: float) -> tuple[float | None, str]:
     counts = dict(session.execute(select(JobRecord.status, func.count())
                                   .where(JobRecord.ended_at >= since)
                                   .group_by(JobRecord.status)).all())
-    failed = counts.get("failed", 0) + counts.get("cancelled", 0)
-    ended = failed + counts.get("finished", 0)
+    failed = sum(counts.get(status, 0) for status in JOB_UNSUCCESSFUL)
+    ended = failed + counts.get(JobStatus.FINISHED, 0)
     if not ended:
         return None, "no job ended in the window"
     return failed / ended, f"{failed} of {ended} jobs failed in the last {window_s:g} s"

@@ -14,6 +14,9 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session
 
+from epic_wfms.lifecycle.job import JOB_ACTIVE, JOB_UNSUCCESSFUL, JobStatus
+from epic_wfms.lifecycle.run import RunStatus
+from epic_wfms.lifecycle.stf import STF_BACKLOG, ProcessingStatus
 from epic_wfms.store.schema import (
     AgentRecord,
     DeadLetterRecord,
@@ -33,8 +36,6 @@ from epic_wfms.store.schema import (
 from epic_wfms.streaming.report import percentile
 from epic_wfms.streaming.run_outcome import session_shortfall
 
-ACTIVE_STF = ("queued", "activated", "running", "retrying", "deferred")
-ACTIVE_JOBS = ("defined", "activated", "running")
 TIMELINE = (("produced", "available_at"), ("registered", "registered_at"),
             ("archived", "archived_at"), ("dispatched", "dispatched_at"),
             ("processed", "processed_at"))
@@ -97,8 +98,8 @@ def run_counts(session: Session, run_number: int | None) -> dict[str, int]:
     status = dict(session.execute(select(s.processing_status, func.count())
                                   .where(s.run_number == run_number)
                                   .group_by(s.processing_status)).all())
-    counts["failed"] = status.get("failed", 0)
-    counts["backlog"] = sum(status.get(k, 0) for k in ACTIVE_STF)
+    counts["failed"] = status.get(ProcessingStatus.FAILED, 0)
+    counts["backlog"] = sum(status.get(k, 0) for k in STF_BACKLOG)
     return counts
 
 
@@ -143,7 +144,7 @@ def runs(session: Session, status: str | None = None, run_type: str | None = Non
     page = paged(session, query, RunRecord, sort, RUN_SORT, "-number", limit, offset)
     # STFs received are counted for runs still going; a finished run shows the count the DAQ
     # declared at end_run (counting 50 finished runs would read ~50k index entries a page)
-    live = [r["number"] for r in page["items"] if r["status"] != "finished"]
+    live = [r["number"] for r in page["items"] if r["status"] != RunStatus.FINISHED]
     stf_counts = dict(session.execute(
         select(StfRecord.run_number, func.count()).where(StfRecord.run_number.in_(live))
         .group_by(StfRecord.run_number)).all()) if live else {}
@@ -240,8 +241,8 @@ def jobs(session: Session, status: str | None = None, site: str | None = None,
             query = query.where(column == value)
     page = paged(session, query, JobRecord, sort, JOB_SORT, "-id", limit, offset)
     for item in page["items"]:
-        item["diagnosis"] = diagnose(item["error"]) if item["status"] in ("failed",
-                                                                          "cancelled") else None
+        item["diagnosis"] = (diagnose(item["error"]) if item["status"] in JOB_UNSUCCESSFUL
+                             else None)
     return page
 
 
@@ -255,7 +256,7 @@ def job_detail(session: Session, job_id: int) -> dict[str, Any] | None:
         OperatorCommandRecord.target_kind == "job", OperatorCommandRecord.target_id == str(job_id))
         .order_by(OperatorCommandRecord.id)).all()
     data = as_dict(job)
-    data["diagnosis"] = diagnose(job.error) if job.status in ("failed", "cancelled") else None
+    data["diagnosis"] = diagnose(job.error) if job.status in JOB_UNSUCCESSFUL else None
     return {"job": data, "inputs": sorted({e.input_name for e in edges}),
             "outputs": sorted({e.output_name for e in edges}),
             "commands": [as_dict(c) for c in commands],
@@ -357,7 +358,7 @@ def priority_of(session: Session, kind: str, target: str) -> int | None:
 def backlog(session: Session) -> dict[str, dict[str, int]]:
     """STFs waiting or in flight per site and status (index on processing_status, site)."""
     rows = session.execute(select(StfRecord.site, StfRecord.processing_status, func.count())
-                           .where(StfRecord.processing_status.in_(ACTIVE_STF))
+                           .where(StfRecord.processing_status.in_(STF_BACKLOG))
                            .group_by(StfRecord.site, StfRecord.processing_status)).all()
     out: dict[str, dict[str, int]] = {}
     for site, status, n in rows:
@@ -389,13 +390,13 @@ def sites(session: Session, configured: list[dict[str, Any]], hours: int = 24
                             .where(JobRecord.ended_at >= since)
                             .group_by(JobRecord.site, JobRecord.status)).all()
     active = session.execute(select(JobRecord.site, JobRecord.status, func.count())
-                             .where(JobRecord.status.in_(ACTIVE_JOBS))
+                             .where(JobRecord.status.in_(JOB_ACTIVE))
                              .group_by(JobRecord.site, JobRecord.status)).all()
     queue = backlog(session)
     out = []
     for site in configured:
         done = {s: n for st, s, n in ended if st == site["name"]}
-        finished, failed = done.get("finished", 0), done.get("failed", 0)
+        finished, failed = done.get(JobStatus.FINISHED, 0), done.get(JobStatus.FAILED, 0)
         out.append({**site, "jobs_recent": done,
                     "jobs_active": {s: n for st, s, n in active if st == site["name"]},
                     "failure_rate": round(failed / (finished + failed), 3)
@@ -413,7 +414,7 @@ def user_dashboard(session: Session, username: str, limit: int = 50) -> dict[str
                             .limit(limit)).all()
     touched = [c.target_id for c in commands if c.target_kind == "job"]
     failed = session.scalars(select(JobRecord).where(
-        JobRecord.status.in_(("failed", "cancelled")),
+        JobRecord.status.in_(JOB_UNSUCCESSFUL),
         or_(JobRecord.id.in_([int(t) for t in touched if t.isdigit()]),
             JobRecord.ended_at >= utcnow() - timedelta(hours=24)))
         .order_by(JobRecord.id.desc()).limit(limit)).all()

@@ -16,12 +16,12 @@ from sqlalchemy import select
 
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.lifecycle.template import SUBMISSION, SUBMISSION_KILLABLE, SubmissionStatus
 from epic_wfms.monitor.auth import Authenticator, Principal
 from epic_wfms.monitor.writes import Operations, WriteRefused
 from epic_wfms.store.schema import PandaTaskRecord, TemplateSubmissionRecord, utcnow
 from epic_wfms.wfms.panda import operations as panda_ops
 
-KILLABLE_SUBMISSION = ("submitted", "running")
 RETRYABLE_TASK = ("failed", "finished", "broken", "aborted", "exhausted")
 
 
@@ -126,23 +126,31 @@ class WorkControl:
             owner, status, tasks = record.username, record.status, self._tasks_of(
                 session, submission_id)
         self.authorize(who, "job.control", owner)
-        if status not in KILLABLE_SUBMISSION:
-            raise WriteRefused(409, "submission_not_active",
-                               f"submission {submission_id} is {status}",
-                               f"only {' or '.join(KILLABLE_SUBMISSION)} submissions are killed",
-                               "retry it instead, or submit the template again")
+        self._refuse_unless_killable(submission_id, status)
         killed = [t for t, s in tasks if s not in RETRYABLE_TASK]
         for task_id in killed:
             self._on_panda(f"kill task {task_id}", lambda t=task_id: panda_ops.kill(
                 self.panda(), t))
         with self.db.session() as session:
             record = self._submission(session, submission_id)
-            record.status, record.error = "cancelled", f"killed by {who.username}: {reason}"
+            self._refuse_unless_killable(submission_id, record.status)  # it may have ended
+            record.status = SUBMISSION.check(record.status, SubmissionStatus.CANCELLED,
+                                             f"submission {submission_id}")
+            record.error = f"killed by {who.username}: {reason}"
             record.finished_at = utcnow()
             return self.ops._record(
                 session, who, "kill", "submission", str(submission_id),
                 f"cancelled; {len(killed)} PanDA task(s) killed" if tasks else
                 "cancelled; its runner stops before the next job", reason=reason)
+
+    @staticmethod
+    def _refuse_unless_killable(submission_id: int, status: str) -> None:
+        if status not in SUBMISSION_KILLABLE:
+            raise WriteRefused(409, "submission_not_active",
+                               f"submission {submission_id} is {status}",
+                               f"only {' or '.join(sorted(SUBMISSION_KILLABLE))} submissions are "
+                               "killed",
+                               "retry it instead, or submit the template again")
 
     def retry_submission(self, who: Principal, submission_id: int) -> dict[str, Any]:
         with self.db.session() as session:
@@ -161,7 +169,10 @@ class WorkControl:
             self._on_panda(f"retry task {task_id}", lambda t=task_id: panda_ops.retry(
                 self.panda(), t))
         with self.db.session() as session:
-            self._submission(session, submission_id).status = "running"
+            record = self._submission(session, submission_id)
+            if record.status != SubmissionStatus.RUNNING:
+                record.status = SUBMISSION.check(record.status, SubmissionStatus.RUNNING,
+                                                 f"submission {submission_id}")
             return self.ops._record(session, who, "retry", "submission", str(submission_id),
                                     f"{len(retryable)} PanDA task(s) retried")
 

@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Integer, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
+from epic_wfms.lifecycle.template import StepRunStatus
 from epic_wfms.monitor.queries import as_dict, iso
 from epic_wfms.store.schema import (
     OperatorCommandRecord,
@@ -266,13 +267,15 @@ def _step_progress(session: Session, ids: list[int]) -> list[dict[str, Any]]:
         entry["iterations"] = max(entry["iterations"], iterations or 0)
     for entry in steps.values():
         total = sum(entry["jobs"].values())
-        entry["progress"] = round(entry["jobs"].get("finished", 0) / total, 3) if total else None
+        finished = entry["jobs"].get(StepRunStatus.FINISHED, 0)
+        entry["progress"] = round(finished / total, 3) if total else None
     return list(steps.values())
 
 
 def _failures(session: Session, ids: list[int], limit: int = 20) -> list[dict[str, Any]]:
     rows = session.scalars(select(TemplateStepRunRecord).where(
-        TemplateStepRunRecord.submission_id.in_(ids), TemplateStepRunRecord.status == "failed")
+        TemplateStepRunRecord.submission_id.in_(ids),
+        TemplateStepRunRecord.status == StepRunStatus.FAILED)
         .order_by(TemplateStepRunRecord.id.desc()).limit(limit)).all() if ids else []
     return [{"submission_id": r.submission_id, "step": r.step, "job": r.job_index,
              "attempt": r.attempt, "iteration": r.iteration, "exit_code": r.exit_code,

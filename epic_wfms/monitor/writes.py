@@ -16,9 +16,11 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.lifecycle.job import JOB, JOB_ACTIVE, JOB_UNSUCCESSFUL, JobKind, JobStatus
+from epic_wfms.lifecycle.stf import PROCESSING, STF_BACKLOG, ProcessingStatus
 from epic_wfms.monitor import revocation
 from epic_wfms.monitor.auth import Principal
-from epic_wfms.monitor.queries import ACTIVE_JOBS, ACTIVE_STF, as_dict, detector_state
+from epic_wfms.monitor.queries import as_dict, detector_state
 from epic_wfms.store.controls import processing_held
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
@@ -74,7 +76,7 @@ class Operations:
                                    "the latest operator command is a suspend",
                                    "resume it first (POST /api/v1/streaming/resume)")
             backlog = session.scalar(select(func.count(StfRecord.id)).where(
-                StfRecord.processing_status.in_(ACTIVE_STF)))
+                StfRecord.processing_status.in_(STF_BACKLOG)))
             text = f"operator {who.username}: {reason}"
             session.add(GateEventRecord(action="suspended", reason=text, backlog=backlog))
             command = self._record(session, who, "suspend", "streaming", "processing",
@@ -95,7 +97,8 @@ class Operations:
                                 state["substate"]) == "defer"
             waiting = [] if gated else session.execute(
                 select(StfRecord.filename, StfRecord.run_number, StfRecord.sequence,
-                       StfRecord.site).where(StfRecord.processing_status == "deferred")
+                       StfRecord.site).where(
+                    StfRecord.processing_status == ProcessingStatus.DEFERRED)
                 .order_by(StfRecord.id)).all()
             sendable = waiting if self.bus is not None else []
             if gated:
@@ -129,11 +132,12 @@ class Operations:
     def kill_job(self, who: Principal, job_id: int, reason: str) -> dict[str, Any]:
         with self.db.session() as session:
             job = self._job(session, job_id)
-            if job.status not in ACTIVE_JOBS:
+            if job.status not in JOB_ACTIVE:
                 raise WriteRefused(409, "job_not_active", f"job {job_id} is {job.status}",
                                    "only defined, activated or running jobs can be killed",
                                    "retry a failed job instead (POST .../retry)")
-            job.status, job.ended_at = "cancelled", utcnow()
+            job.status = JOB.check(job.status, JobStatus.CANCELLED, f"job {job_id}")
+            job.ended_at = utcnow()
             job.error = f"killed by {who.username}: {reason}"
             return self._record(session, who, "kill", "job", str(job_id),
                                 "job cancelled; the STF's retry policy applies", reason=reason)
@@ -141,12 +145,12 @@ class Operations:
     def retry_job(self, who: Principal, job_id: int) -> dict[str, Any]:
         with self.db.session() as session:
             job = self._job(session, job_id)
-            if job.kind != "reco" or not job.stf_filename:
+            if job.kind != JobKind.RECO or not job.stf_filename:
                 raise WriteRefused(409, "not_retryable", f"job {job_id} is a {job.kind} job",
                                    "only reco jobs of an STF are retried from the monitor; "
                                    "merges are recovered by the merge agent",
                                    "restart the merge agent to recover merges")
-            if job.status not in ("failed", "cancelled"):
+            if job.status not in JOB_UNSUCCESSFUL:
                 raise WriteRefused(409, "job_not_failed", f"job {job_id} is {job.status}",
                                    "only failed or cancelled jobs can be retried",
                                    "wait for the job to end, or kill it first")
@@ -156,7 +160,9 @@ class Operations:
                                    "run the monitor with bus.transport: stomp, or inside the demo")
             claimed = session.execute(update(StfRecord).where(
                 StfRecord.filename == job.stf_filename,
-                StfRecord.processing_status == "failed").values(processing_status="queued"))
+                PROCESSING.where(StfRecord.processing_status, ProcessingStatus.QUEUED,
+                                 [ProcessingStatus.FAILED]),
+            ).values(processing_status=ProcessingStatus.QUEUED))
             if claimed.rowcount != 1:
                 raise WriteRefused(409, "stf_not_failed",
                                    f"STF {job.stf_filename} is not in processing state failed",
@@ -173,7 +179,7 @@ class Operations:
     def set_priority(self, who: Principal, job_id: int, priority: int) -> dict[str, Any]:
         with self.db.session() as session:
             job = self._job(session, job_id)
-            if job.status not in ACTIVE_JOBS:
+            if job.status not in JOB_ACTIVE:
                 raise WriteRefused(409, "job_not_active", f"job {job_id} is {job.status}",
                                    "priority matters only for jobs still to run",
                                    "set the priority of a defined, activated or running job")

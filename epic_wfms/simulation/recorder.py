@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 
 from epic_wfms.brokerage.decision import Decision
 from epic_wfms.brokerage.request import JobRequest
+from epic_wfms.lifecycle.job import JobStatus
 from epic_wfms.store import accounting
 from epic_wfms.store.database import Database
 
@@ -35,7 +36,8 @@ class StoreRecorder:
     def usage(self, request: JobRequest, site: str, queue: str, ok: bool, started: float,
               ended: float) -> None:
         self._usage.append(accounting.Usage(
-            request.job_id, site, queue, request.workflow_class, "finished" if ok else "failed",
+            request.job_id, site, queue, request.workflow_class,
+            JobStatus.FINISHED if ok else JobStatus.FAILED,
             request.cores, self._at(started), self._at(ended), request.workflow, request.user,
             request.gpus))
         if len(self._usage) >= self.batch:

@@ -21,6 +21,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -52,7 +54,7 @@ class RunRecord(Base):
     number: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     run_type: Mapped[str] = mapped_column(String(20))
     detector_config: Mapped[str] = mapped_column(String(100))
-    status: Mapped[str] = mapped_column(String(20))  # announced, open, closed, finished
+    status: Mapped[str] = mapped_column(String(20))  # lifecycle.run.RunStatus
     announced_at: Mapped[datetime] = mapped_column(default=utcnow)
     start_time: Mapped[datetime | None]
     end_time: Mapped[datetime | None]
@@ -101,11 +103,12 @@ class StfRecord(Base):
     daq_metadata: Mapped[dict[str, Any]] = mapped_column(default=dict)
     available_at: Mapped[datetime]  # when the DAQ announced it
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
-    validation: Mapped[str] = mapped_column(String(20))  # ok, corrupt
+    validation: Mapped[str] = mapped_column(String(20))  # lifecycle.stf.Validation
     registered_at: Mapped[datetime | None]
-    archive_status: Mapped[str] = mapped_column(String(20), default="pending")
+    archive_status: Mapped[str] = mapped_column(String(20), default=ArchiveStatus.PENDING)
     archived_at: Mapped[datetime | None]
-    processing_status: Mapped[str] = mapped_column(String(20), default="waiting")
+    processing_status: Mapped[str] = mapped_column(String(20),
+                                                   default=ProcessingStatus.WAITING)
     site: Mapped[str | None] = mapped_column(String(40))
     dispatched_at: Mapped[datetime | None]  # first processing job started on a worker
     processed_at: Mapped[datetime | None]
@@ -186,11 +189,11 @@ class RuleRecord(Base):
 
 
 class JobRecord(Base):
-    """One job attempt, with PanDA's job states (defined, activated, running, finished, failed)."""
+    """One job attempt, with PanDA's job states (lifecycle.job.JobStatus)."""
 
     __tablename__ = "jobs"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    kind: Mapped[str] = mapped_column(String(20))  # reco, merge, gather
+    kind: Mapped[str] = mapped_column(String(20))  # lifecycle.job.JobKind
     site: Mapped[str] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20), index=True)
     attempt_nr: Mapped[int]
@@ -218,15 +221,17 @@ class ProvenanceRecord(Base):
 
 
 class MergeRecord(Base):
+    """A partial merge of one site's STFs, or the run's gather (kind gather, site NULL)."""
+
     __tablename__ = "merges"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     run_number: Mapped[int] = mapped_column(index=True)
-    site: Mapped[str] = mapped_column(String(40))
+    kind: Mapped[str] = mapped_column(String(10))  # lifecycle.merge.MergeKind
+    site: Mapped[str | None] = mapped_column(String(40))  # whose STFs; NULL for the gather
     merge_index: Mapped[int]
     output: Mapped[str] = mapped_column(String(255))
     n_inputs: Mapped[int]
-    final: Mapped[bool] = mapped_column(Boolean, default=False)
-    status: Mapped[str] = mapped_column(String(20))  # running, done, failed
+    status: Mapped[str] = mapped_column(String(20))  # lifecycle.merge.MergeStatus
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -299,7 +304,7 @@ class AgentRecord(Base):
     role: Mapped[str] = mapped_column(String(20))
     host: Mapped[str] = mapped_column(String(100))
     pid: Mapped[int]
-    status: Mapped[str] = mapped_column(String(20))  # running, stopped
+    status: Mapped[str] = mapped_column(String(20))  # lifecycle.agent.AgentStatus
     started_at: Mapped[datetime] = mapped_column(default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -369,7 +374,7 @@ class ResourceUsageHourRecord(Base):
 
 # -- fast processing path (epic_wfms/fastpath, docs/fastpath.md) -----------------------------
 class TfSliceRecord(Base):
-    """One TF slice, the fast path's work unit: queued -> processing -> completed | failed."""
+    """One TF slice, the fast path's work unit (lifecycle.fastpath.SliceStatus)."""
 
     __tablename__ = "tf_slices"
     __table_args__ = (Index("ix_tf_slices_run_status", "run_number", "status"),)
@@ -468,7 +473,7 @@ class TemplateSubmissionRecord(Base):
     activity: Mapped[str] = mapped_column(String(20))  # production, analysis
     parameters: Mapped[dict[str, Any]] = mapped_column(default=dict)
     rendered: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    status: Mapped[str] = mapped_column(String(20))  # submitted, running, finished, failed
+    status: Mapped[str] = mapped_column(String(20))  # lifecycle.template.SubmissionStatus
     runtime: Mapped[str | None] = mapped_column(Text)  # how payloads ran (container or host)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -487,7 +492,7 @@ class TemplateStepRunRecord(Base):
     iteration: Mapped[int] = mapped_column(default=1)
     job_index: Mapped[int] = mapped_column(default=0)
     attempt: Mapped[int] = mapped_column(default=1)
-    status: Mapped[str] = mapped_column(String(20))  # running, finished, failed, skipped
+    status: Mapped[str] = mapped_column(String(20))  # lifecycle.template.StepRunStatus
     command: Mapped[str] = mapped_column(Text)
     exit_code: Mapped[int | None]
     runtime: Mapped[str] = mapped_column(String(40))  # apptainer, docker, host

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, RuleInfo
 from epic_wfms.ddm.locality import when_done
+from epic_wfms.lifecycle.stf import ARCHIVE, ArchiveStatus
 from epic_wfms.model import naming
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import StfRecord, utcnow
@@ -35,7 +36,7 @@ class Archiver:
         with self.ctx.db.session() as session:
             done = set(session.scalars(select(StfRecord.filename).where(
                 StfRecord.filename.in_([msg.body.filename for msg in messages]),
-                StfRecord.archive_status == "archived")))
+                StfRecord.archive_status == ArchiveStatus.ARCHIVED)))
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename not in done}.values())
         if not work:
@@ -61,14 +62,19 @@ class Archiver:
         ), w.run_number)) for w, rule in finished if rule.state == "OK"])
 
     def _record(self, work: list[m.StfWork], rules: list[RuleInfo]) -> None:
+        """Compare-and-set per outcome: an STF already archived is not failed by a late rule."""
         now, stfs = utcnow(), StfRecord.__table__
+        outcomes = {ArchiveStatus.ARCHIVED: [w.filename for w, r in zip(work, rules, strict=True)
+                                             if r.state == "OK"],
+                    ArchiveStatus.FAILED: [w.filename for w, r in zip(work, rules, strict=True)
+                                           if r.state != "OK"]}
         with self.ctx.db.session() as session:
-            session.connection().execute(
-                update(stfs).where(stfs.c.filename == bindparam("file")).values(
-                    archive_status=bindparam("status"), archived_at=bindparam("at")),
-                [{"file": w.filename, "status": "archived" if r.state == "OK" else "failed",
-                  "at": now if r.state == "OK" else None}
-                 for w, r in zip(work, rules, strict=True)])
+            for status, names in outcomes.items():
+                if names:
+                    session.execute(update(stfs).where(
+                        stfs.c.filename.in_(names), ARCHIVE.where(stfs.c.archive_status, status),
+                    ).values(archive_status=status,
+                             archived_at=now if status is ArchiveStatus.ARCHIVED else None))
         for w, rule in zip(work, rules, strict=True):
             if rule.state != "OK":
                 report_issue(

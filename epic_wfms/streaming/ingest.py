@@ -11,6 +11,7 @@ import threading
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -18,6 +19,7 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import GateAction
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus, RejectionKind, Validation
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf import SuperTimeFrame
@@ -34,22 +36,31 @@ from epic_wfms.streaming.screening import daq_file
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 64  # STF announcements handled together when the DAQ is ahead of us
-GATE_STATUS: dict[str, str] = {
-    "process": "queued", "defer": "deferred", "archive_only": "not_required"
+GATE_STATUS: dict[GateAction, ProcessingStatus] = {
+    "process": ProcessingStatus.QUEUED, "defer": ProcessingStatus.DEFERRED,
+    "archive_only": ProcessingStatus.NOT_REQUIRED,
 }
 
 
-def validate_against_daq(stf: SuperTimeFrame, path: Path) -> str | None:
-    """Compare the file on the DAQ buffer with the DAQ's metadata; return the problem or None."""
+class Rejection(NamedTuple):
+    kind: RejectionKind
+    problem: str
+
+
+def validate_against_daq(stf: SuperTimeFrame, path: Path) -> Rejection | None:
+    """Compare the file on the DAQ buffer with the DAQ's metadata; why it is rejected, or None."""
     try:
         size = path.stat().st_size
     except OSError as error:
-        return f"file not readable on the DAQ buffer: {error}"
+        return Rejection(RejectionKind.UNREADABLE,
+                         f"file not readable on the DAQ buffer: {error}")
     if size != stf.size_bytes:
-        return f"size mismatch: DAQ says {stf.size_bytes} B, file has {size} B"
+        return Rejection(RejectionKind.SIZE_MISMATCH,
+                         f"size mismatch: DAQ says {stf.size_bytes} B, file has {size} B")
     found = file_adler32(path)
     if found != stf.adler32:
-        return f"checksum mismatch: DAQ says ad:{stf.adler32}, file has ad:{found}"
+        return Rejection(RejectionKind.CHECKSUM_MISMATCH,
+                         f"checksum mismatch: DAQ says ad:{stf.adler32}, file has ad:{found}")
     return None
 
 
@@ -130,13 +141,13 @@ class Ingest:
                 run_number=stf.run_number, filename=stf.filename,
             )
             return
-        if known.validation != "ok":
+        if known.validation != Validation.OK:
             return
         work = m.StfWork(filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
                          site=known.site)
-        if known.archive_status == "pending":
+        if known.archive_status == ArchiveStatus.PENDING:
             self.ctx.publish(dest.ARCHIVE, "archive_stf", work, stf.run_number)
-        if known.processing_status == "queued":
+        if known.processing_status == ProcessingStatus.QUEUED:
             self.ctx.publish(dest.process_queue(known.site), "process_stf", work, stf.run_number)
 
     def _check_sequence(self, stf: SuperTimeFrame, first_sequence: int) -> None:
@@ -160,21 +171,21 @@ class Ingest:
 
     def _record(self, item: _Accepted) -> StfRecord:
         if item.problem:
-            return _as_record(item.stf, item.message, validation="corrupt",
-                              archive_status="not_archived", processing_status="rejected")
-        return _as_record(item.stf, item.message, validation="ok", registered_at=utcnow(),
-                          site=item.sites[0] if item.sites else None,
+            return _as_record(item.stf, item.message, validation=Validation.CORRUPT,
+                              archive_status=ArchiveStatus.NOT_ARCHIVED,
+                              processing_status=ProcessingStatus.REJECTED)
+        return _as_record(item.stf, item.message, validation=Validation.OK,
+                          registered_at=utcnow(), site=item.sites[0] if item.sites else None,
+                          archive_status=ArchiveStatus.PENDING,
                           processing_status=GATE_STATUS[item.action])
 
-    def _reject(self, stf: SuperTimeFrame, problem: str) -> None:
-        kind = "checksum_mismatch" if "checksum" in problem else "size_mismatch"
-        if "not readable" in problem:
-            kind = "unreadable"
+    def _reject(self, stf: SuperTimeFrame, rejection: Rejection) -> None:
+        kind, problem = rejection
         log.warning("rejecting %s: %s", stf.filename, problem)
         report_issue(self.ctx.db, kind, problem, run_number=stf.run_number, filename=stf.filename)
         self.ctx.publish(dest.EVENTS, "stf_rejected", m.StfNews(
             filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
-            detail={"problem": problem, "kind": kind},
+            detail={"problem": problem, "kind": kind.value},
         ), stf.run_number)
 
     def _register(self, items: list[_Accepted]) -> dict[str, list[DID]]:
@@ -244,7 +255,7 @@ class _Accepted:
     message: m.Message
     sites: list[str]
     action: GateAction
-    problem: str | None = None
+    problem: Rejection | None = None
 
     @property
     def stf(self) -> SuperTimeFrame:

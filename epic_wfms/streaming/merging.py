@@ -20,6 +20,16 @@ from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.ddm.locality import stage_inputs
 from epic_wfms.errors import DataManagementError
+from epic_wfms.lifecycle.job import JOB, JOB_ACTIVE, JobStatus
+from epic_wfms.lifecycle.merge import MERGE, MERGE_ENDED, MergeKind, MergeStatus
+from epic_wfms.lifecycle.run import RUN_MERGING, RunStatus
+from epic_wfms.lifecycle.stf import (
+    PROCESSING,
+    STF_IN_FLIGHT,
+    ArchiveStatus,
+    ProcessingStatus,
+    Validation,
+)
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.deadletters import open_count
@@ -30,12 +40,11 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.processing import dispatch_deferred
 from epic_wfms.streaming.run_outcome import shortfall
 from epic_wfms.streaming.runs import run_datasets
-from epic_wfms.wfms import JobResult, JobSpec, JobStatus
+from epic_wfms.wfms import JobResult, JobSpec
 
 log = logging.getLogger(__name__)
 
 MERGE_PAYLOAD = "epic_wfms.wfms.payloads.merge"
-IN_FLIGHT = ("waiting", "queued", "activated", "running", "retrying")
 MAX_BATCH = 64  # stf_processed news handled together when they arrive together
 
 
@@ -72,36 +81,40 @@ class Merging:
     def recover(self) -> None:
         """Merges left running by a stopped agent are submitted again (next attempt)."""
         with self.ctx.db.session() as session:
-            running = session.scalars(select(MergeRecord).where(MergeRecord.status == "running"))
+            running = session.scalars(select(MergeRecord).where(
+                MergeRecord.status == MergeStatus.RUNNING))
             stale = []
             for merge in running:  # nobody runs merges before recover(): all of them are stale
-                job = session.get(JobRecord, merge.job_id) if merge.job_id else None
-                if job is not None and job.status in ("defined", "activated", "running"):
-                    job.status, job.ended_at = "failed", utcnow()
-                    job.error = "lost: the merge agent stopped while the job was active"
-                stale.append((merge.id, merge.site, merge.output, job.attempt_nr if job else 0))
-        for merge_id, site, output, attempt in stale:
+                record = session.get(JobRecord, merge.job_id) if merge.job_id else None
+                if record is not None and record.status in JOB_ACTIVE:
+                    record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
+                    record.ended_at = utcnow()
+                    record.error = "lost: the merge agent stopped while the job was active"
+                stale.append((merge.id, MergeKind(merge.kind), merge.site, merge.output,
+                              record.attempt_nr if record else 0))
+        for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
-            kind = "gather" if site == "RUN" else "merge"
-            job_site = self._gather_site.name if kind == "gather" else site
+            job_site = self._gather_site.name if kind is MergeKind.GATHER else site
             self._submit(merge_id, job_site, inputs, output, kind, attempt + 1)
 
     def _inputs_of(self, merge_id: int) -> list[str]:
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)
-            if merge.site != "RUN":
+            if merge.kind == MergeKind.PARTIAL:
                 return list(session.scalars(select(StfRecord.reco_output).where(
                     StfRecord.merge_id == merge_id).order_by(StfRecord.sequence)))
             return list(session.scalars(select(MergeRecord.output).where(
-                MergeRecord.run_number == merge.run_number, MergeRecord.site != "RUN",
-                MergeRecord.status == "done").order_by(MergeRecord.id)))
+                MergeRecord.run_number == merge.run_number,
+                MergeRecord.kind == MergeKind.PARTIAL,
+                MergeRecord.status == MergeStatus.DONE).order_by(MergeRecord.id)))
 
     # -- partial merges ---------------------------------------------------------------------------
     def _merge_pending(self, run_number: int, site: str, remainder: bool) -> None:
         with self.ctx.db.session() as session:
             ready = session.execute(select(StfRecord.id, StfRecord.reco_output).where(
                 StfRecord.run_number == run_number, StfRecord.site == site,
-                StfRecord.processing_status == "processed", StfRecord.merge_id.is_(None),
+                StfRecord.processing_status == ProcessingStatus.PROCESSED,
+                StfRecord.merge_id.is_(None),
             ).order_by(StfRecord.sequence)).all()
         while len(ready) >= self._every or (remainder and ready):
             chunk, ready = ready[: self._every], ready[self._every :]
@@ -111,22 +124,24 @@ class Merging:
         """The merge record and its inputs' claim in one transaction (one update for all)."""
         with self.ctx.db.session() as session:
             index = session.scalar(select(func.count()).select_from(MergeRecord).where(
-                MergeRecord.run_number == run_number, MergeRecord.site == site,
+                MergeRecord.run_number == run_number, MergeRecord.kind == MergeKind.PARTIAL,
+                MergeRecord.site == site,
             ))
             merge = MergeRecord(
-                run_number=run_number, site=site, merge_index=index, n_inputs=len(chunk),
-                output=naming.merge_filename(run_number, site, index), status="running",
+                run_number=run_number, kind=MergeKind.PARTIAL, site=site, merge_index=index,
+                n_inputs=len(chunk), output=naming.merge_filename(run_number, site, index),
+                status=MERGE.check(None, MergeStatus.RUNNING),
             )
             session.add(merge)
             session.flush()
             session.execute(update(StfRecord).where(StfRecord.id.in_([r.id for r in chunk]))
                             .values(merge_id=merge.id))
             merge_id = merge.id
-        self._submit(merge_id, site, [r.reco_output for r in chunk], merge.output, "merge", 1)
+        self._submit(merge_id, site, [r.reco_output for r in chunk], merge.output,
+                     MergeKind.PARTIAL, 1)
 
-    def _submit(
-        self, merge_id: int, site: str, inputs: list[str], output: str, kind: str, attempt: int
-    ) -> None:
+    def _submit(self, merge_id: int, site: str, inputs: list[str], output: str, kind: MergeKind,
+                attempt: int) -> None:
         """Stage the inputs at the site (rules), then submit the job once all are there. Never
         waits: with asynchronous rules (Rucio) the job is submitted from the rules' callbacks,
         so neither the tick thread nor a consumer blocks on transfers."""
@@ -135,7 +150,7 @@ class Merging:
         with self.ctx.db.session() as session:
             run_number = session.get(MergeRecord, merge_id).run_number
         spec = JobSpec(
-            kind=kind, site=site, payload=MERGE_PAYLOAD, args=[], inputs=inputs,
+            kind=kind.job_kind, site=site, payload=MERGE_PAYLOAD, args=[], inputs=inputs,
             output=naming.attempt_filename(output, attempt), run_number=run_number,
             attempt_nr=attempt, max_attempts=self.ctx.config.processing.retry.max_attempts,
         )
@@ -153,34 +168,38 @@ class Merging:
                 if len(staged) + len(errors) < len(dids):
                     return
             if errors:
-                self._merge_done(merge_id, JobResult(0, spec, JobStatus.FAILED, None, utcnow(),
-                                                     None, "staging failed: " + "; ".join(errors)))
+                self._merge_done(merge_id, kind, JobResult(
+                    0, spec, JobStatus.FAILED, None, utcnow(), None,
+                    "staging failed: " + "; ".join(errors)))
             else:
-                self._launch(merge_id, spec, [staged[did] for did in dids], rse)
+                self._launch(merge_id, kind, spec, [staged[did] for did in dids], rse)
 
         try:
             stage_inputs(self.ctx.ddm, dids, rse, mode, "Merge Input", ready)
         except DataManagementError as error:
-            self._merge_done(merge_id, JobResult(0, spec, JobStatus.FAILED, None, utcnow(), None,
-                                                 f"staging failed: {error}"))
+            self._merge_done(merge_id, kind, JobResult(0, spec, JobStatus.FAILED, None, utcnow(),
+                                                       None, f"staging failed: {error}"))
 
-    def _launch(self, merge_id: int, spec: JobSpec, paths: list[str], rse: str) -> None:
+    def _launch(self, merge_id: int, kind: MergeKind, spec: JobSpec, paths: list[str],
+                rse: str) -> None:
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, spec.output), rse)
         spec = replace(spec, args=["--output", out_path, *paths])
-        job_id = self.ctx.executor.submit(spec, lambda r: self._merge_done(merge_id, r))
+        job_id = self.ctx.executor.submit(spec, lambda r: self._merge_done(merge_id, kind, r))
         with self.ctx.db.session() as session:
             session.get(MergeRecord, merge_id).job_id = job_id
 
-    def _merge_done(self, merge_id: int, result: JobResult) -> None:
+    def _merge_done(self, merge_id: int, kind: MergeKind, result: JobResult) -> None:
         spec = result.spec
         if result.status is not JobStatus.FINISHED:
             if spec.attempt_nr < spec.max_attempts:
                 with self.ctx.db.session() as session:
                     base_output = session.get(MergeRecord, merge_id).output
-                self._submit(merge_id, spec.site, spec.inputs, base_output, spec.kind,
+                self._submit(merge_id, spec.site, spec.inputs, base_output, kind,
                              spec.attempt_nr + 1)
                 return
-            self._set_merge(merge_id, "failed")
+            with self.ctx.db.session() as session:
+                merge = session.get(MergeRecord, merge_id)
+                merge.status = MERGE.check(merge.status, MergeStatus.FAILED, merge.output)
             report_issue(self.ctx.db, "merge_failed", f"{spec.output}: {result.error}",
                          run_number=spec.run_number, filename=spec.output)
             return
@@ -192,12 +211,15 @@ class Merging:
                 did, rse, str(path), path.stat().st_size, file_adler32(path),
                 {"run_number": spec.run_number, "kind": spec.kind},
             ))
-        final = spec.kind == "gather"
+        final = kind is MergeKind.GATHER
         with self.ctx.db.session() as session:
             merge = session.get(MergeRecord, merge_id)
-            merge.status, merge.output = "done", spec.output
-            session.execute(update(StfRecord).where(StfRecord.merge_id == merge_id)
-                            .values(processing_status="merged"))
+            merge.status = MERGE.check(merge.status, MergeStatus.DONE, merge.output)
+            merge.output = spec.output
+            session.execute(update(StfRecord).where(
+                StfRecord.merge_id == merge_id,
+                PROCESSING.where(StfRecord.processing_status, ProcessingStatus.MERGED),
+            ).values(processing_status=ProcessingStatus.MERGED))
             if final:  # in the same transaction: a finished run always names its output
                 session.get(RunRecord, spec.run_number).merged_output = spec.output
         self.ctx.publish(dest.EVENTS, "merge_done", m.MergeDone(
@@ -206,39 +228,36 @@ class Merging:
         ), spec.run_number)
         self.try_finalize(spec.run_number)
 
-    def _set_merge(self, merge_id: int, status: str) -> None:
-        with self.ctx.db.session() as session:
-            session.get(MergeRecord, merge_id).status = status
-
     # -- end of run ---------------------------------------------------------------------------
     def try_finalize(self, run_number: int) -> None:
         with self._lock:
             run = get_run(self.ctx.db, run_number)
-            if run is None or run.status != "closed" or self._held(run) or (
+            if run is None or run.status != RunStatus.CLOSED or self._held(run) or (
                     not self._all_received(run)):
                 return
             statuses = self._processing_statuses(run_number)
-            if any(s in IN_FLIGHT for s in statuses):
+            if statuses & STF_IN_FLIGHT:
                 return
-            if "deferred" in statuses:
+            if ProcessingStatus.DEFERRED in statuses:
                 dispatch_deferred(self.ctx, run_number)  # end-of-run catch-up of standby STFs
                 return
             for site in self.ctx.config.sites:
                 self._merge_pending(run_number, site.name, remainder=True)
             merges = self._merges(run_number)
-            if any(mr.status == "running" for mr in merges):
+            if any(mr.status == MergeStatus.RUNNING for mr in merges):
                 return
-            gather = next((mr for mr in merges if mr.site == "RUN"), None)
+            gather = next((mr for mr in merges if mr.kind == MergeKind.GATHER), None)
             if gather is None:
-                self._start_gather(run_number, [mr for mr in merges if mr.status == "done"])
-            elif gather.status in ("done", "failed") and self._archiving_done(run_number):
+                self._start_gather(run_number, [mr for mr in merges
+                                                if mr.status == MergeStatus.DONE])
+            elif gather.status in MERGE_ENDED and self._archiving_done(run_number):
                 for dataset in run_datasets(self.ctx, run_number):
                     self.ctx.ddm.close_dataset(dataset)
                 short = shortfall(self.ctx.db, run_number)
                 if short:
                     log.warning("run %d is incomplete: %s", run_number, "; ".join(short))
-                ensure_run(self.ctx.db, run_number, status="incomplete" if short else "finished",
-                           finished_at=utcnow())
+                ended = RunStatus.INCOMPLETE if short else RunStatus.FINISHED
+                ensure_run(self.ctx.db, run_number, status=ended, finished_at=utcnow())
 
     def _held(self, run: RunRecord) -> bool:
         """Dead letters of the run may still be replayed into it: wait (up to
@@ -281,8 +300,9 @@ class Merging:
         output = naming.run_merged_filename(run_number)
         with self.ctx.db.session() as session:
             gather = MergeRecord(
-                run_number=run_number, site="RUN", merge_index=0, output=output,
-                n_inputs=len(merges), final=True, status="running" if merges else "done",
+                run_number=run_number, kind=MergeKind.GATHER, site=None, merge_index=0,
+                output=output, n_inputs=len(merges),
+                status=MERGE.check(None, MergeStatus.RUNNING if merges else MergeStatus.DONE),
             )
             session.add(gather)
             session.flush()
@@ -291,12 +311,12 @@ class Merging:
             self.try_finalize(run_number)
             return
         self._submit(gather_id, self._gather_site.name, [mr.output for mr in merges], output,
-                     "gather", 1)
+                     MergeKind.GATHER, 1)
 
     def _processing_statuses(self, run_number: int) -> set[str]:
         with self.ctx.db.session() as session:
             return set(session.scalars(select(StfRecord.processing_status).where(
-                StfRecord.run_number == run_number, StfRecord.validation == "ok"
+                StfRecord.run_number == run_number, StfRecord.validation == Validation.OK
             ).distinct()))
 
     def _merges(self, run_number: int) -> list[MergeRecord]:
@@ -308,8 +328,8 @@ class Merging:
     def _archiving_done(self, run_number: int) -> bool:
         with self.ctx.db.session() as session:
             pending = session.scalar(select(func.count()).select_from(StfRecord).where(
-                StfRecord.run_number == run_number, StfRecord.validation == "ok",
-                StfRecord.archive_status == "pending",
+                StfRecord.run_number == run_number, StfRecord.validation == Validation.OK,
+                StfRecord.archive_status == ArchiveStatus.PENDING,
             ))
         return pending == 0
 
@@ -317,5 +337,5 @@ class Merging:
         """Runs with work left to merge or finalize."""
         with self.ctx.db.session() as session:
             return list(session.scalars(
-                select(RunRecord.number).where(RunRecord.status.in_(("open", "closed")))
+                select(RunRecord.number).where(RunRecord.status.in_(RUN_MERGING))
             ))

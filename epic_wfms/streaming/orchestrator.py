@@ -22,6 +22,8 @@ from sqlalchemy import func, select
 
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.role import FastPath
+from epic_wfms.lifecycle.run import RUN_ENDED, RunStatus
+from epic_wfms.lifecycle.stf import STF_LOAD
 from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import StfRecord
 from epic_wfms.streaming.activity import StreamActivity
@@ -30,7 +32,7 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
 from epic_wfms.streaming.ingest import Ingest
 from epic_wfms.streaming.merging import Merging
-from epic_wfms.streaming.processing import ACTIVE, StfProcessing
+from epic_wfms.streaming.processing import StfProcessing
 from epic_wfms.streaming.runs import RunLifecycle
 from epic_wfms.streaming.state_tracking import DetectorFollower, StateTracker
 from epic_wfms.streaming.testbed_bridge import TestbedBridge
@@ -61,7 +63,7 @@ def site_backlog(ctx: StreamingContext) -> Callable[[str], int]:
         with ctx.db.session() as session:
             return session.scalar(select(func.count()).select_from(StfRecord).where(
                 StfRecord.site == site,
-                StfRecord.processing_status.in_(("queued", *ACTIVE)),
+                StfRecord.processing_status.in_(STF_LOAD),
             ))
 
     return backlog
@@ -138,14 +140,14 @@ class Orchestrator:
 
     def wait_run_finished(self, run_number: int, timeout: float) -> bool:
         """True once the run is ``finished``; False at once if it ended ``incomplete``."""
-        return self.wait_run_ended(run_number, timeout) == "finished"
+        return self.wait_run_ended(run_number, timeout) == RunStatus.FINISHED
 
     def wait_run_ended(self, run_number: int, timeout: float) -> str | None:
         """The run's final status (``finished`` or ``incomplete``), or None at the timeout."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             run = get_run(self.ctx.db, run_number)
-            if run is not None and run.status in ("finished", "incomplete"):
+            if run is not None and run.status in RUN_ENDED:
                 return run.status
             time.sleep(0.1)
         return None

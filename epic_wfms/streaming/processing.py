@@ -14,8 +14,12 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.ddm.locality import stage_input, stage_inputs
+from epic_wfms.lifecycle.job import JOB, JOB_ACTIVE
+from epic_wfms.lifecycle.stf import PROCESSING, STF_ACTIVE
+from epic_wfms.lifecycle.stf import ProcessingStatus as P
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.model.detector import DetectorState, Readiness
 from epic_wfms.store.controls import processing_held
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
@@ -23,12 +27,11 @@ from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
-from epic_wfms.wfms.interface import JobCallback
+from epic_wfms.wfms.interface import JobCallback, JobKind
 
 log = logging.getLogger(__name__)
 
 
-ACTIVE = ("activated", "running", "retrying")
 RECO_PAYLOAD = "epic_wfms.wfms.payloads.reco"
 STAGE_IN = "Express"  # Rucio activity of the stage-in rules to the site's disk
 MAX_BATCH = 16  # process requests claimed together when the site is behind
@@ -38,7 +41,7 @@ def dispatch_deferred(ctx: StreamingContext, run_number: int | None) -> int:
     """Catch-up: send every deferred STF of the run to its site's queue (R12.3)."""
     with ctx.db.session() as session:
         rows = session.scalars(select(StfRecord).where(
-            StfRecord.run_number == run_number, StfRecord.processing_status == "deferred"
+            StfRecord.run_number == run_number, StfRecord.processing_status == P.DEFERRED
         ).order_by(StfRecord.sequence)).all()
     for row in rows:
         ctx.publish(dest.process_queue(row.site), "process_stf", m.StfWork(
@@ -70,14 +73,15 @@ class StfProcessing:
         (PanDA's lost heartbeat); fail them and retry their STFs."""
         with self.ctx.db.session() as session:
             lost = session.scalars(select(JobRecord).where(
-                JobRecord.kind == "reco", JobRecord.site.in_(self.sites),
-                JobRecord.status.in_(("defined", "activated", "running")),
+                JobRecord.kind == JobKind.RECO, JobRecord.site.in_(self.sites),
+                JobRecord.status.in_(JOB_ACTIVE),
             )).all()
-            for job in lost:
-                job.status, job.ended_at = JobStatus.FAILED, utcnow()
-                job.error = "lost: the processing agent stopped while the job was active"
+            for record in lost:
+                record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
+                record.ended_at = utcnow()
+                record.error = "lost: the processing agent stopped while the job was active"
             orphans = session.scalars(select(StfRecord).where(
-                StfRecord.site.in_(self.sites), StfRecord.processing_status.in_(ACTIVE),
+                StfRecord.site.in_(self.sites), StfRecord.processing_status.in_(STF_ACTIVE),
             )).all()
         for stf in orphans:
             attempts = len(self._jobs_of(stf.filename))
@@ -89,7 +93,7 @@ class StfProcessing:
     def _jobs_of(self, filename: str) -> list[JobRecord]:
         with self.ctx.db.session() as session:
             return list(session.scalars(select(JobRecord).where(
-                JobRecord.stf_filename == filename, JobRecord.kind == "reco")))
+                JobRecord.stf_filename == filename, JobRecord.kind == JobKind.RECO)))
 
     def subscribe(self) -> None:
         for site in self.sites:
@@ -129,23 +133,25 @@ class StfProcessing:
             if not processing_held(session):
                 return False
             session.execute(update(StfRecord).where(
-                StfRecord.filename.in_(filenames), StfRecord.processing_status == "queued",
-            ).values(processing_status="deferred"))
+                StfRecord.filename.in_(filenames),
+                PROCESSING.where(StfRecord.processing_status, P.DEFERRED, [P.QUEUED]),
+            ).values(processing_status=P.DEFERRED))
             return True
 
     def _unclaim(self, filenames: list[str]) -> None:
         with self.ctx.db.session() as session:
             session.execute(update(StfRecord).where(
-                StfRecord.filename.in_(filenames), StfRecord.processing_status == "activated",
-            ).values(processing_status="queued"))
+                StfRecord.filename.in_(filenames),
+                PROCESSING.where(StfRecord.processing_status, P.QUEUED, [P.ACTIVATED]),
+            ).values(processing_status=P.QUEUED))
 
     def _claim(self, filenames: list[str]) -> set[str]:
         """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
         with self.ctx.db.session() as session:
             return set(session.scalars(update(StfRecord).where(
                 StfRecord.filename.in_(filenames),
-                StfRecord.processing_status.in_(("queued", "deferred")),
-            ).values(processing_status="activated").returning(StfRecord.filename)))
+                PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
+            ).values(processing_status=P.ACTIVATED).returning(StfRecord.filename)))
 
     def _resubmit(self, work: m.StfWork, attempt: int, delay: float) -> None:
         """A retry must not vanish in its timer thread: if the store or the DDM is briefly
@@ -189,22 +195,25 @@ class StfProcessing:
         if attempt <= self.ctx.config.fault_injection.reco_failures.get(work.sequence, 0):
             args.append("--inject-failure")
         spec = JobSpec(
-            kind="reco", site=site.name, payload=RECO_PAYLOAD, args=args, inputs=[work.filename],
-            output=output, run_number=work.run_number, stf_filename=work.filename,
-            attempt_nr=attempt,
-            max_attempts=self._retry.max_attempts,
+            kind=JobKind.RECO, site=site.name, payload=RECO_PAYLOAD, args=args,
+            inputs=[work.filename], output=output, run_number=work.run_number,
+            stf_filename=work.filename, attempt_nr=attempt, max_attempts=self._retry.max_attempts,
         )
         return spec, lambda result: self._done(work, result)
 
     def jobs_started(self, jobs: list[tuple[int, JobSpec]], started: datetime) -> None:
         """Executor hook: the first start of an STF's job is its dispatch time."""
-        names = [{"stf": spec.stf_filename} for _job_id, spec in jobs if spec.kind == "reco"]
+        names = [{"stf": spec.stf_filename} for _job_id, spec in jobs
+                 if spec.kind == JobKind.RECO]
         if not names:
             return
         stfs = StfRecord.__table__
         with self.ctx.db.session() as session:
-            session.execute(update(stfs).where(stfs.c.filename == bindparam("stf")).values(
-                processing_status="running",
+            session.execute(update(stfs).where(
+                stfs.c.filename == bindparam("stf"),
+                PROCESSING.where(stfs.c.processing_status, P.RUNNING),
+            ).values(
+                processing_status=P.RUNNING,
                 dispatched_at=func.coalesce(stfs.c.dispatched_at, started),
             ), names)
 
@@ -269,8 +278,11 @@ class StfProcessing:
         now = utcnow()
         with self.ctx.db.session() as session:
             stfs = StfRecord.__table__  # Core executemany: one statement, many rows
-            session.execute(update(stfs).where(stfs.c.filename == bindparam("stf")).values(
-                processing_status="processed", processed_at=now, reco_output=bindparam("output"),
+            session.execute(update(stfs).where(
+                stfs.c.filename == bindparam("stf"),
+                PROCESSING.where(stfs.c.processing_status, P.PROCESSED),
+            ).values(
+                processing_status=P.PROCESSED, processed_at=now, reco_output=bindparam("output"),
             ), [{"stf": w.filename, "output": r.spec.output} for w, r in finished])
 
     def _retry_or_fail(self, work: m.StfWork, attempt: int, error: str | None) -> None:
@@ -278,10 +290,10 @@ class StfProcessing:
         if attempt < self._retry.max_attempts:
             delay = self._retry.backoff_s * 2 ** max(attempt - 1, 0)
             log.info("retrying %s (attempt %d failed: %s)", work.filename, attempt, error)
-            self._set(work.filename, processing_status="retrying")
+            self._move(work.filename, P.RETRYING)
             threading.Timer(delay, self._resubmit, args=(work, attempt + 1, delay)).start()
             return
-        self._set(work.filename, processing_status="failed")
+        self._move(work.filename, P.FAILED)
         report_issue(
             self.ctx.db, "processing_failed", f"reco failed {attempt} times, last: {error}",
             run_number=work.run_number, filename=work.filename,
@@ -292,7 +304,8 @@ class StfProcessing:
         did = DID(naming.SCOPE, spec.output)
         path = self.ctx.ddm.pfn(did, disk_rse)
         return FileSpec(did, disk_rse, path, Path(path).stat().st_size, file_adler32(Path(path)),
-                        {"run_number": work.run_number, "parent": work.filename, "kind": "reco"})
+                        {"run_number": work.run_number, "parent": work.filename,
+                         "kind": JobKind.RECO})
 
     @staticmethod
     def _job_news(work: m.StfWork, result: JobResult) -> m.JobState:
@@ -306,23 +319,24 @@ class StfProcessing:
     def on_state_changed(self, message: m.Message) -> None:
         change: m.StateChanged = message.body
         self.ctx.detector.state, self.ctx.detector.substate = change.to_state, change.to_substate
-        if change.to_state == "run" and change.to_substate == "standby":
+        if change.to_state == DetectorState.RUN and change.to_substate == Readiness.STANDBY:
             record_gate_event(
                 self.ctx, "suspended", f"run {change.run_number} in standby ({change.trigger})",
                 change.run_number,
             )
-        elif change.from_substate == "standby" and change.to_substate == "physics":
+        elif (change.from_substate == Readiness.STANDBY
+              and change.to_substate == Readiness.PHYSICS):
             backlog = dispatch_deferred(self.ctx, change.run_number)
             record_gate_event(
                 self.ctx, "resumed", f"back to physics ({change.trigger}); catching up",
                 change.run_number, backlog,
             )
 
-    def _set(self, filename: str, **fields: object) -> None:
+    def _move(self, filename: str, status: P) -> None:
         with self.ctx.db.session() as session:
             record = stf_by_filename(session, filename)
-            for key, value in fields.items():
-                setattr(record, key, value)
+            record.processing_status = PROCESSING.check(record.processing_status, status,
+                                                        filename)
 
 
 class _StagedBatch:

@@ -9,6 +9,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 
 from epic_wfms.ddm import DID, DataManagement
+from epic_wfms.lifecycle.merge import MergeStatus
+from epic_wfms.lifecycle.stf import STF_DONE, ArchiveStatus
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
@@ -56,7 +58,7 @@ def run_report(
             IntegrityIssueRecord.resolved_at.is_(None),
         ).group_by(IntegrityIssueRecord.kind)).all()
         merges = session.scalar(select(func.count()).select_from(MergeRecord).where(
-            MergeRecord.run_number == run_number, MergeRecord.status == "done"))
+            MergeRecord.run_number == run_number, MergeRecord.status == MergeStatus.DONE))
         dead = session.scalars(select(DeadLetterRecord).where(  # this run's, or of no run
             DeadLetterRecord.resolved_at.is_(None),
             or_(DeadLetterRecord.run_number == run_number, DeadLetterRecord.run_number.is_(None)),
@@ -72,8 +74,8 @@ def run_report(
         "run_status": run.status if run else None,
         "stfs_produced": len(produced),
         "stfs_registered": sum(1 for s in stfs if s.registered_at),
-        "stfs_archived": sum(1 for s in stfs if s.archive_status == "archived"),
-        "stfs_processed": sum(1 for s in stfs if s.processing_status in ("processed", "merged")),
+        "stfs_archived": sum(1 for s in stfs if s.archive_status == ArchiveStatus.ARCHIVED),
+        "stfs_processed": sum(1 for s in stfs if s.processing_status in STF_DONE),
         "stfs_merged": len(merged),
         "latency_s": {
             "p50": round(p50, 4) if p50 is not None else None,

@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from epic_wfms.lifecycle.stf import Validation
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import DeadLetterRecord, IntegrityIssueRecord, StfRecord
 
@@ -22,7 +23,7 @@ def shortfall(db: Database, run_number: int) -> list[str]:
 
 def session_shortfall(session: Session, run_number: int) -> list[str]:
     missing_files = session.scalar(select(func.count()).select_from(StfRecord).where(
-        StfRecord.run_number == run_number, StfRecord.validation == "missing"))
+        StfRecord.run_number == run_number, StfRecord.validation == Validation.MISSING))
     issues = set(session.scalars(select(IntegrityIssueRecord.kind).where(
         IntegrityIssueRecord.run_number == run_number,
         IntegrityIssueRecord.resolved_at.is_(None),

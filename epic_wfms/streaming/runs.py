@@ -5,6 +5,7 @@ from __future__ import annotations
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID
+from epic_wfms.lifecycle.run import RUN_LIVE, RunStatus
 from epic_wfms.model import naming
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.streaming.context import StreamingContext
@@ -37,8 +38,8 @@ class RunLifecycle:
         change: m.StateChanged = message.body
         if change.effect == "closes" and change.run_number is not None:
             run = get_run(self.ctx.db, change.run_number)
-            if run is not None and run.status in ("announced", "open"):
-                ensure_run(self.ctx.db, change.run_number, status="closed",
+            if run is not None and run.status in RUN_LIVE:
+                ensure_run(self.ctx.db, change.run_number, status=RunStatus.CLOSED,
                            end_time=message.envelope.created_at)
 
     def on_run_control(self, message: m.Message) -> None:
@@ -49,9 +50,9 @@ class RunLifecycle:
                 detector_config=body.detector_config, target_stfs=body.target_stfs,
             )
         elif message.msg_type == "start_run":
-            prepare_run(self.ctx, body.run_number, status="open", start_time=at)
+            prepare_run(self.ctx, body.run_number, status=RunStatus.OPEN, start_time=at)
         elif message.msg_type == "end_run":
             prepare_run(
-                self.ctx, body.run_number, status="closed", end_time=at,
+                self.ctx, body.run_number, status=RunStatus.CLOSED, end_time=at,
                 total_stfs=body.total_stfs, first_sequence=body.first_sequence or None,
             )

@@ -21,6 +21,13 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.bus.testbed import TestbedStf, checked_stf, stf_announcement
 from epic_wfms.errors import MalformedMessageError
+from epic_wfms.lifecycle.stf import (
+    AWAITED,
+    ArchiveStatus,
+    AwaitedStatus,
+    ProcessingStatus,
+    Validation,
+)
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.testbed_time import zone
 from epic_wfms.store.database import insert_ignoring_duplicates
@@ -68,7 +75,7 @@ class StfArrivals:
             session.execute(insert_ignoring_duplicates(session, AwaitedStfRecord), [{
                 "filename": stf.filename, "run_number": stf.run_number,
                 "sequence": stf.sequence, "path": str(path), "announcement": data,
-                "announced_at": utcnow(), "status": "awaiting",
+                "announced_at": utcnow(), "status": AwaitedStatus.AWAITING,
             }])
         self.check([stf.filename])
 
@@ -79,7 +86,8 @@ class StfArrivals:
         """Announce the STFs whose file is there; record those past the grace as missing."""
         with self._lock:
             with self.ctx.db.session() as session:
-                query = select(AwaitedStfRecord).where(AwaitedStfRecord.status == "awaiting")
+                query = select(AwaitedStfRecord).where(
+                    AwaitedStfRecord.status == AwaitedStatus.AWAITING)
                 if filenames is not None:
                     query = query.where(AwaitedStfRecord.filename.in_(filenames))
                 rows = session.scalars(query).all()
@@ -107,12 +115,12 @@ class StfArrivals:
             except (MalformedMessageError, OSError) as error:
                 body = json.dumps(row.announcement, sort_keys=True)
                 self.ctx.bus.ledger.dead_letter("testbed-bridge", dest.TESTBED, body, str(error))
-                done.append((row.filename, "rejected"))
+                done.append((row.filename, AwaitedStatus.REJECTED))
                 continue
             outgoing.append((dest.STF_INGEST, self.factory.make(
                 "stf_available", body, run_number=stf.run_number, state=stf.state,
                 substate=stf.substate)))
-            done.append((row.filename, "arrived"))
+            done.append((row.filename, AwaitedStatus.ARRIVED))
         self.ctx.bus.publish_many(outgoing)
         self._resolve(done)
 
@@ -128,26 +136,28 @@ class StfArrivals:
                     last_tf_time=stf.end or stf.announced, tf_count=1, size_bytes=0,
                     adler32="", state=stf.state, substate=stf.substate,
                     daq_metadata={**stf.metadata, "expected_at": row.path},
-                    available_at=row.announced_at, validation="missing",
-                    archive_status="not_archived", processing_status="rejected",
+                    available_at=row.announced_at, validation=Validation.MISSING,
+                    archive_status=ArchiveStatus.NOT_ARCHIVED,
+                    processing_status=ProcessingStatus.REJECTED,
                 ))
-        self._resolve([(row.filename, "missing") for row in rows])
+        self._resolve([(row.filename, AwaitedStatus.MISSING) for row in rows])
         for row in rows:  # accounted for: reported in the run's stf_file_missing instead
             resolve_issues(self.ctx.db, "sequence_gap", row.filename)
         for run in sorted({row.run_number for row in rows}):
             self._report(run)
 
-    def _resolve(self, done: list[tuple[str, str]]) -> None:
+    def _resolve(self, done: list[tuple[str, AwaitedStatus]]) -> None:
         with self.ctx.db.session() as session:
             for filename, status in done:
                 row = session.get(AwaitedStfRecord, filename)
-                row.status, row.resolved_at = status, utcnow()
+                row.status, row.resolved_at = AWAITED.check(row.status, status), utcnow()
 
     def _report(self, run: int) -> None:
         """One issue per run, its detail rewritten as more files go missing."""
         with self.ctx.db.session() as session:
             rows = session.scalars(select(AwaitedStfRecord).where(
-                AwaitedStfRecord.run_number == run, AwaitedStfRecord.status == "missing",
+                AwaitedStfRecord.run_number == run,
+                AwaitedStfRecord.status == AwaitedStatus.MISSING,
             ).order_by(AwaitedStfRecord.sequence)).all()
         sequences = [r.sequence for r in rows]
         detail = (f"run {run}: {len(rows)} STF file(s) announced by the DAQ never appeared in "

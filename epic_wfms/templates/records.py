@@ -8,6 +8,14 @@ from typing import Any
 
 from sqlalchemy import select, update
 
+from epic_wfms.lifecycle.job import JobStatus
+from epic_wfms.lifecycle.template import (
+    STEP_RUN,
+    SUBMISSION,
+    SUBMISSION_ENDED,
+    StepRunStatus,
+    SubmissionStatus,
+)
 from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import (
@@ -35,8 +43,8 @@ def current_user() -> str:
 
 
 def record_submission(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool,
-                      status: str = "submitted", runtime: str | None = None,
-                      username: str | None = None) -> int:
+                      status: SubmissionStatus = SubmissionStatus.SUBMITTED,
+                      runtime: str | None = None, username: str | None = None) -> int:
     """Store the rendered workflow with its template version and hashes, who submitted it and
     the campaign's priority; return its id."""
     with db.session() as session:
@@ -47,7 +55,8 @@ def record_submission(db: Database, workflow: RenderedWorkflow, target: str, dry
             activity=workflow.campaign.activity,
             parameters=workflow.model_dump(mode="json")["parameters"],
             rendered=workflow.model_dump(mode="json", by_alias=True),
-            status=status, runtime=runtime, username=username or current_user(),
+            status=SUBMISSION.check(None, status), runtime=runtime,
+            username=username or current_user(),
             priority=workflow.campaign.priority)
         session.add(record)
         session.flush()
@@ -65,16 +74,18 @@ def _record_tags(session: Any, workflow: RenderedWorkflow, submission_id: int) -
                 submission_id=submission_id))
 
 
-def finish_submission(db: Database, submission_id: int, status: str,
+def finish_submission(db: Database, submission_id: int, status: SubmissionStatus,
                       error: str | None = None, runtime: str | None = None) -> None:
     with db.session() as session:
         record = session.get(TemplateSubmissionRecord, submission_id)
-        if not (status == "cancelled" and record.error):  # an operator's kill keeps its reason
-            record.error = error
-        record.status = status
+        if not (status == SubmissionStatus.CANCELLED and record.error):
+            record.error = error  # an operator's kill keeps its reason
+        if record.status != status:
+            record.status = SUBMISSION.check(record.status, status,
+                                             f"submission {submission_id}")
         if runtime:
             record.runtime = runtime
-        if status in ("finished", "failed", "cancelled"):
+        if status in SUBMISSION_ENDED:
             record.finished_at = utcnow()
 
 
@@ -83,26 +94,28 @@ def start_step_run(db: Database, submission_id: int, step: str, iteration: int, 
     with db.session() as session:
         record = TemplateStepRunRecord(
             submission_id=submission_id, step=step, iteration=iteration, job_index=job,
-            attempt=attempt, status="running", command=command, runtime=runtime)
+            attempt=attempt, status=StepRunStatus.RUNNING, command=command,
+            runtime=runtime)
         session.add(record)
         session.flush()
         return record.id
 
 
-def end_step_run(db: Database, run_id: int, status: str, exit_code: int | None,
+def end_step_run(db: Database, run_id: int, status: StepRunStatus, exit_code: int | None,
                  outputs: list[str], message: str | None = None, cores: int = 1,
                  gpus: int = 0) -> None:
     """End a step run and account its resources to the submission's template and user."""
     with db.session() as session:
         record = session.get(TemplateStepRunRecord, run_id)
-        record.status, record.exit_code, record.message = status, exit_code, message
+        record.status = STEP_RUN.check(record.status, status, f"step run {run_id}")
+        record.exit_code, record.message = exit_code, message
         record.outputs = {"files": outputs}
         record.ended_at = utcnow()
         submission = session.get(TemplateSubmissionRecord, record.submission_id)
         insert_usage(session, [Usage(
             f"step:{run_id}", LOCAL_SITE, LOCAL_SITE,
             USE_CASE_CLASS.get(submission.rendered.get("use_case", ""), "analysis"),
-            "finished" if status == "finished" else "failed", cores,
+            JobStatus.FINISHED if status == StepRunStatus.FINISHED else JobStatus.FAILED, cores,
             record.started_at, max(record.ended_at, record.started_at), submission.template,
             submission.username, gpus)])
 

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from epic_wfms.lifecycle.template import SubmissionStatus
 from epic_wfms.store.database import Database
 from epic_wfms.templates import records
 from epic_wfms.templates.errors import TargetError
@@ -61,7 +62,7 @@ def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool 
         raise TargetError(f"no {target} submitter is configured in this installation",
                           f"epic-wfms renders {target} specs; sending them needs the "
                           f"{target} client set up", "use --dry-run to see what would be sent")
-    status = "dry-run" if dry_run else "submitted"
+    status = SubmissionStatus.DRY_RUN if dry_run else SubmissionStatus.SUBMITTED
     submission_id = records.record_submission(db, workflow, target, dry_run, status=status)
     result: dict[str, Any] = {"submission_id": submission_id, "target": target,
                               "dry_run": dry_run, "status": status,

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from epic_wfms.lifecycle.template import StepOutcome, StepRunStatus, SubmissionStatus
 from epic_wfms.security.paths import OutsideAreaError, confine
 from epic_wfms.store.database import Database
 from epic_wfms.templates import records
@@ -81,7 +82,7 @@ class WorkflowRunner:
         options.workdir = Path(options.workdir).resolve()
         options.inputs = {k: Path(v).resolve() for k, v in options.inputs.items()}
         self.runtime, self.runtime_note = container_runtime()
-        self.status: dict[str, str] = {}
+        self.status: dict[str, StepOutcome] = {}
         self.validated: set[str] = set()
         self.converged: dict[str, int] = {}
         self.messages: dict[str, str] = {}
@@ -127,15 +128,15 @@ class WorkflowRunner:
     def run(self) -> dict[str, Any]:
         self.options.workdir.mkdir(parents=True, exist_ok=True)
         self.submission_id = records.record_submission(
-            self.db, self.workflow, "local", dry_run=False, status="running",
+            self.db, self.workflow, "local", dry_run=False, status=SubmissionStatus.RUNNING,
             runtime=self.runtime_note)
         self._prepare_external_inputs()
         for step in self.workflow.steps:
             self.status[step.name] = self._run_step(step)
-        failed = [n for n, s in self.status.items() if s != "finished"]
-        status = "failed" if failed else "finished"
-        if records.submission_status(self.db, self.submission_id) == "cancelled":
-            status = "cancelled"  # an operator killed it: the record keeps saying so
+        failed = [n for n, s in self.status.items() if s != StepOutcome.FINISHED]
+        status = SubmissionStatus.FAILED if failed else SubmissionStatus.FINISHED
+        if records.submission_status(self.db, self.submission_id) == SubmissionStatus.CANCELLED:
+            status = SubmissionStatus.CANCELLED  # an operator killed it: the record says so
         error = "; ".join(f"{n}: {self.messages.get(n, self.status[n])}" for n in failed)
         records.finish_submission(self.db, self.submission_id, status, error or None)
         return self.report(status, error)
@@ -149,11 +150,11 @@ class WorkflowRunner:
                 "outputs": outputs, "runtime": self.runtime, "runtime_note": self.runtime_note,
                 "rendered_hash": self.workflow.rendered_hash, "workdir": str(self.options.workdir)}
 
-    def _run_step(self, step: Step) -> str:
-        blocked = [d for d in step.depends_on if self.status.get(d) != "finished"]
+    def _run_step(self, step: Step) -> StepOutcome:
+        blocked = [d for d in step.depends_on if self.status.get(d) != StepOutcome.FINISHED]
         if blocked:
             self.messages[step.name] = f"not run: upstream {', '.join(blocked)} did not finish"
-            return "skipped"
+            return StepOutcome.SKIPPED
         try:
             self._check_conditions(step)
             self._execute(step)
@@ -161,8 +162,8 @@ class WorkflowRunner:
                 self._validate(step)
         except StepFailed as error:
             self.messages[step.name] = str(error)
-            return "failed"
-        return "finished"
+            return StepOutcome.FAILED
+        return StepOutcome.FINISHED
 
     def _check_conditions(self, step: Step) -> None:
         for cond in step.when:
@@ -238,7 +239,7 @@ class WorkflowRunner:
 
     def _run_job(self, step: Step, job: int, files: list[Path], streams: list[list[Path]],
                  iteration: int, attempt: int) -> bool:
-        if records.submission_status(self.db, self.submission_id) == "cancelled":
+        if records.submission_status(self.db, self.submission_id) == SubmissionStatus.CANCELLED:
             raise StepFailed("the submission was killed by an operator (see the monitor)")
         directory = self._job_dir(step, job)
         command = self._substitute(step.payload.command, job, files, streams)
@@ -251,8 +252,8 @@ class WorkflowRunner:
         if code != 0 or missing:
             why = (f"exit code {code}" if code != 0 else
                    f"payload did not write {', '.join(missing)}")
-            records.end_step_run(self.db, run_id, "failed", code, [], f"{why}\n{log}",
-                                 *self._resources(step))
+            records.end_step_run(self.db, run_id, StepRunStatus.FAILED, code, [],
+                                 f"{why}\n{log}", *self._resources(step))
             self.last_error = f"{why}: {log[-300:]}"
             return False
         written = []
@@ -264,8 +265,8 @@ class WorkflowRunner:
             name = f"{task}.{job:06d}{suffix}.{output.file}"
             shutil.copyfile(directory / output.file, target_dir / name)
             written.append(f"{output.dataset}/{name}")
-        records.end_step_run(self.db, run_id, "finished", code, written, log or None,
-                             *self._resources(step))
+        records.end_step_run(self.db, run_id, StepRunStatus.FINISHED, code, written,
+                             log or None, *self._resources(step))
         return True
 
     def _command(self, step: Step, template: str, job: int, iteration: int,
@@ -275,8 +276,9 @@ class WorkflowRunner:
         run_id = records.start_step_run(self.db, self.submission_id, f"{step.name}:{label}",
                                         iteration, job, 1, command, self.runtime)
         code, log = self._spawn(step, command, directory, job, iteration)
-        records.end_step_run(self.db, run_id, "finished" if code == 0 else "failed", code, [],
-                             log or None, *self._resources(step))
+        records.end_step_run(
+            self.db, run_id, StepRunStatus.FINISHED if code == 0 else StepRunStatus.FAILED,
+            code, [], log or None, *self._resources(step))
         return code
 
     def _validate(self, step: Step) -> None:

@@ -22,6 +22,7 @@ from typing import NamedTuple
 from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
 
+from epic_wfms.lifecycle.job import JOB
 from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
@@ -94,7 +95,7 @@ class LocalWorkerPool:
             raise RuntimeError("the worker pool is shut down: no new jobs")
         now = utcnow()
         rows = [{
-            "kind": spec.kind, "site": spec.site, "status": JobStatus.ACTIVATED,
+            "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
             "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
             "run_number": spec.run_number, "stf_filename": spec.stf_filename,
             "output": spec.output, "command": " ".join(spec.command), "created_at": now,
@@ -168,13 +169,13 @@ class LocalWorkerPool:
         """activated -> running, except jobs an operator cancelled meanwhile (monitor)."""
         with self.db.session() as session:
             return set(session.scalars(update(JobRecord).where(
-                JobRecord.id.in_(job_ids), JobRecord.status != JobStatus.CANCELLED,
+                JobRecord.id.in_(job_ids), JOB.where(JobRecord.status, JobStatus.RUNNING),
             ).values(status=JobStatus.RUNNING, started_at=started).returning(JobRecord.id)))
 
     def _finish(self, pulled: list[_Queued], outcomes: dict[int, _Outcome],
                 started: datetime) -> list[JobResult]:
-        """Record every end in one transaction; an operator's kill wins over the payload and
-        keeps its reason."""
+        """Record every end in one transaction; a job that ended meanwhile (an operator's kill)
+        keeps its status and reason: the payload's end is reported as a failure."""
         results, used = [], []
         with self.db.session() as session:
             jobs = {job.id: job for job in session.scalars(sql_select(JobRecord).where(
@@ -183,10 +184,10 @@ class LocalWorkerPool:
                 job, spec = jobs[queued.job_id], queued.spec
                 code, error, ended = outcomes.get(queued.job_id, (None, None, utcnow()))
                 job.exit_code = code
-                if job.status == JobStatus.CANCELLED:
-                    status, error = JobStatus.FAILED, job.error or "killed"
+                status = JobStatus.FINISHED if code == 0 else JobStatus.FAILED
+                if not JOB.allowed(job.status, status):
+                    status, error = JobStatus.FAILED, job.error or f"the job was {job.status}"
                 else:
-                    status = JobStatus.FINISHED if code == 0 else JobStatus.FAILED
                     job.status, job.ended_at, job.error = status, ended, error
                     if status is JobStatus.FINISHED:
                         session.add_all(ProvenanceRecord(

@@ -1,8 +1,8 @@
 """Execution interface: define jobs, run them at a site, report their PanDA-style states.
 
-Job states follow PanDA: defined -> activated (queued at the site) -> running ->
-finished | failed (| cancelled). Each attempt is its own job with ``attempt_nr``; retries are
-the caller's policy (streaming/processing.py), as JEDI decides retries, not the pilot.
+Job states and their moves are the job lifecycle (``epic_wfms.lifecycle.job``, re-exported
+here). Each attempt is its own job with ``attempt_nr``; retries are the caller's policy
+(streaming/processing.py), as JEDI decides retries, not the pilot.
 """
 
 from __future__ import annotations
@@ -11,24 +11,19 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
+from epic_wfms.lifecycle.job import JobKind, JobStatus
 
-class JobStatus(StrEnum):
-    DEFINED = "defined"
-    ACTIVATED = "activated"
-    RUNNING = "running"
-    FINISHED = "finished"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
+__all__ = ["JobCallback", "JobKind", "JobResult", "JobSpec", "JobStatus", "StartCallback",
+           "WorkloadExecutor"]
 
 
 @dataclass(frozen=True)
 class JobSpec:
     """``payload`` is the Python module run as ``python -m payload *args`` (the transformation)."""
 
-    kind: str  # reco, merge, gather
+    kind: JobKind
     site: str
     payload: str
     args: list[str]

@@ -11,22 +11,40 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.templating import Jinja2Templates
 from markupsafe import Markup
 
+from epic_wfms.lifecycle.agent import AgentStatus
+from epic_wfms.lifecycle.fastpath import SliceStatus, WorkerStatus
+from epic_wfms.lifecycle.job import JOB_ACTIVE, JOB_UNSUCCESSFUL, JobKind, JobStatus
+from epic_wfms.lifecycle.merge import MergeStatus
+from epic_wfms.lifecycle.run import RunStatus
+from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus, Validation
+from epic_wfms.lifecycle.template import SubmissionStatus
+
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 templates = Jinja2Templates(directory=str(TEMPLATES))
 
-STATE_CLASSES = {  # BigMon-like colours by state name
-    "finished": "ok", "processed": "ok", "done": "ok", "ok": "ok", "archived": "ok",
-    "closed": "ok", "running": "run", "activated": "act", "defined": "act", "queued": "act",
-    "retrying": "warn", "deferred": "warn", "pending": "act", "failed": "bad", "cancelled": "bad",
-    "corrupt": "bad", "open": "run", "announced": "act", "not_required": "muted",
-    "waiting": "muted", "merged": "ok", "registered": "act", "stopped": "muted",
-    "suspended": "warn", "resumed": "ok",
-    # PanDA task states, brokerage outcomes, site health, fast path (issue 16)
-    "submitted": "act", "ready": "act", "scouting": "run", "completed": "ok",
-    "broken": "bad", "aborted": "bad", "exhausted": "bad", "assigned": "ok",
-    "no_candidate": "bad", "degraded": "warn", "avoided": "bad", "probing": "warn",
-    "idle": "muted", "exited": "muted", "dead": "bad",
+J, P, A, R, U = JobStatus, ProcessingStatus, ArchiveStatus, RunStatus, SubmissionStatus
+TONES: dict[str, set[str]] = {  # BigMon-like colours by state name, whatever its vocabulary
+    "ok": {J.FINISHED, P.PROCESSED, P.MERGED, MergeStatus.DONE, Validation.OK, A.ARCHIVED,
+           R.CLOSED, SliceStatus.COMPLETED, U.FINISHED, "resumed",
+           "assigned"},  # brokerage outcome
+    "run": {J.RUNNING, P.RUNNING, R.OPEN, SliceStatus.PROCESSING, U.RUNNING,
+            "scouting"},  # PanDA task
+    "act": {J.ACTIVATED, J.DEFINED, P.QUEUED, P.ACTIVATED, A.PENDING, R.ANNOUNCED,
+            WorkerStatus.REGISTERED, U.SUBMITTED, "registered",
+            "ready"},  # PanDA task
+    "warn": {P.RETRYING, P.DEFERRED, "suspended",
+             "degraded", "probing"},  # site health
+    "bad": {J.FAILED, J.CANCELLED, P.FAILED, P.REJECTED, Validation.CORRUPT, WorkerStatus.DEAD,
+            U.CANCELLED, "broken", "aborted", "exhausted",  # PanDA task
+            "no_candidate", "avoided"},  # brokerage outcome, site health
+    "muted": {P.NOT_REQUIRED, P.WAITING, A.NOT_ARCHIVED, AgentStatus.STOPPED,
+              WorkerStatus.EXITED, U.DRY_RUN, "idle"},
 }
+STATE_CLASSES = {str(state): tone for tone, states in TONES.items() for state in states}
+# the choices of the pages' status filters
+STATUSES = {"run": list(RunStatus), "job": list(JobStatus), "job_kind": list(JobKind),
+            "stf_processing": list(ProcessingStatus), "stf_archive": list(ArchiveStatus)}
+GROUPS = {"job_active": JOB_ACTIVE, "job_unsuccessful": JOB_UNSUCCESSFUL}  # what pages offer
 
 
 def state_class(value: Any) -> str:
@@ -66,7 +84,8 @@ def query_with(request: Request, **changes: Any) -> str:
 
 
 templates.env.filters.update(state=state_class, t=short_time)
-templates.env.globals.update(seconds_between=seconds_between, query_with=query_with)
+templates.env.globals.update(seconds_between=seconds_between, query_with=query_with,
+                             statuses=STATUSES, groups=GROUPS)
 
 
 def wants_json(request: Request) -> bool:

@@ -32,6 +32,9 @@ from sqlalchemy import select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
+from epic_wfms.lifecycle.job import JobKind
+from epic_wfms.lifecycle.stf import PROCESSING, ProcessingStatus
+from epic_wfms.lifecycle.stf import ProcessingStatus as P
 from epic_wfms.store.integrity import report_issue
 from epic_wfms.store.schema import PandaJobRecord, PandaTaskRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
@@ -202,7 +205,7 @@ class PandaPromptProcessing(StfProcessing):
                 StfRecord.filename.in_(list(by_stf) + list(final_files))))}
         processed, failed, running, retrying = [], [], [], []
         for name, stf in rows.items():
-            if stf.processing_status in ("processed", "merged", "failed"):
+            if stf.processing_status in (P.PROCESSED, P.MERGED, P.FAILED):
                 continue
             jobs = sorted(by_stf.get(name, []), key=lambda j: (int(j.attemptNr or 0),
                                                                 int(j.PandaID)))
@@ -216,7 +219,7 @@ class PandaPromptProcessing(StfProcessing):
             elif latest is not None and latest.jobStatus in FAILED_JOB:
                 retrying.append((stf, latest))
         self._set_running(running)
-        self._set_status(retrying, "retrying")
+        self._set_status(retrying, P.RETRYING)
         self._finish(processed, failed, site)
         return len(processed) + len(failed) + len(running) + len(retrying)
 
@@ -224,31 +227,36 @@ class PandaPromptProcessing(StfProcessing):
         with self.ctx.db.session() as session:
             for stf, job in running:
                 started = _time(job.startTime) or utcnow()
-                session.execute(update(StfRecord).where(StfRecord.id == stf.id).values(
-                    processing_status="running"))
+                session.execute(update(StfRecord).where(
+                    StfRecord.id == stf.id,
+                    PROCESSING.where(StfRecord.processing_status, P.RUNNING),
+                ).values(processing_status=P.RUNNING))
                 session.execute(update(StfRecord).where(
                     StfRecord.id == stf.id, StfRecord.dispatched_at.is_(None)).values(
                     dispatched_at=started))
 
-    def _set_status(self, items: list, status: str) -> None:
+    def _set_status(self, items: list, status: ProcessingStatus) -> None:
         if items:
             with self.ctx.db.session() as session:
                 session.execute(update(StfRecord).where(
-                    StfRecord.id.in_([stf.id for stf, _job in items])).values(
-                    processing_status=status))
+                    StfRecord.id.in_([stf.id for stf, _job in items]),
+                    PROCESSING.where(StfRecord.processing_status, status),
+                ).values(processing_status=status))
 
     def _finish(self, processed: list, failed: list, site: str) -> None:
         now = utcnow()
         with self.ctx.db.session() as session:
             for stf, job in processed:
                 [output] = _files(job, "output") or [None]
-                session.execute(update(StfRecord).where(StfRecord.id == stf.id).values(
-                    processing_status="processed", processed_at=_time(job.endTime) or now,
+                session.execute(update(StfRecord).where(
+                    StfRecord.id == stf.id,
+                    PROCESSING.where(StfRecord.processing_status, P.PROCESSED),
+                ).values(processing_status=P.PROCESSED, processed_at=_time(job.endTime) or now,
                     reco_output=output))
                 session.execute(update(StfRecord).where(
                     StfRecord.id == stf.id, StfRecord.dispatched_at.is_(None)).values(
                     dispatched_at=_time(job.startTime) or now))
-        self._set_status(failed, "failed")
+        self._set_status(failed, P.FAILED)
         for stf, job in failed:
             attempts = int(job.attemptNr or 0) if job is not None else 0
             report_issue(self.ctx.db, "processing_failed",
@@ -256,7 +264,7 @@ class PandaPromptProcessing(StfProcessing):
                          + (f", last PandaID {job.PandaID}: {_error(job)}" if job else ""),
                          run_number=stf.run_number, filename=stf.filename)
         news = [(dest.EVENTS, self.ctx.message("job_state", m.JobState(
-            job_id=int(job.PandaID), kind="reco", site=site, status=job.jobStatus,
+            job_id=int(job.PandaID), kind=JobKind.RECO, site=site, status=job.jobStatus,
             attempt=int(job.attemptNr or 0), filename=stf.filename, error=_error(job),
         ), stf.run_number)) for stf, job in processed + failed if job is not None]
         news += [(dest.PROCESSED, self.ctx.message("stf_processed", m.StfNews(

@@ -2,7 +2,7 @@
 usage, indexes of the workload, fast path and brokerage pages (issue 16)
 
 Revision ID: 0009
-Revises: 0007
+Revises: 0008
 """
 
 from __future__ import annotations
