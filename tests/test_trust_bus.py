@@ -28,6 +28,7 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.store.schema import DeadLetterRecord, IntegrityIssueRecord, StfRecord
 from epic_wfms.streaming.report import run_report
+from epic_wfms.streaming.run_outcome import shortfall
 from tests.conftest import StreamingRig, make_config, private_postgres_schema, wait_for
 
 RUN = 151
@@ -36,7 +37,8 @@ TIMEOUT = 60
 
 @pytest.fixture
 def inst(tmp_path, daq_settings):
-    installation = StreamingRig(make_config(tmp_path), daq_settings)
+    # forgeries naming the run are its dead letters: hold the run only briefly for them
+    installation = StreamingRig(make_config(tmp_path, dead_letter_hold_s=1), daq_settings)
     yield installation
     installation.close()
 
@@ -98,7 +100,11 @@ def test_forged_announcements_are_refused_and_the_run_completes(inst, tmp_path: 
     for sequence in (1, 2):
         inst.daq.write_stf(RUN, sequence, datetime.now(UTC))
     inst.daq.end_run(RUN, 3)
-    assert inst.orchestrator.wait_run_finished(RUN, TIMEOUT)
+    # every STF arrived, but the forgeries naming run 151 stay unresolved dead letters of it:
+    # the run ends incomplete and says where to look (nothing is silently dropped)
+    assert inst.orchestrator.wait_run_ended(RUN, TIMEOUT) == "incomplete"
+    assert any("dead-lettered: epic-wfms deadletters list --run 151" in reason
+               for reason in shortfall(inst.db, RUN))
 
     letters = {letter.body: letter.reason for letter in dead_letters(inst.db)}
     assert set(forged) <= set(letters), [r for b, r in letters.items() if b not in forged]

@@ -231,9 +231,15 @@ def test_non_finite_numbers_are_refused(tmp_path: Path):
 
 
 def test_the_reco_payload_on_a_short_file_exits_64(tmp_path: Path, capsys):
-    for content in (b"0123456789", stf_file.MAGIC + b"\x01\x02",
-                    stf_file.MAGIC + b"\x05\x00\x00\x00[1,2]"):
+    """A truncated or garbled file of our format is bad input (64); a file of another format
+    (the testbed's STFs) is processed as opaque data, not decoded as ours."""
+    for content in (stf_file.MAGIC + b"\x01\x02", stf_file.MAGIC + b"\x05\x00\x00\x00[1,2]"):
         short = tmp_path / "short.stf"
         short.write_bytes(content)
         assert reco.main(["--input", str(short), "--output", str(tmp_path / "o.json")]) == 64
         assert f"cannot reconstruct {short}" in capsys.readouterr().err
+    foreign = tmp_path / "foreign.stf"
+    foreign.write_bytes(b"0123456789")
+    assert reco.main(["--input", str(foreign), "--output", str(tmp_path / "f.json")]) == 0
+    result = json.loads((tmp_path / "f.json").read_text())
+    assert result["format"] == "opaque" and result["size_bytes"] == 10 and result["n_hits"] == 0

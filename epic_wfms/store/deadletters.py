@@ -5,22 +5,22 @@ status`` and the monitor show what that run could not take in."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import func, select
 
+from epic_wfms.bus.screening import parse_body
+from epic_wfms.errors import MalformedMessageError
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import DeadLetterRecord, utcnow
 
 
 def attribution(body: str) -> tuple[int | None, str | None]:
-    """(run number, msg_type) named by a message body, as far as it can be read."""
+    """(run number, msg_type) named by a message body, as far as it can be read: a body
+    the bus's screening refuses (too deep, too large, NUL) names nothing."""
     try:
-        data = json.loads(body)
-    except (ValueError, TypeError):
-        return None, None
-    if not isinstance(data, dict):
+        data = parse_body(body)
+    except MalformedMessageError:
         return None, None
     msg_type = data.get("msg_type")
     payload = data.get("payload") if isinstance(data.get("payload"), dict) else {}
