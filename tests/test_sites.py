@@ -93,7 +93,7 @@ def test_cli_lists_shows_and_validates():
     assert listed.exit_code == 0, listed.output
     assert {row["site"] for row in json.loads(listed.output)} >= {"E1_BNL", "E1_JLAB"}
     shown = runner.invoke(cli, ["sites", "show", "E1_JLAB"])
-    assert json.loads(shown.output)["queues"][0]["name"] == "JLAB_STREAMING"
+    assert json.loads(shown.output)["queues"][0]["name"] == "JLAB_EPIC_PROMPT"
     missing = runner.invoke(cli, ["sites", "show", "E9_MOON"])
     assert missing.exit_code != 0 and "unknown site 'E9_MOON'" in missing.output
     valid = runner.invoke(cli, ["sites", "validate"])

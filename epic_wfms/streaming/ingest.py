@@ -28,7 +28,7 @@ from epic_wfms.store.schema import StfRecord, utcnow
 from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.decision_box import DecisionBox
+from epic_wfms.streaming.decision_box import DecisionBox, Route, record_routes
 from epic_wfms.streaming.gating import gate_action
 from epic_wfms.streaming.runs import prepare_run
 from epic_wfms.streaming.screening import daq_file
@@ -96,10 +96,12 @@ class Ingest:
                 continue
             known[stf.filename] = _as_record(stf, message)  # a repeat within this batch
             accepted.append(self._screen(message))
+        self._route(accepted)
         valid = [a for a in accepted if a.problem is None]
         datasets = self._register(valid)
         with self.ctx.db.session() as session:
             session.add_all(self._record(a) for a in accepted)
+            record_routes(session, [a.route for a in accepted if a.route is not None])
         outgoing: list[tuple[str, m.Message]] = []
         for item in accepted:
             if item.problem:
@@ -119,8 +121,18 @@ class Ingest:
         problem = validate_against_daq(stf, Path(body.path))
         if problem:
             return _Accepted(message, [], "archive_only", problem)
-        sites = self.decision_box.route(stf) if stf.run_number is not None else []
-        return _Accepted(message, sites, self._gate(stf, sites))
+        return _Accepted(message, [], "archive_only")
+
+    def _route(self, accepted: list[_Accepted]) -> None:
+        """The decision box routes the batch's valid run STFs on one look at the sites; the
+        gate then decides what happens there (held STFs wait, deferred, for an E1)."""
+        to_route = [a for a in accepted if a.problem is None and a.stf.run_number is not None]
+        for item, route in zip(to_route, self.decision_box.route_batch(
+                [a.stf for a in to_route]), strict=True):
+            item.sites, item.route = route.sites, route
+            item.action = self._gate(item.stf, route.sites)
+            if route.deferred and item.action == "process":
+                item.action = "defer"
 
     def _prepare(self, run_number: int, first_sequence: int) -> None:
         """Run record and datasets, once per run (the lifecycle may not have announced it)."""
@@ -256,6 +268,7 @@ class _Accepted:
     sites: list[str]
     action: GateAction
     problem: Rejection | None = None
+    route: Route | None = None
 
     @property
     def stf(self) -> SuperTimeFrame:
