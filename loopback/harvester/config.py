@@ -10,9 +10,10 @@ The queues: the loopback PanDA server's queues (``BNL_EPIC_PROMPT`` at ``BNL_DIS
 the catalogue's E1 prompt queues. Each is given the block our generator makes for the catalogue
 queue it stands for (the queue of that name if the catalogue serves it the same way, standing
 pool or not; else, at the site owning the queue's storage, the streaming queue with a
-standing pool, or for a worker per job the production queue), with two loopback changes: this machine's batch system
-(``epic_harvester.local_batch``: real Pilot 3 processes) instead of the site's, and the
-worker directories, pool target files and limits under the harness's work directory.
+standing pool, or for a worker per job the production queue), with two loopback changes:
+this machine's batch system (``epic_harvester.local_batch``: real Pilot 3 processes) instead
+of the site's, and the worker directories, pool target files and limits under the harness's
+work directory.
 """
 
 from __future__ import annotations
