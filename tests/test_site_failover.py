@@ -8,11 +8,13 @@ import json
 from datetime import UTC, datetime
 
 from click.testing import CliRunner
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from epic_wfms.cli.main import cli
 from epic_wfms.lifecycle.job import JobKind
 from epic_wfms.model import naming
+from epic_wfms.monitor.app import create_app
 from epic_wfms.store.controls import set_site_online
 from epic_wfms.store.schema import BrokerageDecisionRecord, JobRecord
 from epic_wfms.streaming.processing import StfProcessing
@@ -119,6 +121,16 @@ def test_queued_backlog_goes_to_the_other_e1_and_runs_once(installation_factory)
     report = run_report(inst.db, inst.ddm, run, [naming.stf_filename(run, s)
                                                  for s in range(6)])
     assert report["lost"] == 0 and report["stfs_merged"] == 6
+    with TestClient(create_app(inst.config, inst.db, inst.bus)) as monitor:
+        sites = {s["name"]: s for s in monitor.get("/api/v1/sites").json()}
+        assert sites["E1_BNL"]["offline"]["reason"] == "network outage"
+        assert sites["E1_JLAB"]["offline"] is None
+        page = monitor.get("/sites/E1_BNL").text
+        assert 'id="offline"' in page and "network outage" in page
+        assert "network outage" in monitor.get("/fabric/E1_BNL").text
+        decisions_page = monitor.get("/brokerage", params={"json": ""}).json()
+        assert any(d["summary"].startswith("E1_JLAB/JLAB_EPIC_PROMPT: rerouted from E1_BNL")
+                   for d in decisions_page["decisions"]["items"])
 
 
 def test_failing_e1_is_avoided(installation_factory, tmp_path, database_url):

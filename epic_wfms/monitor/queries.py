@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from epic_wfms.lifecycle.job import JOB_ACTIVE, JOB_UNSUCCESSFUL, JobStatus
 from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.lifecycle.stf import STF_BACKLOG, ProcessingStatus
+from epic_wfms.store.controls import sites_offline
 from epic_wfms.store.schema import (
     AgentRecord,
     DeadLetterRecord,
@@ -393,11 +394,15 @@ def sites(session: Session, configured: list[dict[str, Any]], hours: int = 24
                              .where(JobRecord.status.in_(JOB_ACTIVE))
                              .group_by(JobRecord.site, JobRecord.status)).all()
     queue = backlog(session)
+    offline = sites_offline(session)
     out = []
     for site in configured:
         done = {s: n for st, s, n in ended if st == site["name"]}
         finished, failed = done.get(JobStatus.FINISHED, 0), done.get(JobStatus.FAILED, 0)
-        out.append({**site, "jobs_recent": done,
+        off = offline.get(site["name"])
+        out.append({**site, "offline": {"reason": off.reason, "by": off.by,
+                                        "since": iso(off.since)} if off else None,
+                    "jobs_recent": done,
                     "jobs_active": {s: n for st, s, n in active if st == site["name"]},
                     "failure_rate": round(failed / (finished + failed), 3)
                     if finished + failed else None,
