@@ -133,6 +133,22 @@ def test_queued_backlog_goes_to_the_other_e1_and_runs_once(installation_factory)
                    for d in decisions_page["decisions"]["items"])
 
 
+def test_with_no_e1_usable_stfs_wait_and_go_when_one_is_back(installation):
+    inst, run = installation, 304
+    for site in ("E1_BNL", "E1_JLAB"):
+        set_site_online(inst.db, site, False, "both down", "shifter")
+    open_run(inst, run)
+    write(inst, run, range(3))
+    assert wait_for(lambda: [r.processing_status for r in stfs(inst, run).values()]
+                    == ["deferred"] * 3)
+    assert {outcome for _, _, _, outcome, _ in decisions(inst, run)} == {"deferred"}
+    set_site_online(inst.db, "E1_JLAB", True, "JLab back", "shifter")
+    assert processed(inst, run, range(3))
+    assert job_sites(inst, run, range(3)) == {"E1_JLAB"}
+    inst.daq.end_run(run, 3)
+    assert inst.orchestrator.wait_run_ended(run, TIMEOUT) == "finished"
+
+
 def test_failing_e1_is_avoided(installation_factory, tmp_path, database_url):
     """Its return (probing after the backoff) is in test_decision_box; here the backoff
     outlasts the run."""

@@ -173,12 +173,9 @@ def show(site: str, site_dir: Path | None) -> None:
               default=None, help="YAML configuration whose E1 sites/RSEs must be in the catalogue.")
 def validate(site_dir: Path | None, harvester_dir: Path, config_path: Path | None) -> None:
     """Validate the catalogue, its agreement with the configuration, and the Harvester files."""
-    catalogue = _catalogue(site_dir)
-    try:
-        config = load_config(config_path)
-    except EpicWfmsError as error:
-        raise click.ClickException(str(error)) from error
-    problems = check_against_config(catalogue, config.sites)
+    config = _config(config_path)
+    catalogue = _catalogue(site_dir or config.site_catalogue)
+    problems = check_against_config(catalogue, config.sites, config.wfms.panda.queues)
     for stale in stale_files(catalogue, harvester_dir):
         problems.append(f"{harvester_dir / stale} is stale: run `epic-wfms sites "
                         "harvester-config`")
