@@ -5,6 +5,7 @@ each gets its share back when it returns; every decision and its reason is in th
 from __future__ import annotations
 
 import json
+import time
 from datetime import UTC, datetime
 
 from click.testing import CliRunner
@@ -159,6 +160,8 @@ def test_failing_e1_is_avoided(installation_factory, tmp_path, database_url):
     open_run(inst, run)
     write(inst, run, range(2))
     assert processed(inst, run, range(2))  # STF 0 at BNL on its third attempt
+    box = inst.orchestrator.decision_box  # the ingest role reads the jobs' ends every second
+    assert wait_for(lambda: box.usable_sites(time.time()) == {"E1_JLAB"})
     write(inst, run, range(2, 6))
     inst.daq.end_run(run, 6)
     assert inst.orchestrator.wait_run_ended(run, TIMEOUT) == "finished"

@@ -35,12 +35,13 @@ from epic_wfms.brokerage.butterfly import ButterflyBalancer
 from epic_wfms.brokerage.decision import ASSIGNED, Decision
 from epic_wfms.brokerage.health import HealthPolicy
 from epic_wfms.config import Config, DecisionBoxConfig
+from epic_wfms.lifecycle.run import RUN_ENDED
 from epic_wfms.lifecycle.stf import STF_LOAD
 from epic_wfms.lifecycle.stf import ProcessingStatus as P
 from epic_wfms.model.stf import SuperTimeFrame
 from epic_wfms.sites.catalogue import Catalogue, load_catalogue
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import BrokerageDecisionRecord, StfRecord, utcnow
+from epic_wfms.store.schema import BrokerageDecisionRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.site_view import SiteView
 
 log = logging.getLogger(__name__)
@@ -182,9 +183,10 @@ class DecisionBox:
                       ) -> list[tuple[StfRecord, str, dict[str, Any]]]:
         status, why = self.view.status(site, now)
         with db.session() as session:
+            live = select(RunRecord.number).where(RunRecord.status.not_in(RUN_ENDED))
             backlog = session.scalars(select(StfRecord).where(
-                StfRecord.site == site, StfRecord.processing_status.in_(BACKLOG),
-                StfRecord.run_number.is_not(None)).order_by(StfRecord.id)).all()
+                StfRecord.run_number.in_(live), StfRecord.processing_status.in_(BACKLOG),
+                StfRecord.site == site).order_by(StfRecord.id)).all()
             for stf in backlog:
                 session.expunge(stf)
         if not backlog:

@@ -23,6 +23,8 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.schema import JobRecord, utcnow
 
 JOB_ENDS = (JobStatus.FINISHED, JobStatus.FAILED)
+LAG_S = 10.0  # how late a job's end may be written after a later end was seen
+JOBS_EVERY_S = 1.0  # the jobs' ends are read at most this often (operator commands: always)
 
 
 class SiteView:
@@ -34,27 +36,36 @@ class SiteView:
         self.fabric = Fabric.from_catalogue(catalogue)
         self.state = FabricState(self.fabric, health)
         self.offline: dict[str, SiteOffline] = {}
-        # job ends already fed to the health policy: (ended_at, id) of the newest seen
-        self._seen: tuple[datetime, int] = (
-            utcnow() - timedelta(seconds=self.state.health.policy.window_s), 0)
+        # job ends fed to the health policy: the newest end seen, and the ids seen within
+        # LAG_S before it (an end is written when its job's batch is recorded, not at once)
+        self._newest = utcnow() - timedelta(seconds=self.state.health.policy.window_s)
+        self._seen: dict[int, datetime] = {}
+        self._jobs_due = 0.0
 
     def refresh(self, now: float | None = None) -> float:
         """Read the operators' site commands and the jobs ended since the last refresh; the
         time (epoch seconds) the state is valid for."""
         now = time.time() if now is None else now
         index, health = self.fabric.site_index, self.state.health
+        since = self._newest - timedelta(seconds=LAG_S)
+        read_jobs = time.monotonic() >= self._jobs_due
         with self.db.session() as session:
             self.offline = sites_offline(session)
-            since, last_id = self._seen
             ended = session.execute(select(
                 JobRecord.id, JobRecord.site, JobRecord.status, JobRecord.ended_at).where(
                 JobRecord.status.in_(JOB_ENDS), JobRecord.ended_at >= since)
-                .order_by(JobRecord.ended_at, JobRecord.id)).all()
+                .order_by(JobRecord.ended_at, JobRecord.id)).all() if read_jobs else []
+        if read_jobs:
+            self._jobs_due = time.monotonic() + JOBS_EVERY_S
         for job_id, site, status, ended_at in ended:
-            if (ended_at, job_id) <= (since, last_id) or site not in index:
+            if job_id in self._seen:
                 continue
-            health.record(index[site], status == JobStatus.FINISHED, ended_at.timestamp())
-            self._seen = (ended_at, job_id)
+            self._seen[job_id] = ended_at
+            self._newest = max(self._newest, ended_at)
+            if site in index:
+                health.record(index[site], status == JobStatus.FINISHED, ended_at.timestamp())
+        since = self._newest - timedelta(seconds=LAG_S)
+        self._seen = {i: at for i, at in self._seen.items() if at >= since}
         for name, i in index.items():
             if name in self.offline:
                 health.set_offline(i, self.offline[name].reason or "taken offline")
