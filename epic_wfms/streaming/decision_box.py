@@ -192,12 +192,15 @@ class DecisionBox:
         if not backlog:
             return []
         moved, rows = [], []
+        load = self._backlog() if self.config.policy == "by_load" else None
         with db.session() as session:
             for stf in backlog:
-                decision = self.balancer.route(stf.filename, now,
+                decision = self.balancer.route(stf.filename, now, load=load,
                                                among=[s for s in self.sites if s != site])
                 if decision.outcome != ASSIGNED:
                     break
+                if load is not None:
+                    load[decision.site] = load.get(decision.site, 0) + 1
                 claimed = session.scalar(update(StfRecord).where(
                     StfRecord.id == stf.id, StfRecord.site == site,
                     StfRecord.processing_status == stf.processing_status,
