@@ -16,11 +16,18 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from sqlalchemy import select
 
 from epic_wfms.cli.main import cli
 from epic_wfms.model import naming
 from epic_wfms.store.database import Database
-from epic_wfms.store.schema import PandaJobRecord, PandaTaskRecord, RunRecord, StfRecord
+from epic_wfms.store.schema import (
+    JobRecord,
+    PandaJobRecord,
+    PandaTaskRecord,
+    RunRecord,
+    StfRecord,
+)
 from epic_wfms.wfms.panda import operations, taskparams
 from epic_wfms.wfms.panda.client import PandaConnection, PandaSettings
 from epic_wfms.wfms.panda.errors import PandaError, TaskParamsError
@@ -239,12 +246,12 @@ def executor(request, db, panda, run_number):
         ex = LocalWorkerPool(db, {"E1_BNL": 1})
     else:
         task_id = panda.submit_task(taskparams.prompt_task(run_number, "E1_BNL"))
-        ex = PandaExecutor(panda, {"E1_BNL": QUEUE}, task_id)
+        ex = PandaExecutor(db, panda, {"E1_BNL": QUEUE}, task_id)
     yield request.param, ex
     ex.shutdown()
 
 
-def test_execution_contract(executor, tmp_path):
+def test_execution_contract(executor, db, tmp_path):
     import threading
 
     from epic_wfms.wfms import JobSpec, JobStatus
@@ -278,14 +285,25 @@ def test_execution_contract(executor, tmp_path):
         assert {r.status for r in results} == {JobStatus.FINISHED}
     else:  # as far as the server goes: no pilot runs them, so they wait at the queue
         ex.poll()
-        panda_ids = list(ex._jobs)
+        panda_ids = [ex.panda_id(i) for i in ids]
         assert not results, results
         assert ex.backlog("E1_BNL") == 2
-        assert {ex.status(i) for i in panda_ids} <= {"defined", "activated", "assigned"}
+        assert {j.jobStatus for j in ex.connection.jobs(panda_ids)} <= {"defined", "activated",
+                                                               "assigned"}
+        assert {ex.status(i) for i in ids} == {JobStatus.ACTIVATED}
         kill_jobs(ex.connection, panda_ids)
         assert ex.poll() == 2 and all_done.is_set()
         assert {r.status for r in results} == {JobStatus.CANCELLED}
-        assert {r.job_id for r in results} == set(panda_ids)
+        assert {r.extra["panda_id"] for r in results} == set(panda_ids)
+    # each attempt is one job record, whichever backend ran it; PanDA's id beside ours
+    assert {r.job_id for r in results} == set(ids)
+    with db.session() as session:
+        records = {r.id: r for r in session.scalars(select(JobRecord))}
+    assert set(records) == set(ids)
+    assert {r.status for r in records.values()} == {r.status.value for r in results}
+    if kind == "panda":
+        assert {r.panda_id for r in records.values()} == set(panda_ids)
+        assert all("merge" in r.command for r in records.values())
     assert ex.backlog("E1_BNL") == 0
 
 

@@ -26,6 +26,7 @@ from epic_wfms.store.schema import (
     JobRecord,
     MergeRecord,
     OperatorCommandRecord,
+    PandaJobRecord,
     ProvenanceRecord,
     ReplicaRecord,
     RestUsageRecord,
@@ -222,9 +223,13 @@ def stf_detail(session: Session, filename: str) -> dict[str, Any] | None:
     merge = session.get(MergeRecord, stf.merge_id) if stf.merge_id else None
     jobs = session.scalars(select(JobRecord).where(JobRecord.stf_filename == filename)
                            .order_by(JobRecord.id)).all()
+    panda_jobs = session.scalars(select(PandaJobRecord).where(  # its attempts on PanDA
+        PandaJobRecord.stf_filename == filename).order_by(PandaJobRecord.panda_id)).all()
     return {"stf": data, "timeline": stf_timeline(data, iso(merge.created_at) if merge else None),
             "merge": as_dict(merge) if merge else None,
-            "jobs": [as_dict(j) for j in jobs], "provenance": provenance(session, filename)}
+            "jobs": [as_dict(j) for j in jobs],
+            "panda_jobs": [as_dict(j) for j in panda_jobs],
+            "provenance": provenance(session, filename)}
 
 
 # -- jobs, merges, provenance -------------------------------------------------------------------
