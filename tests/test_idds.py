@@ -119,3 +119,30 @@ def test_bad_pools_and_unreachable_idds_get_clear_errors():
     with pytest.raises(IddsError, match=r"did not take.*Connection"):
         submit_workflow(wf, host="http://127.0.0.1:9/idds",
                         auth={"auth_type": "oidc", "oidc_token": "t", "vo": "epic"}, retries=1)
+
+
+def test_each_iteration_and_validated_downstream_submit_their_own_task():
+    """What iDDS's Submitter sends to PanDA for a work: later loop iterations under their own
+    names and outputs with the previous constant; downstream of a validation, only the
+    validated files of its input dataset (JEDI's ``files`` on the input item)."""
+    calib = taskparams.prompt_task(100006, "E1_BNL",
+                                   command="python -m epic_wfms.wfms.payloads.calibrate")
+    calib["taskName"] += ".calib"
+    wf = deserialise(serialise(workflows.calibration_loop(calib, taskparams.merge_task(
+        100006, "E1_BNL"), tolerance=0.5)))
+    work = next(w for w in wf.get_all_works() if w.task_name == calib["taskName"])
+    assert work.task_to_submit() == calib  # the first iteration: as built
+    work.num_run, work.user_constant = 2, 1.25  # what iDDS sets on the next iteration
+    second = work.task_to_submit()
+    assert second["taskName"] == calib["taskName"] + ".it2"
+    outputs = [i for i in second["jobParameters"] if i.get("param_type") == "output"]
+    assert [o["dataset"] for o in outputs] == ["epic:swf.100006.E1_BNL.reco.it2"]
+    assert second["jobParameters"][-1] == {"type": "constant", "value": "--previous=1.25"}
+    up, down = taskparams.prompt_task(100007, "E1_BNL"), taskparams.merge_task(100007, "E1_BNL")
+    wf = deserialise(serialise(workflows.process_when_validated(up, down)))
+    downstream = next(w for w in wf.get_all_works() if w.task_name == down["taskName"])
+    assert downstream.allowed_inputs() == set()  # nothing validated yet: nothing to read
+    downstream.user_validated_files = ["b.stf", "a.stf"]
+    [item] = [i for i in downstream.task_to_submit()["jobParameters"]
+              if i.get("param_type") == "input"]
+    assert item["files"] == ["a.stf", "b.stf"] and item["dataset"] == "epic:swf.100007.E1_BNL.reco"

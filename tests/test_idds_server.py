@@ -22,6 +22,9 @@ from click.testing import CliRunner
 from epic_wfms.bus.stomp import StompSettings
 from epic_wfms.cli.main import cli
 from epic_wfms.config import load_config
+from epic_wfms.ddm.interface import DID, FileSpec
+from epic_wfms.ddm.rucio.backend import RucioDDM
+from epic_wfms.model.checksum import file_adler32
 from epic_wfms.monitor.auth import Authenticator, AuthError
 from epic_wfms.wfms.idds import workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
@@ -35,6 +38,7 @@ from loopback.common import free_port
 from loopback.idds import LocalIddsServer
 from loopback.panda import LocalPandaServer
 from loopback.panda.oidc import LoopbackIssuer
+from loopback.rucio.server import add_scope
 
 OWNER = "Olga Operator"
 STOMP_VHOST = "127.0.0.1"  # iDDS's broker code connects with the host name as virtual host
@@ -58,17 +62,20 @@ def panda_for_idds(tmp_path_factory, oidc_issuer) -> LocalPandaServer:
 
 
 @pytest.fixture(scope="module")
-def idds_server(tmp_path_factory, panda_for_idds, oidc_issuer) -> LocalIddsServer:
+def idds_server(tmp_path_factory, panda_for_idds, oidc_issuer, rucio_server) -> LocalIddsServer:
     tag = uuid.uuid4().hex[:8]
     server = LocalIddsServer(tmp_path_factory.mktemp("idds-server"),
                              prompt_topic=f"/topic/panda.workflow.{tag}",
                              reply_topic=f"/topic/panda.workers.{tag}", issuer=oidc_issuer)
     server.start()
     # iDDS's daemons, one process as in production; their first cycle starts after ~10 s.
-    # panda-client in there talks to the local PanDA server with a production-role token
+    # panda-client in there talks to the local PanDA server with a production-role token,
+    # rucio-clients to the loopback Rucio server (the works' input datasets)
     who = panda_for_idds.identity("iDDS Service", production=True)
-    server.start_daemons(["clerk", "transformer", "submitter", "transceiver"],
-                         env=server.panda_env(panda_for_idds.url, who.token, who.auth_vo))
+    server.start_daemons(["clerk", "transformer", "submitter", "poller", "finisher",
+                          "transceiver"],
+                         env={**server.panda_env(panda_for_idds.url, who.token, who.auth_vo),
+                              **server.rucio_env(rucio_server.server.config_file)})
     yield server
     server.stop()
 
@@ -237,6 +244,43 @@ def test_daemons_submit_the_ready_works_tasks_to_panda(idds_server, idds,
                                        "processingType")} == {
             k: sent[k] for k in ("taskName", "vo", "prodSourceLabel", "runUntilClosed",
                                  "processingType")}
+
+
+def test_idds_keeps_the_files_of_a_works_input_dataset(idds_server, idds, rucio_server,
+                                                      tmp_path):
+    """A work reading a Rucio dataset: iDDS's Carrier lists the dataset's files (through
+    ``EpicPandaWork.get_new_input_output_maps``, in iDDS's daemon) and keeps one input and
+    one output content per file for the work's processing."""
+    ddm = RucioDDM(rucio_server.settings("epic"), rucio_server.rses)
+    add_scope(ddm.client, "epic")
+    up, down = _tasks()
+    dataset = DID(*up["jobParameters"][1]["dataset"].split(":"))
+    ddm.add_dataset(dataset)
+    names = [f"{dataset.name}.{seq:06d}.stf" for seq in (1, 2, 3)]
+    specs = []
+    for name in names:
+        path = tmp_path / name
+        path.write_bytes(name.encode())
+        specs.append(FileSpec(DID("epic", name), "BNL_DISK", str(path), path.stat().st_size,
+                              file_adler32(path)))
+    ddm.register_and_attach(specs, {dataset: [s.did for s in specs]})
+    ddm.close_dataset(dataset)
+    request_id = idds.submit(workflows.process_when_validated(up, down))
+
+    def mapped() -> list:
+        found = idds.files(request_id)
+        return found if len(found) == 2 * len(names) else []
+
+    idds_server.wait_for("the input dataset's files as iDDS contents", mapped, timeout_s=60)
+    found = mapped()
+    [upstream] = idds.transforms(request_id)
+    assert {f.transform_id for f in found} == {upstream.transform_id}
+    by_relation = {rel: sorted(f.name for f in found if f.relation == rel)
+                   for rel in ("Input", "Output")}
+    assert by_relation == {"Input": names, "Output": names}  # one output per input file
+    assert {f.scope for f in found if f.relation == "Input"} == {"epic"}
+    # nothing ran (no JEDI here): nothing consumed or produced yet
+    assert {f.status for f in found} == {"New"}
 
 
 def test_commands_are_checked_by_owner_and_executed_by_the_clerk(idds_server, idds):

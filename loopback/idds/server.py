@@ -175,6 +175,12 @@ class LocalIddsServer:
                 "PANDA_VERIFY_HOST": "off", "PANDA_BEHIND_REAL_LB": "1",
                 "PANDA_CONFIG_ROOT": str(config_root)}
 
+    @staticmethod
+    def rucio_env(config_file: Path) -> dict[str, str]:
+        """rucio-clients' environment for the daemons: the Rucio server and account of the
+        works' input datasets (``EpicPandaWork`` lists their files)."""
+        return {"RUCIO_CONFIG": str(config_file)}
+
     def stop_daemons(self) -> None:
         """Stop them as in production: SIGTERM, they finish their cycle and exit."""
         if self._daemons is not None:

@@ -50,6 +50,20 @@ class IddsTransform:
 
 
 @dataclass(frozen=True)
+class IddsFile:
+    """One file iDDS tracks for a work: an input it consumes or the output it produced
+    (``status``: iDDS's ``ContentStatus`` name; ``metadata``: for outputs, the PanDA job that
+    made it, its output files and the report its payload wrote)."""
+
+    transform_id: int
+    relation: str  # Input / Output / Log
+    scope: str
+    name: str
+    status: str
+    metadata: dict
+
+
+@dataclass(frozen=True)
 class IddsRequest:
     """A request read back from iDDS (``status`` is iDDS's ``RequestStatus`` name)."""
 
@@ -174,6 +188,19 @@ class IddsConnection:
                     status=_name(row.get("status")), processing_id=None,
                     processing_status=None, workload_id=row.get("workload_id"))
         return sorted(seen.values(), key=lambda t: t.transform_id)
+
+    def files(self, request_id: int, transform_id: int | None = None) -> list[IddsFile]:
+        """The files iDDS keeps for the request's works (its contents: what each processing
+        consumed and produced), through idds-client's catalog call."""
+        rows = self._call(f"reading the files of request {request_id}",
+                          self.client.get_contents, request_id=request_id,
+                          transform_id=transform_id)
+        return sorted((IddsFile(transform_id=r["transform_id"],
+                                relation=_name(r.get("content_relation_type")) or "",
+                                scope=r["scope"], name=r["name"], status=_name(r["status"]),
+                                metadata=r.get("content_metadata") or {})
+                       for r in rows or []),
+                      key=lambda f: (f.transform_id, f.relation, f.name))
 
     def abort(self, request_id: int) -> str:
         """Abort (iDDS's Clerk cancels the request's transforms and processings)."""

@@ -15,30 +15,41 @@ from epic_wfms.wfms.panda.errors import TaskParamsError
 
 
 def calibration_loop(calibration: dict, reconstruction: dict, tolerance: float,
-                     name: str | None = None) -> Workflow:
-    """Calibrate until ``residual <= tolerance`` (loop), then reconstruct with the result."""
+                     name: str | None = None, constant_argument: str | None = "--previous",
+                     reco_constant_argument: str | None = None) -> Workflow:
+    """Calibrate until ``residual <= tolerance`` (loop), then reconstruct with the result.
+
+    Each iteration's payload gets the previous iteration's constant as
+    ``<constant_argument>=<value>``; the reconstruction gets the converged one as
+    ``<reco_constant_argument>=<value>`` when that is given."""
     if tolerance <= 0:
         raise TaskParamsError(f"calibration tolerance {tolerance} is not positive",
                               why="the loop would never converge",
                               fix="give the residual a positive tolerance")
     workflow = Workflow(name=name or f"{calibration['taskName']}.loop")
-    calib = EpicPandaWork(calibration, tolerance=tolerance)
-    reco = EpicPandaWork(reconstruction)
+    calib = EpicPandaWork(calibration, tolerance=tolerance, constant_argument=constant_argument)
+    reco = EpicPandaWork(reconstruction, constant_argument=reco_constant_argument)
     workflow.add_work(calib, initial=True)
     workflow.add_work(reco)
     workflow.add_condition(Condition(cond=calib.is_converged, true_work=reco))
     workflow.add_loop_condition(Condition(cond=calib.is_not_converged))
+    # iDDS carries the ``constant`` a finished iteration reported (its output_data) to the
+    # next iteration's work as ``user_constant``; the work passes it to the payload
+    workflow.set_global_parameters({"user_constant": None})
     return workflow
 
 
 def process_when_validated(upstream: dict, downstream: dict,
                            name: str | None = None) -> Workflow:
-    """Run ``downstream`` only after ``upstream`` finished and its output was validated."""
+    """Run ``downstream`` only after ``upstream`` finished and validated files, on those
+    files only: iDDS carries the upstream's ``validated_files`` (its output_data) to the
+    downstream work as ``user_validated_files``, which maps and submits only those."""
     workflow = Workflow(name=name or f"{upstream['taskName']}.validated")
-    up, down = EpicPandaWork(upstream), EpicPandaWork(downstream)
+    up, down = EpicPandaWork(upstream), EpicPandaWork(downstream, only_validated=True)
     workflow.add_work(up, initial=True)
     workflow.add_work(down)
     workflow.add_condition(Condition(cond=up.is_validated, true_work=down))
+    workflow.set_global_parameters({"user_validated_files": None})
     return workflow
 
 

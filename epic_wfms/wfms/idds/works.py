@@ -5,14 +5,32 @@ iDDS evaluates a workflow's conditions by calling methods of its works by name
 reports (its ``output_data``: calibration residual, validation verdict, HPO loss) are what
 the ePIC conditions read. Every argument is optional because iDDS rebuilds works from JSON
 by calling the class without arguments.
+
+What iDDS's agents call, and what it does here:
+
+- Clerk: the work's collections (``get_input_collections``/``get_output_collections``): the
+  task's input dataset in Rucio, and the task's outputs;
+- Carrier (Submitter, Poller): ``get_new_input_output_maps`` lists the input dataset's files
+  in Rucio (``files.py``), one map per file, so iDDS keeps what each processing consumed
+  and produced; ``submit_processing`` submits the JEDI task (restricted to the validated
+  files and given the previous iteration's constant where the workflow says so);
+  ``get_processing_job_ids``/``get_processing_job_name_to_ids`` tie PanDA's jobs to the maps
+  by the input file each read; ``poll_processing_updates`` turns the jobs' states and the
+  reports their payloads wrote (``results.py``) into content updates and the work's results
+  (``output_metadata``, which iDDS's Transformer and Clerk carry to the conditions).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 from idds.common.constants import ProcessingStatus
 from idds.workflowv2.work import Work
+
+from epic_wfms.wfms.idds import files, results
+
+log = logging.getLogger(__name__)
 
 #: JEDI task status -> iDDS processing status (the rest: still running)
 _TASK_STATES = {
@@ -28,14 +46,29 @@ class EpicPandaWork(Work):
     """A work whose payload is a PanDA task; ``task_parameters`` as panda-client submits."""
 
     def __init__(self, task_parameters: dict | None = None, tolerance: float | None = None,
+                 only_validated: bool = False, constant_argument: str | None = None,
                  **kwargs) -> None:
         params = task_parameters or {}
         name = params.get("taskName")
+        dataset = files.input_dataset(params)
+        collections = {}
+        if name and "primary_input_collection" not in kwargs and not kwargs.get("loading"):
+            scope, bare = files.split_did(dataset) if dataset else ("pseudo_dataset",
+                                                                     f"{name}.noinput")
+            collections = {
+                "primary_input_collection": {"scope": scope, "name": bare},
+                "primary_output_collection": {"scope": scope,
+                                              "name": f"{name.rstrip('/')}.outputs"}}
         super().__init__(executable="panda", arguments=None, parameters=None, work_tag="epic",
-                         exec_type="panda", work_name=name, **kwargs)
+                         exec_type="panda", work_name=name, **collections, **kwargs)
         self.task_name = name
         self.task_parameters = params
         self.tolerance = tolerance
+        # downstream of a validation: read only the files iDDS hands over from the upstream's
+        # results (the workflow's global parameter ``user_validated_files``)
+        self.only_validated = only_validated
+        # the payload's option taking the previous iteration's constant (``--previous``)
+        self.constant_argument = constant_argument
 
     # ---- results the payload reports --------------------------------------------------
     def report(self, **results: object) -> None:
@@ -58,10 +91,42 @@ class EpicPandaWork(Work):
         return bool(self.is_finished() and (self.output_data or {}).get("validated") is True)
 
     # ---- what iDDS's Carrier calls -----------------------------------------------------
+    def allowed_inputs(self) -> set[str] | None:
+        """The input files this work may read: all (None), or the validated ones."""
+        if not self.only_validated:
+            return None
+        return set(getattr(self, "user_validated_files", None) or [])
+
     def get_new_input_output_maps(self, mapped_input_output_maps=None) -> dict:
-        """No file-level contents: the work is one PanDA task and JEDI makes its jobs."""
-        self.has_new_inputs = False
-        return {}
+        """One map per file of the input dataset not mapped yet (in Rucio, ``RUCIO_CONFIG``);
+        more may come while the dataset is open (``runUntilClosed``)."""
+        inputs, outputs = self.get_input_collections(), self.get_output_collections()
+        if not inputs or inputs[0].scope == "pseudo_dataset":
+            self.set_has_new_inputs(False)
+            return {}
+        coll = inputs[0]
+        dataset_files, is_open = files.dataset_files(coll.scope, coll.name)
+        maps = files.new_maps(dataset_files, mapped_input_output_maps or {}, coll, outputs[0],
+                              self.allowed_inputs())
+        self.set_has_new_inputs(is_open)
+        return maps
+
+    def task_to_submit(self) -> dict:
+        """The JEDI task of this run of the work: per loop iteration its own name and the
+        previous iteration's ``constant`` (the workflow's ``user_constant``); downstream of a
+        validation, only the validated files."""
+        params = dict(self.task_parameters)
+        iteration = str(getattr(self, "num_run", "") or "")
+        if iteration and iteration not in ("0", "1"):
+            params = files.rename_outputs(params, f".it{iteration}")
+        previous = getattr(self, "user_constant", None)
+        if previous is not None and self.constant_argument:
+            params = files.append_argument(params,
+                                           f"{self.constant_argument}={float(previous)!r}")
+        allowed = self.allowed_inputs()
+        if allowed is not None:
+            params = files.restrict_input_files(params, sorted(allowed))
+        return params
 
     def submit_processing(self, processing: dict) -> tuple[bool, int | None, str | None]:
         """Submit the work's JEDI task once; returns ``(ok, jediTaskID, error)``."""
@@ -70,24 +135,51 @@ class EpicPandaWork(Work):
             return True, proc.workload_id, None
         from pandaclient import Client
 
-        status, output = Client.insertTaskParams(self.task_parameters, verbose=False)
+        params = self.task_to_submit()
+        status, output = Client.insertTaskParams(params, verbose=False)
         message = str(output[1] if isinstance(output, tuple | list) and len(output) > 1
                       else output)
         found = re.search(r"jediTaskID=(\d+)", message)
         if status != 0 or not found:
-            return False, None, f"PanDA refused task {self.task_name}: {message[:500]}"
+            return False, None, f"PanDA refused task {params['taskName']}: {message[:500]}"
         proc.workload_id = int(found.group(1))
+        self.submitted_task_name = params["taskName"]
         return True, proc.workload_id, None
 
+    def get_processing_job_ids(self, processing: dict, log_prefix: str = "") -> list[int]:
+        """PanDA's jobs of the work's task (iDDS ties them to maps by their input file)."""
+        task_id = processing["processing_metadata"]["processing"].workload_id
+        return results.task_job_ids(task_id) if task_id else []
+
+    def get_processing_job_name_to_ids(self, processing: dict, job_ids: list,
+                                       log_prefix: str = "") -> dict[str, list[int]]:
+        """Input file name -> the PanDA jobs that read it (retries included)."""
+        out: dict[str, list[int]] = {}
+        for job in results.fetch_jobs(job_ids):
+            for name in results.input_names(job):
+                out.setdefault(name, []).append(int(job.PandaID))
+        return out
+
     def poll_processing_updates(self, processing: dict, input_output_maps: dict,
-                                contents_ext=None, log_prefix: str = "") -> tuple:
-        """The task's status in PanDA as iDDS's processing status (no content updates)."""
+                                contents_ext=None, log_prefix: str = "", **_: object) -> tuple:
+        """The task's status, its jobs' states as content updates of the maps' outputs, and
+        the results the payloads reported (``output_metadata``: what the conditions read)."""
         proc = processing["processing_metadata"]["processing"]
         status = processing["status"]
-        if proc.workload_id:
-            from pandaclient import Client
+        if not proc.workload_id:
+            return status, [], {}, [], {}
+        from pandaclient import Client
 
-            code, task_status = Client.getTaskStatus(proc.workload_id)
-            if code == 0 and isinstance(task_status, str):
-                status = _TASK_STATES.get(task_status, ProcessingStatus.Running)
-        return status, [], {}, [], {}
+        code, task_status = Client.getTaskStatus(proc.workload_id)
+        if code == 0 and isinstance(task_status, str):
+            status = _TASK_STATES.get(task_status, ProcessingStatus.Running)
+        latest = results.latest_per_input(results.fetch_jobs(
+            results.task_job_ids(proc.workload_id)))
+        updates = results.content_updates(input_output_maps or {}, latest)
+        outcome = results.work_results(latest)
+        self.output_data = {**(self.output_data or {}), **outcome}
+        parameters = {"output_metadata": self.output_data} if outcome.get("jobs_finished") \
+            else {}
+        log.info("%spoll %s: task %s %s, %d content updates, results %s", log_prefix,
+                 self.task_name, proc.workload_id, task_status, len(updates), outcome)
+        return status, updates, {}, [], parameters

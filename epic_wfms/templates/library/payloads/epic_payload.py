@@ -49,6 +49,13 @@ def _write(out: str, record: dict) -> None:
     print(f"wrote {out}: {record.get('events', '')} events ({record['engine']})")
 
 
+def _report(result: dict) -> None:
+    """The result the workflow system reads: ``jobReport.json`` in the working directory is
+    what Pilot 3 sends to PanDA as the job's metadata, where iDDS's poller finds it (the
+    calibration's residual and constant, a validation's verdict)."""
+    Path("jobReport.json").write_text(json.dumps(result, sort_keys=True))
+
+
 def _real(tool: str, argv: list[str]) -> bool:
     """Run the real ePIC tool when the container provides it."""
     if not shutil.which(tool):
@@ -117,11 +124,15 @@ def calibrate(a: argparse.Namespace) -> None:
     inputs = _files(a.inputs)
     target = 1.0 + int(_digest(inputs)[:4], 16) / 65536
     state = Path(a.state)
-    old = json.loads(state.read_text())["constant"] if state.exists() else 0.0
+    if a.previous is not None:  # the previous iteration's constant, handed over by iDDS
+        old = a.previous
+    else:
+        old = json.loads(state.read_text())["constant"] if state.exists() else 0.0
     new = old + 0.6 * (target - old)
     state.write_text(json.dumps({"constant": new, "delta": abs(new - old)}))
     _write(a.out, {"tool": "calibrate", "engine": "toy", "constant": new,
                    "delta": abs(new - old), "events": _events_in(inputs)})
+    _report({"constant": new, "residual": abs(new - old)})
 
 
 def converged(a: argparse.Namespace) -> None:
@@ -167,7 +178,9 @@ def validate(a: argparse.Namespace) -> None:
     paths = _files(a.files)
     events = _events_in(paths)
     print(f"validate: {len(paths)} files, {events} events (at least {a.min_events} wanted)")
-    sys.exit(0 if paths and events >= a.min_events else 1)
+    ok = bool(paths) and events >= a.min_events
+    _report({"validated": ok, "events": events})
+    sys.exit(0 if ok else 1)
 
 
 def main() -> None:
@@ -189,7 +202,8 @@ def main() -> None:
         ("--out", s))
     add("eicrecon", eicrecon, ("--inputs", s), ("--calibration", s), ("--out", s))
     add("monitor", monitor, ("--inputs", s), ("--out", s))
-    add("calibrate", calibrate, ("--inputs", s), ("--state", s), ("--out", s))
+    add("calibrate", calibrate, ("--inputs", s), ("--state", s), ("--out", s),
+        ("--previous", {"type": float, "default": None}))
     add("converged", converged, ("--state", s), ("--tolerance", f))
     add("train", train, ("--inputs", s), ("--lr-min", f), ("--lr-max", f), ("--state", s),
         ("--out", s))
