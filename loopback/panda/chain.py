@@ -42,6 +42,12 @@ ADDERS = {"epic": "epic_panda.adder:EpicAdderPlugin",
           "dummy": "pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin"}
 
 
+# prodSourceLabels of ePIC's tasks (taskparams.SOURCE_LABELS). Agents whose queries filter on
+# the label literally (PostProcessor, TaskCommando, WatchDog) need them listed: "any" is a
+# wildcard only for the JobGenerator and the plug-in factories
+LABELS = "managed,test,user"
+
+
 def site_packages(venv: Path) -> Path:
     return next((venv / "lib").glob("python3*/site-packages"))
 
@@ -147,8 +153,8 @@ def jedi_cfg(server: LocalPandaServer, daemon: bool) -> str:
     sections and short loops; else the one-cycle runners' settings."""
     loop = server.jedi_loop_s if daemon else 10
     text = _JEDI_CFG.format(host=server.pg_host, db=server.db_name, vo=server.vo, loop=loop,
-                            nconn=2 if daemon else 1)
-    return text + (_JEDI_DAEMON_CFG.format(vo=server.vo, loop=loop) if daemon else "")
+                            nconn=2 if daemon else 1, labels=LABELS)
+    return text + (_JEDI_DAEMON_CFG.format(vo=server.vo, labels=LABELS) if daemon else "")
 
 
 _JEDI_CFG = """[master]
@@ -192,14 +198,14 @@ lockInterval=0
 touchSandbox=False
 [postprocessor]
 modConfig={vo}:any:pandajedi.jedipprocess.GenPostProcessor:GenPostProcessor
-procConfig={vo}:any:1
+procConfig={vo}:{labels}:1
 nWorkers=1
 nTasks=50
 loopCycle=60
 [tasksetup]
 modConfig={vo}:any:pandajedi.jedisetup.GenTaskSetupper:GenTaskSetupper
 [tcommando]
-procConfig={vo}:any:1
+procConfig={vo}:{labels}:1
 nWorkers=1
 loopCycle={loop}
 """
@@ -213,7 +219,7 @@ nWorkers=1
 loopCycle=600
 [watchdog]
 modConfig={vo}:any:pandajedi.jedidog.GenWatchDog:GenWatchDog
-procConfig={vo}:any:1
+procConfig={vo}:{labels}:1
 loopCycle=60
 waitForPicked=30
 waitForPending=60

@@ -150,7 +150,9 @@ def pilot_command(python: str, source: Path, server: LocalPandaServer, queue: st
             "--queuedata-url", f"{site_dir}/{{pandaqueue}}.json",
             "--storagedata-url", f"{site_dir}/storage.json",
             "--input-destination-dir", inputs,
-            "--output-dir", str(output_dir), "--cleanup", "False", *extra]
+            # an output dir would take the place of the storage's path
+            *(("--output-dir", str(output_dir)) if rse_root is None else ()),
+            "--cleanup", "False", *extra]
 
 
 def pilot_environment(auth_vo: str, *, token_dir: Path | str, site_dir: Path | str,

@@ -317,6 +317,7 @@ class LocalPandaServer:
                    PANDACACHE_URL=self.url, PANDA_BEHIND_REAL_LB="1",
                    PANDA_API_URL=self.api_url, PANDA_API_URL_SSL=self.api_url,
                    PATH=f"{self.venv / 'bin'}:{env.get('PATH', '')}")
+        env["PYTHONPATH"] = str(PLUGINS / "panda")  # ePIC's server plug-ins (epic_panda)
         if self.rucio_config is not None:  # the Adder's Rucio (ePIC's adder plug-in)
             env["RUCIO_CONFIG"] = str(self.rucio_config)
         return env
@@ -409,7 +410,8 @@ legacy_token_issuers=
 record_sandbox_info=False
 # the VO's Adder plug-in: ePIC's registers outputs in Rucio (needs RUCIO_CONFIG)
 adder_plugins=epic:{adder}
-setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
+# ePIC's setupper: output/log files get their dataset's Rucio scope (the pilot's paths)
+setupper_plugins=epic:epic_panda.setupper:EpicSetupperPlugin
 [daemon]
 enable=False
 """
