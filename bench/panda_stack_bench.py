@@ -1,6 +1,7 @@
 """Streaming latency through the whole loopback PanDA stack, running as a chain.
 
     .venv/bin/python bench/panda_stack_bench.py [--stfs 15] [--gap 4] [--loop 2] [--pool 0]
+                                                [--workers 3]
 
 Starts a Rucio server and the stack (``loopback.stack.panda_stack``: PanDA server + JEDI's
 master + the server's daemons + Harvester with Pilot 3 workers), opens a run's E1 dataset,
@@ -67,6 +68,7 @@ def main() -> None:
     parser.add_argument("--gap", type=float, default=4.0)
     parser.add_argument("--loop", type=int, default=2, help="JEDI's loop cycle (s)")
     parser.add_argument("--pool", type=int, default=0, help="standing pilots (0: per job)")
+    parser.add_argument("--workers", type=int, default=3, help="pilots at most at the queue")
     args = parser.parse_args()
     rng = random.Random(7)
     with tempfile.TemporaryDirectory(prefix="panda-stack-bench-") as tmp:
@@ -82,7 +84,8 @@ def main() -> None:
                                   tuple(local_rses))
             t_start = time.monotonic()
             with panda_stack(work / "stack", rucio, jedi_loop_s=args.loop,
-                             pools={QUEUE: args.pool or None}) as stack:
+                             pools={QUEUE: args.pool or None},
+                             max_workers=args.workers) as stack:
                 print(f"stack up in {time.monotonic() - t_start:.1f} s", flush=True)
                 run(stack, RucioDDM(RucioConfig(host=rucio.url, username=rucio.username,
                                                 password=rucio.password, scope="epic"),
@@ -124,7 +127,8 @@ def run(stack, ddm: RucioDDM, args: argparse.Namespace, rng: random.Random) -> N
     t_done = time.monotonic() - t_close
     span = max(seen["registered"].values(), default=t_close) - min(attached.values())
     print(f"{args.stfs} STFs, one every 0..{args.gap:g} s, JEDI loop {args.loop} s, "
-          f"{'standing pool of ' + str(args.pool) if args.pool else 'a worker per job'}")
+          f"{'standing pool of ' + str(args.pool) if args.pool else 'a worker per job'}, "
+          f"at most {args.workers} pilots")
     for what in ("activated", "running"):
         lat = [seen[what][s] - attached[s] for s in attached if s in seen[what]]
         print(f"  attached -> {what:10s}: p50 {percentile(lat, 0.5):6.1f} s  "

@@ -143,6 +143,11 @@ class LocalPandaServer:
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self, timeout_s: float = 120.0) -> LocalPandaServer:
+        if self.chain and self.rucio_config is None:
+            raise PandaError("the PanDA chain needs a Rucio server",
+                             why="JEDI's feeder reads datasets from Rucio and ePIC's adder "
+                             "registers outputs there",
+                             fix="pass rucio_config=<rucio.cfg> with chain=True")
         ensure_venv(self.venv)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._issuer = self.issuer or LoopbackIssuer().start()
@@ -337,7 +342,9 @@ class LocalPandaServer:
         (etc / "panda_server.cfg").write_text(_SERVER_CFG.format(
             logdir=self.log_dir, cache=self.workdir / "cache", host=self.pg_host,
             port=self.pg_port, db=self.db_name, auth=auth, httpport=self.port,
-            adder=ADDERS["epic" if self.rucio_config else "dummy"]))
+            # the chain's pilots put outputs on the RSE, ePIC's adder registers them there;
+            # one-cycle runs leave them in the pilot's directory: PanDA's dummy adder
+            adder=ADDERS["epic" if self.chain else "dummy"]))
         (etc / "panda_jedi.cfg").write_text(jedi_cfg(self, daemon=False))
 
     def _wait_alive(self, timeout_s: float) -> None:
