@@ -36,6 +36,7 @@ from epic_wfms.wfms.panda.readback import sync_task
 from epic_wfms.wfms.panda.submit import submit_tasks
 from loopback.panda import LocalPandaServer
 from loopback.panda.oidc import LoopbackIssuer
+from tests.conftest import wait_for
 
 QUEUE = "BNL_EPIC_PROMPT"
 
@@ -134,9 +135,10 @@ def test_jobs_and_their_stfs_are_in_our_store_and_cli_with_pandas_ids(panda, pan
         errors = [s.get(PandaJobRecord, i).error for i in panda_ids]
     assert set(snapshot.jobs.values()) <= {"defined", "assigned", "activated"}, errors
     # killing a job goes through PanDA and shows on the next read-back
-    kill_jobs(panda, panda_ids[:1])
+    kill_jobs(panda, panda_ids[:1])  # the server ends the job on its own time (under load: s)
+    assert wait_for(lambda: sync_task(panda, db, task.jedi_task_id).jobs[panda_ids[0]]
+                    in ("cancelled", "failed"), 60)  # PanDA's choice per job state
     after = sync_task(panda, db, task.jedi_task_id).jobs
-    assert after[panda_ids[0]] in ("cancelled", "failed")  # PanDA's choice per job state
     with db.session() as s:
         errors = [s.get(PandaJobRecord, i).error for i in panda_ids]
     assert after[panda_ids[1]] not in ("cancelled", "failed"), errors

@@ -194,3 +194,30 @@ def test_cli_takes_a_site_offline_for_every_process(tmp_path):
     assert missing.exit_code != 0 and "unknown site 'E9_MOON'" in missing.output
     no_reason = runner.invoke(cli, ["sites", "offline", "E1_BNL", *data])
     assert no_reason.exit_code != 0 and "--reason" in no_reason.output
+
+
+def test_a_redelivered_announcement_keeps_the_route_already_decided(installation):
+    """Ingest died after routing an STF (the decision is recorded before the DDM attaches
+    it) and before recording the STF: the redelivered announcement keeps that route, even
+    though a new ingest's balancer would start afresh elsewhere."""
+    from epic_wfms.streaming.decision_box import WORKFLOW
+
+    inst, run = installation, 302
+    open_run(inst, run)
+    first = naming.stf_filename(run, 0)  # a fresh balancer sends a run's first STF to BNL
+    with inst.db.session() as session:
+        session.add(BrokerageDecisionRecord(
+            job_ref=first, workflow=WORKFLOW, activity="streaming", lane="normal",
+            outcome="assigned", site="E1_JLAB", queue="JLAB_EPIC_PROMPT",
+            reasons={"action": "route", "summary": "decided by the ingest that died"}))
+    write(inst, run, range(2))
+    assert processed(inst, run, range(2))
+    assert stfs(inst, run)[0].site == "E1_JLAB" and job_sites(inst, run, [0]) == {"E1_JLAB"}
+    assert [(s, site) for s, site, *_ in decisions(inst, run)] == [(0, "E1_JLAB"), (1, "E1_BNL")]
+    site_files = inst.ddm.list_files(naming_did(naming.site_dataset(run, "E1_BNL")))
+    assert first not in {f.name for f in site_files}
+
+
+def naming_did(name):
+    from epic_wfms.ddm import DID
+    return DID(naming.SCOPE, name)

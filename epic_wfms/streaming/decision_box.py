@@ -242,3 +242,21 @@ def record_routes(session: Any, routes: list[Route]) -> None:
     """The routes' decisions into ``brokerage_decisions``, in the caller's transaction."""
     if routes:
         session.execute(_DECISIONS.insert(), [r.decision for r in routes])
+
+
+def recorded_routes(session: Any, filenames: list[str]) -> dict[str, Route]:
+    """The route already decided for each of these STFs, if any: an announcement redelivered
+    after its ingest died between routing and recording the STF keeps the sites it was
+    attached to (the balancer's running counts start afresh in a new process)."""
+    if not filenames:
+        return {}
+    rows = session.execute(select(_DECISIONS).where(
+        _DECISIONS.c.job_ref.in_(filenames), _DECISIONS.c.workflow == WORKFLOW,
+    ).order_by(_DECISIONS.c.id)).mappings()
+    routes = {}
+    for row in rows:
+        if row["reasons"].get("action") == "route":  # the first decision, not a reroute
+            routes.setdefault(row["job_ref"], Route(
+                [row["site"], *row["reasons"].get("copies", [])],
+                row["outcome"] != ASSIGNED, dict(row)))
+    return routes

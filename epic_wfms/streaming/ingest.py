@@ -28,7 +28,7 @@ from epic_wfms.store.schema import StfRecord, utcnow
 from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.decision_box import DecisionBox, Route, record_routes
+from epic_wfms.streaming.decision_box import DecisionBox, record_routes, recorded_routes
 from epic_wfms.streaming.gating import gate_action
 from epic_wfms.streaming.runs import prepare_run
 from epic_wfms.streaming.screening import daq_file
@@ -101,7 +101,6 @@ class Ingest:
         datasets = self._register(valid)
         with self.ctx.db.session() as session:
             session.add_all(self._record(a) for a in accepted)
-            record_routes(session, [a.route for a in accepted if a.route is not None])
         outgoing: list[tuple[str, m.Message]] = []
         for item in accepted:
             if item.problem:
@@ -127,9 +126,18 @@ class Ingest:
         """The decision box routes the batch's valid run STFs on one look at the sites; the
         gate then decides what happens there (held STFs wait, deferred, for an E1)."""
         to_route = [a for a in accepted if a.problem is None and a.stf.run_number is not None]
-        for item, route in zip(to_route, self.decision_box.route_batch(
-                [a.stf for a in to_route]), strict=True):
-            item.sites, item.route = route.sites, route
+        with self.ctx.db.session() as session:
+            earlier = recorded_routes(session, [a.stf.filename for a in to_route])
+        fresh = [a for a in to_route if a.stf.filename not in earlier]
+        routes = dict(earlier)
+        routes.update(zip([a.stf.filename for a in fresh],
+                          self.decision_box.route_batch([a.stf for a in fresh]), strict=True))
+        if fresh:  # decided once, recorded before any attachment in the DDM acts on it
+            with self.ctx.db.session() as session:
+                record_routes(session, [routes[a.stf.filename] for a in fresh])
+        for item in to_route:
+            route = routes[item.stf.filename]
+            item.sites = route.sites
             item.action = self._gate(item.stf, route.sites)
             if route.deferred and item.action == "process":
                 item.action = "defer"
@@ -268,7 +276,6 @@ class _Accepted:
     sites: list[str]
     action: GateAction
     problem: Rejection | None = None
-    route: Route | None = None
 
     @property
     def stf(self) -> SuperTimeFrame:

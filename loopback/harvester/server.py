@@ -75,6 +75,10 @@ class LocalHarvester:
     max_workers: int = 3  # per queue: pilots are real processes on a small machine
     cycle_s: int = 5  # agents' sleep and check intervals
     timefloor_min: int = 60  # how long a standing pilot keeps taking jobs
+    # RSE name -> its directory on this machine: the pilots of a queue whose storage is one
+    # of them read inputs from and write outputs to the RSE (Rucio's paths); other queues'
+    # inputs are made visible by stage()
+    rse_roots: dict[str, Path] = field(default_factory=dict)
     harvester_id: str = field(default_factory=lambda: f"epic-loopback-{uuid.uuid4().hex[:6]}")
     catalogue: Catalogue = field(default_factory=load_catalogue)
     _proc: subprocess.Popen | None = None
@@ -217,13 +221,15 @@ class LocalHarvester:
             ddm = self.server.queues[queue]
             standing = pool is not None
             site_dir = self.workdir / "pilot" / queue
+            rse_root = self.rse_roots.get(ddm)
             write_site_description(self.server, queue, site_dir,
-                                   self.timefloor_min if standing else 0)
+                                   self.timefloor_min if standing else 0, rse_root)
             (self.storage(queue) / "dest").mkdir(parents=True, exist_ok=True)
             command = pilot_command(
                 self.pilot_python, source, self.server, queue, site_dir=site_dir,
                 work_dir="${workerDir}/work", stage_in=self.storage(queue),
-                output_dir="${workerDir}/out", extra=STANDING_PILOT_ARGS if standing else ())
+                output_dir="${workerDir}/out", extra=STANDING_PILOT_ARGS if standing else (),
+                rse_root=rse_root)
             environment = pilot_environment(pilot_who.auth_vo, token_dir=self.workdir / "pilot",
                                             site_dir=site_dir, transformations=transformations,
                                             python=self.pilot_python)

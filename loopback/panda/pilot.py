@@ -134,19 +134,25 @@ class LocalPilot:
 
 def pilot_command(python: str, source: Path, server: LocalPandaServer, queue: str, *,
                   site_dir: Path | str, work_dir: Path | str, stage_in: Path | str,
-                  output_dir: Path | str, extra: tuple[str, ...] = ()) -> list[str]:
+                  output_dir: Path | str, extra: tuple[str, ...] = (),
+                  rse_root: Path | str | None = None) -> list[str]:
     """Pilot 3's argv for one job of ``queue`` (generic pilot user, managed jobs): the queue
     and storage description in ``site_dir`` (``write_site_description``), inputs read by
     copytool ``mv`` from ``stage_in`` (it reads the parent of ``--input-destination-dir``),
-    outputs left in ``work_dir`` (``--cleanup False``)."""
+    outputs left in ``work_dir`` (``--cleanup False``). With ``rse_root`` (the queue's RSE
+    on local disk, described with ``mv_final_destination``), inputs are read from their
+    Rucio path under it and outputs are moved to theirs."""
+    inputs = str(rse_root) if rse_root is not None else f"{stage_in}/dest"
     return [python, str(Path(source) / "pilot.py"), "-q", queue, "-r", queue, "-s", queue,
             "-w", "generic", "--pilot-user", "generic", "-j", "managed",
             "--job-type", "managed", "-d", "--url", "http://127.0.0.1",
             "-p", str(server.port), "-a", str(work_dir),
             "--queuedata-url", f"{site_dir}/{{pandaqueue}}.json",
             "--storagedata-url", f"{site_dir}/storage.json",
-            "--input-destination-dir", f"{stage_in}/dest",
-            "--output-dir", str(output_dir), "--cleanup", "False", *extra]
+            "--input-destination-dir", inputs,
+            # an output dir would take the place of the storage's path
+            *(("--output-dir", str(output_dir)) if rse_root is None else ()),
+            "--cleanup", "False", *extra]
 
 
 def pilot_environment(auth_vo: str, *, token_dir: Path | str, site_dir: Path | str,
@@ -169,15 +175,26 @@ def write_transformation(directory: Path) -> Path:
 
 
 def write_site_description(server: LocalPandaServer, queue: str, directory: Path,
-                           timefloor_min: int = 0) -> None:
+                           timefloor_min: int = 0, rse_root: Path | None = None) -> None:
     """The queue and its storage as CRIC describes them to the pilot: ``<queue>.json``,
     ``schedconfig.json``, ``storage.json``. ``timefloor_min`` > 0 lets one pilot take
-    further jobs for that long (0: one job per pilot)."""
+    further jobs for that long (0: one job per pilot). ``rse_root``: the queue's RSE is a
+    directory of this machine (a POSIX RSE with Rucio's deterministic ``hash`` paths):
+    copytool ``mv`` with ``mv_final_destination`` reads inputs from, and moves outputs to,
+    ``<rse_root>/<scope>/<md5[0:2]>/<md5[2:4]>/<name>`` (Pilot 3's Rucio path), and the
+    storage's protocol is ``file://localhost<rse_root>``."""
     ddm = server.queues[queue]
+    protocols: dict = {}
+    if rse_root is not None:
+        protocol = {"endpoint": "file://localhost", "path": str(rse_root), "flavour": "POSIX",
+                    "id": 1}
+        protocols = {activity: [protocol] for activity in (
+            "pr", "pw", "read_lan", "write_lan", "read_wan", "write_wan")}
     record = {"name": queue, "nickname": queue, "siteid": queue, "panda_resource": queue,
               "atlas_site": ddm.rsplit("_", 1)[0], "type": "production", "status": "online",
               "state": "ACTIVE", "corecount": 1, "maxrss": 64000, "maxtime": 86400,
-              "maxwdir": 100000, "timefloor": timefloor_min, "catchall": "",
+              "maxwdir": 100000, "timefloor": timefloor_min,
+              "catchall": "mv_final_destination" if rse_root is not None else "",
               "copytools": {"mv": {"setup": ""}}, "acopytools": {"pr": ["mv"], "pw": ["mv"]},
               "astorages": {"pr": [ddm], "pw": [ddm]}, "aprotocols": {},
               "direct_access_lan": False, "direct_access_wan": False, "is_cvmfs": False,
@@ -191,7 +208,8 @@ def write_site_description(server: LocalPandaServer, queue: str, directory: Path
     known = json.loads(storage.read_text()) if storage.exists() else {}
     storage.write_text(json.dumps({**known, ddm: {
         "name": ddm, "type": "DISK", "is_deterministic": True, "state": "ACTIVE",
-        "site": record["atlas_site"], "rprotocols": {}, "arprotocols": {}}}))
+        "site": record["atlas_site"], "rprotocols": {"1": protocols["pw"]} if protocols else {},
+        "arprotocols": protocols}}))
 
 
 def _isolated() -> list[str]:

@@ -113,6 +113,11 @@ BOOKKEEPING = {
     "maxserialnr:n serialnr:n sourcename streamname outtype",
     "DOMA_PANDA.JEDI_JobParams_Template": "jeditaskid jobparamstemplate:x",
     "DOMA_PANDA.config": "app component key value:s type vo descr value_json:j",
+    # the retrial module's rules (failed job -> retry action); empty: JEDI's default retries
+    "DOMA_PANDA.retryerrors": "retryerror_id:n errorsource errorcode:n errordiag parameters "
+    "architecture release workqueue_id:n retryaction:n active expiration_date:t "
+    "description",
+    "DOMA_PANDA.retryactions": "retryaction_id:n retry_action active retry_description",
     "DOMA_PANDA.resource_types": "resource_name mincore:n maxcore:n minrampercore:n "
     "maxrampercore:n",
     "DOMA_PANDA.site": "site_name role tier_level:n state",

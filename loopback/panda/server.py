@@ -36,7 +36,9 @@ from loopback.common import (
     stop_process_group,
 )
 from loopback.common import ensure_venv as ensure_venv_of
+from loopback.panda.chain import ADDERS, daemon_process, heartbeat_config, jedi_cfg, jedi_process
 from loopback.panda.oidc import LoopbackIssuer
+from loopback.supervise import Supervisor
 
 HERE = Path(__file__).resolve().parent
 PANDA_SERVER = "panda-server==1.0.4"
@@ -121,8 +123,15 @@ class LocalPandaServer:
     rucio_config: Path | None = None
     # an issuer shared with other servers (and the monitor); None: one of its own
     issuer: LoopbackIssuer | None = None
+    # run the chain (chain.py): JEDI's master and the server's daemons (Adder, heartbeat
+    # watcher) for the life of the server, watched and restarted
+    chain: bool = False
+    jedi_loop_s: int = 2  # JEDI's refiner, feeder, job generator, commando cycles
+    heartbeat_timeout_s: int = 150  # a running job without a pilot heartbeat this long fails
+    watcher_period_s: int = 30  # how often the watcher looks for such jobs
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
+    _supervisor: Supervisor | None = None
 
     @property
     def url(self) -> str:
@@ -134,6 +143,11 @@ class LocalPandaServer:
 
     # ---- lifecycle -------------------------------------------------------------------
     def start(self, timeout_s: float = 120.0) -> LocalPandaServer:
+        if self.chain and self.rucio_config is None:
+            raise PandaError("the PanDA chain needs a Rucio server",
+                             why="JEDI's feeder reads datasets from Rucio and ePIC's adder "
+                             "registers outputs there",
+                             fix="pass rucio_config=<rucio.cfg> with chain=True")
         ensure_venv(self.venv)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._issuer = self.issuer or LoopbackIssuer().start()
@@ -150,9 +164,20 @@ class LocalPandaServer:
             stderr=subprocess.STDOUT, start_new_session=True,
         )
         self._wait_alive(timeout_s)
+        if self.chain:
+            self._supervisor = Supervisor([jedi_process(self), daemon_process(self)],
+                                          self.workdir / "supervisor.log").start()
         return self
 
+    @property
+    def supervisor(self) -> Supervisor | None:
+        """The chain's processes (``processes``: JEDI, the daemons) when ``chain``."""
+        return self._supervisor
+
     def stop(self) -> None:
+        if self._supervisor is not None:
+            self._supervisor.stop()
+            self._supervisor = None
         if self._proc is not None:
             # gunicorn and PanDA's ConBridge children share the session we started it in
             stop_process_group(self._proc, grace_s=20)
@@ -286,6 +311,9 @@ class LocalPandaServer:
                 "(11, 'epic_user', 'user', %s, 'Resource'), "
                 # prodSourceLabel test: what snakemake-executor-plugin-panda submits
                 "(12, 'epic_test', 'test', %s, 'Resource')", (self.vo, self.vo, self.vo))
+            for row in heartbeat_config(self.heartbeat_timeout_s):
+                conn.execute(f"INSERT INTO {SCHEMA}.config (app, component, key, value, type, "
+                             "vo, descr) VALUES (%s, %s, %s, %s, %s, %s, %s)", row)
 
     # ---- configuration ---------------------------------------------------------------
     def server_env(self) -> dict[str, str]:
@@ -294,6 +322,9 @@ class LocalPandaServer:
                    PANDACACHE_URL=self.url, PANDA_BEHIND_REAL_LB="1",
                    PANDA_API_URL=self.api_url, PANDA_API_URL_SSL=self.api_url,
                    PATH=f"{self.venv / 'bin'}:{env.get('PATH', '')}")
+        env["PYTHONPATH"] = str(PLUGINS / "panda")  # ePIC's server plug-ins (epic_panda)
+        if self.rucio_config is not None:  # the Adder's Rucio (ePIC's adder plug-in)
+            env["RUCIO_CONFIG"] = str(self.rucio_config)
         return env
 
     def _write_config(self) -> None:
@@ -310,9 +341,11 @@ class LocalPandaServer:
             logdir=self.log_dir, level=os.environ.get("EPIC_PANDA_LOG_LEVEL", "INFO")))
         (etc / "panda_server.cfg").write_text(_SERVER_CFG.format(
             logdir=self.log_dir, cache=self.workdir / "cache", host=self.pg_host,
-            port=self.pg_port, db=self.db_name, auth=auth, httpport=self.port))
-        (etc / "panda_jedi.cfg").write_text(_JEDI_CFG.format(
-            host=self.pg_host, db=self.db_name, vo=self.vo))
+            port=self.pg_port, db=self.db_name, auth=auth, httpport=self.port,
+            # the chain's pilots put outputs on the RSE, ePIC's adder registers them there;
+            # one-cycle runs leave them in the pilot's directory: PanDA's dummy adder
+            adder=ADDERS["epic" if self.chain else "dummy"]))
+        (etc / "panda_jedi.cfg").write_text(jedi_cfg(self, daemon=False))
 
     def _wait_alive(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
@@ -382,64 +415,10 @@ legacy_token_issuers=
 # sandboxes (prun's upload_cache_file) are kept in cache_dir; recording them is a call of
 # the server to itself with its host certificate, which the loopback server has not
 record_sandbox_info=False
-adder_plugins=epic:pandaserver.dataservice.adder_dummy_plugin:AdderDummyPlugin
-setupper_plugins=epic:pandaserver.dataservice.setupper_dummy_plugin:SetupperDummyPlugin
+# the VO's Adder plug-in: ePIC's registers outputs in Rucio (needs RUCIO_CONFIG)
+adder_plugins=epic:{adder}
+# ePIC's setupper: output/log files get their dataset's Rucio scope (the pilot's paths)
+setupper_plugins=epic:epic_panda.setupper:EpicSetupperPlugin
 [daemon]
 enable=False
-"""
-
-# JEDI for VO epic: our TaskRefiner and DDM client, JEDI's generic ("Gen") broker, throttler
-# and task setupper; the agents' loop settings matter only to a daemon (jedi_cycle.py runs one
-# cycle of each agent).
-_JEDI_CFG = """[master]
-loggername=jedi
-[db]
-dbhost={host}
-dbuser=panda
-dbpasswd=
-dbname={db}
-nWorkers=1
-schemaJEDI=DOMA_PANDA
-schemaDEFT=DOMA_DEFT
-schemaPANDA=DOMA_PANDA
-schemaPANDAARCH=DOMA_PANDAARCH
-schemaMETA=DOMA_PANDAMETA
-[ddm]
-modConfig={vo}:1:epic_jedi.ddm:EpicJediDDMClient
-voWithScope=atlas
-user_scope_in_lowercase=True
-[confeeder]
-procConfig={vo}:any:1
-nWorkers=1
-loopCycle=10
-checkInterval=0
-[taskrefine]
-modConfig={vo}:any:epic_jedi.task_refiner:EpicTaskRefiner
-procConfig={vo}:any:1
-nWorkers=1
-loopCycle=10
-[jobbroker]
-modConfig={vo}:any:pandajedi.jedibrokerage.GenJobBroker:GenJobBroker
-[jobthrottle]
-modConfig={vo}:any:pandajedi.jedithrottle.GenJobThrottler:GenJobThrottler
-[jobgen]
-procConfig={vo}:any:1:
-nTasks=50
-nFiles=5000
-nWorkers=1
-loopCycle=10
-lockInterval=0
-touchSandbox=False
-[postprocessor]
-modConfig={vo}:any:pandajedi.jedipprocess.GenPostProcessor:GenPostProcessor
-procConfig={vo}:any:1
-nWorkers=1
-nTasks=50
-loopCycle=60
-[tasksetup]
-modConfig={vo}:any:pandajedi.jedisetup.GenTaskSetupper:GenTaskSetupper
-[tcommando]
-procConfig={vo}:any:1
-nWorkers=1
-loopCycle=60
 """
