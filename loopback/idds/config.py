@@ -23,7 +23,7 @@ UPDATE_POLL_S = 30
 
 def write_config(workdir: Path, *, venv: Path, database_url: str, rest_url: str, vo: str,
                  client_id: str, discovery_url: str, broker: dict, prompt_topic: str,
-                 reply_topic: str) -> None:
+                 reply_topic: str, update_poll_s: int = UPDATE_POLL_S) -> None:
     """Write the three files into ``workdir`` (log and cache directories beside them)."""
     migrations = next(venv.glob("lib/python*/site-packages/idds/orm/base/alembic"))
     (workdir / "alembic.ini").write_text(_ALEMBIC_INI.format(
@@ -34,7 +34,7 @@ def write_config(workdir: Path, *, venv: Path, database_url: str, rest_url: str,
         (workdir / folder).mkdir(parents=True, exist_ok=True)
     (workdir / "idds.cfg").write_text(_IDDS_CFG.format(
         logdir=workdir / "log", url=database_url, schema=SCHEMA, rest=rest_url,
-        cache=workdir / "cache", poll=POLL_S, update_poll=UPDATE_POLL_S,
+        cache=workdir / "cache", poll=POLL_S, update_poll=update_poll_s,
         subscriber=json.dumps({**broker, "destination": prompt_topic}),
         publisher=json.dumps({**broker, "destination": reply_topic})))
 
@@ -66,6 +66,7 @@ max_number_workers = 8
 poll_period = {poll}
 new_poll_period = {poll}
 update_poll_period = {update_poll}
+update_poll_period_for_new_task = {update_poll}
 poll_time_period = {poll}
 poll_operation_time_period = {poll}
 new_command_poll_period = {poll}

@@ -38,7 +38,7 @@ from loopback.common import (
 )
 from loopback.common import ensure_venv as ensure_venv_of
 from loopback.common import run_checked as _run_checked
-from loopback.idds.config import write_config
+from loopback.idds.config import UPDATE_POLL_S, write_config
 from loopback.panda.oidc import LoopbackIssuer
 
 HERE = Path(__file__).resolve().parent
@@ -81,6 +81,10 @@ class LocalIddsServer:
     prompt_topic: str = "/topic/panda.workflow"
     reply_topic: str = "/topic/panda.workers"
     daemon_agents: list[str] = field(default_factory=list)
+    # how often the daemons look at running requests, transforms and processings (s): short
+    # to run workflows end to end quickly, long where commands are tested (the Clerk drops a
+    # command whose request it finds locked by an update: config.UPDATE_POLL_S)
+    update_poll_s: int = UPDATE_POLL_S
     # an issuer shared with other servers (and the monitor); None: one of its own
     issuer: LoopbackIssuer | None = None
     _proc: subprocess.Popen | None = None
@@ -213,6 +217,15 @@ class LocalIddsServer:
               "from idds.orm.base.utils import build_database; build_database(echo=False)"],
              "building iDDS's schema (idds.orm.base.utils.build_database)",
              env=self.server_env(), cwd=self.workdir)
+        # iDDS 2.6.21's daemons only look at requests from ``min_request_id`` on, which each
+        # daemon loads from its meta table at start and then every 600 s; the Clerk records it
+        # when it takes the first request, but a daemon that started on an empty database
+        # keeps None and ignores every request until its next reload (the Poller: running
+        # processings unpolled for up to 10 minutes). Set it as a running iDDS has it.
+        run_checked([str(self.venv / "bin" / "python"), "-c",
+              "from idds.core.requests import set_min_request_id; set_min_request_id(1)"],
+             "recording iDDS's min_request_id (idds.core.requests.set_min_request_id)",
+             env=self.server_env(), cwd=self.workdir)
 
     def query(self, sql: str, *params: object) -> list[tuple]:
         """Read iDDS's own tables (schema ``doma_idds``) directly, for checks."""
@@ -244,7 +257,8 @@ class LocalIddsServer:
                      discovery_url=self._issuer.discovery_url, broker={
                          "broker": self.stomp_broker, "username": self.stomp_user,
                          "password": self.stomp_password},
-                     prompt_topic=self.prompt_topic, reply_topic=self.reply_topic)
+                     prompt_topic=self.prompt_topic, reply_topic=self.reply_topic,
+                     update_poll_s=self.update_poll_s)
 
     def _wait_alive(self, timeout_s: float) -> None:
         """Ready when iDDS answers ``/ping`` for a token of ours (REST app, DB, OIDC check)."""
