@@ -32,8 +32,11 @@ from epic_wfms.ddm.rucio.backend import RucioDDM
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.stf_file import write_stf
+from epic_wfms.store.database import Database
+from epic_wfms.store.schema import PandaTaskRecord
 from epic_wfms.wfms.idds import files, workflows
 from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
+from epic_wfms.wfms.idds.track import record_request_tasks
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.payloads import calibrate
 from loopback.idds import LocalIddsServer
@@ -60,7 +63,7 @@ def stack(rucio_server, tmp_path_factory):
     server = rucio_server.server
     rucio = RucioEndpoint(server.config_file, server.url, server.username, server.password,
                           tuple(rucio_server.rses))
-    with panda_stack(tmp_path_factory.mktemp("stack"), rucio) as running:
+    with panda_stack(tmp_path_factory.mktemp("stack"), rucio, jedi_loop_s=5) as running:
         yield running
 
 
@@ -124,7 +127,7 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     elapsed = time.monotonic() - started
     transforms = idds.transforms(request_id)
     names = [t.name for t in transforms]
-    assert names == [calib["taskName"], calib["taskName"], reco["taskName"]], names
+    assert names == [calib["taskName"], calib["taskName"] + ".it2", reco["taskName"]], names
     assert {t.status for t in transforms} == {"Finished"}
     # each iteration and the reconstruction is a PanDA task run by a pilot, done
     panda = stack.connection()
@@ -147,6 +150,18 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     for t in transforms:
         assert outputs[t.transform_id].status == "Available"
         assert outputs[t.transform_id].metadata["job_status"] == "finished"
+    # our store records each iteration's PanDA task (``epic-wfms panda tasks`` lists them)
+    db = Database(f"sqlite:///{tmp_path / 'store.sqlite'}")
+    db.create_schema()
+    try:
+        ids = record_request_tasks(db, idds, panda, request_id)
+        assert ids == [t.workload_id for t in transforms]
+        with db.session() as session:
+            stored = {r.jedi_task_id: (r.task_name, r.status, r.run_number)
+                      for r in session.query(PandaTaskRecord)}
+    finally:
+        db.dispose()
+    assert [stored[i] for i in ids] == [(name, "done", RUN) for name in tasks]
     # ``epic-wfms idds status`` shows each iteration's PanDA task
     token = tmp_path / "token"
     token.write_text(idds_server.token(OWNER))

@@ -112,6 +112,23 @@ def content_updates(maps: dict, latest: dict[str, object]) -> list[dict]:
     return updates
 
 
+def input_updates(inputs: list[dict], latest: dict[str, object]) -> list[dict]:
+    """iDDS content updates for input files whose job changed state: a file is consumed
+    (``Available``) when its job finished, ``FinalFailed`` when its last attempt failed.
+    (iDDS closes the input collection, and lets the work finish, only when its files are.)"""
+    updates = []
+    for content in inputs:
+        job = latest.get(content["name"])
+        if job is None:
+            continue
+        status = content_status(job)
+        if status != content.get("substatus"):
+            updates.append({"content_id": content["content_id"],
+                            "request_id": content["request_id"], "status": status,
+                            "substatus": status})
+    return updates
+
+
 def work_results(latest: dict[str, object]) -> dict:
     """The task's result for the conditions, from its finished jobs' reports: the largest
     ``residual`` (the loop converges when every job's residual does), the mean ``constant``,

@@ -25,7 +25,7 @@ from __future__ import annotations
 import logging
 import re
 
-from idds.common.constants import ProcessingStatus
+from idds.common.constants import ProcessingStatus, TransformType
 from idds.workflowv2.work import Work
 
 from epic_wfms.wfms.idds import files, results
@@ -59,6 +59,8 @@ class EpicPandaWork(Work):
                 "primary_input_collection": {"scope": scope, "name": bare},
                 "primary_output_collection": {"scope": scope,
                                               "name": f"{name.rstrip('/')}.outputs"}}
+        # a processing work (iDDS's messages about its collections name the work's type)
+        kwargs.setdefault("work_type", TransformType.Processing)
         super().__init__(executable="panda", arguments=None, parameters=None, work_tag="epic",
                          exec_type="panda", work_name=name, **collections, **kwargs)
         self.task_name = name
@@ -69,6 +71,20 @@ class EpicPandaWork(Work):
         self.only_validated = only_validated
         # the payload's option taking the previous iteration's constant (``--previous``)
         self.constant_argument = constant_argument
+
+    def iteration(self) -> int:
+        """Which run of a loop this work is (iDDS's ``num_run``; 1 outside loops)."""
+        try:
+            return max(int(str(getattr(self, "num_run", "") or 1).split(".")[-1]), 1)
+        except ValueError:
+            return 1
+
+    def get_work_name(self) -> str:
+        """iDDS names the work's transform after this and reuses a transform of the same
+        name in the request: each loop iteration after the first is named ``<task>.it<n>``."""
+        name = self.work_name
+        n = self.iteration()
+        return f"{name}.it{n}" if name and n > 1 else name
 
     # ---- results the payload reports --------------------------------------------------
     def report(self, **results: object) -> None:
@@ -116,9 +132,8 @@ class EpicPandaWork(Work):
         previous iteration's ``constant`` (the workflow's ``user_constant``); downstream of a
         validation, only the validated files."""
         params = dict(self.task_parameters)
-        iteration = str(getattr(self, "num_run", "") or "")
-        if iteration and iteration not in ("0", "1"):
-            params = files.rename_outputs(params, f".it{iteration}")
+        if self.iteration() > 1:
+            params = files.rename_outputs(params, f".it{self.iteration()}")
         previous = getattr(self, "user_constant", None)
         if previous is not None and self.constant_argument:
             params = files.append_argument(params,
@@ -160,6 +175,17 @@ class EpicPandaWork(Work):
                 out.setdefault(name, []).append(int(job.PandaID))
         return out
 
+    @staticmethod
+    def _input_contents(processing: dict) -> list[dict]:
+        """The processing's input contents, from iDDS's catalog (the Poller hands the work
+        its maps with output contents only)."""
+        from idds.common.constants import ContentRelationType
+        from idds.core import catalog
+
+        return catalog.get_contents(request_id=processing["request_id"],
+                                    transform_id=processing["transform_id"],
+                                    content_relation_type=ContentRelationType.Input) or []
+
     def poll_processing_updates(self, processing: dict, input_output_maps: dict,
                                 contents_ext=None, log_prefix: str = "", **_: object) -> tuple:
         """The task's status, its jobs' states as content updates of the maps' outputs, and
@@ -176,6 +202,7 @@ class EpicPandaWork(Work):
         latest = results.latest_per_input(results.fetch_jobs(
             results.task_job_ids(proc.workload_id)))
         updates = results.content_updates(input_output_maps or {}, latest)
+        updates += results.input_updates(self._input_contents(processing), latest)
         outcome = results.work_results(latest)
         self.output_data = {**(self.output_data or {}), **outcome}
         parameters = {"output_metadata": self.output_data} if outcome.get("jobs_finished") \
