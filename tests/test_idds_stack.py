@@ -81,11 +81,15 @@ def idds_server(stack, tmp_path_factory):
     server.stop()
 
 
+def rucio_ddm(stack) -> RucioDDM:
+    r = stack.rucio
+    return RucioDDM(RucioConfig(host=r.url, username=r.username, password=r.password,
+                                scope="epic"), list(r.rses))
+
+
 def run_dataset(stack, tmp_path: Path) -> DID:
     """The run's dataset in Rucio: one STF at BNL_DISK, closed (the run ended)."""
-    r = stack.rucio
-    ddm = RucioDDM(RucioConfig(host=r.url, username=r.username, password=r.password,
-                               scope="epic"), list(r.rses))
+    ddm = rucio_ddm(stack)
     dataset = DID("epic", naming.site_dataset(RUN, SITE))
     ddm.add_dataset(dataset)
     name = naming.stf_filename(RUN, 1)
@@ -145,8 +149,9 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     # iDDS looped on the payload's real residual, handing the constant to the next iteration
     assert first["residual"] > TOLERANCE >= second["residual"]
     assert second["previous"] == pytest.approx(first["constant"])
-    assert second == pytest.approx(calibrate.iterate(first["constant"], Path(
-        stack.rucio.rse_roots()[RSE]).joinpath(*_rse_path(stack, stf)).read_bytes()))
+    stf_bytes = Path(rucio_ddm(stack).local_path(DID("epic", stf), RSE)).read_bytes()
+    assert {k: second[k] for k in ("constant", "previous", "residual")} == pytest.approx(
+        calibrate.iterate(first["constant"], stf_bytes))
     for t in transforms:
         assert outputs[t.transform_id].status == "Available"
         assert outputs[t.transform_id].metadata["job_status"] == "finished"
@@ -172,10 +177,3 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     assert status["status"] == "Finished"
     assert [t["workload_id"] for t in status["transforms"]] == [
         t.workload_id for t in transforms]
-
-
-def _rse_path(stack, name: str) -> tuple[str, ...]:
-    r = stack.rucio
-    ddm = RucioDDM(RucioConfig(host=r.url, username=r.username, password=r.password,
-                               scope="epic"), list(r.rses))
-    return Path(ddm.rse(RSE).path_for("epic", name)).relative_to(r.rse_roots()[RSE]).parts

@@ -27,7 +27,8 @@ def calibration_loop(calibration: dict, reconstruction: dict, tolerance: float,
                               why="the loop would never converge",
                               fix="give the residual a positive tolerance")
     workflow = Workflow(name=name or f"{calibration['taskName']}.loop")
-    calib = EpicPandaWork(calibration, tolerance=tolerance, constant_argument=constant_argument)
+    calib = EpicPandaWork(calibration, tolerance=tolerance, constant_argument=constant_argument,
+                          looped=True)
     reco = EpicPandaWork(reconstruction, constant_argument=reco_constant_argument)
     workflow.add_work(calib, initial=True)
     workflow.add_work(reco)

@@ -47,7 +47,7 @@ class EpicPandaWork(Work):
 
     def __init__(self, task_parameters: dict | None = None, tolerance: float | None = None,
                  only_validated: bool = False, constant_argument: str | None = None,
-                 **kwargs) -> None:
+                 looped: bool = False, **kwargs) -> None:
         params = task_parameters or {}
         name = params.get("taskName")
         dataset = files.input_dataset(params)
@@ -71,9 +71,15 @@ class EpicPandaWork(Work):
         self.only_validated = only_validated
         # the payload's option taking the previous iteration's constant (``--previous``)
         self.constant_argument = constant_argument
+        # repeated by the workflow's loop: each run is its own transform and PanDA task
+        self.looped = looped
 
     def iteration(self) -> int:
-        """Which run of a loop this work is (iDDS's ``num_run``; 1 outside loops)."""
+        """Which run of its loop this work is (iDDS's ``num_run``; 1 when it is not looped:
+        iDDS numbers every work of a loop workflow's run, also the one started once after
+        the loop, like the reconstruction after the calibration converged)."""
+        if not getattr(self, "looped", False):
+            return 1
         try:
             return max(int(str(getattr(self, "num_run", "") or 1).split(".")[-1]), 1)
         except ValueError:
