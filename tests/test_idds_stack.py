@@ -1,4 +1,4 @@
-"""iDDS on the running loopback stack: a calibration loop decided by iDDS on real results.
+"""iDDS on the running loopback stack: conditions decided by iDDS on real job results.
 
 What runs for real, nobody driving it: the loopback Rucio server (the run's dataset, its
 STF at BNL_DISK); the PanDA stack as a chain (``loopback.stack``: PanDA server, JEDI's
@@ -87,19 +87,33 @@ def rucio_ddm(stack) -> RucioDDM:
                                 scope="epic"), list(r.rses))
 
 
-def run_dataset(stack, tmp_path: Path) -> DID:
-    """The run's dataset in Rucio: one STF at BNL_DISK, closed (the run ended)."""
+def run_dataset(stack, run: int, opaque: tuple[int, ...] = ()) -> tuple[DID, list[str]]:
+    """The run's dataset in Rucio, closed (the run ended): one STF, or more with the
+    sequence numbers in ``opaque`` holding bytes that are no STF."""
     ddm = rucio_ddm(stack)
-    dataset = DID("epic", naming.site_dataset(RUN, SITE))
+    dataset = DID("epic", naming.site_dataset(run, SITE))
     ddm.add_dataset(dataset)
-    name = naming.stf_filename(RUN, 1)
-    path = Path(ddm.rse(RSE).path_for("epic", name))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_stf(path, {"run_number": RUN, "sequence": 1}, 4, 30, random.Random(RUN))
-    ddm.register_and_attach([FileSpec(DID("epic", name), RSE, str(path), path.stat().st_size,
-                                      file_adler32(path))], {dataset: [DID("epic", name)]})
+    names = []
+    for seq in range(1, 2 + len(opaque)):
+        name = naming.stf_filename(run, seq)
+        path = Path(ddm.rse(RSE).path_for("epic", name))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if seq in opaque:
+            path.write_bytes(b"not a super time frame\n")
+        else:
+            write_stf(path, {"run_number": run, "sequence": seq}, 4, 30, random.Random(run))
+        ddm.register_and_attach([FileSpec(DID("epic", name), RSE, str(path),
+                                          path.stat().st_size, file_adler32(path))],
+                                {dataset: [DID("epic", name)]})
+        names.append(name)
     ddm.close_dataset(dataset)
-    return dataset
+    return dataset, names
+
+
+def finished(idds: IddsConnection, request_id: int) -> bool:
+    status = idds.request(request_id, with_workflow=False).status
+    assert status not in ("Failed", "Cancelled", "SubFinished"), status
+    return status == "Finished"
 
 
 def offline(params: dict) -> dict:
@@ -113,7 +127,7 @@ def offline(params: dict) -> dict:
 def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
         stack, idds_server, tmp_path):
     started = time.monotonic()
-    run_dataset(stack, tmp_path)
+    run_dataset(stack, RUN)
     options = taskparams.TaskOptions(site=QUEUE, container_image=None,
                                      extra={"transPath": TRANSFORMATION})
     calib = offline(files.rename_outputs(taskparams.prompt_task(
@@ -121,13 +135,8 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     reco = offline(taskparams.prompt_task(RUN, SITE, options))
     idds = IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
     request_id = idds.submit(workflows.calibration_loop(calib, reco, tolerance=TOLERANCE))
-
-    def finished():
-        status = idds.request(request_id, with_workflow=False).status
-        assert status not in ("Failed", "Cancelled", "SubFinished"), status
-        return status == "Finished"
-
-    wait_until(finished, 900, "the calibration loop and the reconstruction finish")
+    wait_until(lambda: finished(idds, request_id), 900,
+               "the calibration loop and the reconstruction finish")
     elapsed = time.monotonic() - started
     transforms = idds.transforms(request_id)
     names = [t.name for t in transforms]
@@ -177,3 +186,38 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     assert status["status"] == "Finished"
     assert [t["workload_id"] for t in status["transforms"]] == [
         t.workload_id for t in transforms]
+
+
+def test_downstream_processes_only_the_files_the_upstream_validated(stack, idds_server):
+    """Process-when-validated through pilots: the validation task's jobs report a verdict
+    per STF (one of the two is no STF); iDDS starts the reconstruction on the validated STF
+    only: its PanDA task reads that file alone (JEDI's ``files``), one job."""
+    started = time.monotonic()
+    run = RUN + 1
+    _, (good, bad) = run_dataset(stack, run, opaque=(2,))
+    options = taskparams.TaskOptions(site=QUEUE, container_image=None,
+                                     extra={"transPath": TRANSFORMATION})
+    validation = offline(files.rename_outputs(taskparams.prompt_task(
+        run, SITE, options, command="python -m epic_wfms.wfms.payloads.validate"),
+        ".validation"))
+    reco = offline(taskparams.prompt_task(run, SITE, options))
+    idds = IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
+    request_id = idds.submit(workflows.process_when_validated(validation, reco))
+    wait_until(lambda: finished(idds, request_id), 600, "validation and reconstruction finish")
+    print(f"validation + reconstruction {time.monotonic() - started:.0f} s")
+    up, down = idds.transforms(request_id)
+    assert (up.name, down.name) == (validation["taskName"], reco["taskName"])
+    contents = idds.files(request_id)
+    verdicts = {f.name: f.metadata["report"]["validated"] for f in contents
+                if f.transform_id == up.transform_id and f.relation == "Output"}
+    assert verdicts == {good: True, bad: False}
+    # the reconstruction consumed the validated STF only, in iDDS and in PanDA
+    assert [(f.relation, f.name) for f in contents if f.transform_id == down.transform_id] \
+        == [("Input", good), ("Output", good)]
+    panda = stack.connection()
+    [item] = [i for i in panda.task_params(down.workload_id)["jobParameters"]
+              if i.get("param_type") == "input"]
+    assert item["files"] == [good]
+    jobs = panda.jobs(panda.job_ids(down.workload_id))
+    assert [[f.lfn for f in j.Files if f.type == "input"] for j in jobs] == [[good]]
+    assert panda.task_status(down.workload_id) == "done"
