@@ -20,6 +20,7 @@ from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.store.database import Database
+from epic_wfms.store.outage import database_down
 from epic_wfms.store.schema import AgentRecord
 
 SERVICE_ROLES = ("ingest", "archive", "process", "merge", "monitor")
@@ -61,9 +62,14 @@ class AgentSet:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pids = {self.processes[r].pid for r in roles}
-            with self.db.session() as session:
-                running = set(session.scalars(select(AgentRecord.pid).where(
-                    AgentRecord.pid.in_(pids), AgentRecord.status == AgentStatus.RUNNING)))
+            try:
+                with self.db.session() as session:
+                    running = set(session.scalars(select(AgentRecord.pid).where(
+                        AgentRecord.pid.in_(pids), AgentRecord.status == AgentStatus.RUNNING)))
+            except Exception as error:  # an outage: the agents wait for it, so do we
+                if not database_down(error):
+                    raise
+                running = set()
             if running == pids:
                 return
             for role in roles:

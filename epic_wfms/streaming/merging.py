@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy import Row, func, select, update
+from sqlalchemy.orm import Session
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -34,6 +35,7 @@ from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.deadletters import open_count
 from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.outage import database_down, retry_while_down
 from epic_wfms.store.runs import ensure_run, get_run
 from epic_wfms.store.schema import JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
@@ -46,6 +48,7 @@ log = logging.getLogger(__name__)
 
 MERGE_PAYLOAD = "epic_wfms.wfms.payloads.merge"
 MAX_BATCH = 64  # stf_processed news handled together when they arrive together
+RECOVERY_ATTEMPTS = 20  # attempts beyond max_attempts that recoveries after restarts may add
 
 
 class Merging:
@@ -79,23 +82,38 @@ class Merging:
             self.try_finalize(run_number)
 
     def recover(self) -> None:
-        """Merges left running by a stopped agent are submitted again (next attempt)."""
+        """Merges left running by a stopped agent are submitted again, as the attempt after
+        the last one any job of theirs made (its ``.a<n>`` output name). Merge and gather jobs
+        still activated or running are lost with the agent that ran them (nobody runs merges
+        before recover()), including one whose merge never learnt its id (an update that
+        failed during a database outage): all are failed first."""
         with self.ctx.db.session() as session:
-            running = session.scalars(select(MergeRecord).where(
-                MergeRecord.status == MergeStatus.RUNNING))
-            stale = []
-            for merge in running:  # nobody runs merges before recover(): all of them are stale
-                record = session.get(JobRecord, merge.job_id) if merge.job_id else None
-                if record is not None and record.status in JOB_ACTIVE:
-                    record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
-                    record.ended_at = utcnow()
-                    record.error = "lost: the merge agent stopped while the job was active"
-                stale.append((merge.id, MergeKind(merge.kind), merge.site, merge.output,
-                              record.attempt_nr if record else 0))
+            lost = session.scalars(select(JobRecord).where(
+                JobRecord.kind.in_([k.job_kind for k in MergeKind]),
+                JobRecord.status.in_(JOB_ACTIVE)))
+            for record in lost:
+                record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
+                record.ended_at = utcnow()
+                record.error = "lost: the merge agent stopped while the job was active"
+            stale = [(merge.id, MergeKind(merge.kind), merge.site, merge.output,
+                      self._last_attempt(session, merge))
+                     for merge in session.scalars(select(MergeRecord).where(
+                         MergeRecord.status == MergeStatus.RUNNING))]
         for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
             job_site = self._gather_site.name if kind is MergeKind.GATHER else site
             self._submit(merge_id, job_site, inputs, output, kind, attempt + 1)
+
+    def _last_attempt(self, session: Session, merge: MergeRecord) -> int:
+        """The highest attempt any job made for this merge (its outputs are ``.a<n>`` names
+        of the merge's output; the merge's ``job_id`` may lag behind its latest job)."""
+        kind = MergeKind(merge.kind)
+        limit = self.ctx.config.processing.retry.max_attempts + RECOVERY_ATTEMPTS
+        names = {naming.attempt_filename(merge.output, n): n for n in range(1, limit + 1)}
+        outputs = session.scalars(select(JobRecord.output).where(
+            JobRecord.run_number == merge.run_number, JobRecord.kind == kind.job_kind,
+            JobRecord.output.in_(list(names))))
+        return max((names[o] for o in outputs), default=0)
 
     def _inputs_of(self, merge_id: int) -> list[str]:
         with self.ctx.db.session() as session:
@@ -137,8 +155,9 @@ class Merging:
             session.execute(update(StfRecord).where(StfRecord.id.in_([r.id for r in chunk]))
                             .values(merge_id=merge.id))
             merge_id = merge.id
-        self._submit(merge_id, site, [r.reco_output for r in chunk], merge.output,
-                     MergeKind.PARTIAL, 1)
+        retry_while_down(lambda: self._submit(merge_id, site, [r.reco_output for r in chunk],
+                                              merge.output, MergeKind.PARTIAL, 1),
+                         f"submitting merge {merge_id}")
 
     def _submit(self, merge_id: int, site: str, inputs: list[str], output: str, kind: MergeKind,
                 attempt: int) -> None:
@@ -185,8 +204,12 @@ class Merging:
         out_path = self.ctx.ddm.pfn(DID(naming.SCOPE, spec.output), rse)
         spec = replace(spec, args=["--output", out_path, *paths])
         job_id = self.ctx.executor.submit(spec, lambda r: self._merge_done(merge_id, kind, r))
-        with self.ctx.db.session() as session:
-            session.get(MergeRecord, merge_id).job_id = job_id
+
+        def link() -> None:
+            with self.ctx.db.session() as session:
+                session.get(MergeRecord, merge_id).job_id = job_id
+
+        retry_while_down(link, f"linking merge {merge_id} to job {job_id}")
 
     def _merge_done(self, merge_id: int, kind: MergeKind, result: JobResult) -> None:
         spec = result.spec
@@ -226,7 +249,11 @@ class Merging:
             run_number=spec.run_number, site=spec.site, output=spec.output,
             n_inputs=len(spec.inputs), final=final,
         ), spec.run_number)
-        self.try_finalize(spec.run_number)
+        try:
+            self.try_finalize(spec.run_number)
+        except Exception as error:  # recorded above; the periodic tick finalizes the run
+            if not database_down(error):
+                raise
 
     # -- end of run ---------------------------------------------------------------------------
     def try_finalize(self, run_number: int) -> None:
@@ -310,8 +337,10 @@ class Merging:
         if not merges:  # nothing was processed (e.g. archive-only run): nothing to gather
             self.try_finalize(run_number)
             return
-        self._submit(gather_id, self._gather_site.name, [mr.output for mr in merges], output,
-                     MergeKind.GATHER, 1)
+        retry_while_down(lambda: self._submit(gather_id, self._gather_site.name,
+                                              [mr.output for mr in merges], output,
+                                              MergeKind.GATHER, 1),
+                         f"submitting the gather of run {run_number}")
 
     def _processing_statuses(self, run_number: int) -> set[str]:
         with self.ctx.db.session() as session:

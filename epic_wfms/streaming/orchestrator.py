@@ -24,6 +24,7 @@ from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.role import FastPath
 from epic_wfms.lifecycle.run import RUN_ENDED, RunStatus
 from epic_wfms.lifecycle.stf import STF_LOAD
+from epic_wfms.store.outage import Backoff, database_down, retry_while_down
 from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import StfRecord
 from epic_wfms.streaming.activity import StreamActivity
@@ -122,21 +123,41 @@ class Orchestrator:
         self.tickers.append(self.merging.tick)
 
     def start(self) -> None:
+        """Recover every component's unfinished work (waiting out a database outage), then
+        subscribe them and start the periodic duties."""
         for component in self.components:
             recover = getattr(component, "recover", None)
             if recover is not None:
-                recover()
+                retry_while_down(recover, f"recovering {type(component).__name__}", self._stop)
         for component in self.components:
             component.subscribe()
         self._ticker.start()
 
     def _tick(self) -> None:
-        while not self._stop.wait(TICK_S):
+        """Every duty each tick; while the database is unreachable, one line per outage and
+        ticks spaced out with backoff (up to 5 s) until a tick passes again."""
+        backoff = Backoff()
+        delay = TICK_S
+        while not self._stop.wait(delay):
+            down = False
             for tick in self.tickers:
                 try:
                     tick()
-                except Exception:  # a failing duty must not stop the others
-                    log.exception("periodic duty %s failed", tick)
+                except Exception as error:  # a failing duty must not stop the others
+                    if not database_down(error):
+                        log.exception("periodic duty %s failed", tick)
+                        continue
+                    down = True
+                    if not backoff.failures:
+                        log.warning("periodic duties: the database is unreachable (%s); "
+                                    "retrying with backoff", str(error).splitlines()[0][:200])
+            if down:
+                delay = max(TICK_S, backoff.next())
+            else:
+                if backoff.failures:
+                    log.warning("periodic duties: the database is back")
+                backoff.reset()
+                delay = TICK_S
 
     def wait_run_finished(self, run_number: int, timeout: float) -> bool:
         """True once the run is ``finished``; False at once if it ended ``incomplete``."""

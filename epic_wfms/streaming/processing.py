@@ -22,6 +22,7 @@ from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.detector import DetectorState, Readiness
 from epic_wfms.store.controls import processing_held
 from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.outage import database_down, retry_while_down
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
@@ -227,8 +228,9 @@ class StfProcessing:
             try:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                if batch:
-                    self._complete(batch)
+                if batch:  # an outage is waited out: ends are never lost to a blip
+                    retry_while_down(lambda batch=batch: self._complete(batch),
+                                     f"recording the end of {len(batch)} job(s)")
             except Exception:  # logged, and the loop goes on: others' ends wait in _pending
                 log.exception("recording the end of %d job(s) failed", len(batch))
             finally:
@@ -241,7 +243,9 @@ class StfProcessing:
         finished = [(w, r) for w, r in batch if r.status is JobStatus.FINISHED]
         try:
             self._record_processed(finished)
-        except Exception:  # one bad output must not hold back the others: one by one
+        except Exception as error:  # one bad output must not hold back the others: one by one
+            if database_down(error):
+                raise  # not the outputs' fault: the whole batch again once the store is back
             log.exception("recording %d processed STFs together failed; one by one",
                           len(finished))
             finished = [item for item in finished if self._record_one(*item)]

@@ -1,0 +1,36 @@
+"""Nothing lost through outages (issue 19): the drills of ``tests/drills.py`` once each, on
+the services arrangement over a private PostgreSQL that they stop and restart. The soak
+script ``bench/outage_soak.py`` repeats them and prints counts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from loopback.postgres import LocalPostgres
+from tests import drills
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    with LocalPostgres.temporary() as server:
+        yield server
+
+
+@pytest.fixture
+def drill(tmp_path: Path, postgres: LocalPostgres):
+    with drills.drill_rig(tmp_path, postgres) as rig:
+        yield rig
+
+
+def test_postgres_stopped_10s_mid_run_with_agents_running(drill):
+    verdict = drills.postgres_restart_mid_run(drill, down_s=10.0)
+    assert drills.ok(verdict), (verdict, drill.diagnose())
+    for role in ("ingest", "archive", "process", "merge"):  # nobody died of it
+        assert drill.agents.processes[role].poll() is None, role
+
+
+def test_kill_9_an_agent_while_the_database_is_down(drill):
+    verdict = drills.kill_agent_while_database_down(drill, role="merge")
+    assert drills.ok(verdict), (verdict, drill.diagnose())
