@@ -32,16 +32,19 @@ from loopback.postgres import LocalPostgres
 RUN, STFS, RATE = 401, 40, 10.0
 MISSING_GRACE_S = 4.0  # small, so a drill that waits it out stays short
 TIMEOUT = 180
+ROLES = ("ingest", "archive", "process", "merge")
 
 
 @dataclass
 class Drill:
     agents: AgentSet
     postgres: LocalPostgres
+    stfs: int = STFS
+    rate: float = RATE
 
-    def daq(self, rate: float = RATE) -> None:
-        self.agents.start("daq", "--run", str(RUN), "--stfs", str(STFS), "--rate", str(rate),
-                          "--stf-size", "16384")
+    def daq(self) -> None:
+        self.agents.start("daq", "--run", str(RUN), "--stfs", str(self.stfs), "--rate",
+                          str(self.rate), "--stf-size", "16384")
 
     def query(self, read: Callable, default=None):
         """A read of the store that tolerates the drill's own outage (None while down)."""
@@ -71,7 +74,7 @@ class Drill:
     def verdict(self) -> dict:
         """Wait for the run to end; what the drill asserts about it."""
         self.wait(lambda: self.run_status() in ("finished", "incomplete"), TIMEOUT)
-        produced = [naming.stf_filename(RUN, s) for s in range(STFS)]
+        produced = [naming.stf_filename(RUN, s) for s in range(self.stfs)]
         ddm = build_ddm(self.agents.config, self.agents.db)
         report = run_report(self.agents.db, ddm, RUN, produced)
         merged = merged_stfs(ddm, self.agents.db, RUN)
@@ -111,7 +114,8 @@ def private_database(postgres: LocalPostgres) -> Iterator[str]:
 
 
 @contextmanager
-def drill_rig(workdir: Path, postgres: LocalPostgres, **processing: object) -> Iterator[Drill]:
+def drill_rig(workdir: Path, postgres: LocalPostgres, stfs: int = STFS, rate: float = RATE,
+              **processing: object) -> Iterator[Drill]:
     with private_database(postgres) as url:
         config = load_config(
             data_dir=workdir / "wfms", database_url=url,
@@ -123,7 +127,7 @@ def drill_rig(workdir: Path, postgres: LocalPostgres, **processing: object) -> I
         agents = AgentSet(config, write_config(config, workdir / "services.yaml"), db)
         try:
             agents.start_all()
-            yield Drill(agents, postgres)
+            yield Drill(agents, postgres, stfs, rate)
         finally:
             if not postgres.running():
                 postgres.start()
@@ -162,7 +166,7 @@ def ingest_down_across_end_run(drill: Drill, down_s: float = 3 * MISSING_GRACE_S
     """kill -9 of ingest at about half the run; restarted ``down_s`` after the DAQ's end_run
     (longer than the late-STF grace)."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= STFS // 2), \
+    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5), \
         drill.diagnose()
     drill.agents.kill("ingest", signal.SIGKILL)
     daq = drill.agents.processes["daq"]
@@ -172,18 +176,27 @@ def ingest_down_across_end_run(drill: Drill, down_s: float = 3 * MISSING_GRACE_S
     return drill.verdict()
 
 
-def late_restart_after_gather(drill: Drill) -> dict:
-    """The archive agent down across end of run while ingest keeps up, then restarted
-    after the late-STF grace, and one STF re-announced after the run was gathered: nothing
-    of it is dead-lettered, the run ends finished with every STF once."""
+def late_restart_of_every_agent(drill: Drill) -> dict:
+    """kill -9 of every streaming agent mid-run (as a database outage used to do), all
+    restarted together well after the DAQ's end_run: the restarted merge must not gather
+    the run before the restarted ingest has taken in its backlog."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= STFS // 2), \
+    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5), \
         drill.diagnose()
-    drill.agents.kill("archive", signal.SIGKILL)
+    for role in ROLES:
+        drill.agents.kill(role, signal.SIGKILL)
     daq = drill.agents.processes["daq"]
     assert drill.wait(lambda: daq.poll() is not None, 60), "the DAQ did not end its run"
-    time.sleep(2 * MISSING_GRACE_S)  # well past the grace: only archiving holds the run
-    drill.agents.restart("archive")
-    verdict = drill.verdict()
-    # the DAQ is started again for the same run (a resumed DAQ re-announces nothing new)
-    return verdict
+    time.sleep(3 * MISSING_GRACE_S)  # the outage's length, counted from the DAQ's end_run
+    for role in ("merge", "archive", "process", "ingest"):  # merge first: it must wait
+        drill.agents.start(role)
+    drill.agents.wait_ready(ROLES)
+    return drill.verdict()
+
+
+DRILLS = {
+    "postgres_restart_mid_run": postgres_restart_mid_run,
+    "kill_agent_while_database_down": kill_agent_while_database_down,
+    "ingest_down_across_end_run": ingest_down_across_end_run,
+    "late_restart_of_every_agent": late_restart_of_every_agent,
+}

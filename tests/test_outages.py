@@ -24,6 +24,13 @@ def drill(tmp_path: Path, postgres: LocalPostgres):
         yield rig
 
 
+@pytest.fixture
+def backlog_drill(tmp_path: Path, postgres: LocalPostgres):
+    """A run fast enough to leave a restarted ingest a backlog of a few batches."""
+    with drills.drill_rig(tmp_path, postgres, stfs=200, rate=50.0) as rig:
+        yield rig
+
+
 def test_postgres_stopped_10s_mid_run_with_agents_running(drill):
     verdict = drills.postgres_restart_mid_run(drill, down_s=10.0)
     assert drills.ok(verdict), (verdict, drill.diagnose())
@@ -34,3 +41,13 @@ def test_postgres_stopped_10s_mid_run_with_agents_running(drill):
 def test_kill_9_an_agent_while_the_database_is_down(drill):
     verdict = drills.kill_agent_while_database_down(drill, role="merge")
     assert drills.ok(verdict), (verdict, drill.diagnose())
+
+
+def test_ingest_down_across_end_run(backlog_drill):
+    verdict = drills.ingest_down_across_end_run(backlog_drill)
+    assert drills.ok(verdict), (verdict, backlog_drill.diagnose())
+
+
+def test_late_restart_of_every_agent_after_end_run(backlog_drill):
+    verdict = drills.late_restart_of_every_agent(backlog_drill)
+    assert drills.ok(verdict), (verdict, backlog_drill.diagnose())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from sqlalchemy import Row, func, select, update
@@ -21,9 +21,10 @@ from epic_wfms.bus import messages as m
 from epic_wfms.ddm import DID, FileSpec
 from epic_wfms.ddm.locality import stage_inputs
 from epic_wfms.errors import DataManagementError
+from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.lifecycle.job import JOB, JOB_ACTIVE, JobStatus
 from epic_wfms.lifecycle.merge import MERGE, MERGE_ENDED, MergeKind, MergeStatus
-from epic_wfms.lifecycle.run import RUN_MERGING, RunStatus
+from epic_wfms.lifecycle.run import RUN, RUN_MERGING, RunStatus
 from epic_wfms.lifecycle.stf import (
     PROCESSING,
     STF_IN_FLIGHT,
@@ -34,11 +35,12 @@ from epic_wfms.lifecycle.stf import (
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
 from epic_wfms.store.deadletters import open_count
-from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.integrity import report_issue, report_or_update, resolve_run_issues
 from epic_wfms.store.outage import database_down, retry_while_down
-from epic_wfms.store.runs import ensure_run, get_run
-from epic_wfms.store.schema import JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
+from epic_wfms.store.runs import get_run
+from epic_wfms.store.schema import AgentRecord, JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.late_data import reopen_datasets
 from epic_wfms.streaming.processing import dispatch_deferred
 from epic_wfms.streaming.run_outcome import shortfall
 from epic_wfms.streaming.runs import run_datasets
@@ -48,6 +50,8 @@ log = logging.getLogger(__name__)
 
 MERGE_PAYLOAD = "epic_wfms.wfms.payloads.merge"
 MAX_BATCH = 64  # stf_processed news handled together when they arrive together
+INGEST_ALIVE_S = 8.0  # an ingest agent whose heartbeat (every 2 s) is older is down
+MISSING_AT_END = "missing_at_end_of_run"
 RECOVERY_ATTEMPTS = 20  # attempts beyond max_attempts that recoveries after restarts may add
 
 
@@ -57,7 +61,7 @@ class Merging:
         self._lock = threading.RLock()
         self._every = ctx.config.processing.merge_every
         self._gather_site = ctx.config.sites[0]
-        self._missing_reported: set[int] = set()
+        self.ingest_in_process = False  # set by the orchestrator that also runs ingest
 
     def subscribe(self) -> None:
         self.ctx.bus.subscribe_batch(dest.PROCESSED, "merging", self.on_stfs_processed,
@@ -273,18 +277,55 @@ class Merging:
             merges = self._merges(run_number)
             if any(mr.status == MergeStatus.RUNNING for mr in merges):
                 return
-            gather = next((mr for mr in merges if mr.kind == MergeKind.GATHER), None)
+            gathers = [mr for mr in merges if mr.kind == MergeKind.GATHER]
+            gather = next((mr for mr in reversed(gathers)
+                           if mr.status != MergeStatus.SUPERSEDED), None)
+            partials = [mr for mr in merges
+                        if mr.kind == MergeKind.PARTIAL and mr.status == MergeStatus.DONE]
+            if gather is not None and gather.n_inputs != len(partials):
+                self._supersede(gather)  # late STFs were merged since: gather them all again
+                gather = None
             if gather is None:
-                self._start_gather(run_number, [mr for mr in merges
-                                                if mr.status == MergeStatus.DONE])
+                self._start_gather(run_number, partials, index=len(gathers))
             elif gather.status in MERGE_ENDED and self._archiving_done(run_number):
                 for dataset in run_datasets(self.ctx, run_number):
                     self.ctx.ddm.close_dataset(dataset)
-                short = shortfall(self.ctx.db, run_number)
-                if short:
-                    log.warning("run %d is incomplete: %s", run_number, "; ".join(short))
+                self._end_run(run_number, gather)
+
+    def _end_run(self, run_number: int, gather: MergeRecord) -> None:
+        """``finished`` (or ``incomplete``), unless an STF arrived since the checks: decided
+        under the run's row lock, which a late STF's reopening takes too (late_data.py)."""
+        short = shortfall(self.ctx.db, run_number)
+        with self.ctx.db.session() as session:
+            run = session.get(RunRecord, run_number, with_for_update=True)
+            if run.status != RunStatus.CLOSED:
+                return
+            late = session.scalar(select(func.count()).select_from(StfRecord).where(
+                StfRecord.run_number == run_number, StfRecord.validation == Validation.OK,
+                (StfRecord.merge_id.is_(None) & StfRecord.processing_status.in_(
+                    [*STF_IN_FLIGHT, ProcessingStatus.DEFERRED, ProcessingStatus.PROCESSED]))
+                | (StfRecord.archive_status == ArchiveStatus.PENDING)))
+            partials = session.scalar(select(func.count()).select_from(MergeRecord).where(
+                MergeRecord.run_number == run_number, MergeRecord.kind == MergeKind.PARTIAL,
+                MergeRecord.status == MergeStatus.DONE))
+            if not late and partials == gather.n_inputs:
                 ended = RunStatus.INCOMPLETE if short else RunStatus.FINISHED
-                ensure_run(self.ctx.db, run_number, status=ended, finished_at=utcnow())
+                run.status = RUN.check(run.status, ended, f"run {run_number}")
+                run.finished_at = utcnow()
+        if late or partials != gather.n_inputs:
+            log.warning("run %d: STFs arrived while it was being finalized; merging them "
+                        "and gathering again", run_number)
+            reopen_datasets(self.ctx, run_number)
+            return
+        if short:
+            log.warning("run %d is incomplete: %s", run_number, "; ".join(short))
+
+    def _supersede(self, gather: MergeRecord) -> None:
+        with self.ctx.db.session() as session:
+            record = session.get(MergeRecord, gather.id)
+            record.status = MERGE.check(record.status, MergeStatus.SUPERSEDED, record.output)
+        log.warning("run %d: merges were added after its gather %s; gathering again",
+                    gather.run_number, gather.output)
 
     def _held(self, run: RunRecord) -> bool:
         """Dead letters of the run may still be replayed into it: wait (up to
@@ -295,8 +336,11 @@ class Merging:
         return utcnow() - (run.end_time or utcnow()) < hold
 
     def _all_received(self, run: RunRecord) -> bool:
-        """All STFs the DAQ declared are here, or none arrived for the grace period after
-        end_run (an ingest backlog still delivering keeps the run open)."""
+        """All STFs the DAQ declared are here, or the grace for late STFs passed: it runs
+        only while ingest is alive, from the latest of end_run, the last STF received and the
+        start of the ingest now running (a restarted ingest's backlog, still delivering,
+        keeps the run open; an ingest that is down holds it). STFs still missing then are
+        reported in one issue per run, resolved by itself if they arrive later."""
         with self.ctx.db.session() as session:
             seqs = set(session.scalars(
                 select(StfRecord.sequence).where(StfRecord.run_number == run.number)
@@ -307,27 +351,48 @@ class Merging:
         first = run.first_sequence or 0  # the testbed counts from 1
         missing = sorted(set(range(first, first + (run.total_stfs or 0))) - seqs)
         if not missing and run.total_stfs is not None:
+            resolve_run_issues(self.ctx.db, MISSING_AT_END, run.number)  # if they came late
             return True  # unknown total (closed by the state topic before end_run): wait grace
-        moments = [t for t in (run.end_time, last_received) if t is not None]
+        ingest_up = self._ingest_up_since()
+        if ingest_up is False:
+            return False
+        moments = [t for t in (run.end_time, last_received, ingest_up) if t is not None]
         quiet_since = max(moments) if moments else utcnow()
         grace = timedelta(seconds=self.ctx.config.processing.missing_grace_s)
         if utcnow() - quiet_since < grace:
             return False
-        if missing and run.number not in self._missing_reported:
-            self._missing_reported.add(run.number)
-            report_issue(
-                self.ctx.db, "missing_at_end_of_run",
+        if missing:
+            report_or_update(
+                self.ctx.db, MISSING_AT_END,
                 f"run {run.number}: DAQ declared {run.total_stfs} STFs, "
                 f"{len(missing)} never arrived: sequences {missing[:20]}",
                 run_number=run.number,
             )
         return True
 
-    def _start_gather(self, run_number: int, merges: list[MergeRecord]) -> None:
-        output = naming.run_merged_filename(run_number)
+    def _ingest_up_since(self) -> datetime | bool | None:
+        """When the ingest now running started (the latest, if several), None if ingest
+        runs in this process or not as agents at all, False if no ingest agent is alive
+        (heartbeat within INGEST_ALIVE_S) although ingest runs as agents."""
+        if self.ingest_in_process:
+            return None
+        now = utcnow()
+        with self.ctx.db.session() as session:
+            agents = session.execute(select(
+                AgentRecord.status, AgentRecord.started_at, AgentRecord.heartbeat_at,
+            ).where(AgentRecord.role == "ingest")).all()
+        if not agents:
+            return None
+        alive = [a.started_at for a in agents if a.status == AgentStatus.RUNNING
+                 and (now - a.heartbeat_at).total_seconds() < INGEST_ALIVE_S]
+        return max(alive) if alive else False
+
+    def _start_gather(self, run_number: int, merges: list[MergeRecord], index: int = 0) -> None:
+        """The run's ``index``-th gather (0: the first; more after late STFs)."""
+        output = naming.run_merged_filename(run_number, index)
         with self.ctx.db.session() as session:
             gather = MergeRecord(
-                run_number=run_number, kind=MergeKind.GATHER, site=None, merge_index=0,
+                run_number=run_number, kind=MergeKind.GATHER, site=None, merge_index=index,
                 output=output, n_inputs=len(merges),
                 status=MERGE.check(None, MergeStatus.RUNNING if merges else MergeStatus.DONE),
             )

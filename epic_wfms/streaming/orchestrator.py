@@ -119,6 +119,7 @@ class Orchestrator:
 
     def _build_merge(self) -> None:
         self.merging = Merging(self.ctx)
+        self.merging.ingest_in_process = "ingest" in self.roles
         self.components.append(self.merging)
         self.tickers.append(self.merging.tick)
 
