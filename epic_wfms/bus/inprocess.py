@@ -85,6 +85,9 @@ class InProcessTransport:
                 continue
             if body is _STOP:
                 return
+            if stop.is_set():  # unsubscribed while waiting: the message is the others'
+                inbox.put(body)
+                return
             bodies = [body]
             while len(bodies) < max_batch:
                 try:
