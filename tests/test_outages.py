@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from loopback import drills
 from loopback.postgres import LocalPostgres
-from tests import drills
 
 
 @pytest.fixture(scope="module")

@@ -126,8 +126,11 @@ class StfProcessing:
                 self._launch_many(batch.close())  # inputs already there: one submission
                 submitted.update(batch.seen)
         except Exception:
-            self._unclaim([w.filename for w in work if w.filename not in submitted])
-            raise  # the bus retries the requests: their claims must be free again
+            unsent = [w.filename for w in work if w.filename not in submitted]
+            # the claims must be free again even if the store is what failed: else the
+            # redelivered requests find them taken and the STFs stay activated for ever
+            retry_while_down(lambda: self._unclaim(unsent), f"unclaiming {len(unsent)} STF(s)")
+            raise  # the bus retries the requests
 
     def _held(self, filenames: list[str]) -> bool:
         with self.ctx.db.session() as session:

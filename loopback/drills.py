@@ -1,7 +1,8 @@
 """Outage drills on the services arrangement (agents as processes, real STOMP broker) over a
 private PostgreSQL (``loopback/postgres.py``) that a drill may stop and restart without
 disturbing anything else. Used by ``tests/test_outages.py`` (each drill once) and by
-``bench/outage_soak.py`` (each drill in a loop, with counts).
+``bench/outage_soak.py`` (each drill in a loop, with counts). A drill that cannot even get
+going (the run does not start, the DAQ does not end) raises ``DrillError``.
 
 Every drill ends with the same verdict: the run finished, every STF the DAQ produced is in
 the run's merged file exactly once, and no integrity issue of the run is left open."""
@@ -99,6 +100,15 @@ class Drill:
                            "logs": tails}, default=str)[:12000]
 
 
+class DrillError(AssertionError):
+    """The drill could not be played as written (not a verdict on the run)."""
+
+
+def check(condition: bool, why: str) -> None:
+    if not condition:
+        raise DrillError(why)
+
+
 def ok(verdict: dict) -> bool:
     return (verdict["status"] == "finished" and verdict["lost"] == 0
             and verdict["merged_exactly_once"] and not verdict["open_issues"])
@@ -139,7 +149,7 @@ def drill_rig(workdir: Path, postgres: LocalPostgres, stfs: int = STFS, rate: fl
 def postgres_restart_mid_run(drill: Drill, down_s: float = 10.0) -> dict:
     """PostgreSQL stopped for ``down_s`` mid-run, agents left running."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.processed_at) >= 8), drill.diagnose()
+    check(drill.wait(lambda: drill.count(StfRecord.processed_at) >= 8), drill.diagnose())
     drill.postgres.stop()
     time.sleep(down_s)  # the length of the outage is the drill's parameter
     drill.postgres.start()
@@ -150,13 +160,13 @@ def kill_agent_while_database_down(drill: Drill, role: str = "merge",
                                    down_s: float = 5.0) -> dict:
     """kill -9 of an agent during an outage, restarted at once (it waits for the database)."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.processed_at) >= 8), drill.diagnose()
+    check(drill.wait(lambda: drill.count(StfRecord.processed_at) >= 8), drill.diagnose())
     drill.postgres.stop()
     drill.agents.kill(role, signal.SIGKILL)
     drill.agents.start(role)
     time.sleep(down_s)  # the outage's length
-    assert drill.agents.processes[role].poll() is None, "the agent started during the " \
-        "outage must wait for the database, not exit"
+    check(drill.agents.processes[role].poll() is None,
+          "the agent started during the outage must wait for the database, not exit")
     drill.postgres.start()
     drill.agents.wait_ready((role,))
     return drill.verdict()
@@ -166,11 +176,11 @@ def ingest_down_across_end_run(drill: Drill, down_s: float = 3 * MISSING_GRACE_S
     """kill -9 of ingest at about half the run; restarted ``down_s`` after the DAQ's end_run
     (longer than the late-STF grace)."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5), \
-        drill.diagnose()
+    check(drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5),
+          drill.diagnose())
     drill.agents.kill("ingest", signal.SIGKILL)
     daq = drill.agents.processes["daq"]
-    assert drill.wait(lambda: daq.poll() is not None, 60), "the DAQ did not end its run"
+    check(drill.wait(lambda: daq.poll() is not None, 60), "the DAQ did not end its run")
     time.sleep(down_s)  # the outage's length, counted from the DAQ's end_run
     drill.agents.restart("ingest")
     return drill.verdict()
@@ -181,12 +191,12 @@ def late_restart_of_every_agent(drill: Drill) -> dict:
     restarted together well after the DAQ's end_run: the restarted merge must not gather
     the run before the restarted ingest has taken in its backlog."""
     drill.daq()
-    assert drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5), \
-        drill.diagnose()
+    check(drill.wait(lambda: drill.count(StfRecord.received_at) >= drill.stfs // 5),
+          drill.diagnose())
     for role in ROLES:
         drill.agents.kill(role, signal.SIGKILL)
     daq = drill.agents.processes["daq"]
-    assert drill.wait(lambda: daq.poll() is not None, 60), "the DAQ did not end its run"
+    check(drill.wait(lambda: daq.poll() is not None, 60), "the DAQ did not end its run")
     time.sleep(3 * MISSING_GRACE_S)  # the outage's length, counted from the DAQ's end_run
     for role in ("merge", "archive", "process", "ingest"):  # merge first: it must wait
         drill.agents.start(role)
