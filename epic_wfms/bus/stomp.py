@@ -294,8 +294,11 @@ class StompTransport:
         for destination, body in messages:
             receipt = uuid.uuid4().hex
             confirmed = self._sender.expect_receipt(receipt)
+            connection = self._sender.connection
+            if connection is None:  # replaced by a reconnection right now: send again after
+                return [message for _event, message in waiting] + messages[len(waiting):]
             try:
-                self._sender.connection.send(
+                connection.send(
                     namespaced(destination, self.settings.namespace), body,
                     content_type="application/json",
                     headers={**extra, **self._headers(destination), "receipt": receipt})
