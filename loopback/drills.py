@@ -125,7 +125,7 @@ def private_database(postgres: LocalPostgres) -> Iterator[str]:
 
 @contextmanager
 def drill_rig(workdir: Path, postgres: LocalPostgres, stfs: int = STFS, rate: float = RATE,
-              **processing: object) -> Iterator[Drill]:
+              scale: dict[str, int] | None = None, **processing: object) -> Iterator[Drill]:
     with private_database(postgres) as url:
         config = load_config(
             data_dir=workdir / "wfms", database_url=url,
@@ -136,7 +136,7 @@ def drill_rig(workdir: Path, postgres: LocalPostgres, stfs: int = STFS, rate: fl
         db = open_database(config)
         agents = AgentSet(config, write_config(config, workdir / "services.yaml"), db)
         try:
-            agents.start_all()
+            agents.start_all(scale=scale)
             yield Drill(agents, postgres, stfs, rate)
         finally:
             if not postgres.running():
@@ -202,6 +202,26 @@ def late_restart_of_every_agent(drill: Drill) -> dict:
         drill.agents.start(role)
     drill.agents.wait_ready(ROLES)
     return drill.verdict()
+
+
+def kill_one_of_two_process_agents(drill: Drill) -> dict:
+    """Two process and two merge agents (competing consumers); one process agent killed -9
+    mid-run and not restarted: its peer adopts its jobs and STFs (streaming/ownership.py)."""
+    drill.daq()
+    check(drill.wait(lambda: drill.count(StfRecord.processed_at) >= drill.stfs // 4),
+          drill.diagnose())
+    drill.agents.kill("process.2", signal.SIGKILL)
+    verdict = drill.verdict()
+    verdict["agents_that_processed"] = drill.query(lambda s: s.scalar(
+        select(func.count(func.distinct(JobRecord.agent))).where(
+            JobRecord.run_number == RUN, JobRecord.kind == "reco",
+            JobRecord.status == "finished")))
+    verdict["processed_twice"] = drill.query(lambda s: s.scalar(select(func.count()).select_from(
+        select(JobRecord.stf_filename).where(
+            JobRecord.run_number == RUN, JobRecord.kind == "reco",
+            JobRecord.status == "finished").group_by(JobRecord.stf_filename)
+        .having(func.count() > 1).subquery())))
+    return verdict
 
 
 DRILLS = {

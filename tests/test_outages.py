@@ -51,3 +51,13 @@ def test_ingest_down_across_end_run(backlog_drill):
 def test_late_restart_of_every_agent_after_end_run(backlog_drill):
     verdict = drills.late_restart_of_every_agent(backlog_drill)
     assert drills.ok(verdict), (verdict, backlog_drill.diagnose())
+
+
+def test_two_process_agents_one_killed(tmp_path: Path, postgres: LocalPostgres):
+    """Scale-out: process=2, merge=2; one process agent killed -9 mid-run for good."""
+    with drills.drill_rig(tmp_path, postgres, stfs=40, rate=20.0,
+                          scale={"process": 2, "merge": 2}) as drill:
+        verdict = drills.kill_one_of_two_process_agents(drill)
+        assert drills.ok(verdict), (verdict, drill.diagnose())
+        # (an STF whose job ended just before the kill may be processed again: at least once)
+        assert verdict["agents_that_processed"] == 2

@@ -176,8 +176,8 @@ class _Subscription(_Link):
         """Stable across restarts: brokers key a durable topic subscription by client-id and
         subscription name (ActiveMQ; Artemis names its queue ``client-id.name``; RabbitMQ
         derives its queue from them), so a restarted agent finds the messages sent while it
-        was down instead of leaving an orphan subscription behind. Hence one agent per role
-        and namespace."""
+        was down instead of leaving an orphan subscription behind. Several agents of a role
+        (scale-out) share it: competing consumers of one subscription."""
         return f"{self.settings.namespace or 'epic-wfms'}.{self.name}"
 
     def _subscribe(self, connection: stomp.Connection12) -> None:

@@ -201,6 +201,7 @@ class JobRecord(Base):
     run_number: Mapped[int | None]
     stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
     output: Mapped[str | None] = mapped_column(String(255))
+    agent: Mapped[str | None] = mapped_column(String(100))  # whose executor runs it
     command: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None]

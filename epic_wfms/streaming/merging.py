@@ -41,6 +41,7 @@ from epic_wfms.store.runs import get_run
 from epic_wfms.store.schema import AgentRecord, JobRecord, MergeRecord, RunRecord, StfRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.late_data import reopen_datasets
+from epic_wfms.streaming.ownership import Recovery
 from epic_wfms.streaming.processing import dispatch_deferred
 from epic_wfms.streaming.run_outcome import shortfall
 from epic_wfms.streaming.runs import run_datasets
@@ -53,6 +54,10 @@ MAX_BATCH = 64  # stf_processed news handled together when they arrive together
 INGEST_ALIVE_S = 8.0  # an ingest agent whose heartbeat (every 2 s) is older is down
 MISSING_AT_END = "missing_at_end_of_run"
 RECOVERY_ATTEMPTS = 20  # attempts beyond max_attempts that recoveries after restarts may add
+
+
+class _Taken(Exception):
+    """What a merge would claim was claimed by another merge agent meanwhile."""
 
 
 class Merging:
@@ -85,39 +90,55 @@ class Merging:
                     self._merge_pending(run_number, site.name, remainder=False)
             self.try_finalize(run_number)
 
-    def recover(self) -> None:
+    def recover(self, at_start: bool = True) -> None:
         """Merges left running by a stopped agent are submitted again, as the attempt after
         the last one any job of theirs made (its ``.a<n>`` output name). Merge and gather jobs
-        still activated or running are lost with the agent that ran them (nobody runs merges
-        before recover()), including one whose merge never learnt its id (an update that
-        failed during a database outage): all are failed first."""
+        still activated or running are lost with the agent that ran them, including one whose
+        merge never learnt its id (an update that failed during a database outage): they are
+        failed first. With several merge agents, only the work of instances that are gone
+        (streaming/ownership.py); ``adopt`` does it periodically for a peer that dies."""
+        me = getattr(self.ctx.executor, "owner", None)
         with self.ctx.db.session() as session:
-            lost = session.scalars(select(JobRecord).where(
+            view = Recovery(session, "merge", me, at_start)
+            lost = [job for job in session.scalars(select(JobRecord).where(
                 JobRecord.kind.in_([k.job_kind for k in MergeKind]),
-                JobRecord.status.in_(JOB_ACTIVE)))
+                JobRecord.status.in_(JOB_ACTIVE))) if view.orphaned(job.agent)]
             for record in lost:
                 record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
                 record.ended_at = utcnow()
                 record.error = "lost: the merge agent stopped while the job was active"
-            stale = [(merge.id, MergeKind(merge.kind), merge.site, merge.output,
-                      self._last_attempt(session, merge))
-                     for merge in session.scalars(select(MergeRecord).where(
-                         MergeRecord.status == MergeStatus.RUNNING))]
+            stale = []
+            for merge in session.scalars(select(MergeRecord).where(
+                    MergeRecord.status == MergeStatus.RUNNING)):
+                last = self._last_job(session, merge)
+                if view.orphaned(last.agent) if last is not None else view.unowned():
+                    stale.append((merge.id, MergeKind(merge.kind), merge.site, merge.output,
+                                  self._attempt_of(merge, last)))
         for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
             job_site = self._gather_site.name if kind is MergeKind.GATHER else site
             self._submit(merge_id, job_site, inputs, output, kind, attempt + 1)
 
-    def _last_attempt(self, session: Session, merge: MergeRecord) -> int:
-        """The highest attempt any job made for this merge (its outputs are ``.a<n>`` names
-        of the merge's output; the merge's ``job_id`` may lag behind its latest job)."""
-        kind = MergeKind(merge.kind)
+    def adopt(self) -> None:
+        """Periodic: the merges of a merge agent that died while this one runs."""
+        self.recover(at_start=False)
+
+    def _attempt_names(self, merge: MergeRecord) -> dict[str, int]:
         limit = self.ctx.config.processing.retry.max_attempts + RECOVERY_ATTEMPTS
-        names = {naming.attempt_filename(merge.output, n): n for n in range(1, limit + 1)}
-        outputs = session.scalars(select(JobRecord.output).where(
-            JobRecord.run_number == merge.run_number, JobRecord.kind == kind.job_kind,
-            JobRecord.output.in_(list(names))))
-        return max((names[o] for o in outputs), default=0)
+        return {naming.attempt_filename(merge.output, n): n for n in range(1, limit + 1)}
+
+    def _last_job(self, session: Session, merge: MergeRecord) -> JobRecord | None:
+        """The job of this merge's highest attempt (its outputs are ``.a<n>`` names of the
+        merge's output; the merge's ``job_id`` may lag behind its latest job)."""
+        jobs = session.scalars(select(JobRecord).where(
+            JobRecord.run_number == merge.run_number,
+            JobRecord.kind == MergeKind(merge.kind).job_kind,
+            JobRecord.output.in_(list(self._attempt_names(merge))))).all()
+        names = self._attempt_names(merge)
+        return max(jobs, key=lambda job: names[job.output], default=None)
+
+    def _attempt_of(self, merge: MergeRecord, job: JobRecord | None) -> int:
+        return self._attempt_names(merge)[job.output] if job is not None else 0
 
     def _inputs_of(self, merge_id: int) -> list[str]:
         with self.ctx.db.session() as session:
@@ -143,7 +164,18 @@ class Merging:
             self._start_merge(run_number, site, chunk)
 
     def _start_merge(self, run_number: int, site: str, chunk: list[Row]) -> None:
-        """The merge record and its inputs' claim in one transaction (one update for all)."""
+        """The merge record and its inputs' claim in one transaction (one update for all):
+        a compare-and-set on STFs not yet claimed, so that of two merge agents looking at the
+        same STFs one merges them (the other's transaction is rolled back)."""
+        try:
+            merge_id, output = self._claim_merge(run_number, site, chunk)
+        except _Taken:
+            return
+        retry_while_down(lambda: self._submit(merge_id, site, [r.reco_output for r in chunk],
+                                              output, MergeKind.PARTIAL, 1),
+                         f"submitting merge {merge_id}")
+
+    def _claim_merge(self, run_number: int, site: str, chunk: list[Row]) -> tuple[int, str]:
         with self.ctx.db.session() as session:
             index = session.scalar(select(func.count()).select_from(MergeRecord).where(
                 MergeRecord.run_number == run_number, MergeRecord.kind == MergeKind.PARTIAL,
@@ -156,12 +188,12 @@ class Merging:
             )
             session.add(merge)
             session.flush()
-            session.execute(update(StfRecord).where(StfRecord.id.in_([r.id for r in chunk]))
-                            .values(merge_id=merge.id))
-            merge_id = merge.id
-        retry_while_down(lambda: self._submit(merge_id, site, [r.reco_output for r in chunk],
-                                              merge.output, MergeKind.PARTIAL, 1),
-                         f"submitting merge {merge_id}")
+            claimed = session.execute(update(StfRecord).where(
+                StfRecord.id.in_([r.id for r in chunk]), StfRecord.merge_id.is_(None),
+            ).values(merge_id=merge.id)).rowcount
+            if claimed != len(chunk):
+                raise _Taken  # another merge agent claimed some: roll everything back
+            return merge.id, merge.output
 
     def _submit(self, merge_id: int, site: str, inputs: list[str], output: str, kind: MergeKind,
                 attempt: int) -> None:
@@ -322,7 +354,10 @@ class Merging:
 
     def _supersede(self, gather: MergeRecord) -> None:
         with self.ctx.db.session() as session:
+            session.get(RunRecord, gather.run_number, with_for_update=True)
             record = session.get(MergeRecord, gather.id)
+            if record.status not in MERGE_ENDED:
+                return  # superseded by another merge agent meanwhile
             record.status = MERGE.check(record.status, MergeStatus.SUPERSEDED, record.output)
         log.warning("run %d: merges were added after its gather %s; gathering again",
                     gather.run_number, gather.output)
@@ -388,9 +423,15 @@ class Merging:
         return max(alive) if alive else False
 
     def _start_gather(self, run_number: int, merges: list[MergeRecord], index: int = 0) -> None:
-        """The run's ``index``-th gather (0: the first; more after late STFs)."""
+        """The run's ``index``-th gather (0: the first; more after late STFs), created under
+        the run's row lock, so that of two merge agents finalizing the run one gathers."""
         output = naming.run_merged_filename(run_number, index)
         with self.ctx.db.session() as session:
+            session.get(RunRecord, run_number, with_for_update=True)
+            if session.scalar(select(func.count()).select_from(MergeRecord).where(
+                    MergeRecord.run_number == run_number, MergeRecord.kind == MergeKind.GATHER,
+                    MergeRecord.status != MergeStatus.SUPERSEDED)):
+                return  # another merge agent started it
             gather = MergeRecord(
                 run_number=run_number, kind=MergeKind.GATHER, site=None, merge_index=index,
                 output=output, n_inputs=len(merges),

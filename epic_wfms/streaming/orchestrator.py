@@ -33,6 +33,7 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
 from epic_wfms.streaming.ingest import Ingest
 from epic_wfms.streaming.merging import Merging
+from epic_wfms.streaming.ownership import LIVE_S
 from epic_wfms.streaming.processing import StfProcessing
 from epic_wfms.streaming.runs import RunLifecycle
 from epic_wfms.streaming.state_tracking import DetectorFollower, StateTracker
@@ -44,6 +45,7 @@ log = logging.getLogger(__name__)
 ROLES = ("ingest", "archive", "process", "merge")
 OPTIONAL_ROLES = ("fastpath",)  # epic_wfms/fastpath; embedded: runs with the four when enabled
 TICK_S = 0.25
+ADOPT_S = 5.0  # how often process and merge look for the work of instances that died
 
 
 def check_roles(roles: Iterable[str]) -> None:
@@ -79,6 +81,7 @@ class Orchestrator:
             self.roles += tuple(r for r in OPTIONAL_ROLES if r not in self.roles)
         self.components: list[Component] = []
         self.tickers: list[Callable[[], None]] = []
+        self.adopters: list[Callable[[], None]] = []  # recover the work of dead peers
         for role in self.roles:
             getattr(self, f"_build_{role}")()
         if "ingest" not in self.roles and "process" not in self.roles:
@@ -112,6 +115,8 @@ class Orchestrator:
         else:
             self.processing = StfProcessing(self.ctx)
         self.components.append(self.processing)
+        if isinstance(self.processing, StfProcessing):
+            self.adopters.append(self.processing.adopt)
 
     def _build_fastpath(self) -> None:
         self.fastpath = FastPath(self.ctx)
@@ -120,6 +125,7 @@ class Orchestrator:
     def _build_merge(self) -> None:
         self.merging = Merging(self.ctx)
         self.merging.ingest_in_process = "ingest" in self.roles
+        self.adopters.append(self.merging.adopt)
         self.components.append(self.merging)
         self.tickers.append(self.merging.tick)
 
@@ -139,9 +145,14 @@ class Orchestrator:
         ticks spaced out with backoff (up to 5 s) until a tick passes again."""
         backoff = Backoff()
         delay = TICK_S
+        next_adoption = time.monotonic() + ADOPT_S
         while not self._stop.wait(delay):
             down = False
-            for tick in self.tickers:
+            duties = list(self.tickers)
+            if time.monotonic() >= next_adoption:
+                duties += self.adopters
+                next_adoption = time.monotonic() + ADOPT_S
+            for tick in duties:
                 try:
                     tick()
                 except Exception as error:  # a failing duty must not stop the others
@@ -154,6 +165,8 @@ class Orchestrator:
                                     "retrying with backoff", str(error).splitlines()[0][:200])
             if down:
                 delay = max(TICK_S, backoff.next())
+                # peers could not beat either: judge their liveness only once they could
+                next_adoption = time.monotonic() + ADOPT_S + 2 * LIVE_S
             else:
                 if backoff.failures:
                     log.warning("periodic duties: the database is back")

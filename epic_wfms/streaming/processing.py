@@ -27,6 +27,7 @@ from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.ownership import Recovery
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 from epic_wfms.wfms.interface import JobCallback, JobKind
 
@@ -69,27 +70,40 @@ class StfProcessing:
     def stop(self) -> None:
         """Nothing of this role runs on its own: the executor's slots stop with it."""
 
-    def recover(self) -> None:
+    def recover(self, at_start: bool = True) -> None:
         """After a crash: jobs of our sites left activated/running were lost with their agent
-        (PanDA's lost heartbeat); fail them and retry their STFs."""
+        (PanDA's lost heartbeat); fail them and retry their STFs. With several process
+        agents, only work of instances that are gone (streaming/ownership.py); the periodic
+        ``adopt`` does the same for a peer that dies while this one runs."""
+        me = getattr(self.ctx.executor, "owner", None)
         with self.ctx.db.session() as session:
-            lost = session.scalars(select(JobRecord).where(
+            view = Recovery(session, "process", me, at_start)
+            lost = [job for job in session.scalars(select(JobRecord).where(
                 JobRecord.kind == JobKind.RECO, JobRecord.site.in_(self.sites),
                 JobRecord.status.in_(JOB_ACTIVE),
-            )).all()
+            )) if view.orphaned(job.agent)]
             for record in lost:
                 record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
                 record.ended_at = utcnow()
                 record.error = "lost: the processing agent stopped while the job was active"
-            orphans = session.scalars(select(StfRecord).where(
+            active = session.scalars(select(StfRecord).where(
                 StfRecord.site.in_(self.sites), StfRecord.processing_status.in_(STF_ACTIVE),
             )).all()
+            holders = dict(session.execute(select(JobRecord.stf_filename, JobRecord.agent).where(
+                JobRecord.stf_filename.in_([s.filename for s in active]),
+                JobRecord.kind == JobKind.RECO).order_by(JobRecord.id)).all())  # the latest
+            orphans = [s for s in active if (view.orphaned(holders[s.filename])
+                                             if s.filename in holders else view.unowned())]
         for stf in orphans:
             attempts = len(self._jobs_of(stf.filename))
             work = m.StfWork(filename=stf.filename, run_number=stf.run_number,
                              sequence=stf.sequence, site=stf.site)
             log.warning("recovering %s after %d attempt(s)", stf.filename, attempts)
             self._retry_or_fail(work, attempts, "lost with the processing agent")
+
+    def adopt(self) -> None:
+        """Periodic: the work of a process agent that died while this one runs."""
+        self.recover(at_start=False)
 
     def _jobs_of(self, filename: str) -> list[JobRecord]:
         with self.ctx.db.session() as session:

@@ -47,10 +47,12 @@ class LocalWorkerPool:
         timeout_s: float = 600.0,
         runner: str = "standing",
         jobs_per_pull: int = JOBS_PER_PULL,
+        owner: str | None = None,
     ) -> None:
         if runner not in ("standing", "subprocess"):
             raise ValueError(f"runner {runner!r}: use 'standing' (pilots) or 'subprocess'")
         self.db = db
+        self.owner = owner  # jobs.agent: the agent that runs them (streaming/ownership.py)
         self.runner = runner
         self.timeout_s = timeout_s
         self.jobs_per_pull = max(1, jobs_per_pull)
@@ -99,7 +101,8 @@ class LocalWorkerPool:
             "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
             "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
             "run_number": spec.run_number, "stf_filename": spec.stf_filename,
-            "output": spec.output, "command": " ".join(spec.command), "created_at": now,
+            "output": spec.output, "agent": self.owner,
+            "command": " ".join(spec.command), "created_at": now,
             "activated_at": now,
         } for spec, _ in jobs]
         with self.db.session() as session:
