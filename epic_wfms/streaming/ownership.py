@@ -44,12 +44,18 @@ class Recovery:
         self.me, self.at_start = me, at_start
         self.peers = live_agents(session, role) - {me}
         self.leader = me is None or not self.peers or me < min(self.peers)
+        # between starts, only the work of agents known to have died is taken (never that
+        # of an installation that runs no agents, e.g. an embedded one on the same store)
+        self.known = set() if at_start else set(session.scalars(
+            select(AgentRecord.name).where(AgentRecord.role == role)))
 
     def orphaned(self, owner: str | None) -> bool:
         """Whether work whose job is run by ``owner`` is mine to recover now."""
         if owner is not None and owner == self.me:
             return self.at_start  # my previous incarnation's (same name): only at my start
-        return self.leader and (owner is None or owner not in self.peers)
+        if not self.leader or owner in self.peers:
+            return False
+        return self.at_start or owner in self.known
 
     def unowned(self) -> bool:
         """Whether work with no job to name its holder is mine to recover now."""
