@@ -67,6 +67,7 @@ class Merging:
         self._every = ctx.config.processing.merge_every
         self._gather_site = ctx.config.sites[0]
         self.ingest_in_process = False  # set by the orchestrator that also runs ingest
+        self._adopted: set[int] = set()  # merges recovered by this instance (ownership.py)
 
     def subscribe(self) -> None:
         self.ctx.bus.subscribe_batch(dest.PROCESSED, "merging", self.on_stfs_processed,
@@ -111,9 +112,12 @@ class Merging:
             for merge in session.scalars(select(MergeRecord).where(
                     MergeRecord.status == MergeStatus.RUNNING)):
                 last = self._last_job(session, merge)
+                if merge.id in self._adopted:
+                    continue  # resubmitted by this instance already (maybe still staging)
                 if view.orphaned(last.agent) if last is not None else view.unowned():
                     stale.append((merge.id, MergeKind(merge.kind), merge.site, merge.output,
                                   self._attempt_of(merge, last)))
+        self._adopted.update(merge_id for merge_id, *_rest in stale)
         for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
             job_site = self._gather_site.name if kind is MergeKind.GATHER else site

@@ -2,7 +2,8 @@
 queues, claims in the store), an instance recovers only what no live instance holds.
 
 A job records the agent whose executor runs it (``jobs.agent``). An agent is live while its
-row says ``running`` with a heartbeat within ``LIVE_S`` of the latest any agent wrote. Work
+row says ``running`` with a heartbeat within ``LIVE_S`` of the latest any agent wrote (and,
+on this host, while its pid runs). Work
 is orphaned when its job belongs to an agent that is not live (or to none); at an
 instance's own start, also when it belongs to the instance's own name (an embedded
 installation keeps its name across restarts). Work of a gone instance is taken by one
@@ -13,6 +14,8 @@ instance of its role is live (the moment between a claim and its submission is s
 
 from __future__ import annotations
 
+import os
+import socket
 from datetime import timedelta
 
 from sqlalchemy import func, select
@@ -30,9 +33,23 @@ def live_agents(session: Session, role: str) -> set[str]:
     latest = session.scalar(select(func.max(AgentRecord.heartbeat_at)).where(
         AgentRecord.status == AgentStatus.RUNNING))
     since = min(latest or utcnow(), utcnow()) - timedelta(seconds=LIVE_S)
-    return set(session.scalars(select(AgentRecord.name).where(
+    here = socket.gethostname()
+    return {name for name, host, pid in session.execute(select(
+        AgentRecord.name, AgentRecord.host, AgentRecord.pid).where(
         AgentRecord.role == role, AgentRecord.status == AgentStatus.RUNNING,
-        AgentRecord.heartbeat_at >= since)))
+        AgentRecord.heartbeat_at >= since)) if host != here or _running(pid)}
+
+
+def _running(pid: int) -> bool:
+    """On this host a killed agent is known dead at once (its heartbeat still looks fresh
+    for a few seconds)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class Recovery:

@@ -59,6 +59,7 @@ class StfProcessing:
         self.sites = sites or [site.name for site in ctx.config.sites]
         self._retry = ctx.config.processing.retry
         self._locality = ctx.config.ddm.locality.get("reco", "replicate")  # docs/rucio.md
+        self._adopted: set[str] = set()  # STFs recovered by this instance (ownership.py)
         self._pending: list[tuple[m.StfWork, JobResult]] = []
         self._pending_lock = threading.Lock()
         self._completing = threading.Lock()
@@ -92,8 +93,10 @@ class StfProcessing:
             holders = dict(session.execute(select(JobRecord.stf_filename, JobRecord.agent).where(
                 JobRecord.stf_filename.in_([s.filename for s in active]),
                 JobRecord.kind == JobKind.RECO).order_by(JobRecord.id)).all())  # the latest
-            orphans = [s for s in active if (view.orphaned(holders[s.filename])
-                                             if s.filename in holders else view.unowned())]
+            orphans = [s for s in active if s.filename not in self._adopted and (
+                view.orphaned(holders[s.filename]) if s.filename in holders
+                else view.unowned())]
+        self._adopted.update(s.filename for s in orphans)  # mine now, even before a job
         for stf in orphans:
             attempts = len(self._jobs_of(stf.filename))
             work = m.StfWork(filename=stf.filename, run_number=stf.run_number,
