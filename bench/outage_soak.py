@@ -41,7 +41,7 @@ def main() -> int:
                 with tempfile.TemporaryDirectory(prefix="epic-soak-") as workdir:
                     try:
                         with drills.drill_rig(Path(workdir), postgres, args.stfs,
-                                              args.rate) as rig:
+                                              args.rate, drills.SCALE.get(name)) as rig:
                             verdict = drills.DRILLS[name](rig)
                             held = drills.ok(verdict)
                             if not held:

@@ -31,7 +31,7 @@ from epic_wfms.streaming.report import merged_stfs, run_report
 from loopback.postgres import LocalPostgres
 
 RUN, STFS, RATE = 401, 40, 10.0
-MISSING_GRACE_S = 4.0  # small, so a drill that waits it out stays short
+MISSING_GRACE_S = 2.0  # small, so a drill that waits it out stays short
 TIMEOUT = 180
 ROLES = ("ingest", "archive", "process", "merge")
 
@@ -229,4 +229,6 @@ DRILLS = {
     "kill_agent_while_database_down": kill_agent_while_database_down,
     "ingest_down_across_end_run": ingest_down_across_end_run,
     "late_restart_of_every_agent": late_restart_of_every_agent,
+    "kill_one_of_two_process_agents": kill_one_of_two_process_agents,
 }
+SCALE = {"kill_one_of_two_process_agents": {"process": 2, "merge": 2}}  # agents per role
