@@ -126,7 +126,7 @@ def build_executor(config: Config, db: Database, owner: str | None = None
         panda = config.wfms.panda
         connection = build_panda_connection(config)
         assert connection is not None
-        return PandaExecutor(connection, {s.name: panda.queues[s.name] for s in config.sites},
+        return PandaExecutor(db, connection, {s.name: panda.queues[s.name] for s in config.sites},
                              poll_interval_s=panda.poll_interval_s, vo=panda.vo,
                              transformation=panda.transformation)
     from epic_wfms.wfms.embedded import LocalWorkerPool

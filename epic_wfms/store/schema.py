@@ -209,6 +209,8 @@ class JobRecord(Base):
     activated_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # PanDA's PandaID when the attempt is a PanDA job (wfms.backend: panda), else NULL
+    panda_id: Mapped[int | None] = mapped_column(BigInteger, unique=True, index=True)
 
 
 class ProvenanceRecord(Base):

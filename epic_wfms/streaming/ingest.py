@@ -29,7 +29,7 @@ from epic_wfms.store.schema import StfRecord, utcnow
 from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.decision_box import DecisionBox
+from epic_wfms.streaming.decision_box import DecisionBox, record_routes, recorded_routes
 from epic_wfms.streaming.gating import gate_action
 from epic_wfms.streaming.late_data import reopen_datasets, reopen_ended
 from epic_wfms.streaming.runs import prepare_run
@@ -98,6 +98,7 @@ class Ingest:
                 continue
             known[stf.filename] = _as_record(stf, message)  # a repeat within this batch
             accepted.append(self._screen(message))
+        self._route(accepted)
         valid = [a for a in accepted if a.problem is None]
         late = _by_run(valid)
         reopen_ended(self.ctx, late, late)  # an STF after its run was finalized: not refused
@@ -124,8 +125,27 @@ class Ingest:
         problem = validate_against_daq(stf, Path(body.path))
         if problem:
             return _Accepted(message, [], "archive_only", problem)
-        sites = self.decision_box.route(stf) if stf.run_number is not None else []
-        return _Accepted(message, sites, self._gate(stf, sites))
+        return _Accepted(message, [], "archive_only")
+
+    def _route(self, accepted: list[_Accepted]) -> None:
+        """The decision box routes the batch's valid run STFs on one look at the sites; the
+        gate then decides what happens there (held STFs wait, deferred, for an E1)."""
+        to_route = [a for a in accepted if a.problem is None and a.stf.run_number is not None]
+        with self.ctx.db.session() as session:
+            earlier = recorded_routes(session, [a.stf.filename for a in to_route])
+        fresh = [a for a in to_route if a.stf.filename not in earlier]
+        routes = dict(earlier)
+        routes.update(zip([a.stf.filename for a in fresh],
+                          self.decision_box.route_batch([a.stf for a in fresh]), strict=True))
+        if fresh:  # decided once, recorded before any attachment in the DDM acts on it
+            with self.ctx.db.session() as session:
+                record_routes(session, [routes[a.stf.filename] for a in fresh])
+        for item in to_route:
+            route = routes[item.stf.filename]
+            item.sites = route.sites
+            item.action = self._gate(item.stf, route.sites)
+            if route.deferred and item.action == "process":
+                item.action = "defer"
 
     def _prepare(self, run_number: int, first_sequence: int) -> None:
         """Run record and datasets, once per run (the lifecycle may not have announced it)."""

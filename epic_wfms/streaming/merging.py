@@ -34,6 +34,7 @@ from epic_wfms.lifecycle.stf import (
 )
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
+from epic_wfms.store.controls import sites_offline
 from epic_wfms.store.deadletters import open_count
 from epic_wfms.store.integrity import report_issue, report_or_update, resolve_run_issues
 from epic_wfms.store.outage import database_down, retry_while_down
@@ -65,7 +66,6 @@ class Merging:
         self.ctx = ctx
         self._lock = threading.RLock()
         self._every = ctx.config.processing.merge_every
-        self._gather_site = ctx.config.sites[0]
         self.ingest_in_process = False  # set by the orchestrator that also runs ingest
         self._adopted: set[int] = set()  # merges recovered by this instance (ownership.py)
 
@@ -120,7 +120,7 @@ class Merging:
         self._adopted.update(merge_id for merge_id, *_rest in stale)
         for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
-            job_site = self._gather_site.name if kind is MergeKind.GATHER else site
+            job_site = self._gather_site() if kind is MergeKind.GATHER else site
             self._submit(merge_id, job_site, inputs, output, kind, attempt + 1)
 
     def adopt(self) -> None:
@@ -447,10 +447,17 @@ class Merging:
         if not merges:  # nothing was processed (e.g. archive-only run): nothing to gather
             self.try_finalize(run_number)
             return
-        retry_while_down(lambda: self._submit(gather_id, self._gather_site.name,
+        retry_while_down(lambda: self._submit(gather_id, self._gather_site(),
                                               [mr.output for mr in merges], output,
                                               MergeKind.GATHER, 1),
                          f"submitting the gather of run {run_number}")
+
+    def _gather_site(self) -> str:
+        """The first configured E1 an operator has not taken offline (else the first)."""
+        with self.ctx.db.session() as session:
+            offline = sites_offline(session)
+        names = [site.name for site in self.ctx.config.sites]
+        return next((name for name in names if name not in offline), names[0])
 
     def _processing_statuses(self, run_number: int) -> set[str]:
         with self.ctx.db.session() as session:

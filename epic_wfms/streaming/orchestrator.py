@@ -1,7 +1,7 @@
 """The STF orchestrator, composed of roles that run together (embedded) or as agents.
 
-  ingest    state tracking, run lifecycle, validation/registration, decision box, TF samples,
-            testbed bridge, stream-activity watch
+  ingest    state tracking, run lifecycle, validation/registration, decision box and site
+            fail-over, TF samples, testbed bridge, stream-activity watch
   archive   archive rules to tape at both E1s
   process   prompt processing at the E1 sites (needs an executor)
   merge     merge/gather and end-of-run finalization (needs an executor)
@@ -18,19 +18,16 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
-from sqlalchemy import func, select
-
 from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.role import FastPath
 from epic_wfms.lifecycle.run import RUN_ENDED, RunStatus
-from epic_wfms.lifecycle.stf import STF_LOAD
 from epic_wfms.store.outage import Backoff, database_down, retry_while_down
 from epic_wfms.store.runs import get_run
-from epic_wfms.store.schema import StfRecord
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.archiving import Archiver
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox
+from epic_wfms.streaming.failover import SiteFailover
 from epic_wfms.streaming.ingest import Ingest
 from epic_wfms.streaming.merging import Merging
 from epic_wfms.streaming.ownership import LIVE_S
@@ -59,19 +56,6 @@ class Component(Protocol):
     def subscribe(self) -> None: ...
 
 
-def site_backlog(ctx: StreamingContext) -> Callable[[str], int]:
-    """Processing backlog of a site from the store (works in every process)."""
-
-    def backlog(site: str) -> int:
-        with ctx.db.session() as session:
-            return session.scalar(select(func.count()).select_from(StfRecord).where(
-                StfRecord.site == site,
-                StfRecord.processing_status.in_(STF_LOAD),
-            ))
-
-    return backlog
-
-
 class Orchestrator:
     def __init__(self, ctx: StreamingContext, roles: Iterable[str] = ROLES) -> None:
         self.ctx = ctx
@@ -91,15 +75,16 @@ class Orchestrator:
 
     def _build_ingest(self) -> None:
         ctx = self.ctx
-        sites = [site.name for site in ctx.config.sites]
-        self.decision_box = DecisionBox(ctx.config.decision_box, sites, site_backlog(ctx))
+        self.decision_box = DecisionBox.build(ctx.config, ctx.db)
+        self.failover = SiteFailover(ctx, self.decision_box)
         self.activity = StreamActivity(ctx)
         self.state = StateTracker(ctx)
         self.ingest = Ingest(ctx, self.decision_box, self.activity)
         self.testbed = TestbedBridge(ctx)
         self.components += [self.state, RunLifecycle(ctx), self.ingest, TfSampleBook(ctx),
                             self.testbed]
-        self.tickers += [self.activity.check_idle, self.testbed.arrivals.tick]
+        self.tickers += [self.activity.check_idle, self.testbed.arrivals.tick,
+                         self.failover.tick]
 
     def _build_archive(self) -> None:
         self.components.append(Archiver(self.ctx))

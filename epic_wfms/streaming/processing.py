@@ -129,7 +129,7 @@ class StfProcessing:
         filenames = [msg.body.filename for msg in messages]
         if self._held(filenames):
             return  # an operator suspended processing: deferred until resumed (monitor)
-        claimed = self._claim(filenames)
+        claimed = self._claim([msg.body for msg in messages])
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename in claimed}.values())
         submitted: set[str] = set()
@@ -166,13 +166,19 @@ class StfProcessing:
                 PROCESSING.where(StfRecord.processing_status, P.QUEUED, [P.ACTIVATED]),
             ).values(processing_status=P.QUEUED))
 
-    def _claim(self, filenames: list[str]) -> set[str]:
-        """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
+    def _claim(self, work: list[m.StfWork]) -> set[str]:
+        """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches, at
+        the site the STF is routed to now (a request for the site it was rerouted from is
+        stale: the decision box sent a new one)."""
+        claimed: set[str] = set()
         with self.ctx.db.session() as session:
-            return set(session.scalars(update(StfRecord).where(
-                StfRecord.filename.in_(filenames),
-                PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
-            ).values(processing_status=P.ACTIVATED).returning(StfRecord.filename)))
+            for site in {w.site for w in work}:
+                claimed.update(session.scalars(update(StfRecord).where(
+                    StfRecord.filename.in_([w.filename for w in work if w.site == site]),
+                    StfRecord.site == site,
+                    PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
+                ).values(processing_status=P.ACTIVATED).returning(StfRecord.filename)))
+        return claimed
 
     def _resubmit(self, work: m.StfWork, attempt: int, delay: float) -> None:
         """A retry must not vanish in its timer thread: if the store or the DDM is briefly

@@ -4,7 +4,7 @@ With several instances of a role (competing consumers), an instance recovers onl
 of instances that are gone, never those of a live peer (streaming/ownership.py).
 
 Revision ID: 0012
-Revises: 0010 (chained on 0011 when that lands: the lead rechains)
+Revises: 0014 (main had 0014 after 0010; rechain if 0011 or 0013 land)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0010"
+down_revision = "0014"
 branch_labels = None
 depends_on = None
 
