@@ -46,8 +46,8 @@ def main() -> int:
                             held = drills.ok(verdict)
                             if not held:
                                 verdict["diagnosis"] = rig.diagnose()[:2000]
-                    except drills.DrillError as error:
-                        verdict, held = {"error": str(error)[:2000]}, False
+                    except Exception as error:  # counted, and the soak goes on
+                        verdict, held = {"error": f"{type(error).__name__}: {error}"[:2000]}, False
                 seconds = round(time.monotonic() - started, 1)
                 counts[name]["held" if held else "failed"] += 1
                 counts[name]["seconds"].append(seconds)
