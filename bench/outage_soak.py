@@ -1,8 +1,8 @@
 """Outage soak: the drills of issue 19 in a loop, with counts.
 
     .venv/bin/python bench/outage_soak.py --loops 5
-    .venv/bin/python bench/outage_soak.py --loops 20 --drills ingest_down_across_end_run \
-        --stfs 400 --rate 15
+    .venv/bin/python bench/outage_soak.py --loops 5 --drills ingest_down_across_end_run \
+        --stfs 400 --rate 15 --ingest-down-s 50
 
 Each iteration plays one drill (``loopback/drills.py``) on the services arrangement: agents
 as processes over the shared RabbitMQ (STOMP, a throw-away namespace) and a private
@@ -32,6 +32,9 @@ def main() -> int:
                         default=sorted(drills.DRILLS))
     parser.add_argument("--stfs", type=int, default=200)
     parser.add_argument("--rate", type=float, default=50.0, help="STF/s of the DAQ")
+    parser.add_argument("--ingest-down-s", type=float, default=None,
+                        help="ingest_down_across_end_run: seconds down after end_run "
+                             "(default 3 x the drills' grace)")
     args = parser.parse_args()
     counts = {name: {"held": 0, "failed": 0, "seconds": []} for name in args.drills}
     with LocalPostgres.temporary() as postgres:
@@ -42,7 +45,10 @@ def main() -> int:
                     try:
                         with drills.drill_rig(Path(workdir), postgres, args.stfs,
                                               args.rate, drills.SCALE.get(name)) as rig:
-                            verdict = drills.DRILLS[name](rig)
+                            extra = ({"down_s": args.ingest_down_s}
+                                     if name == "ingest_down_across_end_run"
+                                     and args.ingest_down_s else {})
+                            verdict = drills.DRILLS[name](rig, **extra)
                             held = drills.ok(verdict)
                             if not held:
                                 verdict["diagnosis"] = rig.diagnose()[:2000]
