@@ -114,10 +114,15 @@ class Merging:
                 last = self._last_job(session, merge)
                 if merge.id in self._adopted:
                     continue  # resubmitted by this instance already (maybe still staging)
-                if view.orphaned(last.agent) if last is not None else view.unowned():
+                holder = last.agent if last is not None else merge.agent
+                if view.orphaned(holder) if holder or last else view.unowned():
                     stale.append((merge.id, MergeKind(merge.kind), merge.site, merge.output,
                                   self._attempt_of(merge, last)))
         self._adopted.update(merge_id for merge_id, *_rest in stale)
+        if stale:
+            with self.ctx.db.session() as session:  # mine now, even before a job is submitted
+                session.execute(update(MergeRecord).where(MergeRecord.id.in_(
+                    [merge_id for merge_id, *_rest in stale])).values(agent=me))
         for merge_id, kind, site, output, attempt in stale:
             inputs = self._inputs_of(merge_id)
             job_site = self._gather_site() if kind is MergeKind.GATHER else site
@@ -189,6 +194,7 @@ class Merging:
                 run_number=run_number, kind=MergeKind.PARTIAL, site=site, merge_index=index,
                 n_inputs=len(chunk), output=naming.merge_filename(run_number, site, index),
                 status=MERGE.check(None, MergeStatus.RUNNING),
+                agent=getattr(self.ctx.executor, "owner", None),
             )
             session.add(merge)
             session.flush()
@@ -438,7 +444,8 @@ class Merging:
                 return  # another merge agent started it
             gather = MergeRecord(
                 run_number=run_number, kind=MergeKind.GATHER, site=None, merge_index=index,
-                output=output, n_inputs=len(merges),
+                output=output, n_inputs=len(merges), agent=getattr(self.ctx.executor, "owner",
+                                                                   None),
                 status=MERGE.check(None, MergeStatus.RUNNING if merges else MergeStatus.DONE),
             )
             session.add(gather)

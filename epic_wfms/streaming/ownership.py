@@ -7,9 +7,10 @@ on this host, while its pid runs). Work
 is orphaned when its job belongs to an agent that is not live (or to none); at an
 instance's own start, also when it belongs to the instance's own name (an embedded
 installation keeps its name across restarts). Work of a gone instance is taken by one
-instance only, the leader. Work that has no job (claimed, not yet submitted; or run by
-PanDA) cannot name its holder: it is recovered only at an instance's start when no other
-instance of its role is live (the moment between a claim and its submission is short).
+instance only, the leader. Work without a job yet names its holder too: an STF's claim
+(``stfs.claimed_by``) and a merge (``merges.agent``); what names none (older rows, PanDA's
+merges) is recovered only at an instance's start when no other instance of its role is
+live.
 """
 
 from __future__ import annotations

@@ -95,7 +95,7 @@ class StfProcessing:
                 JobRecord.kind == JobKind.RECO).order_by(JobRecord.id)).all())  # the latest
             orphans = [s for s in active if s.filename not in self._adopted and (
                 view.orphaned(holders[s.filename]) if s.filename in holders
-                else view.unowned())]
+                else view.orphaned(s.claimed_by) if s.claimed_by else view.unowned())]
         self._adopted.update(s.filename for s in orphans)  # mine now, even before a job
         for stf in orphans:
             attempts = len(self._jobs_of(stf.filename))
@@ -177,7 +177,9 @@ class StfProcessing:
                     StfRecord.filename.in_([w.filename for w in work if w.site == site]),
                     StfRecord.site == site,
                     PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
-                ).values(processing_status=P.ACTIVATED).returning(StfRecord.filename)))
+                ).values(processing_status=P.ACTIVATED,
+                         claimed_by=getattr(self.ctx.executor, "owner", None),
+                         ).returning(StfRecord.filename)))
         return claimed
 
     def _resubmit(self, work: m.StfWork, attempt: int, delay: float) -> None:
