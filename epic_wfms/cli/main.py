@@ -76,19 +76,22 @@ def cli(verbose: bool) -> None:
               help="panda: the run's processing is done by PanDA/JEDI and pilots: the "
                    "configured PanDA server (wfms.backend: panda), else the loopback stack "
                    "(Rucio, PanDA, JEDI, Harvester; docs/panda-idds.md).")
+@click.option("--scale", default=None, metavar="ROLE=N,...",
+              help="services: run N instances of a role (archive, process, merge), e.g. "
+                   "process=2,merge=2.")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
          anomalies: tuple[str, ...], as_json: bool, with_monitor: bool,
          monitor_port: int | None, backend: str, ddm: str | None, wfms: str,
-         config_path: Path | None, data_dir: Path | None) -> None:
+         scale: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
                               standby=_parse_range(standby),
                               anomalous_tfs=_parse_anomalies(anomalies), monitor=with_monitor,
-                              monitor_port=monitor_port)
+                              monitor_port=monitor_port, scale=_parse_scale(scale, backend))
         console = None if as_json else Console()
         with servers_for_demo(config, ddm, wfms, console) as (config, panda_summary):
             report = run_demo(config, options, console, backend)
@@ -204,6 +207,26 @@ def _parse_range(text: str | None) -> range | None:
     if not 0 <= start < stop:
         raise click.BadParameter(f"{text!r}: need 0 <= FROM < TO")
     return range(start, stop)
+
+
+SCALABLE_ROLES = ("archive", "process", "merge")
+
+
+def _parse_scale(text: str | None, backend: str) -> dict[str, int]:
+    if not text:
+        return {}
+    if backend != "services":
+        raise click.BadParameter("--scale needs --backend services (agents as processes)")
+    scale = {}
+    for item in text.split(","):
+        role, _, count = item.partition("=")
+        if role.strip() not in SCALABLE_ROLES or not count.strip().isdigit() or not (
+                1 <= int(count) <= 8):
+            raise click.BadParameter(
+                f"{item!r}: use ROLE=N with ROLE one of {', '.join(SCALABLE_ROLES)} and "
+                "1 <= N <= 8 (ingest, fastpath and monitor run one instance)")
+        scale[role.strip()] = int(count)
+    return scale
 
 
 def _parse_anomalies(texts: tuple[str, ...]) -> dict[int, set[int]]:
