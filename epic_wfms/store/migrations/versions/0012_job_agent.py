@@ -6,7 +6,7 @@ of instances that are gone, never that of a live peer (streaming/ownership.py); 
 whose job was never submitted still names its holder.
 
 Revision ID: 0012
-Revises: 0014 (main had 0014 after 0010; rechain if 0011 or 0013 land)
+Revises: 0011
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012"
-down_revision = "0014"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
