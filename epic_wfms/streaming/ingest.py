@@ -19,6 +19,7 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import GateAction
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.errors import DataManagementError
 from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus, RejectionKind, Validation
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
@@ -30,6 +31,7 @@ from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.decision_box import DecisionBox, record_routes, recorded_routes
 from epic_wfms.streaming.gating import gate_action
+from epic_wfms.streaming.late_data import reopen_datasets, reopen_ended
 from epic_wfms.streaming.runs import prepare_run
 from epic_wfms.streaming.screening import daq_file
 
@@ -98,9 +100,12 @@ class Ingest:
             accepted.append(self._screen(message))
         self._route(accepted)
         valid = [a for a in accepted if a.problem is None]
+        late = _by_run(valid)
+        reopen_ended(self.ctx, late, late)  # an STF after its run was finalized: not refused
         datasets = self._register(valid)
         with self.ctx.db.session() as session:
             session.add_all(self._record(a) for a in accepted)
+        reopen_ended(self.ctx, late, late)  # finalized while this batch was registered
         outgoing: list[tuple[str, m.Message]] = []
         for item in accepted:
             if item.problem:
@@ -227,7 +232,15 @@ class Ingest:
                 attachments[dataset].append(did)
             datasets_of[stf.filename] = datasets
         if files:
-            self.ctx.ddm.register_and_attach(files, dict(attachments))
+            try:
+                self.ctx.ddm.register_and_attach(files, dict(attachments))
+            except DataManagementError:
+                # a run's datasets closed by a finalization racing this batch: reopened
+                # (late_data.py), then one more try; any other refusal goes to the bus
+                runs = {item.stf.run_number for item in items} - {None}
+                for run in runs:
+                    reopen_datasets(self.ctx, run)
+                self.ctx.ddm.register_and_attach(files, dict(attachments))
         return datasets_of
 
     def _datasets(self, stf: SuperTimeFrame, sites: list[str], action: GateAction
@@ -290,6 +303,14 @@ def _as_record(stf: SuperTimeFrame, message: m.Message, **status: object) -> Stf
         state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
         available_at=message.envelope.created_at, **status,
     )
+
+
+def _by_run(items: list[_Accepted]) -> dict[int, list[str]]:
+    runs: dict[int, list[str]] = defaultdict(list)
+    for item in items:
+        if item.stf.run_number is not None:
+            runs[item.stf.run_number].append(item.stf.filename)
+    return runs
 
 
 def _segment(stf: SuperTimeFrame) -> str:

@@ -4,7 +4,7 @@ A job record is one attempt wherever it runs. On the PanDA backend it is also a 
 ``panda_id`` is PanDA's ``PandaID`` (unique, indexed: read-back finds the record by it), NULL
 for a job of the local worker slots.
 
-Revision ID: 0014
+Revision ID: 0011
 Revises: 0010
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0014"
+revision = "0011"
 down_revision = "0010"
 branch_labels = None
 depends_on = None
