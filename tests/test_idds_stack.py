@@ -63,7 +63,7 @@ def stack(rucio_server, tmp_path_factory):
     server = rucio_server.server
     rucio = RucioEndpoint(server.config_file, server.url, server.username, server.password,
                           tuple(rucio_server.rses))
-    with panda_stack(tmp_path_factory.mktemp("stack"), rucio, jedi_loop_s=5) as running:
+    with panda_stack(tmp_path_factory.mktemp("stack"), rucio) as running:
         yield running
 
 
@@ -124,20 +124,39 @@ def offline(params: dict) -> dict:
     return {**out, "processingType": "epic_calibration"}
 
 
-def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
-        stack, idds_server, tmp_path):
-    started = time.monotonic()
-    run_dataset(stack, RUN)
+@pytest.fixture(scope="module")
+def idds(idds_server) -> IddsConnection:
+    return IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
+
+
+@pytest.fixture(scope="module")
+def submitted(stack, idds) -> dict:
+    """Both workflows submitted at once (they run side by side on the stack): the
+    calibration loop over run RUN, process-when-validated over run RUN + 1."""
     options = taskparams.TaskOptions(site=QUEUE, container_image=None,
                                      extra={"transPath": TRANSFORMATION})
+    run_dataset(stack, RUN)
     calib = offline(files.rename_outputs(taskparams.prompt_task(
         RUN, SITE, options, command="python -m epic_wfms.wfms.payloads.calibrate"), ".calib"))
     reco = offline(taskparams.prompt_task(RUN, SITE, options))
-    idds = IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
-    request_id = idds.submit(workflows.calibration_loop(calib, reco, tolerance=TOLERANCE))
+    _, stfs = run_dataset(stack, RUN + 1, opaque=(2,))
+    validation = offline(files.rename_outputs(taskparams.prompt_task(
+        RUN + 1, SITE, options, command="python -m epic_wfms.wfms.payloads.validate"),
+        ".validation"))
+    reco_validated = offline(taskparams.prompt_task(RUN + 1, SITE, options))
+    return {"started": time.monotonic(),
+            "calibration": (idds.submit(workflows.calibration_loop(
+                calib, reco, tolerance=TOLERANCE)), calib, reco),
+            "validated": (idds.submit(workflows.process_when_validated(
+                validation, reco_validated)), validation, reco_validated, stfs)}
+
+
+def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
+        stack, idds_server, idds, submitted, tmp_path):
+    request_id, calib, reco = submitted["calibration"]
     wait_until(lambda: finished(idds, request_id), 900,
                "the calibration loop and the reconstruction finish")
-    elapsed = time.monotonic() - started
+    elapsed = time.monotonic() - submitted["started"]
     transforms = idds.transforms(request_id)
     names = [t.name for t in transforms]
     assert names == [calib["taskName"], calib["taskName"] + ".it2", reco["taskName"]], names
@@ -188,23 +207,14 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
         t.workload_id for t in transforms]
 
 
-def test_downstream_processes_only_the_files_the_upstream_validated(stack, idds_server):
+def test_downstream_processes_only_the_files_the_upstream_validated(stack, idds, submitted):
     """Process-when-validated through pilots: the validation task's jobs report a verdict
     per STF (one of the two is no STF); iDDS starts the reconstruction on the validated STF
     only: its PanDA task reads that file alone (JEDI's ``files``), one job."""
-    started = time.monotonic()
-    run = RUN + 1
-    _, (good, bad) = run_dataset(stack, run, opaque=(2,))
-    options = taskparams.TaskOptions(site=QUEUE, container_image=None,
-                                     extra={"transPath": TRANSFORMATION})
-    validation = offline(files.rename_outputs(taskparams.prompt_task(
-        run, SITE, options, command="python -m epic_wfms.wfms.payloads.validate"),
-        ".validation"))
-    reco = offline(taskparams.prompt_task(run, SITE, options))
-    idds = IddsConnection(IddsSettings(idds_server.url, idds_server.token(OWNER), retries=1))
-    request_id = idds.submit(workflows.process_when_validated(validation, reco))
+    request_id, validation, reco, (good, bad) = submitted["validated"]
     wait_until(lambda: finished(idds, request_id), 600, "validation and reconstruction finish")
-    print(f"validation + reconstruction {time.monotonic() - started:.0f} s")
+    print(f"validation + reconstruction done {time.monotonic() - submitted['started']:.0f} s "
+          "after submission")
     up, down = idds.transforms(request_id)
     assert (up.name, down.name) == (validation["taskName"], reco["taskName"])
     contents = idds.files(request_id)
