@@ -58,11 +58,37 @@ class MetadataRule(_Strict):
     sites: list[str] = Field(min_length=1)
 
 
+class SiteHealthConfig(_Strict):
+    """When an E1 is avoided for its jobs' failures (brokerage/health.py): within
+    ``window_s`` at least ``min_failures`` jobs failed, at least ``failure_ratio`` of its job
+    ends; it gets no new STFs for ``backoff_s`` (doubling while it keeps failing, up to
+    ``max_backoff_s``), then is tried again."""
+
+    window_s: float = Field(default=300.0, gt=0)
+    min_failures: int = Field(default=5, ge=1)
+    failure_ratio: float = Field(default=0.5, gt=0, le=1)
+    backoff_s: float = Field(default=600.0, gt=0)
+    max_backoff_s: float = Field(default=4 * 3600.0, gt=0)
+
+
 class DecisionBoxConfig(_Strict):
+    """How STFs are routed to the E1s: the butterfly balancer with fail-over, aiming at what
+    ``policy`` says (docs/configuration.md#decision_box)."""
+
     policy: DecisionPolicy = "alternate"
     fractions: dict[str, float] = Field(default_factory=dict)
     metadata_rules: list[MetadataRule] = Field(default_factory=list)
     single_site: str | None = None
+    health: SiteHealthConfig = Field(default_factory=SiteHealthConfig)
+
+    @model_validator(mode="after")
+    def _policy_settings(self) -> DecisionBoxConfig:
+        """Shares the balancer cannot aim at are refused, with what to set."""
+        if self.fractions and (any(f < 0 for f in self.fractions.values())
+                               or not sum(self.fractions.values()) > 0):
+            raise ValueError("decision_box.fractions must be >= 0 with a positive sum, e.g. "
+                             "{E1_BNL: 0.7, E1_JLAB: 0.3}")
+        return self
 
 
 class RetryPolicy(_Strict):
@@ -338,6 +364,9 @@ class Config(_Strict):
         SiteConfig(name="E1_BNL", disk_rse="BNL_DISK", tape_rse="BNL_TAPE"),
         SiteConfig(name="E1_JLAB", disk_rse="JLAB_DISK", tape_rse="JLAB_TAPE"),
     ])
+    site_catalogue: Path | None = Field(
+        default=None, description="folder of the site YAML files the E1s are taken from "
+        "(queues, storage, links); None: the catalogue shipped with epic-wfms")
     decision_box: DecisionBoxConfig = Field(default_factory=DecisionBoxConfig)
     processing: ProcessingConfig = Field(default_factory=ProcessingConfig)
     fault_injection: FaultInjection = Field(default_factory=FaultInjection)

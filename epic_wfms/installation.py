@@ -116,7 +116,8 @@ def check_streaming_on(config: Config) -> None:
             "map each site to its queue, e.g. wfms.panda.queues: {E1_BNL: BNL_EPIC_PROMPT}")
 
 
-def build_executor(config: Config, db: Database) -> WorkloadExecutor:
+def build_executor(config: Config, db: Database, owner: str | None = None
+                   ) -> WorkloadExecutor:
     """Where this installation's jobs run (``wfms.backend``): the embedded worker slots, or
     the sites' PanDA queues (merges and gathers; STFs go through JEDI prompt tasks)."""
     if config.wfms.backend == "panda":
@@ -125,13 +126,13 @@ def build_executor(config: Config, db: Database) -> WorkloadExecutor:
         panda = config.wfms.panda
         connection = build_panda_connection(config)
         assert connection is not None
-        return PandaExecutor(connection, {s.name: panda.queues[s.name] for s in config.sites},
+        return PandaExecutor(db, connection, {s.name: panda.queues[s.name] for s in config.sites},
                              poll_interval_s=panda.poll_interval_s, vo=panda.vo,
                              transformation=panda.transformation)
     from epic_wfms.wfms.embedded import LocalWorkerPool
 
     return LocalWorkerPool(db, {site.name: site.slots for site in config.sites},
-                           runner=config.payload_runner)
+                           runner=config.payload_runner, owner=owner)
 
 
 def panda_prompt_access(config: Config) -> tuple[PandaConnection, PromptSettings] | None:
@@ -194,7 +195,8 @@ class Installation:
         try:
             bus = MessageBus(build_transport(config, name), StoreLedger(db))
             ddm = build_ddm(config, db)
-            executor = build_executor(config, db) if EXECUTOR_ROLES & set(roles) else None
+            executor = (build_executor(config, db, owner=name) if EXECUTOR_ROLES & set(roles)
+                        else None)
         except BaseException:
             db.dispose()
             raise

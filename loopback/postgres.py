@@ -96,6 +96,9 @@ class LocalPostgres:
             self._run("stop", str(self._bin / "pg_ctl"), "-D", str(self.data), "-m", "fast",
                       "-w", "stop")
 
+    def running(self) -> bool:
+        return (self.data / "postmaster.pid").exists()
+
     def restart(self, down_s: float = 0.0) -> None:
         """Down for ``down_s`` seconds (an outage of that length), then up again."""
         self.stop()

@@ -20,8 +20,9 @@ class StreamingRig:
     """An installation with every streaming role (as the demo builds it) plus the E0 DAQ
     simulator playing into its DAQ buffer."""
 
-    def __init__(self, config: Config, daq_settings: DaqSettings) -> None:
-        self.installation = Installation.build(config)
+    def __init__(self, config: Config, daq_settings: DaqSettings,
+                 roles: tuple[str, ...] | None = None) -> None:
+        self.installation = Installation.build(config, roles)
         self.orchestrator = self.installation.start()
         self.daq = self.installation.daq(daq_settings)
         self.config, self.db, self.bus = config, self.installation.db, self.installation.bus
@@ -79,9 +80,10 @@ def installation_factory(
 ) -> Iterator:
     made: list[StreamingRig] = []
 
-    def make(config: Config | None = None, settings: DaqSettings | None = None) -> StreamingRig:
+    def make(config: Config | None = None, settings: DaqSettings | None = None,
+             roles: tuple[str, ...] | None = None) -> StreamingRig:
         config = config or make_config(tmp_path, database_url)
-        inst = StreamingRig(config, settings or daq_settings)
+        inst = StreamingRig(config, settings or daq_settings, roles)
         made.append(inst)
         return inst
 

@@ -15,6 +15,7 @@ from epic_wfms.errors import MalformedMessageError
 from epic_wfms.store.database import Database
 from epic_wfms.store.ledger import StoreLedger
 from epic_wfms.store.schema import DeadLetterRecord
+from tests.conftest import wait_for
 
 
 @pytest.fixture
@@ -238,3 +239,31 @@ def test_a_durable_topic_subscription_outlives_its_agent_process():
             second.close()
     finally:
         sender.close()
+
+
+def test_an_unsubscribed_queue_consumer_takes_no_more_messages():
+    """A consumer that was waiting for a message when it was unsubscribed (a fast-path
+    worker retired by the autoscaler) leaves the next message to the others (issue 19)."""
+    transport = InProcessTransport()
+    seen: dict[str, list[str]] = {"a": [], "b": []}
+    busy, go_on = threading.Event(), threading.Event()
+
+    def b(body: str) -> None:
+        seen["b"].append(body)
+        busy.set()
+        go_on.wait(10)
+
+    transport.subscribe("/queue/work", "b", b)
+    transport.send("/queue/work", "first")
+    assert busy.wait(10)  # "b" holds a message: "a" will be the only consumer waiting
+    transport.subscribe("/queue/work", "a", seen["a"].append)
+    inbox = transport._queues["/queue/work"]
+    assert wait_for(lambda: len(inbox.not_empty._waiters) == 1, 10)  # (CPython's Queue)
+    transport.unsubscribe("/queue/work", "a")  # while it waits
+    for n in range(20):
+        transport.send("/queue/work", f"m{n}")
+    go_on.set()
+    assert transport.wait_idle(10)
+    transport.close()
+    assert seen["a"] == []
+    assert sorted(seen["b"]) == sorted(["first"] + [f"m{n}" for n in range(20)])

@@ -102,7 +102,7 @@ def test_generated_configs_validate_as_harvester_loads_them():
                 assert block["maxWorkers"] == queue.harvester.standing_pool
     assert {"HTCondorSubmitter", "SlurmSubmitter", "K8sSubmitter"} <= batch_plugins
     cfg = (REPO / "harvester_configs/E1_BNL/panda_harvester.cfg").read_text()
-    assert "[qconf]" in cfg and " BNL_STREAMING\n" in cfg
+    assert "[qconf]" in cfg and " BNL_EPIC_PROMPT\n" in cfg
 
 
 def test_validator_catches_what_harvester_would_reject():
@@ -179,14 +179,14 @@ class FakeBatch:
 
 def test_standing_pool_is_replenished_to_its_target(tmp_path):
     data = json.loads((REPO / "harvester_configs/E1_BNL/panda_queueconfig.json").read_text())
-    qconf = data["BNL_STREAMING"]
-    target_file = tmp_path / "BNL_STREAMING.json"
+    qconf = data["BNL_EPIC_PROMPT"]
+    target_file = tmp_path / "BNL_EPIC_PROMPT.json"
     batch = FakeBatch(random.Random(3))
-    throttler = _build({**qconf["throttler"], "targetFile": str(target_file)}, "BNL_STREAMING",
-                       "BNL_STREAMING", workerCounter=batch.alive)
-    maker = _build({**qconf["workerMaker"], "targetFile": str(target_file)}, "BNL_STREAMING",
-                   "BNL_STREAMING", workSpecFactory=WorkSpecStandIn)
-    queue_config = SimpleNamespace(queueName="BNL_STREAMING", siteName="BNL_STREAMING",
+    throttler = _build({**qconf["throttler"], "targetFile": str(target_file)}, "BNL_EPIC_PROMPT",
+                       "BNL_EPIC_PROMPT", workerCounter=batch.alive)
+    maker = _build({**qconf["workerMaker"], "targetFile": str(target_file)}, "BNL_EPIC_PROMPT",
+                   "BNL_EPIC_PROMPT", workSpecFactory=WorkSpecStandIn)
+    queue_config = SimpleNamespace(queueName="BNL_EPIC_PROMPT", siteName="BNL_EPIC_PROMPT",
                                    **{k: v for k, v in qconf.items() if not isinstance(v, dict)})
     made: list[WorkSpecStandIn] = []
 
@@ -218,7 +218,7 @@ def test_standing_pool_is_replenished_to_its_target(tmp_path):
     assert len(made) > 40 + 100  # the dead were replaced
     spec = made[-1]
     assert (spec.nCore, spec.maxWalltime) == (qconf["workerMaker"]["nCore"], 72 * 3600)
-    assert spec.workAttributes == {"epicPool": "BNL_STREAMING", "epicRunNumber": 1001,
+    assert spec.workAttributes == {"epicPool": "BNL_EPIC_PROMPT", "epicRunNumber": 1001,
                                    "standing": True}
     write_pool_target(target_file, 500, run_number=1002)  # more than the queue allows
     for _ in range(3):
@@ -310,7 +310,7 @@ def test_cfg_fragment_merges_as_harvester_reads_it():
     fragment = render(load_catalogue(), ["E1_BNL"])["E1_BNL/panda_harvester.cfg"]
     merged = cfg_sections(merge_cfg(template, fragment, {"qconf": {"resolverModule": None}}))
     assert merged["master"] == {"uname": "FIXME", "harvester_id": "epic-e1-bnl"}
-    assert merged["qconf"]["queueList"].split() == ["BNL_STREAMING", "BNL_PROD", "BNL_ANALY",
+    assert merged["qconf"]["queueList"].split() == ["BNL_EPIC_PROMPT", "BNL_PROD", "BNL_ANALY",
                                                     "BNL_GPU"]
     assert "resolverModule" not in merged["qconf"] and "checkInterval" in merged["qconf"]
     with pytest.raises(HarvesterCfgError, match=r"not a valid panda_harvester\.cfg"):
@@ -325,7 +325,7 @@ def test_merge_into_writes_the_site_fragment_into_an_admins_cfg(tmp_path):
     assert out.exit_code == 0, out.output
     merged = cfg_sections(cfg.read_text())
     assert merged["master"] == {"uname": "atlpan", "harvester_id": "epic-e1-jlab"}
-    assert merged["db"] == {"engine": "sqlite"} and "JLAB_STREAMING" in merged["qconf"][
+    assert merged["db"] == {"engine": "sqlite"} and "JLAB_EPIC_PROMPT" in merged["qconf"][
         "queueList"]
     out = CliRunner().invoke(cli, ["sites", "harvester-config", "--merge-into", str(cfg)])
     assert out.exit_code != 0 and "needs the SITE" in out.output

@@ -104,8 +104,11 @@ def test_ids_drill_down_from_task_to_job_to_stf_and_campaign_to_submission(page,
     expect(page).to_have_url(re.compile(r"/tasks/\d+$"))
     page.locator("#panda-jobs a[href^='/pandajobs/']").first.click()
     expect(page).to_have_url(re.compile(r"/pandajobs/\d+$"))
+    job_url = page.url
     page.locator("#pandajob a[href^='/stfs/']").first.click()
     expect(page).to_have_url(re.compile(r"/stfs/swf\.\d+\.\d+\.stf$"))
+    page.locator("#stf-panda-jobs a[href^='/pandajobs/']").first.click()  # and back
+    expect(page).to_have_url(job_url)
     page.goto(f"{base}/campaigns")
     page.locator("#campaigns a[href^='/campaigns/']").first.click()
     expect(page.locator("#tags td.mono").first).to_be_visible()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -17,7 +18,13 @@ from epic_wfms.cli.services import AgentSet, write_config
 from epic_wfms.config import load_config
 from epic_wfms.installation import build_ddm, open_database
 from epic_wfms.model import naming
-from epic_wfms.store.schema import AgentRecord, JobRecord, RunRecord, StfRecord
+from epic_wfms.store.schema import (
+    AgentRecord,
+    BrokerageDecisionRecord,
+    JobRecord,
+    RunRecord,
+    StfRecord,
+)
 from epic_wfms.streaming.report import merged_stfs, run_report
 from tests.conftest import private_postgres_schema, wait_for
 
@@ -123,3 +130,25 @@ def test_broker_restart_mid_run(services: AgentSet):
         subprocess.run(["rabbitmqctl", "start_app"], check=True, capture_output=True)
     assert_complete(services)
     assert "disconnected from the broker" in (services.logs / "ingest.log").read_text()
+
+
+def test_site_taken_offline_from_the_cli_reaches_the_agents(services: AgentSet):
+    """``epic-wfms sites offline`` in its own process, mid-run: the ingest agent routes the
+    rest of the run to JLab, and the run completes."""
+    services.start("daq", *daq_args(rate=3))  # slow enough that most STFs come after the
+    # command, however loaded the machine (routing happens as ingest registers an STF)
+    assert wait_for(lambda: count(services, StfRecord.registered_at) >= 4, 60), \
+        _diagnose(services)
+    offline = subprocess.run(
+        [sys.executable, "-m", "epic_wfms.cli.main", "sites", "offline", "E1_BNL", "--reason",
+         "disk array swap", "--config", str(services.config_path)],
+        capture_output=True, text=True, check=True)
+    assert "E1_BNL offline" in offline.stdout
+    assert_complete(services)
+    with services.db.session() as session:
+        made = session.execute(select(BrokerageDecisionRecord.site, BrokerageDecisionRecord
+                                      .reasons).order_by(BrokerageDecisionRecord.id)).all()
+    seen = [i for i, (_, reasons) in enumerate(made) if reasons["degraded"]]
+    assert seen and made[0][0] == "E1_BNL", made[:3]  # BNL had STFs before
+    for site, reasons in made[seen[0]:]:  # from the first look after the command: JLab only
+        assert (site, reasons["degraded"]) == ("E1_JLAB", {"E1_BNL": "offline: disk array swap"})

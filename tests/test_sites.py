@@ -38,7 +38,14 @@ def test_shipped_catalogue_is_the_epic_fabric():
 
 
 def test_catalogue_agrees_with_the_streaming_configuration():
-    assert check_against_config(load_catalogue(), Config().sites) == []
+    config = Config()
+    assert check_against_config(load_catalogue(), config.sites, config.wfms.panda.queues) == []
+    streaming = {site.name: [q.name for q in site.queues if "streaming" in q.workflow_classes]
+                 for site in load_catalogue() if site.echelon == "E1"}
+    assert streaming == {"E1_BNL": ["BNL_EPIC_PROMPT"], "E1_JLAB": ["JLAB_EPIC_PROMPT"]}
+    assert check_against_config(load_catalogue(), config.sites, {"E1_BNL": "BNL_OTHER"}) == [
+        "E1_BNL: wfms.panda.queues says BNL_OTHER, the catalogue's streaming queue is "
+        "BNL_EPIC_PROMPT"]
 
 
 def _broken(tmp_path: Path, filename: str, edit) -> Path:
@@ -93,7 +100,7 @@ def test_cli_lists_shows_and_validates():
     assert listed.exit_code == 0, listed.output
     assert {row["site"] for row in json.loads(listed.output)} >= {"E1_BNL", "E1_JLAB"}
     shown = runner.invoke(cli, ["sites", "show", "E1_JLAB"])
-    assert json.loads(shown.output)["queues"][0]["name"] == "JLAB_STREAMING"
+    assert json.loads(shown.output)["queues"][0]["name"] == "JLAB_EPIC_PROMPT"
     missing = runner.invoke(cli, ["sites", "show", "E9_MOON"])
     assert missing.exit_code != 0 and "unknown site 'E9_MOON'" in missing.output
     valid = runner.invoke(cli, ["sites", "validate"])

@@ -2,8 +2,8 @@
 
 ``Fabric`` (static, from the site catalogue) + ``FabricState`` (live counters) feed
 ``Broker.decide`` for jobs and ``ButterflyBalancer.route`` for STFs at the two E1s. Every
-``Decision`` carries its reasons as data. The streaming decision box
-(streaming/decision_box.py) remains the embedded demo's router between the E1s.
+``Decision`` carries its reasons as data. The live streaming decision box
+(streaming/decision_box.py) routes STFs with ``ButterflyBalancer`` too.
 """
 
 from epic_wfms.brokerage.broker import Broker

@@ -4,7 +4,8 @@ Outcomes of jobs are recorded per site. When, within ``window_s``, at least ``mi
 jobs failed and they are at least ``failure_ratio`` of the outcomes, the site is *avoided*
 for ``backoff_s``; then it is *probing*: brokerage may use it again (with a penalty). A
 success while probing clears it; a failure while probing avoids it again, for twice as long
-(up to ``max_backoff_s``). Declared downtimes exclude a site outright.
+(up to ``max_backoff_s``). Declared downtimes exclude a site outright, and so does an
+operator taking the site *offline* (``set_offline``) until it is set online again.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 
-OK, AVOIDED, PROBING, DOWNTIME = "ok", "avoided", "probing", "downtime"
+OK, AVOIDED, PROBING, DOWNTIME, OFFLINE = "ok", "avoided", "probing", "downtime", "offline"
+FOREVER = float("inf")
 
 
 @dataclass(slots=True)
@@ -34,6 +36,7 @@ class _SiteRecord:
     probing: bool = False
     downtimes: list[tuple[float, float]] = field(default_factory=list)
     last_reason: str = ""
+    offline_reason: str | None = None  # set by an operator: no new work until set online
 
 
 class SiteHealth:
@@ -48,6 +51,20 @@ class SiteHealth:
 
     def add_downtime(self, site: int, start: float, end: float) -> None:
         self._sites[site].downtimes.append((start, end))
+
+    def set_offline(self, site: int, reason: str) -> None:
+        """An operator took the site offline: unusable until ``set_online``."""
+        self._sites[site].offline_reason = reason
+        self.blocked_until[site] = FOREVER
+
+    def set_online(self, site: int) -> None:
+        rec = self._sites[site]
+        if rec.offline_reason is not None:
+            rec.offline_reason = None
+            self.blocked_until[site] = rec.avoided_until
+
+    def is_offline(self, site: int) -> bool:
+        return self._sites[site].offline_reason is not None
 
     def in_downtime(self, site: int, now: float) -> bool:
         return any(s <= now < e for s, e in self._sites[site].downtimes)
@@ -78,7 +95,8 @@ class SiteHealth:
         rec.outcomes.clear()
         rec.failures = 0
         rec.last_reason = reason
-        self.blocked_until[site] = rec.avoided_until
+        self.blocked_until[site] = FOREVER if rec.offline_reason is not None else (
+            rec.avoided_until)
         self.probing[site] = False
 
     def _recover(self, site: int) -> None:
@@ -89,6 +107,9 @@ class SiteHealth:
     def refresh(self, now: float) -> None:
         """Move sites whose avoidance ended to probing; apply downtimes (call every few s)."""
         for i, rec in enumerate(self._sites):
+            if rec.offline_reason is not None:
+                self.blocked_until[i] = FOREVER
+                continue
             down_until = max((e for s, e in rec.downtimes if s <= now < e), default=-1.0)
             if down_until > 0:
                 self.blocked_until[i] = max(down_until, rec.avoided_until)
@@ -99,6 +120,8 @@ class SiteHealth:
             self.blocked_until[i] = rec.avoided_until
 
     def status(self, site: int, now: float) -> str:
+        if self._sites[site].offline_reason is not None:
+            return OFFLINE
         if self.in_downtime(site, now):
             return DOWNTIME
         rec = self._sites[site]
@@ -107,4 +130,5 @@ class SiteHealth:
         return PROBING if rec.probing or rec.avoided_until > 0 else OK
 
     def reason(self, site: int) -> str:
-        return self._sites[site].last_reason
+        rec = self._sites[site]
+        return rec.offline_reason if rec.offline_reason is not None else rec.last_reason

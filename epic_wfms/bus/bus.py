@@ -3,7 +3,9 @@
 Delivery is at-least-once; each subscription records the ``msg_id``s it has handled in a
 ``DeliveryLedger`` (the bookkeeping store), so a redelivered or duplicated message changes
 nothing. A handler error is retried with backoff; after ``max_attempts`` the message is
-dead-lettered with the error. A malformed message, or one a handler refuses
+dead-lettered with the error. A database outage is no handler error: it counts toward no
+attempt and is raised to the transport, which delivers the message again with backoff until
+the database is back (``store/outage.py``). A malformed message, or one a handler refuses
 (``MalformedMessageError``, e.g. a path outside its area), is dead-lettered at once, alone:
 the rest of its batch goes on. Nothing is dropped.
 """
@@ -18,6 +20,7 @@ from typing import Protocol
 from epic_wfms.bus.messages import Message, decode, encode
 from epic_wfms.bus.transport import Transport
 from epic_wfms.errors import MalformedMessageError
+from epic_wfms.store.outage import database_down
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +113,8 @@ class MessageBus:
         try:
             handler([message for message, _body in new])
         except Exception as error:
+            if database_down(error):
+                raise  # the transport delivers the batch again once the database is back
             log.warning("batch of %d on %s failed (%s: %s); retrying one by one", len(new),
                         subscription, type(error).__name__, error)
             for _message, body in new:
@@ -148,6 +153,8 @@ class MessageBus:
                 self.ledger.dead_letter(subscription, destination, body, f"refused: {error}")
                 return
             except Exception as error:  # handler bugs and transient failures alike
+                if database_down(error):
+                    raise  # not the message's fault: the transport retries with backoff
                 if attempt == self.max_attempts:
                     reason = f"handler failed {attempt} times: {type(error).__name__}: {error}"
                     log.error("dead-lettering %s on %s: %s", message.msg_type, subscription, reason)

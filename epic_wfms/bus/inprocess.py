@@ -9,6 +9,7 @@ import time
 
 from epic_wfms.bus.destinations import is_topic
 from epic_wfms.bus.transport import RawBatchHandler, RawHandler
+from epic_wfms.store.outage import Backoff
 
 log = logging.getLogger(__name__)
 _STOP = object()
@@ -84,6 +85,9 @@ class InProcessTransport:
                 continue
             if body is _STOP:
                 return
+            if stop.is_set():  # unsubscribed while waiting: the message is the others'
+                inbox.put(body)
+                return
             bodies = [body]
             while len(bodies) < max_batch:
                 try:
@@ -95,9 +99,7 @@ class InProcessTransport:
                     break
                 bodies.append(more)
             try:
-                handler(bodies)
-            except Exception:  # the bus layer handles retries; a raw crash must not kill us
-                log.exception("unhandled error in subscription handler")
+                _until_handled(handler, bodies, stop)
             finally:
                 with self._lock:
                     self._pending -= len(bodies)
@@ -138,3 +140,20 @@ class InProcessTransport:
                 inbox.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=5)
+
+
+def _until_handled(handler: RawBatchHandler, bodies: list[str], stop: threading.Event) -> None:
+    """The bus layer raises only what is not the message's fault (a database outage): the
+    same messages again with backoff, as the broker would redeliver them, until it passes."""
+    backoff = Backoff()
+    while True:
+        try:
+            handler(bodies)
+            return
+        except Exception:
+            delay = backoff.next()
+            if backoff.failures == 1 or backoff.failures % 12 == 0:
+                log.exception("subscription handler failed (try %d); retrying in %.1fs",
+                              backoff.failures, delay)
+            if stop.wait(delay):
+                return

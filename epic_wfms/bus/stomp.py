@@ -7,6 +7,11 @@
   headers of ActiveMQ Classic, Artemis and RabbitMQ are all sent, brokers ignore the others;
   their identity (client-id, name) survives restarts; observers (``durable=False``, e.g. the
   monitor agent's log) see only what is broadcast while they run;
+- a handler that raises (the bus layer raises only what is not the message's fault, such as
+  a database outage) gets the same frames again with backoff until it succeeds, so a blip
+  never leaves a subscription stalled on unacknowledged messages; handlers run on the
+  subscription's own worker thread, never on the connection's receiver thread (which must
+  keep reading heartbeats during a long outage);
 - messages are sent persistent; a lost connection is re-established with exponential backoff
   and every subscription re-made; a send counts only once the broker's RECEIPT arrived and is
   repeated otherwise, so nothing is lost while the broker restarts;
@@ -29,6 +34,7 @@ from stomp.exception import StompException
 
 from epic_wfms.bus.destinations import EXTERNAL, is_topic
 from epic_wfms.bus.transport import RawBatchHandler, RawHandler
+from epic_wfms.store.outage import Backoff
 
 log = logging.getLogger(__name__)
 
@@ -149,8 +155,8 @@ class _Link(stomp.ConnectionListener):
 
 
 class _Subscription(_Link):
-    """A subscription; with ``max_batch`` > 1 a worker thread hands the handler whatever
-    frames are waiting (up to ``max_batch``) and acknowledges each after the handler."""
+    """A subscription; its worker thread hands the handler whatever frames are waiting (up to
+    ``max_batch``) and acknowledges each after the handler."""
 
     def __init__(
         self, settings: StompSettings, destination: str, name: str, handler: RawBatchHandler,
@@ -164,15 +170,14 @@ class _Subscription(_Link):
         self.max_batch = max_batch
         self._inbox: queue.Queue[tuple[stomp.Connection12, stomp.utils.Frame]] = queue.Queue()
         self.on_connect.append(self._subscribe)
-        if max_batch > 1:
-            threading.Thread(target=self._drain, name=f"batch:{name}", daemon=True).start()
+        threading.Thread(target=self._drain, name=f"batch:{name}", daemon=True).start()
 
     def client_id(self) -> str:
         """Stable across restarts: brokers key a durable topic subscription by client-id and
         subscription name (ActiveMQ; Artemis names its queue ``client-id.name``; RabbitMQ
         derives its queue from them), so a restarted agent finds the messages sent while it
-        was down instead of leaving an orphan subscription behind. Hence one agent per role
-        and namespace."""
+        was down instead of leaving an orphan subscription behind. Several agents of a role
+        (scale-out) share it: competing consumers of one subscription."""
         return f"{self.settings.namespace or 'epic-wfms'}.{self.name}"
 
     def _subscribe(self, connection: stomp.Connection12) -> None:
@@ -197,13 +202,7 @@ class _Subscription(_Link):
 
     def on_message(self, frame: stomp.utils.Frame) -> None:
         self.transport._begin()
-        if self.max_batch > 1:
-            self._inbox.put((self.connection, frame))
-            return
-        try:
-            self._handle([(self.connection, frame)])
-        finally:
-            self.transport._end()
+        self._inbox.put((self.connection, frame))
 
     def _drain(self) -> None:
         while not self.closing:
@@ -222,11 +221,26 @@ class _Subscription(_Link):
                 self.transport._end(len(batch))
 
     def _handle(self, batch: list[tuple[stomp.Connection12, stomp.utils.Frame]]) -> None:
-        try:
-            self.handler([frame.body for _connection, frame in batch])
-        except Exception:
-            log.exception("%s: handler crashed; messages left unacknowledged", self.name)
-            return
+        backoff = Backoff()
+        while True:
+            try:
+                self.handler([frame.body for _connection, frame in batch])
+                break
+            except Exception as error:
+                if self.closing:
+                    log.warning("%s: handler failed while closing (%s); the broker redelivers",
+                                self.name, error)
+                    return
+                delay = backoff.next()
+                if backoff.failures == 1 or backoff.failures % 12 == 0:
+                    log.warning("%s: handler failed (%s: %s); retrying (try %d, next in %.1fs)",
+                                self.name, type(error).__name__,
+                                str(error).strip().splitlines()[0][:200] if str(error) else "",
+                                backoff.failures, delay)
+                time.sleep(delay)
+        if backoff.failures:
+            log.warning("%s: handler succeeded after %d failed tries", self.name,
+                        backoff.failures)
         for connection, frame in batch:
             if connection is not self.connection:
                 continue  # delivered on a connection since lost: the broker redelivers it
@@ -280,8 +294,11 @@ class StompTransport:
         for destination, body in messages:
             receipt = uuid.uuid4().hex
             confirmed = self._sender.expect_receipt(receipt)
+            connection = self._sender.connection
+            if connection is None:  # replaced by a reconnection right now: send again after
+                return [message for _event, message in waiting] + messages[len(waiting):]
             try:
-                self._sender.connection.send(
+                connection.send(
                     namespaced(destination, self.settings.namespace), body,
                     content_type="application/json",
                     headers={**extra, **self._headers(destination), "receipt": receipt})

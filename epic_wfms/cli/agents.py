@@ -1,5 +1,9 @@
 """``epic-wfms agent <role>``: one component as its own process, wired through the broker
-and the shared store, with a heartbeat row in the store and a clean stop on SIGTERM."""
+and the shared store, with a heartbeat row in the store and a clean stop on SIGTERM.
+
+An agent rides out a database outage (``store/outage.py``): started while the database is
+down it waits for it; a heartbeat that cannot be written is skipped (logged once per outage),
+and its handlers and periodic duties retry with backoff until the database is back."""
 
 from __future__ import annotations
 
@@ -16,6 +20,7 @@ from epic_wfms.daq import DaqSettings, DaqSimulator
 from epic_wfms.installation import Installation
 from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.monitor.event_log import EventLog
+from epic_wfms.store.outage import Stopped, database_down, wait_for_database
 from epic_wfms.store.schema import AgentRecord, utcnow
 from epic_wfms.streaming.orchestrator import ROLES
 
@@ -29,12 +34,35 @@ def agent_name(role: str) -> str:
     return f"{role}@{socket.gethostname()}:{os.getpid()}"
 
 
-def beat(installation: Installation, name: str, role: str, status: AgentStatus) -> None:
-    with installation.db.session() as session:
-        session.merge(AgentRecord(
-            name=name, role=role, host=socket.gethostname(), pid=os.getpid(), status=status,
-            heartbeat_at=utcnow(),
-        ))
+def beat(installation: Installation, name: str, role: str, status: AgentStatus) -> bool:
+    """Write the heartbeat row; False (logged) if the database is unreachable now."""
+    try:
+        with installation.db.session() as session:
+            session.merge(AgentRecord(
+                name=name, role=role, host=socket.gethostname(), pid=os.getpid(),
+                status=status, heartbeat_at=utcnow(),
+            ))
+    except Exception as error:
+        if not database_down(error):
+            raise
+        log.warning("agent %s: heartbeat not written, the database is unreachable (%s)", name,
+                    str(error).strip().splitlines()[0][:200] if str(error) else error)
+        return False
+    return True
+
+
+def build_when_reachable(config: Config, roles: tuple[str, ...], name: str,
+                         stop: threading.Event) -> Installation:
+    """The installation, once the database answers (an agent started during an outage
+    waits instead of exiting; SIGTERM meanwhile ends it)."""
+    while True:
+        wait_for_database(config.db_url, f"agent {name} starting", stop)
+        try:
+            return Installation.build(config, roles=roles, name=name)
+        except Exception as error:  # down again between the ping and the schema check
+            if not database_down(error):
+                raise
+            log.warning("agent %s: the database went away while starting; waiting", name)
 
 
 def _stop_event() -> threading.Event:
@@ -53,18 +81,23 @@ def run_agent(role: str, config: Config) -> None:
         config = config.model_copy(update={"bus": config.bus.model_copy(update={"prefetch": 1})})
     if role == "daq":
         raise ValueError("the daq agent is started with run_daq_agent")
-    installation = Installation.build(config, roles=() if role == "monitor" else (role,),
-                                      name=name)
     stop = _stop_event()
+    try:
+        installation = build_when_reachable(config, () if role == "monitor" else (role,),
+                                            name, stop)
+    except Stopped:
+        return
     try:
         if role == "monitor":
             EventLog(installation.bus).subscribe()
         else:
-            installation.start()
+            installation.start()  # its recovery waits out an outage (orchestrator.start)
         beat(installation, name, role, AgentStatus.RUNNING)
         log.info("agent %s running", name)
         while not stop.wait(HEARTBEAT_S):
             beat(installation, name, role, AgentStatus.RUNNING)
+    except Stopped:
+        pass
     finally:
         beat(installation, name, role, AgentStatus.STOPPED)
         installation.close()
@@ -96,12 +129,15 @@ def run_daq_agent(
 ) -> None:
     """Play one physics run as the E0 DAQ/run control; resumable after kill -9."""
     name = agent_name("daq")
-    installation = Installation.build(config, roles=(), name=name)
+    stop = _stop_event()
+    try:
+        installation = build_when_reachable(config, (), name, stop)
+    except Stopped:
+        return
     progress_dir = config.data_dir / "daq"
     progress_dir.mkdir(parents=True, exist_ok=True)
     progress = DaqProgress(progress_dir / f"run-{run:06d}.json")
     daq = installation.daq(DaqSettings(stf_size_bytes=stf_size, rate_hz=rate_hz))
-    stop = _stop_event()
     try:
         beat(installation, name, "daq", AgentStatus.RUNNING)
         _play(daq, progress, run, stfs, standby, stop)

@@ -27,12 +27,13 @@ from epic_wfms.config import POSTGRES_DEFAULT_URL, Config
 from epic_wfms.daq import DaqSettings
 from epic_wfms.fastpath.results import fastpath_report, wait_fastpath_drained
 from epic_wfms.installation import Installation, build_ddm, open_database
+from epic_wfms.lifecycle.job import JobKind, JobStatus
 from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.model import naming
 from epic_wfms.monitor.server import background_monitor
 from epic_wfms.store.database import Database
 from epic_wfms.store.runs import get_run
-from epic_wfms.store.schema import RunRecord, StfRecord
+from epic_wfms.store.schema import JobRecord, RunRecord, StfRecord
 from epic_wfms.streaming.report import run_report
 
 
@@ -47,6 +48,7 @@ class DemoOptions:
     anomalous_tfs: dict[int, set[int]] | None = None  # STF sequence -> saturated TFs (alarms)
     monitor: bool = False  # serve the web monitor while the run goes (prints its URL)
     monitor_port: int | None = None
+    scale: dict[str, int] | None = None  # services: instances per role (default one)
 
 
 def next_run_number(db: Database) -> int:
@@ -142,6 +144,16 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         installation.close()
 
 
+def processed_twice(db: Database, run: int) -> int:
+    """STFs of the run whose reco finished in more than one job (scale-out must keep it 0)."""
+    with db.session() as session:
+        twice = select(JobRecord.stf_filename).where(
+            JobRecord.run_number == run, JobRecord.kind == JobKind.RECO,
+            JobRecord.status == JobStatus.FINISHED,
+        ).group_by(JobRecord.stf_filename).having(func.count() > 1).subquery()
+        return session.scalar(select(func.count()).select_from(twice))
+
+
 def services_config(config: Config) -> Config:
     """The embedded configuration turned to STOMP + PostgreSQL, with a fresh namespace."""
     throwaway = not config.bus.namespace
@@ -163,7 +175,7 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
     monitor = ExitStack()
     try:
         roles = SERVICE_ROLES + (("fastpath",) if config.fastpath.enabled else ())
-        agents.start_all(roles)
+        agents.start_all(roles, scale=options.scale)
         serve_monitor(monitor, config, options, db, None)
         run = next_run_number(db)
         daq_args = ["--run", str(run), "--stfs", str(options.stfs), "--rate",
@@ -177,10 +189,12 @@ def run_services_demo(config: Config, options: DemoOptions, console: Console | N
         if config.fastpath.enabled:
             wait_fastpath_drained(db, run, timeout=60)
             report.update(fastpath_report(db, run))
+        report.update(processed_twice=processed_twice(db, run))
         report.update(outside_run_stfs=0, finished=finished, backend="services",
                       wall_time_s=round(time.monotonic() - started, 2),
                       store=config.db_url, broker=f"stomp://{config.bus.host}:{config.bus.port}",
-                      namespace=config.bus.namespace, logs=str(agents.logs))
+                      namespace=config.bus.namespace, logs=str(agents.logs),
+                      scale={role: (options.scale or {}).get(role, 1) for role in roles})
         return report
     finally:
         monitor.close()

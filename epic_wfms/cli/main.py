@@ -73,30 +73,42 @@ def cli(verbose: bool) -> None:
                    "configured server starts a private one (docs/rucio.md).")
 @click.option("--wfms", type=click.Choice(["embedded", "panda"]), default="embedded",
               show_default=True,
-              help="panda: also submit the run's processing to a local PanDA server "
-                   "(docs/panda-idds.md).")
+              help="panda: the run's processing is done by PanDA/JEDI and pilots: the "
+                   "configured PanDA server (wfms.backend: panda), else the loopback stack "
+                   "(Rucio, PanDA, JEDI, Harvester; docs/panda-idds.md).")
+@click.option("--scale", default=None, metavar="ROLE=N,...",
+              help="services: run N instances of a role (archive, process, merge), e.g. "
+                   "process=2,merge=2.")
 @CONFIG_OPTION
 @DATA_DIR_OPTION
 def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
          anomalies: tuple[str, ...], as_json: bool, with_monitor: bool,
          monitor_port: int | None, backend: str, ddm: str | None, wfms: str,
-         config_path: Path | None, data_dir: Path | None) -> None:
+         scale: str | None, config_path: Path | None, data_dir: Path | None) -> None:
     """Run one ePIC streaming run end to end."""
     try:
         config = load_config(config_path, data_dir=data_dir)
         options = DemoOptions(stfs=stfs, rate_hz=rate_hz, stf_size_bytes=stf_size,
                               standby=_parse_range(standby),
                               anomalous_tfs=_parse_anomalies(anomalies), monitor=with_monitor,
-                              monitor_port=monitor_port)
+                              monitor_port=monitor_port, scale=_parse_scale(scale, backend))
         console = None if as_json else Console()
-        with ddm_for_demo(config, ddm, console) as config:
+        with servers_for_demo(config, ddm, wfms, console) as (config, panda_summary):
             report = run_demo(config, options, console, backend)
-            report.update(ddm_summary(config.model_copy(update={
-                "database_url": report["store"]}), report["run_number"]))
-        if wfms == "panda":
-            submit_run_to_panda = harness("loopback.panda.demo", "wfms.panda").submit_run_to_panda
-            report["panda"] = submit_run_to_panda(
-                open_database(config), report["run_number"], config.data_dir / "panda")
+            run_config = config.model_copy(update={"database_url": report["store"]})
+            report.update(ddm_summary(run_config, report["run_number"]))
+            if panda_summary is not None:
+                from epic_wfms.installation import build_panda_connection
+                from epic_wfms.wfms.panda.report import settle_tasks
+
+                db = open_database(run_config)
+                try:
+                    settled = settle_tasks(build_panda_connection(run_config), db,
+                                           report["run_number"], timeout_s=600)
+                    report["panda"] = {**panda_summary(db, report["run_number"]),
+                                       "tasks_ended": settled}
+                finally:
+                    db.dispose()
     except EpicWfmsError as error:
         raise click.ClickException(str(error)) from error
     if as_json:
@@ -107,6 +119,29 @@ def demo(stfs: int, rate_hz: float, stf_size: int, standby: str | None,
             Console().print(f"PanDA: {json.dumps(report['panda'])}  (epic-wfms panda tasks)")
     if not report["finished"] or report["lost"]:
         sys.exit(1)
+
+
+@contextmanager
+def servers_for_demo(config: Config, ddm: str | None, wfms: str, console: Console | None):
+    """The configuration the demo runs with, and what reports the run on PanDA (None on the
+    embedded WFMS). ``--wfms panda`` with a configured PanDA server uses it (and the
+    configured Rucio); without one, the loopback harness starts Rucio and the PanDA stack."""
+    if wfms != "panda":
+        with ddm_for_demo(config, ddm, console) as config:
+            yield config, None
+        return
+    if config.wfms.backend == "panda":  # a configured PanDA (and Rucio): production's code
+        from epic_wfms.wfms.panda.report import run_on_panda
+
+        with ddm_for_demo(config, "rucio", console) as config:
+            yield config, run_on_panda
+        return
+    if ddm == "embedded":
+        raise click.UsageError("--wfms panda needs Rucio: JEDI reads the run's STFs from "
+                               "Rucio datasets (leave out --ddm, or give --ddm rucio)")
+    panda_demo = harness("loopback.panda.demo", "wfms.panda").panda_demo
+    with panda_demo(config, console.print if console else lambda *_: None) as served:
+        yield served
 
 
 @contextmanager
@@ -172,6 +207,26 @@ def _parse_range(text: str | None) -> range | None:
     if not 0 <= start < stop:
         raise click.BadParameter(f"{text!r}: need 0 <= FROM < TO")
     return range(start, stop)
+
+
+SCALABLE_ROLES = ("archive", "process", "merge")
+
+
+def _parse_scale(text: str | None, backend: str) -> dict[str, int]:
+    if not text:
+        return {}
+    if backend != "services":
+        raise click.BadParameter("--scale needs --backend services (agents as processes)")
+    scale = {}
+    for item in text.split(","):
+        role, _, count = item.partition("=")
+        if role.strip() not in SCALABLE_ROLES or not count.strip().isdigit() or not (
+                1 <= int(count) <= 8):
+            raise click.BadParameter(
+                f"{item!r}: use ROLE=N with ROLE one of {', '.join(SCALABLE_ROLES)} and "
+                "1 <= N <= 8 (ingest, fastpath and monitor run one instance)")
+        scale[role.strip()] = int(count)
+    return scale
 
 
 def _parse_anomalies(texts: tuple[str, ...]) -> dict[int, set[int]]:

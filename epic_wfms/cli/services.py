@@ -20,6 +20,7 @@ from epic_wfms.config import Config
 from epic_wfms.errors import EpicWfmsError
 from epic_wfms.lifecycle.agent import AgentStatus
 from epic_wfms.store.database import Database
+from epic_wfms.store.outage import database_down
 from epic_wfms.store.schema import AgentRecord
 
 SERVICE_ROLES = ("ingest", "archive", "process", "merge", "monitor")
@@ -43,27 +44,41 @@ class AgentSet:
         self.logs.mkdir(parents=True, exist_ok=True)
         self.processes: dict[str, subprocess.Popen] = {}
 
-    def start(self, role: str, *args: str) -> subprocess.Popen:
+    def start(self, role: str, *args: str, key: str | None = None) -> subprocess.Popen:
+        """Start one agent of ``role``; ``key`` names this instance (default: the role; a
+        second instance of a role is ``<role>.2``), its process and its log file."""
+        key = key or role
         command = [sys.executable, "-m", "epic_wfms.cli.main", "agent", role,
                    "--config", str(self.config_path), *args]
-        log = (self.logs / f"{role}.log").open("a")
+        log = (self.logs / f"{key}.log").open("a")
         process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT,
                                    env={**os.environ, "PYTHONUNBUFFERED": "1"})
-        self.processes[role] = process
+        self.processes[key] = process
         return process
 
-    def start_all(self, roles: tuple[str, ...] = SERVICE_ROLES, timeout: float = 60) -> None:
+    def start_all(self, roles: tuple[str, ...] = SERVICE_ROLES, timeout: float = 60,
+                  scale: dict[str, int] | None = None) -> None:
+        """Every role, ``scale[role]`` instances of it (default one): competing consumers
+        on the role's queues, claims in the store (docs/architecture.md#scale-out)."""
+        keys = []
         for role in roles:
-            self.start(role)
-        self.wait_ready(roles, timeout)
+            for n in range(1, (scale or {}).get(role, 1) + 1):
+                keys.append(role if n == 1 else f"{role}.{n}")
+                self.start(role, key=keys[-1])
+        self.wait_ready(tuple(keys), timeout)
 
     def wait_ready(self, roles: tuple[str, ...], timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             pids = {self.processes[r].pid for r in roles}
-            with self.db.session() as session:
-                running = set(session.scalars(select(AgentRecord.pid).where(
-                    AgentRecord.pid.in_(pids), AgentRecord.status == AgentStatus.RUNNING)))
+            try:
+                with self.db.session() as session:
+                    running = set(session.scalars(select(AgentRecord.pid).where(
+                        AgentRecord.pid.in_(pids), AgentRecord.status == AgentStatus.RUNNING)))
+            except Exception as error:  # an outage: the agents wait for it, so do we
+                if not database_down(error):
+                    raise
+                running = set()
             if running == pids:
                 return
             for role in roles:
@@ -82,7 +97,8 @@ class AgentSet:
         process.wait(timeout=30)
 
     def restart(self, role: str, *args: str) -> None:
-        self.start(role, *args)
+        """``role`` is the instance's key (``process``, ``process.2``)."""
+        self.start(role.partition(".")[0], *args, key=role)
         if role != "daq":
             self.wait_ready((role,))
 

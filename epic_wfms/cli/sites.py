@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import json
 from pathlib import Path
 
@@ -9,13 +10,17 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from epic_wfms.config import load_config
+from epic_wfms.brokerage.health import OK, HealthPolicy
+from epic_wfms.config import Config, load_config
 from epic_wfms.errors import EpicWfmsError
+from epic_wfms.installation import open_database
 from epic_wfms.sites import Catalogue, load_catalogue
 from epic_wfms.sites.catalogue import check_against_config
 from epic_wfms.sites.harvester import stale_files, validate_queueconfig, write_configs
 from epic_wfms.sites.harvester_cfg import merge_cfg
 from epic_wfms.sites.harvester_workers import ALIVE, per_queue, read_workers
+from epic_wfms.store.controls import set_site_online
+from epic_wfms.streaming.site_view import SiteView
 
 DEFAULT_HARVESTER_DIR = Path("harvester_configs")  # beside where the operator runs it
 
@@ -34,28 +39,117 @@ def _catalogue(site_dir: Path | None) -> Catalogue:
 
 @click.group()
 def sites() -> None:
-    """ePIC sites: list, show, validate, generate Harvester configurations."""
+    """ePIC sites: list, show, validate, take offline/online, generate Harvester configs."""
+
+
+CONFIG_OPTION = click.option(
+    "--config", "config_path", type=click.Path(path_type=Path, exists=True), default=None,
+    help="YAML configuration (docs/configuration.md): its store holds the sites' status.")
+DATA_DIR_OPTION = click.option(
+    "--data-dir", type=click.Path(path_type=Path), default=None,
+    help="Where the store lives (default .epic-wfms).")
+
+
+def _config(config_path: Path | None, data_dir: Path | None = None) -> Config:
+    try:
+        return load_config(config_path, data_dir=data_dir)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
 
 
 @sites.command("list")
 @SITES_OPTION
+@CONFIG_OPTION
+@DATA_DIR_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def list_sites(site_dir: Path | None, as_json: bool) -> None:
-    """One line per site: echelon, kind, pledged, cores, queues, RSEs."""
-    catalogue = _catalogue(site_dir)
+def list_sites(site_dir: Path | None, config_path: Path | None, data_dir: Path | None,
+               as_json: bool) -> None:
+    """One line per site: echelon, kind, pledged, cores, queues, RSEs, and its status for
+    streaming (ok, offline by an operator, avoided for job failures, probing) as the store
+    says; no store yet: every site online."""
+    config = _config(config_path, data_dir)
+    catalogue = _catalogue(site_dir or config.site_catalogue)
+    statuses = site_statuses(config, catalogue)
     rows = [{"site": s.name, "echelon": s.echelon, "kind": s.kind, "pledged": s.pledged,
              "cores": s.cores, "queues": [q.name for q in s.queues],
-             "rses": [r.rse for r in s.storage]} for s in catalogue]
+             "rses": [r.rse for r in s.storage], **statuses.get(s.name, {"status": OK})}
+            for s in catalogue]
     if as_json:
         click.echo(json.dumps(rows, indent=1))
         return
     table = Table(title=f"{len(rows)} sites, {catalogue.cores:,} cores")
-    for column in ("site", "echelon", "kind", "pledged", "cores", "queues", "rses"):
+    for column in ("site", "echelon", "kind", "pledged", "cores", "queues", "rses", "status"):
         table.add_column(column)
     for row in rows:
+        status = row["status"] + (f": {row['reason']}" if row.get("reason") else "")
         table.add_row(row["site"], row["echelon"], row["kind"], str(row["pledged"]),
-                      f"{row['cores']:,}", ", ".join(row["queues"]), ", ".join(row["rses"]))
+                      f"{row['cores']:,}", ", ".join(row["queues"]), ", ".join(row["rses"]),
+                      status)
     Console().print(table)
+
+
+def site_statuses(config: Config, catalogue: Catalogue) -> dict[str, dict[str, str]]:
+    """Each site's status for streaming from the store (none without a store yet)."""
+    if config.db_url.startswith("sqlite:///") and not Path(
+            config.db_url.removeprefix("sqlite:///")).exists():
+        return {}
+    db = open_database(config)
+    try:
+        view = SiteView(db, catalogue, HealthPolicy(**config.decision_box.health.model_dump()))
+        now = view.refresh()
+        out = {}
+        for site in catalogue.sites:
+            status, why = view.status(site, now)
+            out[site] = {"status": status, **({"reason": why} if why else {})}
+            if site in view.offline:
+                off = view.offline[site]
+                out[site].update(by=off.by, since=off.since.isoformat(timespec="seconds"))
+        return out
+    finally:
+        db.dispose()
+
+
+@sites.command()
+@click.argument("site")
+@click.option("--reason", required=True, help="Why (kept with the command, shown in the "
+              "site list, the monitor and every routing decision while it lasts).")
+@SITES_OPTION
+@CONFIG_OPTION
+@DATA_DIR_OPTION
+def offline(site: str, reason: str, site_dir: Path | None, config_path: Path | None,
+            data_dir: Path | None) -> None:
+    """Take SITE offline: it gets no new STFs, its backlog goes to the other E1s."""
+    _set_online(site, False, reason, site_dir, config_path, data_dir)
+
+
+@sites.command()
+@click.argument("site")
+@click.option("--reason", default="back online", show_default=True, help="Why.")
+@SITES_OPTION
+@CONFIG_OPTION
+@DATA_DIR_OPTION
+def online(site: str, reason: str, site_dir: Path | None, config_path: Path | None,
+           data_dir: Path | None) -> None:
+    """Bring SITE back online: it gets its share of the STFs again."""
+    _set_online(site, True, reason, site_dir, config_path, data_dir)
+
+
+def _set_online(site: str, online: bool, reason: str, site_dir: Path | None,
+                config_path: Path | None, data_dir: Path | None) -> None:
+    config = _config(config_path, data_dir)
+    catalogue = _catalogue(site_dir or config.site_catalogue)
+    try:
+        catalogue.site(site)
+    except EpicWfmsError as error:
+        raise click.ClickException(str(error)) from error
+    db = open_database(config)
+    try:
+        command = set_site_online(db, site, online, reason, getpass.getuser(), role="cli")
+    finally:
+        db.dispose()
+    effect = ("gets its share of new STFs again" if online else
+              "gets no new STFs; its queued and deferred STFs go to the other E1s")
+    click.echo(f"{site} {command.result}: {effect} (command {command.id})")
 
 
 @sites.command()
@@ -79,12 +173,9 @@ def show(site: str, site_dir: Path | None) -> None:
               default=None, help="YAML configuration whose E1 sites/RSEs must be in the catalogue.")
 def validate(site_dir: Path | None, harvester_dir: Path, config_path: Path | None) -> None:
     """Validate the catalogue, its agreement with the configuration, and the Harvester files."""
-    catalogue = _catalogue(site_dir)
-    try:
-        config = load_config(config_path)
-    except EpicWfmsError as error:
-        raise click.ClickException(str(error)) from error
-    problems = check_against_config(catalogue, config.sites)
+    config = _config(config_path)
+    catalogue = _catalogue(site_dir or config.site_catalogue)
+    problems = check_against_config(catalogue, config.sites, config.wfms.panda.queues)
     for stale in stale_files(catalogue, harvester_dir):
         problems.append(f"{harvester_dir / stale} is stale: run `epic-wfms sites "
                         "harvester-config`")

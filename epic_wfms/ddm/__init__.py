@@ -1,4 +1,5 @@
-"""Data management: a Rucio-shaped interface, an embedded implementation (Rucio later)."""
+"""Data management: a Rucio-shaped interface, an embedded implementation, and Rucio
+(``ddm/rucio``, chosen by ``ddm.backend: rucio``)."""
 
 from epic_wfms.ddm.embedded import EmbeddedDDM
 from epic_wfms.ddm.interface import DID, DataManagement, FileSpec, Replica, RuleInfo

@@ -142,6 +142,12 @@ class EmbeddedDDM:
             if record is not None and record.is_open:
                 record.is_open, record.closed_at = False, utcnow()
 
+    def reopen_dataset(self, dataset: DID) -> None:
+        with self.db.session() as session:
+            record = session.get(DidRecord, (dataset.scope, dataset.name))
+            if record is not None and not record.is_open:
+                record.is_open, record.closed_at = True, None
+
     def is_open(self, dataset: DID) -> bool:
         with self.db.session() as session:
             record = session.get(DidRecord, (dataset.scope, dataset.name))

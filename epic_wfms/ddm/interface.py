@@ -77,6 +77,10 @@ class DataManagement(Protocol):
 
     def close_dataset(self, dataset: DID) -> None: ...
 
+    def reopen_dataset(self, dataset: DID) -> None:
+        """Open a closed dataset again (a late STF of a finalized run); idempotent."""
+        ...
+
     def is_open(self, dataset: DID) -> bool:
         """False once the dataset was closed (nothing more can be attached)."""
         ...

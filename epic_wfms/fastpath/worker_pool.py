@@ -79,7 +79,12 @@ class SliceWorker:
         work: m.SliceWork = message.body
         daq_file(self.ctx.config, work.path, None, f"tf_slice {work.slice_name}")
         with self._lock:
-            self._inflight += 1
+            leaving = self.dead or self.retired
+            if not leaving:
+                self._inflight += 1
+        if leaving:  # delivered while it retires: never claimed, given to a live worker
+            requeue(self.ctx, work)
+            return
         try:
             if self.dead:
                 requeue(self.ctx, work)  # never claimed: give it to a live worker
@@ -131,10 +136,13 @@ class SliceWorker:
 
     # -- end of life -------------------------------------------------------------------------
     def retire(self, status: WorkerStatus, detail: str, wait: bool = True) -> None:
-        """Stop consuming, let the slice in hand finish, end the payload, record why."""
-        if self.retired:
-            return
-        self.retired = True
+        """Stop consuming, let the slice in hand finish, end the payload, record why. A
+        worker never leaves with a slice: one it still holds afterwards (it took it as it
+        was retired) goes back to the queue."""
+        with self._lock:
+            if self.retired:
+                return
+            self.retired = True  # from now on a delivered slice is requeued, never claimed
         for destination, subscription in self._subscriptions:
             with contextlib.suppress(ValueError):  # already gone
                 self.ctx.bus.unsubscribe(destination, subscription)
@@ -143,6 +151,7 @@ class SliceWorker:
                 self._lock.wait_for(lambda: self._inflight == 0,
                                     timeout=self.config.slice_timeout_s)
         self.payload.close()
+        self.pool.release_held([self.name], f"worker {self.name} retired: {detail}")
         with self.ctx.db.session() as session:
             session.execute(update(FastPathWorkerRecord).where(
                 FastPathWorkerRecord.name == self.name,
@@ -248,9 +257,14 @@ class FastPathPool:
                              daemon=True).start()
             if not self._stop.is_set() and not self.drained.is_set():
                 self._start_workers(1)
-        for record in slices.held_by(self.ctx.db, [worker.name]):
-            status = slices.release(self.ctx.db, record.name, worker.name, record.attempts,
-                                    f"worker died: {reason}", self.config.max_attempts)
+        self.release_held([worker.name], f"worker died: {reason}")
+
+    def release_held(self, workers: list[str], reason: str) -> None:
+        """Slices still ``processing`` by ``workers`` (which hold none any more) go back to
+        the queue, or fail after max_attempts."""
+        for record in slices.held_by(self.ctx.db, workers):
+            status = slices.release(self.ctx.db, record.name, record.worker, record.attempts,
+                                    reason, self.config.max_attempts)
             if status == SliceStatus.QUEUED:
                 requeue(self.ctx, slices.slice_work(record))
 
@@ -268,6 +282,8 @@ class FastPathPool:
                 self.worker_died(worker, f"payload process {worker.payload.pid} ended")
         if self.run_number is None or self.drained.is_set():
             return
+        if processing_elsewhere := self._orphaned_slices():
+            self.release_held(processing_elsewhere, "its worker left the pool")
         queued, processing, oldest_wait = slices.open_count(self.ctx.db, self.run_number)
         if queued or processing:
             self.last_activity = time.monotonic()
@@ -282,6 +298,14 @@ class FastPathPool:
         decision = self.autoscaler.decide(obs, time.monotonic())
         if decision is not None:
             self._resize(decision.to_size, decision.reason, queued, slice_s, obs.size)
+
+    def _orphaned_slices(self) -> list[str]:
+        """Workers of this pool that hold a slice but no longer consume (retired or dead):
+        the drain must never wait on a slice nobody holds."""
+        with self._lock:
+            gone = [w.name for w in self.workers.values()
+                    if (w.retired or w.dead) and not w.busy]
+        return [r.worker for r in slices.held_by(self.ctx.db, gone)] if gone else []
 
     def drain(self) -> None:
         """End of run: every worker finishes and exits."""

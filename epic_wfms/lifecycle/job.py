@@ -51,6 +51,8 @@ JOB = Lifecycle(
         move([J.DEFINED], J.ACTIVATED, "executor: queued at the site"),
         move([J.ACTIVATED], J.RUNNING, "worker slot: started (unless cancelled meanwhile)"),
         move([J.RUNNING], J.FINISHED, "worker slot: exit code 0"),
+        move([J.ACTIVATED], J.FINISHED, "PanDA read-back: the job ran and ended between two "
+             "reads of its state"),
         move([J.RUNNING], J.FAILED, "worker slot: payload failed, timed out or its pilot died"),
         move([J.DEFINED, J.ACTIVATED, J.RUNNING], J.FAILED,
              "recovery: lost with the agent that ran it"),

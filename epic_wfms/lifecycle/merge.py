@@ -27,6 +27,7 @@ class MergeStatus(StrEnum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+    SUPERSEDED = "superseded"
 
 
 M = MergeStatus
@@ -39,12 +40,16 @@ MERGE = Lifecycle(
         M.RUNNING: "its job is submitted (again after a failed attempt or a restart)",
         M.DONE: "output registered; `output` is the name actually written",
         M.FAILED: "its job failed max_attempts times (integrity issue merge_failed)",
+        M.SUPERSEDED: "a gather of a run that got an STF after it was finalized: the run is "
+                      "gathered again, and the new gather is the run's",
     },
     [
         new(M.RUNNING, "merging: N processed STFs of a site, the remainder, or the gather"),
         new(M.DONE, "merging: a gather with no partial merge to gather"),
         move([M.RUNNING], M.DONE, "merging: its job finished"),
         move([M.RUNNING], M.FAILED, "merging: its last attempt failed"),
+        move([M.DONE, M.FAILED], M.SUPERSEDED, "ingest: a late STF reopened the run "
+             "(streaming/late_data.py)"),
     ],
     [MERGE_ENDED],
 )

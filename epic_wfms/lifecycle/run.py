@@ -1,7 +1,8 @@
-"""Run lifecycle (``runs.status``) on the data side. A run's status only moves forward: run
-control and the state topic are separate subscriptions, so a late ``start_run`` must not
-reopen a run that beam loss closed; ``store.runs.ensure_run`` ignores a move the table does
-not have."""
+"""Run lifecycle (``runs.status``) on the data side. A run's status only moves forward, but
+for one move back: an STF that arrives after its run was finalized reopens it to ``closed``
+(it is gathered again, streaming/late_data.py). Run control and the state topic are
+separate subscriptions, so a late ``start_run`` must not reopen a run that beam loss closed;
+``store.runs.ensure_run`` ignores a move the table does not have."""
 
 from __future__ import annotations
 
@@ -49,6 +50,9 @@ RUN = Lifecycle(
         move([R.CLOSED], R.FINISHED, "merging: the run is finalized"),
         move([R.CLOSED], R.INCOMPLETE, "merging: the run is finalized with what is missing "
              "or refused listed (run outcome)"),
+        move([R.FINISHED, R.INCOMPLETE], R.CLOSED, "ingest: an STF of the run arrived after "
+             "it was finalized: its datasets are reopened and the run is gathered again "
+             "(streaming/late_data.py)"),
     ],
     [RUN_LIVE, RUN_MERGING, RUN_ENDED],
 )

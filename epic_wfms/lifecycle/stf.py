@@ -39,9 +39,11 @@ PROCESSING = Lifecycle(
     {
         P.WAITING: "recorded without a gate decision (the schema's default; ingest records "
                    "the gate's decision with the STF)",
-        P.QUEUED: "the gate says process: a process_stf request is on its site's queue",
-        P.DEFERRED: "captured in standby, or processing suspended by an operator: caught up "
-                    "on resume or at the end of the run",
+        P.QUEUED: "the gate says process: a process_stf request is on its site's queue (a "
+                  "new one at another site if its site becomes unusable: rerouted)",
+        P.DEFERRED: "captured in standby, processing suspended by an operator, or no E1 "
+                    "usable when routed: caught up on resume, when an E1 is usable, or at "
+                    "the end of the run (rerouted if its site becomes unusable)",
         P.NOT_REQUIRED: "archive only: outside a run, routed to no site, or the gate says "
                         "archive_only",
         P.REJECTED: "failed validation against the DAQ's metadata: neither archived nor "

@@ -7,6 +7,7 @@ Scope          epic           (the testbed uses group.daq)
 Run dataset    epic:swf.<run:06d>.run                             (testbed: group.daq:swf.<run>.run)
 E1 subsets     epic:swf.<run:06d>.E1_BNL / epic:swf.<run:06d>.E1_JLAB
 Merged output  swf.<run:06d>.<site>.merge_<k:04d>.json, swf.<run:06d>.run.merged.json
+               (gathered again after late STFs: swf.<run:06d>.run.merged.g<n>.json)
 Retried jobs   their output gets .a<attempt> before the extension (DIDs are immutable)
 
 Every name that reaches a file system is one path component of safe characters
@@ -95,8 +96,10 @@ def merge_filename(run_number: int, site: str, index: int) -> str:
     return f"swf.{run_number:06d}.{site}.merge_{index:04d}.json"
 
 
-def run_merged_filename(run_number: int) -> str:
-    return f"swf.{run_number:06d}.run.merged.json"
+def run_merged_filename(run_number: int, gather_index: int = 0) -> str:
+    """The run's merged output; a run gathered again after late STFs gets ``.g<n>``."""
+    suffix = f".g{gather_index + 1}" if gather_index else ""
+    return f"swf.{run_number:06d}.run.merged{suffix}.json"
 
 
 def attempt_filename(name: str, attempt: int) -> str:

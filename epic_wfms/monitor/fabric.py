@@ -12,12 +12,13 @@ from typing import Any
 from sqlalchemy import Float, Integer, func, select
 from sqlalchemy.orm import Session
 
-from epic_wfms.brokerage.health import AVOIDED, OK, HealthPolicy
+from epic_wfms.brokerage.health import AVOIDED, OFFLINE, OK, HealthPolicy
 from epic_wfms.lifecycle.job import JobStatus
 from epic_wfms.monitor.queries import iso
 from epic_wfms.monitor.workload import record_dict, rows_page
 from epic_wfms.sites.models import Site
 from epic_wfms.store.accounting import GROUPINGS
+from epic_wfms.store.controls import sites_offline
 from epic_wfms.store.schema import (
     BrokerageDecisionRecord,
     ResourceUsageHourRecord,
@@ -59,6 +60,8 @@ def explain(decision: dict[str, Any]) -> str:
     reasons = decision.get("reasons") or {}
     if decision["outcome"] != "assigned":
         return f"{decision['outcome']}: {reasons.get('summary', '')}".strip(": ")
+    if "components" not in reasons and reasons.get("summary"):  # an STF route or reroute
+        return f"{decision['site']}/{decision['queue']}: {reasons['summary']}"
     parts = ", ".join(f"{k} {v:.2f}" for k, v in (reasons.get("components") or {}).items()
                       if isinstance(v, int | float))
     runner = reasons.get("runner_up")
@@ -106,6 +109,7 @@ def fabric_sites(session: Session, catalogue: list[Site], hours: int = 24
             .group_by(h.site, h.activity)):
         used[site][activity] = seconds / 3600
     health = site_health(session)
+    offline = sites_offline(session)
     out = []
     for site in catalogue:
         core_hours = sum(used[site.name].values())
@@ -116,7 +120,10 @@ def fabric_sites(session: Session, catalogue: list[Site], hours: int = 24
             "used_share": {a: round(h / core_hours, 3) for a, h in used[site.name].items()}
             if core_hours else {},
             "core_hours": round(core_hours, 3), "assigned": assigned.get(site.name, 0),
-            "health": health.get(site.name, {"state": IDLE, "failed": 0, "outcomes": 0}),
+            "health": {"state": OFFLINE, "reason": offline[site.name].reason,
+                       "by": offline[site.name].by, "failed": 0, "outcomes": 0}
+            if site.name in offline else health.get(
+                site.name, {"state": IDLE, "failed": 0, "outcomes": 0}),
             "window_h": hours})
     return out
 

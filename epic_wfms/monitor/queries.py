@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from epic_wfms.lifecycle.job import JOB_ACTIVE, JOB_UNSUCCESSFUL, JobStatus
 from epic_wfms.lifecycle.run import RunStatus
 from epic_wfms.lifecycle.stf import STF_BACKLOG, ProcessingStatus
+from epic_wfms.store.controls import sites_offline
 from epic_wfms.store.schema import (
     AgentRecord,
     DeadLetterRecord,
@@ -25,6 +26,7 @@ from epic_wfms.store.schema import (
     JobRecord,
     MergeRecord,
     OperatorCommandRecord,
+    PandaJobRecord,
     ProvenanceRecord,
     ReplicaRecord,
     RestUsageRecord,
@@ -221,9 +223,13 @@ def stf_detail(session: Session, filename: str) -> dict[str, Any] | None:
     merge = session.get(MergeRecord, stf.merge_id) if stf.merge_id else None
     jobs = session.scalars(select(JobRecord).where(JobRecord.stf_filename == filename)
                            .order_by(JobRecord.id)).all()
+    panda_jobs = session.scalars(select(PandaJobRecord).where(  # its attempts on PanDA
+        PandaJobRecord.stf_filename == filename).order_by(PandaJobRecord.panda_id)).all()
     return {"stf": data, "timeline": stf_timeline(data, iso(merge.created_at) if merge else None),
             "merge": as_dict(merge) if merge else None,
-            "jobs": [as_dict(j) for j in jobs], "provenance": provenance(session, filename)}
+            "jobs": [as_dict(j) for j in jobs],
+            "panda_jobs": [as_dict(j) for j in panda_jobs],
+            "provenance": provenance(session, filename)}
 
 
 # -- jobs, merges, provenance -------------------------------------------------------------------
@@ -393,11 +399,15 @@ def sites(session: Session, configured: list[dict[str, Any]], hours: int = 24
                              .where(JobRecord.status.in_(JOB_ACTIVE))
                              .group_by(JobRecord.site, JobRecord.status)).all()
     queue = backlog(session)
+    offline = sites_offline(session)
     out = []
     for site in configured:
         done = {s: n for st, s, n in ended if st == site["name"]}
         finished, failed = done.get(JobStatus.FINISHED, 0), done.get(JobStatus.FAILED, 0)
-        out.append({**site, "jobs_recent": done,
+        off = offline.get(site["name"])
+        out.append({**site, "offline": {"reason": off.reason, "by": off.by,
+                                        "since": iso(off.since)} if off else None,
+                    "jobs_recent": done,
                     "jobs_active": {s: n for st, s, n in active if st == site["name"]},
                     "failure_rate": round(failed / (finished + failed), 3)
                     if finished + failed else None,

@@ -167,14 +167,25 @@ def _check_cross_references(catalogue: Catalogue) -> None:
             seen_queue[queue.name] = site.name
 
 
-def check_against_config(catalogue: Catalogue, sites: list[Any]) -> list[str]:
-    """Problems between the catalogue and the streaming configuration's E1 sites (config.py)."""
+def check_against_config(catalogue: Catalogue, sites: list[Any],
+                         panda_queues: dict[str, str] | None = None) -> list[str]:
+    """Problems between the catalogue and the streaming configuration's E1 sites (config.py):
+    each is an E1 of the catalogue with a streaming queue (the PanDA queue its prompt
+    processing runs at, ``wfms.panda.queues``) and the configured RSEs."""
     problems = []
     for configured in sites:
         site = catalogue.sites.get(configured.name)
         if site is None:
             problems.append(f"configured site {configured.name} is not in the catalogue")
             continue
+        streaming = [q.name for q in site.queues if "streaming" in q.workflow_classes]
+        if site.echelon != "E1" or not streaming:
+            problems.append(f"configured site {configured.name} is not an E1 with a streaming "
+                            f"queue in {catalogue.files[site.name].name}")
+        elif panda_queues and panda_queues.get(site.name, streaming[0]) != streaming[0]:
+            problems.append(f"{site.name}: wfms.panda.queues says "
+                            f"{panda_queues[site.name]}, the catalogue's streaming queue is "
+                            f"{streaming[0]}")
         for kind, rse in (("DISK", configured.disk_rse), ("TAPE", configured.tape_rse)):
             if rse not in {s.rse for s in site.storage if s.type == kind}:
                 problems.append(f"{configured.name}: configured {kind} RSE {rse} is not in "

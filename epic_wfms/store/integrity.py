@@ -56,6 +56,19 @@ SEQUENCE_GAP = "sequence_gap"
 _GAP = re.compile(r"^STF sequences? (?P<first>\d+)(?:\.\.(?P<last>\d+))? of run ")
 
 
+def resolve_run_issues(db: Database, kind: str, run_number: int) -> int:
+    """Mark the run's open issues of ``kind`` resolved (what they reported is no longer so)."""
+    with db.session() as session:
+        issues = session.scalars(select(IntegrityIssueRecord).where(
+            IntegrityIssueRecord.kind == kind,
+            IntegrityIssueRecord.run_number == run_number,
+            IntegrityIssueRecord.resolved_at.is_(None),
+        )).all()
+        for issue in issues:
+            issue.resolved_at = utcnow()
+        return len(issues)
+
+
 def _gap_detail(run: int, first: int, last: int, before: int) -> str:
     if first == last:
         return f"STF sequence {first} of run {run} not received before {before}"

@@ -110,6 +110,7 @@ class StfRecord(Base):
     processing_status: Mapped[str] = mapped_column(String(20),
                                                    default=ProcessingStatus.WAITING)
     site: Mapped[str | None] = mapped_column(String(40))
+    claimed_by: Mapped[str | None] = mapped_column(String(100))  # process agent of its claim
     dispatched_at: Mapped[datetime | None]  # first processing job started on a worker
     processed_at: Mapped[datetime | None]
     reco_output: Mapped[str | None] = mapped_column(String(255))
@@ -201,6 +202,7 @@ class JobRecord(Base):
     run_number: Mapped[int | None]
     stf_filename: Mapped[str | None] = mapped_column(String(255), index=True)
     output: Mapped[str | None] = mapped_column(String(255))
+    agent: Mapped[str | None] = mapped_column(String(100))  # whose executor runs it
     command: Mapped[str] = mapped_column(Text)
     error: Mapped[str | None] = mapped_column(Text)
     exit_code: Mapped[int | None]
@@ -208,6 +210,8 @@ class JobRecord(Base):
     activated_at: Mapped[datetime | None]
     started_at: Mapped[datetime | None]
     ended_at: Mapped[datetime | None]
+    # PanDA's PandaID when the attempt is a PanDA job (wfms.backend: panda), else NULL
+    panda_id: Mapped[int | None] = mapped_column(BigInteger, unique=True, index=True)
 
 
 class ProvenanceRecord(Base):
@@ -233,6 +237,7 @@ class MergeRecord(Base):
     n_inputs: Mapped[int]
     status: Mapped[str] = mapped_column(String(20))  # lifecycle.merge.MergeStatus
     job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"))
+    agent: Mapped[str | None] = mapped_column(String(100))  # who started (or resubmitted) it
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

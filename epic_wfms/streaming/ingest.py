@@ -19,6 +19,7 @@ from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.config import GateAction
 from epic_wfms.ddm import DID, FileSpec
+from epic_wfms.errors import DataManagementError
 from epic_wfms.lifecycle.stf import ArchiveStatus, ProcessingStatus, RejectionKind, Validation
 from epic_wfms.model import naming
 from epic_wfms.model.checksum import file_adler32
@@ -28,8 +29,9 @@ from epic_wfms.store.schema import StfRecord, utcnow
 from epic_wfms.store.stfs import stfs_by_filename
 from epic_wfms.streaming.activity import StreamActivity
 from epic_wfms.streaming.context import StreamingContext
-from epic_wfms.streaming.decision_box import DecisionBox
+from epic_wfms.streaming.decision_box import DecisionBox, record_routes, recorded_routes
 from epic_wfms.streaming.gating import gate_action
+from epic_wfms.streaming.late_data import reopen_datasets, reopen_ended
 from epic_wfms.streaming.runs import prepare_run
 from epic_wfms.streaming.screening import daq_file
 
@@ -96,10 +98,14 @@ class Ingest:
                 continue
             known[stf.filename] = _as_record(stf, message)  # a repeat within this batch
             accepted.append(self._screen(message))
+        self._route(accepted)
         valid = [a for a in accepted if a.problem is None]
+        late = _by_run(valid)
+        reopen_ended(self.ctx, late, late)  # an STF after its run was finalized: not refused
         datasets = self._register(valid)
         with self.ctx.db.session() as session:
             session.add_all(self._record(a) for a in accepted)
+        reopen_ended(self.ctx, late, late)  # finalized while this batch was registered
         outgoing: list[tuple[str, m.Message]] = []
         for item in accepted:
             if item.problem:
@@ -119,8 +125,27 @@ class Ingest:
         problem = validate_against_daq(stf, Path(body.path))
         if problem:
             return _Accepted(message, [], "archive_only", problem)
-        sites = self.decision_box.route(stf) if stf.run_number is not None else []
-        return _Accepted(message, sites, self._gate(stf, sites))
+        return _Accepted(message, [], "archive_only")
+
+    def _route(self, accepted: list[_Accepted]) -> None:
+        """The decision box routes the batch's valid run STFs on one look at the sites; the
+        gate then decides what happens there (held STFs wait, deferred, for an E1)."""
+        to_route = [a for a in accepted if a.problem is None and a.stf.run_number is not None]
+        with self.ctx.db.session() as session:
+            earlier = recorded_routes(session, [a.stf.filename for a in to_route])
+        fresh = [a for a in to_route if a.stf.filename not in earlier]
+        routes = dict(earlier)
+        routes.update(zip([a.stf.filename for a in fresh],
+                          self.decision_box.route_batch([a.stf for a in fresh]), strict=True))
+        if fresh:  # decided once, recorded before any attachment in the DDM acts on it
+            with self.ctx.db.session() as session:
+                record_routes(session, [routes[a.stf.filename] for a in fresh])
+        for item in to_route:
+            route = routes[item.stf.filename]
+            item.sites = route.sites
+            item.action = self._gate(item.stf, route.sites)
+            if route.deferred and item.action == "process":
+                item.action = "defer"
 
     def _prepare(self, run_number: int, first_sequence: int) -> None:
         """Run record and datasets, once per run (the lifecycle may not have announced it)."""
@@ -207,7 +232,15 @@ class Ingest:
                 attachments[dataset].append(did)
             datasets_of[stf.filename] = datasets
         if files:
-            self.ctx.ddm.register_and_attach(files, dict(attachments))
+            try:
+                self.ctx.ddm.register_and_attach(files, dict(attachments))
+            except DataManagementError:
+                # a run's datasets closed by a finalization racing this batch: reopened
+                # (late_data.py), then one more try; any other refusal goes to the bus
+                runs = {item.stf.run_number for item in items} - {None}
+                for run in runs:
+                    reopen_datasets(self.ctx, run)
+                self.ctx.ddm.register_and_attach(files, dict(attachments))
         return datasets_of
 
     def _datasets(self, stf: SuperTimeFrame, sites: list[str], action: GateAction
@@ -270,6 +303,14 @@ def _as_record(stf: SuperTimeFrame, message: m.Message, **status: object) -> Stf
         state=stf.state.value, substate=stf.substate, daq_metadata=stf.daq_metadata,
         available_at=message.envelope.created_at, **status,
     )
+
+
+def _by_run(items: list[_Accepted]) -> dict[int, list[str]]:
+    runs: dict[int, list[str]] = defaultdict(list)
+    for item in items:
+        if item.stf.run_number is not None:
+            runs[item.stf.run_number].append(item.stf.filename)
+    return runs
 
 
 def _segment(stf: SuperTimeFrame) -> str:

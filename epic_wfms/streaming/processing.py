@@ -22,10 +22,12 @@ from epic_wfms.model.checksum import file_adler32
 from epic_wfms.model.detector import DetectorState, Readiness
 from epic_wfms.store.controls import processing_held
 from epic_wfms.store.integrity import report_issue
+from epic_wfms.store.outage import database_down, retry_while_down
 from epic_wfms.store.schema import JobRecord, StfRecord, utcnow
 from epic_wfms.store.stfs import stf_by_filename
 from epic_wfms.streaming.activity import record_gate_event
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.ownership import Recovery
 from epic_wfms.wfms import JobResult, JobSpec, JobStatus
 from epic_wfms.wfms.interface import JobCallback, JobKind
 
@@ -57,6 +59,7 @@ class StfProcessing:
         self.sites = sites or [site.name for site in ctx.config.sites]
         self._retry = ctx.config.processing.retry
         self._locality = ctx.config.ddm.locality.get("reco", "replicate")  # docs/rucio.md
+        self._adopted: set[str] = set()  # STFs recovered by this instance (ownership.py)
         self._pending: list[tuple[m.StfWork, JobResult]] = []
         self._pending_lock = threading.Lock()
         self._completing = threading.Lock()
@@ -68,27 +71,42 @@ class StfProcessing:
     def stop(self) -> None:
         """Nothing of this role runs on its own: the executor's slots stop with it."""
 
-    def recover(self) -> None:
+    def recover(self, at_start: bool = True) -> None:
         """After a crash: jobs of our sites left activated/running were lost with their agent
-        (PanDA's lost heartbeat); fail them and retry their STFs."""
+        (PanDA's lost heartbeat); fail them and retry their STFs. With several process
+        agents, only work of instances that are gone (streaming/ownership.py); the periodic
+        ``adopt`` does the same for a peer that dies while this one runs."""
+        me = getattr(self.ctx.executor, "owner", None)
         with self.ctx.db.session() as session:
-            lost = session.scalars(select(JobRecord).where(
+            view = Recovery(session, "process", me, at_start)
+            lost = [job for job in session.scalars(select(JobRecord).where(
                 JobRecord.kind == JobKind.RECO, JobRecord.site.in_(self.sites),
                 JobRecord.status.in_(JOB_ACTIVE),
-            )).all()
+            )) if view.orphaned(job.agent)]
             for record in lost:
                 record.status = JOB.check(record.status, JobStatus.FAILED, f"job {record.id}")
                 record.ended_at = utcnow()
                 record.error = "lost: the processing agent stopped while the job was active"
-            orphans = session.scalars(select(StfRecord).where(
+            active = session.scalars(select(StfRecord).where(
                 StfRecord.site.in_(self.sites), StfRecord.processing_status.in_(STF_ACTIVE),
             )).all()
+            holders = dict(session.execute(select(JobRecord.stf_filename, JobRecord.agent).where(
+                JobRecord.stf_filename.in_([s.filename for s in active]),
+                JobRecord.kind == JobKind.RECO).order_by(JobRecord.id)).all())  # the latest
+            orphans = [s for s in active if s.filename not in self._adopted and (
+                view.orphaned(holders[s.filename]) if s.filename in holders
+                else view.orphaned(s.claimed_by) if s.claimed_by else view.unowned())]
+        self._adopted.update(s.filename for s in orphans)  # mine now, even before a job
         for stf in orphans:
             attempts = len(self._jobs_of(stf.filename))
             work = m.StfWork(filename=stf.filename, run_number=stf.run_number,
                              sequence=stf.sequence, site=stf.site)
             log.warning("recovering %s after %d attempt(s)", stf.filename, attempts)
             self._retry_or_fail(work, attempts, "lost with the processing agent")
+
+    def adopt(self) -> None:
+        """Periodic: the work of a process agent that died while this one runs."""
+        self.recover(at_start=False)
 
     def _jobs_of(self, filename: str) -> list[JobRecord]:
         with self.ctx.db.session() as session:
@@ -111,7 +129,7 @@ class StfProcessing:
         filenames = [msg.body.filename for msg in messages]
         if self._held(filenames):
             return  # an operator suspended processing: deferred until resumed (monitor)
-        claimed = self._claim(filenames)
+        claimed = self._claim([msg.body for msg in messages])
         work = list({msg.body.filename: msg.body for msg in messages
                      if msg.body.filename in claimed}.values())
         submitted: set[str] = set()
@@ -125,8 +143,11 @@ class StfProcessing:
                 self._launch_many(batch.close())  # inputs already there: one submission
                 submitted.update(batch.seen)
         except Exception:
-            self._unclaim([w.filename for w in work if w.filename not in submitted])
-            raise  # the bus retries the requests: their claims must be free again
+            unsent = [w.filename for w in work if w.filename not in submitted]
+            # the claims must be free again even if the store is what failed: else the
+            # redelivered requests find them taken and the STFs stay activated for ever
+            retry_while_down(lambda: self._unclaim(unsent), f"unclaiming {len(unsent)} STF(s)")
+            raise  # the bus retries the requests
 
     def _held(self, filenames: list[str]) -> bool:
         with self.ctx.db.session() as session:
@@ -145,13 +166,21 @@ class StfProcessing:
                 PROCESSING.where(StfRecord.processing_status, P.QUEUED, [P.ACTIVATED]),
             ).values(processing_status=P.QUEUED))
 
-    def _claim(self, filenames: list[str]) -> set[str]:
-        """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches."""
+    def _claim(self, work: list[m.StfWork]) -> set[str]:
+        """Compare-and-set queued|deferred -> activated: exactly one consumer dispatches, at
+        the site the STF is routed to now (a request for the site it was rerouted from is
+        stale: the decision box sent a new one)."""
+        claimed: set[str] = set()
         with self.ctx.db.session() as session:
-            return set(session.scalars(update(StfRecord).where(
-                StfRecord.filename.in_(filenames),
-                PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
-            ).values(processing_status=P.ACTIVATED).returning(StfRecord.filename)))
+            for site in {w.site for w in work}:
+                claimed.update(session.scalars(update(StfRecord).where(
+                    StfRecord.filename.in_([w.filename for w in work if w.site == site]),
+                    StfRecord.site == site,
+                    PROCESSING.where(StfRecord.processing_status, P.ACTIVATED),
+                ).values(processing_status=P.ACTIVATED,
+                         claimed_by=getattr(self.ctx.executor, "owner", None),
+                         ).returning(StfRecord.filename)))
+        return claimed
 
     def _resubmit(self, work: m.StfWork, attempt: int, delay: float) -> None:
         """A retry must not vanish in its timer thread: if the store or the DDM is briefly
@@ -227,8 +256,9 @@ class StfProcessing:
             try:
                 with self._pending_lock:
                     batch, self._pending = self._pending, []
-                if batch:
-                    self._complete(batch)
+                if batch:  # an outage is waited out: ends are never lost to a blip
+                    retry_while_down(lambda batch=batch: self._complete(batch),
+                                     f"recording the end of {len(batch)} job(s)")
             except Exception:  # logged, and the loop goes on: others' ends wait in _pending
                 log.exception("recording the end of %d job(s) failed", len(batch))
             finally:
@@ -241,7 +271,9 @@ class StfProcessing:
         finished = [(w, r) for w, r in batch if r.status is JobStatus.FINISHED]
         try:
             self._record_processed(finished)
-        except Exception:  # one bad output must not hold back the others: one by one
+        except Exception as error:  # one bad output must not hold back the others: one by one
+            if database_down(error):
+                raise  # not the outputs' fault: the whole batch again once the store is back
             log.exception("recording %d processed STFs together failed; one by one",
                           len(finished))
             finished = [item for item in finished if self._record_one(*item)]

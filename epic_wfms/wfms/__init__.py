@@ -1,4 +1,5 @@
-"""Execution: the workload interface, the embedded local pool (PanDA/iDDS later).
+"""Execution: the workload interface, the embedded local pool, PanDA (``wfms/panda``) and
+iDDS (``wfms/idds``) backends, and the payloads.
 
 Kept light on purpose: payloads under ``wfms/payloads`` start as fresh subprocesses, and
 importing this package must not pull in the store (SQLAlchemy) for them.

@@ -25,6 +25,7 @@ from sqlalchemy import select as sql_select
 from epic_wfms.lifecycle.job import JOB
 from epic_wfms.store.accounting import Usage, insert_usage
 from epic_wfms.store.database import Database
+from epic_wfms.store.outage import retry_while_down
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
 from epic_wfms.wfms.standing import JsonLinesProcess, ProcessEnded
@@ -46,10 +47,12 @@ class LocalWorkerPool:
         timeout_s: float = 600.0,
         runner: str = "standing",
         jobs_per_pull: int = JOBS_PER_PULL,
+        owner: str | None = None,
     ) -> None:
         if runner not in ("standing", "subprocess"):
             raise ValueError(f"runner {runner!r}: use 'standing' (pilots) or 'subprocess'")
         self.db = db
+        self.owner = owner  # jobs.agent: the agent that runs them (streaming/ownership.py)
         self.runner = runner
         self.timeout_s = timeout_s
         self.jobs_per_pull = max(1, jobs_per_pull)
@@ -98,7 +101,8 @@ class LocalWorkerPool:
             "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
             "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
             "run_number": spec.run_number, "stf_filename": spec.stf_filename,
-            "output": spec.output, "command": " ".join(spec.command), "created_at": now,
+            "output": spec.output, "agent": self.owner,
+            "command": " ".join(spec.command), "created_at": now,
             "activated_at": now,
         } for spec, _ in jobs]
         with self.db.session() as session:
@@ -148,22 +152,33 @@ class LocalWorkerPool:
                 log.exception("handling the failure of job %d failed", job.job_id)
 
     def _run_pulled(self, site: str, pulled: list[_Queued]) -> None:
+        """Start, run and end the pulled jobs; their start, end and callbacks wait out a
+        database outage (a job's end is never lost to a blip: store/outage.py)."""
         started = utcnow()
-        running = self._start([job.job_id for job in pulled], started)
+        running = retry_while_down(lambda: self._start([job.job_id for job in pulled], started),
+                                   f"starting {len(pulled)} job(s) at {site}", self._stopped)
         begun = [job for job in pulled if job.job_id in running]
         if begun:
             for listener in self._start_listeners:
                 listener([(job.job_id, job.spec) for job in begun], started)
         outcomes = dict(zip([job.job_id for job in begun],
                             self._execute_all([job.spec for job in begun]), strict=True))
-        results = self._finish(pulled, outcomes, started)
+        results = retry_while_down(lambda: self._finish(pulled, outcomes, started),
+                                   f"recording the end of {len(pulled)} job(s) at {site}",
+                                   self._stopped)
         with self._lock:
             self._backlog[site] -= len(pulled)
         for job, result in zip(pulled, results, strict=True):
             try:
-                job.on_done(result)
+                retry_while_down(lambda job=job, result=result: job.on_done(result),
+                                 f"handling the end of job {job.job_id}", self._stopped)
             except Exception:  # a bookkeeping failure must be visible, not vanish
                 log.exception("handling the end of job %d (%s) failed", job.job_id, job.spec.kind)
+
+    def _stopped(self) -> bool:
+        """Outage retries give up once the pool is shut down (its jobs are recovered by the
+        next start of their agent)."""
+        return self._closed
 
     def _start(self, job_ids: list[int], started: datetime) -> set[int]:
         """activated -> running, except jobs an operator cancelled meanwhile (monitor)."""

@@ -7,12 +7,13 @@ generates for the E1 sites, then what differs on loopback: paths, the PanDA serv
 OIDC token, short agent cycles, one thread per agent, no proxy certificates.
 
 The queues: the loopback PanDA server's queues (``BNL_EPIC_PROMPT`` at ``BNL_DISK``...) are
-not the catalogue's names. Each is given the block our generator makes for the catalogue
-queue it stands for (the queue of that name if the catalogue has one; else, at the site
-owning the queue's storage, the streaming queue with a standing pool, or for a worker per job
-the production queue), with two loopback changes: this machine's batch system
-(``epic_harvester.local_batch``: real Pilot 3 processes) instead of the site's, and the
-worker directories, pool target files and limits under the harness's work directory.
+the catalogue's E1 prompt queues. Each is given the block our generator makes for the catalogue
+queue it stands for (the queue of that name if the catalogue serves it the same way, standing
+pool or not; else, at the site owning the queue's storage, the streaming queue with a
+standing pool, or for a worker per job the production queue), with two loopback changes:
+this machine's batch system (``epic_harvester.local_batch``: real Pilot 3 processes) instead
+of the site's, and the worker directories, pool target files and limits under the harness's
+work directory.
 """
 
 from __future__ import annotations
@@ -39,8 +40,8 @@ IDLE_AGENTS = ("jobfetcher", "preparator", "stager", "eventfeeder")
 def catalogue_queue(catalogue: Catalogue, panda_queue: str, ddm: str,
                     standing: bool) -> tuple[Site, Queue]:
     """The catalogue queue a loopback PanDA queue stands for (see the module docstring)."""
-    for site, queue in catalogue.queues():
-        if queue.name == panda_queue:
+    for site, queue in catalogue.queues():  # the queue itself, if it is served the same way
+        if queue.name == panda_queue and bool(queue.harvester.standing_pool) == standing:
             return site, queue
     site = next((s for s in catalogue if any(r.rse == ddm for r in s.storage)), None)
     if site is None:

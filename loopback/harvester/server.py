@@ -79,6 +79,8 @@ class LocalHarvester:
     # of them read inputs from and write outputs to the RSE (Rucio's paths); other queues'
     # inputs are made visible by stage()
     rse_roots: dict[str, Path] = field(default_factory=dict)
+    # tests: per-attempt faults of the reco payload (loopback.panda.fault_injection markers)
+    fault_markers: Path | None = None
     harvester_id: str = field(default_factory=lambda: f"epic-loopback-{uuid.uuid4().hex[:6]}")
     catalogue: Catalogue = field(default_factory=load_catalogue)
     _proc: subprocess.Popen | None = None
@@ -214,7 +216,7 @@ class LocalHarvester:
         pilot_who = self.server.identity("Epic Pilot", production=True)
         (self.workdir / "pilot" / "token").write_text(pilot_who.token)
         transformations = self.workdir / "pilot" / "trf"
-        write_transformation(transformations)
+        write_transformation(transformations, self.fault_markers)
         source = ensure_pilot()
         blocks, cric, sites = {}, {}, {}
         for queue, pool in self.pools.items():

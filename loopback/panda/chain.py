@@ -99,8 +99,10 @@ def jedi_process(server: LocalPandaServer) -> Supervised:
     return Supervised(
         "JEDI", [str(server.venv / "bin/python"), "-u", str(HERE / "jedi_master.py")],
         _env(server, home), home, home / "jedi_master.out",
-        # every agent logs each loop; 30 loops without a line (at least 90 s): it is dead
-        fresh={home / "log" / f"panda-{agent}.log": max(90.0, 30.0 * cycle)
+        # every agent logs each loop; 4 loops without a line (at least 90 s): it is dead or
+        # hung (a PostProcessor was seen waiting for ever on JEDI's database-worker queue,
+        # so a run's tasks never ended)
+        fresh={home / "log" / f"panda-{agent}.log": max(90.0, 4.0 * cycle)
                for agent, cycle in jedi_agents(loop).items()},
         grace_s=60.0)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -165,11 +166,21 @@ def pilot_environment(auth_vo: str, *, token_dir: Path | str, site_dir: Path | s
             "PATH": f"{Path(python).parent}:{os.environ.get('PATH', '')}"}
 
 
-def write_transformation(directory: Path) -> Path:
-    """``epic-reco``, the transformation the jobs name, where the pilot copies it from."""
+def write_transformation(directory: Path, fault_markers: Path | None = None) -> Path:
+    """``epic-reco``, the transformation the jobs name, where the pilot copies it from.
+
+    With ``fault_markers`` (tests), the site's environment injects faults per attempt: a job
+    running the reco payload runs it through ``loopback.panda.fault_injection`` with that
+    markers directory; the jobs' own command lines stay what the product submitted."""
     directory.mkdir(parents=True, exist_ok=True)
     trf = directory / TRANSFORMATION.rsplit("/", 1)[1]
-    trf.write_text(_TRF_SCRIPT)
+    script = _TRF_SCRIPT
+    if fault_markers is not None:
+        script = _TRF_SCRIPT.replace('exec "$@"', (
+            'if [ "$1" = python ] && [ "$2" = -m ] && [ "$3" = epic_wfms.wfms.payloads.reco ]'
+            '; then\n  shift 3\n  exec python -m loopback.panda.fault_injection '
+            f'{shlex.quote(str(fault_markers))} "$@"\nfi\nexec "$@"'))
+    trf.write_text(script)
     trf.chmod(0o755)
     return trf
 

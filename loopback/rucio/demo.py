@@ -12,11 +12,20 @@ from contextlib import contextmanager
 
 from epic_wfms.config import Config
 from epic_wfms.ddm.rse import LocalRSE
+from loopback.stack import RucioEndpoint
 
 
 @contextmanager
 def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
     """``config`` switched to Rucio; a private server is started if none is configured."""
+    with private_rucio(config, announce) as (rucio_config, _endpoint):
+        yield rucio_config
+
+
+@contextmanager
+def private_rucio(config: Config, announce=print) -> Iterator[tuple[Config, RucioEndpoint]]:
+    """A private Rucio server with the configuration's RSEs and the ePIC scope: ``config``
+    switched to it, and the server as the PanDA stack takes it (``loopback.stack``)."""
     settings = config.ddm.rucio
     from epic_wfms.ddm.rucio.backend import RucioDDM
     from loopback.rucio.server import LocalRucioServer, add_scope, provision
@@ -36,7 +45,8 @@ def rucio_ddm(config: Config, announce=print) -> Iterator[Config]:
         add_scope(client, settings.scope)
         announce(f"Rucio {server.url} ready: scope {settings.scope}, RSEs "
                  f"{', '.join(r.name for r in rses)}")
-        yield _with(config, settings)
+        yield _with(config, settings), RucioEndpoint(
+            server.config_file, server.url, server.username, server.password, tuple(rses))
     finally:
         server.stop()
 

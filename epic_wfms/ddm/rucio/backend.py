@@ -116,6 +116,18 @@ class RucioDDM:
                 raise translate(error, f"cannot close {dataset}", "retry; check the server") \
                     from error
 
+    def reopen_dataset(self, dataset: DID) -> None:
+        """Rucio lets privileged accounts only reopen a closed dataset (``set_status open``)."""
+        dataset = self.did(dataset)
+        if self.is_open(dataset):
+            return
+        try:
+            self.client.set_status(dataset.scope, dataset.name, open=True)
+        except rucio_errors.RucioException as error:
+            raise translate(error, f"cannot reopen {dataset} for a late STF",
+                            "Rucio reopens datasets for privileged accounts only: give the "
+                            "account of ddm.rucio the admin attribute") from error
+
     def is_open(self, dataset: DID) -> bool:
         dataset = self.did(dataset)
         return bool(self.client.get_did(dataset.scope, dataset.name).get("open"))

@@ -36,7 +36,7 @@ TONES: dict[str, set[str]] = {  # BigMon-like colours by state name, whatever it
              "degraded", "probing"},  # site health
     "bad": {J.FAILED, J.CANCELLED, P.FAILED, P.REJECTED, Validation.CORRUPT, WorkerStatus.DEAD,
             U.CANCELLED, "broken", "aborted", "exhausted",  # PanDA task
-            "no_candidate", "avoided"},  # brokerage outcome, site health
+            "no_candidate", "avoided", "offline"},  # brokerage outcome, site health, operator
     "muted": {P.NOT_REQUIRED, P.WAITING, A.NOT_ARCHIVED, AgentStatus.STOPPED,
               WorkerStatus.EXITED, U.DRY_RUN, "idle"},
 }

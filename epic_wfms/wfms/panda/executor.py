@@ -7,25 +7,35 @@ the inputs into the job's working directory and stages the output out to the que
 where ePIC's Adder plugin registers it in Rucio. Arguments that name a local replica of one of
 the job's files are given to the payload as the bare LFN (the pilot's working directory).
 
+Each attempt is recorded as our job record too (``jobs``, with PanDA's ``PandaID`` in
+``panda_id``), as the local slots record theirs: the run report, the monitor's job pages,
+provenance and the merge role's recovery read the same table whichever backend ran the job.
+The job id this executor returns is the record's id.
+
 Job states are PanDA's own, read back by polling (``poll()``, or a thread every
-``poll_interval_s``): ``on_done`` fires when PanDA reports finished/failed/cancelled, start
-listeners when it reports running. A site taken offline holds new jobs here (activated, as
-the interface says) until it is back; PanDA's queue status itself is an admin setting (CRIC).
+``poll_interval_s``) and mapped by ``states.our_job_status``: start listeners fire when a
+pilot holds the job, ``on_done`` when PanDA reports it finished, failed or cancelled. A site
+taken offline holds new jobs here (activated, not yet sent) until it is back; PanDA's queue
+status itself is an admin setting (CRIC).
 """
 
 from __future__ import annotations
 
 import shlex
 import threading
-from collections import deque
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PurePosixPath
 
 from pandaclient import MiscUtils
 from pandaclient.FileSpec import FileSpec
 from pandaclient.JobSpec import JobSpec as PandaJobSpec
+from sqlalchemy import insert, select, update
 
+from epic_wfms.lifecycle.job import JOB
 from epic_wfms.model import naming
+from epic_wfms.store.database import Database
+from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import (
     JobCallback,
     JobResult,
@@ -35,28 +45,33 @@ from epic_wfms.wfms.interface import (
 )
 from epic_wfms.wfms.panda.client import PandaConnection
 from epic_wfms.wfms.panda.errors import PandaError
-from epic_wfms.wfms.panda.readback import ERROR_FIELDS
+from epic_wfms.wfms.panda.readback import job_error, job_exit_code, job_time
+from epic_wfms.wfms.panda.states import PANDA_JOB_FINAL, our_job_status
 
-_FINAL = {"finished": JobStatus.FINISHED, "failed": JobStatus.FAILED,
-          "cancelled": JobStatus.CANCELLED, "closed": JobStatus.CANCELLED}
-_WAITING = {"pending", "defined", "assigned", "waiting", "activated", "sent", "starting"}
+
+@dataclass
+class _Open:
+    """A job of this executor not yet ended: ``panda_id`` None while its site is offline."""
+
+    spec: JobSpec
+    on_done: JobCallback
+    panda_id: int | None = None
+    status: JobStatus = JobStatus.ACTIVATED
 
 
 class PandaExecutor:
-    def __init__(self, connection: PandaConnection, queues: dict[str, str],
+    def __init__(self, db: Database, connection: PandaConnection, queues: dict[str, str],
                  task_id: int | None = None, poll_interval_s: float | None = None,
                  vo: str = "epic", transformation: str = "epic-reco") -> None:
         """``queues`` maps our site names (``E1_BNL``) to PanDA queues; jobs belong to the
         JEDI task ``task_id`` if given, else to none (production jobs defined outside JEDI)."""
-        self.connection, self.queues, self.vo = connection, dict(queues), vo
+        self.db, self.connection, self.queues, self.vo = db, connection, dict(queues), vo
         self.transformation = transformation
         self.task_id = task_id
         self._lock = threading.Lock()
-        self._jobs: dict[int, tuple[JobSpec, JobCallback, str]] = {}  # PandaID -> spec, cb, st
-        self._held: dict[str, deque[tuple[int, JobSpec, JobCallback]]] = {}
+        self._open: dict[int, _Open] = {}  # our job id -> the job while it is not ended
         self._offline: set[str] = set()
         self._listeners: list[StartCallback] = []
-        self._next_hold_id = -1
         self._stop = threading.Event()
         self._thread = None
         if poll_interval_s:
@@ -66,27 +81,41 @@ class PandaExecutor:
 
     # ---- WorkloadExecutor --------------------------------------------------------------
     def submit(self, spec: JobSpec, on_done: JobCallback) -> int:
-        if spec.site not in self.queues:
-            raise ValueError(f"unknown site {spec.site!r}; PanDA queues are configured for "
-                             f"{sorted(self.queues)}")
-        with self._lock:
-            if spec.site in self._offline:
-                hold_id, self._next_hold_id = self._next_hold_id, self._next_hold_id - 1
-                self._held.setdefault(spec.site, deque()).append((hold_id, spec, on_done))
-                return hold_id
-        return self._send(spec, on_done)
+        return self.submit_many([(spec, on_done)])[0]
 
     def submit_many(self, jobs: list[tuple[JobSpec, JobCallback]]) -> list[int]:
-        return [self.submit(spec, on_done) for spec, on_done in jobs]
+        """Record the attempts (activated) with one INSERT, then send each to PanDA unless
+        its site is offline; our job ids in order."""
+        for spec, _ in jobs:
+            if spec.site not in self.queues:
+                raise ValueError(f"unknown site {spec.site!r}; PanDA queues are configured "
+                                 f"for {sorted(self.queues)}")
+        now = utcnow()
+        rows = [{
+            "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
+            "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
+            "run_number": spec.run_number, "stf_filename": spec.stf_filename,
+            "output": spec.output, "command": job_parameters(spec), "created_at": now,
+            "activated_at": now,
+        } for spec, _ in jobs]
+        with self.db.session() as session:
+            ids = list(session.scalars(
+                insert(JobRecord).returning(JobRecord.id, sort_by_parameter_order=True), rows))
+        with self._lock:
+            for job_id, (spec, on_done) in zip(ids, jobs, strict=True):
+                self._open[job_id] = _Open(spec, on_done)
+            to_send = [i for i, (spec, _) in zip(ids, jobs, strict=True)
+                       if spec.site not in self._offline]
+        for job_id in to_send:
+            self._send(job_id)
+        return ids
 
     def add_start_listener(self, listener: StartCallback) -> None:
         self._listeners.append(listener)
 
     def backlog(self, site: str) -> int:
         with self._lock:
-            queued = sum(1 for s, _, st in self._jobs.values()
-                         if s.site == site and st not in _FINAL)
-            return queued + len(self._held.get(site, ()))
+            return sum(1 for job in self._open.values() if job.spec.site == site)
 
     def sites(self) -> list[str]:
         return sorted(self.queues)
@@ -99,9 +128,10 @@ class PandaExecutor:
                 self._offline.add(site)
                 return
             self._offline.discard(site)
-            held = list(self._held.pop(site, ()))
-        for _, spec, on_done in held:
-            self._send(spec, on_done)
+            held = [i for i, job in self._open.items()
+                    if job.spec.site == site and job.panda_id is None]
+        for job_id in held:
+            self._send(job_id)
 
     def shutdown(self) -> None:
         self._stop.set()
@@ -109,7 +139,14 @@ class PandaExecutor:
             self._thread.join(timeout=10)
 
     # ---- PanDA -------------------------------------------------------------------------
-    def _send(self, spec: JobSpec, on_done: JobCallback) -> int:
+    def panda_id(self, job_id: int) -> int | None:
+        """The PandaID of one of our open jobs (None while its site is offline)."""
+        with self._lock:
+            return self._open[job_id].panda_id
+
+    def _send(self, job_id: int) -> None:
+        with self._lock:
+            spec = self._open[job_id].spec
         job = PandaJobSpec()
         job.VO, job.prodSourceLabel = self.vo, "managed"
         if self.task_id is not None:
@@ -131,41 +168,69 @@ class PandaExecutor:
         except (TypeError, ValueError, IndexError) as exc:
             raise PandaError(f"PanDA returned no PandaID for {job.jobName}", why=str(rows)
                              ) from exc
+        with self.db.session() as session:
+            session.execute(update(JobRecord).where(JobRecord.id == job_id).values(
+                panda_id=panda_id))
         with self._lock:
-            self._jobs[panda_id] = (spec, on_done, "defined")
-        return panda_id
+            self._open[job_id].panda_id = panda_id
 
     def poll(self) -> int:
-        """Read PanDA's job states once; fire callbacks; returns how many jobs are done."""
+        """Read PanDA's job states once; fire callbacks; returns how many jobs ended."""
         with self._lock:
-            open_ids = [i for i, (_, _, st) in self._jobs.items() if st not in _FINAL]
-        done = 0
-        for job in self.connection.jobs(open_ids):
+            sent = {job.panda_id: job_id for job_id, job in self._open.items()
+                    if job.panda_id is not None}
+        ended = 0
+        for job in self.connection.jobs(sorted(sent)):
             if job is None:
                 continue
-            panda_id, status = int(job.PandaID), job.jobStatus
+            job_id = sent[int(job.PandaID)]
+            status = our_job_status(job.jobStatus)
             with self._lock:
-                spec, on_done, old = self._jobs[panda_id]
-                self._jobs[panda_id] = (spec, on_done, status)
-            now = datetime.now(UTC)
-            if status == "running" and old != "running":
-                for listener in self._listeners:
-                    listener([(panda_id, spec)], now)
-            if status in _FINAL:
-                done += 1
-                diags = [str(getattr(job, k)) for k in ERROR_FIELDS
-                         if getattr(job, k, None) not in (None, "", "NULL", "None")]
-                error = "; ".join(diags) or None
-                # a finished job's output was staged out and registered by the Adder
-                on_done(JobResult(panda_id, spec, _FINAL[status], None, now,
-                                  _int(job.transExitCode), error,
-                                  {"panda_status": status,
-                                   "output_registered": status == "finished"}))
-        return done
+                known = self._open[job_id]
+                old, known.status = known.status, status
+            if status is JobStatus.RUNNING and old is JobStatus.ACTIVATED:
+                self._started(job_id, known.spec, job_time(job.startTime) or utcnow())
+            if job.jobStatus in PANDA_JOB_FINAL:
+                ended += 1
+                self._ended(job_id, known, job, status)
+        return ended
 
-    def status(self, panda_id: int) -> str:
+    def _started(self, job_id: int, spec: JobSpec, started: datetime) -> None:
+        with self.db.session() as session:
+            session.execute(update(JobRecord).where(
+                JobRecord.id == job_id, JOB.where(JobRecord.status, JobStatus.RUNNING),
+            ).values(status=JobStatus.RUNNING, started_at=started))
+        for listener in self._listeners:
+            listener([(job_id, spec)], started)
+
+    def _ended(self, job_id: int, known: _Open, job, status: JobStatus) -> None:
+        """Record the attempt's end (with provenance when it finished: the Adder registered
+        its output) and tell the caller."""
+        spec = known.spec
+        error = job_error(job)
+        started, ended = job_time(job.startTime), job_time(job.endTime) or utcnow()
+        with self.db.session() as session:
+            record = session.get(JobRecord, job_id)
+            if JOB.allowed(record.status, status):
+                record.status, record.ended_at = status, ended
+                record.started_at = record.started_at or started
+                record.exit_code, record.error = job_exit_code(job), error
+                if status is JobStatus.FINISHED:
+                    session.add_all(ProvenanceRecord(job_id=job_id, input_name=name,
+                                                     output_name=spec.output)
+                                    for name in spec.inputs)
         with self._lock:
-            return self._jobs[panda_id][2]
+            self._open.pop(job_id, None)
+        known.on_done(JobResult(job_id, spec, status, started, ended, job_exit_code(job),
+                                error, {"panda_id": int(job.PandaID),
+                                        "panda_status": job.jobStatus,
+                                        "output_registered": status is JobStatus.FINISHED}))
+
+    def status(self, job_id: int) -> JobStatus:
+        """Our record's status of one of this executor's jobs."""
+        with self.db.session() as session:
+            return JobStatus(session.scalar(select(JobRecord.status).where(
+                JobRecord.id == job_id)))
 
     def _poll_loop(self, interval: float) -> None:
         while not self._stop.wait(interval):
@@ -197,9 +262,3 @@ def _file(lfn: str, kind: str, dataset: str) -> FileSpec:
     spec.status = "ready" if kind == "input" else "unknown"
     return spec
 
-
-def _int(value: object) -> int | None:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return None

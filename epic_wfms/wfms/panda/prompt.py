@@ -26,30 +26,43 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
-from epic_wfms.lifecycle.job import JobKind
+from epic_wfms.lifecycle.job import JOB, JobKind, JobStatus
 from epic_wfms.lifecycle.stf import PROCESSING, ProcessingStatus
 from epic_wfms.lifecycle.stf import ProcessingStatus as P
 from epic_wfms.store.integrity import report_issue
-from epic_wfms.store.schema import PandaJobRecord, PandaTaskRecord, StfRecord, utcnow
+from epic_wfms.store.schema import (
+    JobRecord,
+    PandaJobRecord,
+    PandaTaskRecord,
+    ProvenanceRecord,
+    StfRecord,
+    utcnow,
+)
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.processing import StfProcessing
 from epic_wfms.wfms.panda import taskparams
 from epic_wfms.wfms.panda.client import PandaConnection
 from epic_wfms.wfms.panda.errors import PandaError, TaskParamsError
-from epic_wfms.wfms.panda.readback import ERROR_FIELDS
+from epic_wfms.wfms.panda.readback import job_error, job_exit_code, job_time
+from epic_wfms.wfms.panda.states import (
+    JEDI_FILE_FINAL,
+    JEDI_TASK_FINAL,
+    PANDA_JOB_FAILED,
+    PANDA_JOB_FINAL,
+    PANDA_JOB_RUNNING,
+    JediFileStatus,
+    PandaJobStatus,
+    our_job_status,
+)
 from epic_wfms.wfms.panda.submit import submit_tasks
 
 log = logging.getLogger(__name__)
 
-FINAL_TASK = frozenset({"done", "finished", "failed", "aborted", "broken", "exhausted"})
-RUNNING_JOB = frozenset({"starting", "running", "holding", "transferring", "merging"})
-FAILED_JOB = frozenset({"failed", "cancelled", "closed"})
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,7 @@ class PandaPromptProcessing(StfProcessing):
             tasks = list(session.scalars(select(PandaTaskRecord).where(
                 PandaTaskRecord.kind == "prompt", PandaTaskRecord.site.in_(self.sites),
                 PandaTaskRecord.server == self.connection.settings.url,
-                PandaTaskRecord.status.not_in(FINAL_TASK))))
+                PandaTaskRecord.status.not_in(JEDI_TASK_FINAL))))
             open_tasks = [(t.jedi_task_id, t.run_number, t.site) for t in tasks]
         return sum(self._follow(*task) for task in open_tasks)
 
@@ -158,7 +171,7 @@ class PandaPromptProcessing(StfProcessing):
         task_status = details.get("status") or "unknown"
         final_files = self._final_file_states(task_id)
         jobs = self._jobs(task_id)
-        self._record_jobs(task_id, task_status, jobs)
+        self._record_jobs(task_id, task_status, jobs, site, run_number)
         by_stf: dict[str, list] = {}
         for job in jobs:
             for lfn in _files(job, "input"):
@@ -170,7 +183,7 @@ class PandaPromptProcessing(StfProcessing):
         states = {}
         for dataset in self.connection.files_in_datasets(task_id):
             for f in dataset.get("files", []):
-                if f.get("status") in ("finished", "failed"):
+                if f.get("status") in JEDI_FILE_FINAL:
                     states[f["lfn"]] = f["status"]
         return states
 
@@ -181,10 +194,14 @@ class PandaPromptProcessing(StfProcessing):
         with self.ctx.db.session() as session:
             done = set(session.scalars(select(PandaJobRecord.panda_id).where(
                 PandaJobRecord.jedi_task_id == task_id,
-                PandaJobRecord.status.in_(("finished", *FAILED_JOB)))))
+                PandaJobRecord.status.in_(PANDA_JOB_FINAL))))
         return [j for j in self.connection.jobs(sorted(ids - done)) if j is not None]
 
-    def _record_jobs(self, task_id: int, task_status: str, jobs: Iterable) -> None:
+    def _record_jobs(self, task_id: int, task_status: str, jobs: Iterable, site: str,
+                     run_number: int) -> None:
+        """PanDA's view (``panda_tasks``, ``panda_jobs``) and each attempt as our job record
+        (``jobs``, with its PandaID): what the run report, the monitor and provenance read,
+        whichever backend ran the job."""
         with self.ctx.db.session() as session:
             task = session.get(PandaTaskRecord, task_id)
             task.status, task.updated_at = task_status, utcnow()
@@ -194,7 +211,35 @@ class PandaPromptProcessing(StfProcessing):
                     panda_id=int(job.PandaID), jedi_task_id=task_id, status=job.jobStatus,
                     site=job.computingSite, attempt_nr=int(job.attemptNr or 0),
                     input_files=inputs, stf_filename=inputs[0] if inputs else None,
-                    error=_error(job), updated_at=utcnow()))
+                    error=job_error(job), updated_at=utcnow()))
+                self._mirror(session, job, site, run_number, inputs)
+
+    def _mirror(self, session, job, site: str, run_number: int, inputs: list[str]) -> None:
+        """One reco attempt on PanDA as our job record, created at first sight and moved
+        through the job lifecycle as PanDA moves the job (a move it does not allow, e.g.
+        after an operator's kill recorded here, leaves the record as it is)."""
+        panda_id, status = int(job.PandaID), our_job_status(job.jobStatus)
+        record = session.scalar(select(JobRecord).where(JobRecord.panda_id == panda_id))
+        if record is None:
+            [output] = _files(job, "output")[:1] or [None]
+            record = JobRecord(
+                kind=JobKind.RECO, site=site, status=JOB.check(None, JobStatus.ACTIVATED),
+                attempt_nr=int(job.attemptNr or 1), max_attempts=self.settings.max_attempts,
+                run_number=run_number, stf_filename=inputs[0] if inputs else None,
+                output=output, command=str(job.jobParameters or ""), panda_id=panda_id,
+                activated_at=job_time(job.creationTime) or utcnow())
+            session.add(record)
+            session.flush()
+        if status != record.status and JOB.allowed(record.status, status):
+            record.status = status
+            record.started_at = record.started_at or job_time(job.startTime)
+            if status not in (JobStatus.ACTIVATED, JobStatus.RUNNING):
+                record.ended_at = job_time(job.endTime) or utcnow()
+                record.error, record.exit_code = job_error(job), job_exit_code(job)
+                if status is JobStatus.FINISHED and record.output:
+                    session.add_all(ProvenanceRecord(job_id=record.id, input_name=name,
+                                                     output_name=record.output)
+                                    for name in inputs)
 
     def _advance(self, run_number: int, site: str, by_stf: dict[str, list],
                  final_files: dict[str, str]) -> int:
@@ -210,13 +255,13 @@ class PandaPromptProcessing(StfProcessing):
             jobs = sorted(by_stf.get(name, []), key=lambda j: (int(j.attemptNr or 0),
                                                                 int(j.PandaID)))
             latest = jobs[-1] if jobs else None
-            if latest is not None and latest.jobStatus == "finished":
+            if latest is not None and latest.jobStatus == PandaJobStatus.FINISHED:
                 processed.append((stf, latest))
-            elif final_files.get(name) == "failed":
+            elif final_files.get(name) == JediFileStatus.FAILED:
                 failed.append((stf, latest))
-            elif latest is not None and latest.jobStatus in RUNNING_JOB:
+            elif latest is not None and latest.jobStatus in PANDA_JOB_RUNNING:
                 running.append((stf, latest))
-            elif latest is not None and latest.jobStatus in FAILED_JOB:
+            elif latest is not None and latest.jobStatus in PANDA_JOB_FAILED:
                 retrying.append((stf, latest))
         self._set_running(running)
         self._set_status(retrying, P.RETRYING)
@@ -226,7 +271,7 @@ class PandaPromptProcessing(StfProcessing):
     def _set_running(self, running: list) -> None:
         with self.ctx.db.session() as session:
             for stf, job in running:
-                started = _time(job.startTime) or utcnow()
+                started = job_time(job.startTime) or utcnow()
                 session.execute(update(StfRecord).where(
                     StfRecord.id == stf.id,
                     PROCESSING.where(StfRecord.processing_status, P.RUNNING),
@@ -251,21 +296,21 @@ class PandaPromptProcessing(StfProcessing):
                 session.execute(update(StfRecord).where(
                     StfRecord.id == stf.id,
                     PROCESSING.where(StfRecord.processing_status, P.PROCESSED),
-                ).values(processing_status=P.PROCESSED, processed_at=_time(job.endTime) or now,
+                ).values(processing_status=P.PROCESSED, processed_at=job_time(job.endTime) or now,
                     reco_output=output))
                 session.execute(update(StfRecord).where(
                     StfRecord.id == stf.id, StfRecord.dispatched_at.is_(None)).values(
-                    dispatched_at=_time(job.startTime) or now))
+                    dispatched_at=job_time(job.startTime) or now))
         self._set_status(failed, P.FAILED)
         for stf, job in failed:
             attempts = int(job.attemptNr or 0) if job is not None else 0
             report_issue(self.ctx.db, "processing_failed",
                          f"PanDA gave up on {stf.filename} after {attempts} attempt(s)"
-                         + (f", last PandaID {job.PandaID}: {_error(job)}" if job else ""),
+                         + (f", last PandaID {job.PandaID}: {job_error(job)}" if job else ""),
                          run_number=stf.run_number, filename=stf.filename)
         news = [(dest.EVENTS, self.ctx.message("job_state", m.JobState(
             job_id=int(job.PandaID), kind=JobKind.RECO, site=site, status=job.jobStatus,
-            attempt=int(job.attemptNr or 0), filename=stf.filename, error=_error(job),
+            attempt=int(job.attemptNr or 0), filename=stf.filename, error=job_error(job),
         ), stf.run_number)) for stf, job in processed + failed if job is not None]
         news += [(dest.PROCESSED, self.ctx.message("stf_processed", m.StfNews(
             filename=stf.filename, run_number=stf.run_number, sequence=stf.sequence,
@@ -279,20 +324,3 @@ class PandaPromptProcessing(StfProcessing):
 def _files(job, kind: str) -> list[str]:
     return [f.lfn for f in job.Files if f.type == kind]
 
-
-def _error(job) -> str | None:
-    return "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
-                     if getattr(job, k, None) not in (None, "", "NULL", "None")) or None
-
-
-def _time(value: object) -> datetime | None:
-    """PanDA's job times (naive UTC datetimes or their text)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value not in ("", "NULL", "None"):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None

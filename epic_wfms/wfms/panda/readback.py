@@ -7,6 +7,7 @@ A job is tied to the STF whose file name is one of the job's input files (PanDA'
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import PandaJobRecord, PandaTaskRecord, utcnow
@@ -16,6 +17,33 @@ from epic_wfms.wfms.panda.errors import PandaError
 
 ERROR_FIELDS = ("brokerageErrorDiag", "ddmErrorDiag", "exeErrorDiag", "jobDispatcherErrorDiag",
                  "pilotErrorDiag", "supErrorDiag", "taskBufferErrorDiag")
+
+
+def job_error(job) -> str | None:
+    """A PanDA job's diagnostics, those it has, in one line."""
+    return "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
+                     if getattr(job, k, None) not in (None, "", "NULL", "None")) or None
+
+
+def job_exit_code(job) -> int | None:
+    """The payload's exit code as the pilot reported it (``transExitCode``), if it did."""
+    try:
+        return int(job.transExitCode)
+    except (TypeError, ValueError):
+        return None
+
+
+def job_time(value: object) -> datetime | None:
+    """One of a PanDA job's times (naive UTC datetimes, or their text) as an aware datetime."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value not in ("", "NULL", "None"):
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 @dataclass(frozen=True)
@@ -46,12 +74,11 @@ def sync_task(connection: PandaConnection, db: Database, task_id: int) -> TaskSn
         for job in jobs:
             inputs = [f.lfn for f in job.Files if f.type == "input"]
             stf = next((name for name in inputs if stf_by_filename(session, name)), None)
-            error = "; ".join(str(getattr(job, k)) for k in ERROR_FIELDS
-                              if getattr(job, k, None) not in (None, "", "NULL", "None"))
+            error = job_error(job)
             session.merge(PandaJobRecord(
                 panda_id=int(job.PandaID), jedi_task_id=task_id, status=job.jobStatus,
                 site=job.computingSite, attempt_nr=int(job.attemptNr or 0), input_files=inputs,
-                stf_filename=stf, error=error or None, updated_at=utcnow()))
+                stf_filename=stf, error=error, updated_at=utcnow()))
             snapshot_jobs[int(job.PandaID)] = job.jobStatus
             snapshot_stfs[int(job.PandaID)] = stf
     return TaskSnapshot(task_id, status, snapshot_jobs, snapshot_stfs)
