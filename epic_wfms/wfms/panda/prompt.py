@@ -90,9 +90,10 @@ class PandaPromptProcessing(StfProcessing):
     def _listen_to_executor(self) -> None:
         """No local executor: PanDA's jobs are read back by the poller."""
 
-    def recover(self) -> None:
-        """Nothing is lost with this process: PanDA holds the jobs, the poller reads them
-        back (tasks of this role's sites that are not final, from the store)."""
+    def recover(self, at_start: bool = True) -> None:
+        """Nothing is lost with this process, at its start or when a peer dies (``adopt``):
+        PanDA holds the jobs, the poller reads them back (tasks of this role's sites that
+        are not final, from the store)."""
 
     def subscribe(self) -> None:
         super().subscribe()
