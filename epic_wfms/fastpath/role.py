@@ -15,6 +15,7 @@ from epic_wfms.lifecycle.fastpath import SLICE_OPEN, WORKER, SliceStatus, Worker
 from epic_wfms.lifecycle.run import RUN_LIVE
 from epic_wfms.store.schema import FastPathWorkerRecord, RunRecord, TfSliceRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
+from epic_wfms.streaming.ownership import pid_running
 
 
 class FastPath:
@@ -74,17 +75,7 @@ class FastPath:
                     FastPathWorkerRecord.status == WorkerStatus.REGISTERED,
                     FastPathWorkerRecord.name.like(f"%@{host}:%"))):
                 pid = int(worker.name.rsplit(":", 1)[1])
-                if pid != os.getpid() and not _alive(pid):
+                if pid != os.getpid() and not pid_running(pid):
                     worker.status = WORKER.check(worker.status, WorkerStatus.DEAD, worker.name)
                     worker.ended_at = utcnow()
                     worker.detail = f"lost with its agent (pid {pid} is gone)"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

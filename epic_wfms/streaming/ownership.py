@@ -38,12 +38,12 @@ def live_agents(session: Session, role: str) -> set[str]:
     return {name for name, host, pid in session.execute(select(
         AgentRecord.name, AgentRecord.host, AgentRecord.pid).where(
         AgentRecord.role == role, AgentRecord.status == AgentStatus.RUNNING,
-        AgentRecord.heartbeat_at >= since)) if host != here or _running(pid)}
+        AgentRecord.heartbeat_at >= since)) if host != here or pid_running(pid)}
 
 
-def _running(pid: int) -> bool:
-    """On this host a killed agent is known dead at once (its heartbeat still looks fresh
-    for a few seconds)."""
+def pid_running(pid: int) -> bool:
+    """Whether a process of this host lives: a killed agent (or fast-path worker) is known
+    dead at once, while its heartbeat still looks fresh for a few seconds."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -19,8 +19,8 @@ import threading
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import insert, update
 from sqlalchemy import select as sql_select
+from sqlalchemy import update
 
 from epic_wfms.lifecycle.job import JOB
 from epic_wfms.store.accounting import Usage, insert_usage
@@ -28,6 +28,7 @@ from epic_wfms.store.database import Database
 from epic_wfms.store.outage import retry_while_down
 from epic_wfms.store.schema import JobRecord, ProvenanceRecord, utcnow
 from epic_wfms.wfms.interface import JobCallback, JobResult, JobSpec, JobStatus, StartCallback
+from epic_wfms.wfms.records import define_activated
 from epic_wfms.wfms.standing import JsonLinesProcess, ProcessEnded
 
 _TAIL = 2000
@@ -96,18 +97,8 @@ class LocalWorkerPool:
                 raise ValueError(f"unknown site {spec.site!r}; known: {', '.join(self._queues)}")
         if self._closed:
             raise RuntimeError("the worker pool is shut down: no new jobs")
-        now = utcnow()
-        rows = [{
-            "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
-            "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
-            "run_number": spec.run_number, "stf_filename": spec.stf_filename,
-            "output": spec.output, "agent": self.owner,
-            "command": " ".join(spec.command), "created_at": now,
-            "activated_at": now,
-        } for spec, _ in jobs]
-        with self.db.session() as session:
-            ids = list(session.scalars(
-                insert(JobRecord).returning(JobRecord.id, sort_by_parameter_order=True), rows))
+        ids = define_activated(self.db, [spec for spec, _ in jobs],
+                               lambda spec: " ".join(spec.command), self.owner)
         with self._lock:
             for spec, _ in jobs:
                 self._backlog[spec.site] += 1

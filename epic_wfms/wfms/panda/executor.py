@@ -30,7 +30,7 @@ from pathlib import PurePosixPath
 from pandaclient import MiscUtils
 from pandaclient.FileSpec import FileSpec
 from pandaclient.JobSpec import JobSpec as PandaJobSpec
-from sqlalchemy import insert, select, update
+from sqlalchemy import select, update
 
 from epic_wfms.lifecycle.job import JOB
 from epic_wfms.model import naming
@@ -47,6 +47,7 @@ from epic_wfms.wfms.panda.client import PandaConnection
 from epic_wfms.wfms.panda.errors import PandaError
 from epic_wfms.wfms.panda.readback import job_error, job_exit_code, job_time
 from epic_wfms.wfms.panda.states import PANDA_JOB_FINAL, our_job_status
+from epic_wfms.wfms.records import define_activated
 
 
 @dataclass
@@ -90,17 +91,7 @@ class PandaExecutor:
             if spec.site not in self.queues:
                 raise ValueError(f"unknown site {spec.site!r}; PanDA queues are configured "
                                  f"for {sorted(self.queues)}")
-        now = utcnow()
-        rows = [{
-            "kind": spec.kind, "site": spec.site, "status": JOB.check(None, JobStatus.ACTIVATED),
-            "attempt_nr": spec.attempt_nr, "max_attempts": spec.max_attempts,
-            "run_number": spec.run_number, "stf_filename": spec.stf_filename,
-            "output": spec.output, "command": job_parameters(spec), "created_at": now,
-            "activated_at": now,
-        } for spec, _ in jobs]
-        with self.db.session() as session:
-            ids = list(session.scalars(
-                insert(JobRecord).returning(JobRecord.id, sort_by_parameter_order=True), rows))
+        ids = define_activated(self.db, [spec for spec, _ in jobs], job_parameters)
         with self._lock:
             for job_id, (spec, on_done) in zip(ids, jobs, strict=True):
                 self._open[job_id] = _Open(spec, on_done)
