@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -30,6 +31,9 @@ def _run(cmd: list[str], cwd: Path, timeout: float = 600) -> subprocess.Complete
 def installed(tmp_path_factory) -> tuple[Path, Path]:
     """(the fresh venv's bin directory, an empty working directory)"""
     root = tmp_path_factory.mktemp("wheel")
+    # setuptools builds in the checkout's build/ and packages what build/lib still holds: a
+    # file since removed from the source (a renamed migration) would ship again
+    shutil.rmtree(REPO / "build", ignore_errors=True)
     built = _run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w",
                   str(root / "dist"), str(REPO)], root)
     assert built.returncode == 0, built.stderr[-2000:]

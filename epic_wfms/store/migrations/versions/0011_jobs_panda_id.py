@@ -20,12 +20,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("panda_id", sa.BigInteger(), nullable=True))
-        batch.create_index("ix_jobs_panda_id", ["panda_id"], unique=True)
+    # plain ALTER TABLE ADD COLUMN (SQLite has it): a batch would recreate jobs, which SQLite
+    # refuses with foreign keys enforced while provenance rows point to it
+    op.add_column("jobs", sa.Column("panda_id", sa.BigInteger(), nullable=True))
+    op.create_index("ix_jobs_panda_id", "jobs", ["panda_id"], unique=True)
 
 
-def downgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_index("ix_jobs_panda_id")
-        batch.drop_column("panda_id")
+def downgrade() -> None:  # ALTER TABLE DROP COLUMN: SQLite has it since 3.35 (2021)
+    op.drop_index("ix_jobs_panda_id", "jobs")
+    op.drop_column("jobs", "panda_id")

@@ -21,18 +21,14 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("jobs") as batch:
-        batch.add_column(sa.Column("agent", sa.String(length=100), nullable=True))
-    with op.batch_alter_table("stfs") as batch:
-        batch.add_column(sa.Column("claimed_by", sa.String(length=100), nullable=True))
-    with op.batch_alter_table("merges") as batch:
-        batch.add_column(sa.Column("agent", sa.String(length=100), nullable=True))
+    # plain ALTER TABLE ADD COLUMN (SQLite has it): a batch would recreate the tables, which
+    # SQLite refuses with foreign keys enforced while rows point to them (stfs -> merges)
+    op.add_column("jobs", sa.Column("agent", sa.String(length=100), nullable=True))
+    op.add_column("stfs", sa.Column("claimed_by", sa.String(length=100), nullable=True))
+    op.add_column("merges", sa.Column("agent", sa.String(length=100), nullable=True))
 
 
-def downgrade() -> None:
-    with op.batch_alter_table("merges") as batch:
-        batch.drop_column("agent")
-    with op.batch_alter_table("stfs") as batch:
-        batch.drop_column("claimed_by")
-    with op.batch_alter_table("jobs") as batch:
-        batch.drop_column("agent")
+def downgrade() -> None:  # ALTER TABLE DROP COLUMN: SQLite has it since 3.35 (2021)
+    op.drop_column("merges", "agent")
+    op.drop_column("stfs", "claimed_by")
+    op.drop_column("jobs", "agent")
