@@ -43,6 +43,17 @@ def private_postgres_schema():
     return scratch_schema(POSTGRES_URL)
 
 
+def wait_until(condition, timeout_s: float, what: str):
+    """``condition()``'s first true value, polled every second; fails the test after
+    ``timeout_s`` saying what did not happen (for the slow servers of the loopback stack)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(1)
+    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
+
+
 def wait_for(predicate, timeout: float = 60) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

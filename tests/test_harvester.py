@@ -22,7 +22,6 @@ import os
 import random
 import signal
 import sys
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,6 +52,7 @@ from loopback.harvester import LocalHarvester
 from loopback.harvester.conformance import load_with_harvester
 from loopback.panda import LocalPandaServer
 from loopback.panda.pilot import TRANSFORMATION
+from tests.conftest import wait_until
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "plugins" / "harvester"))
@@ -389,15 +389,6 @@ def submit_prompt_jobs(stack, panda, queue: str, site: str, n: int, stf_dir: Pat
         stfs.append(name)
     ids = submit_stf_jobs(panda, task_id, params, stfs, queue)
     return dict(zip(ids, stfs, strict=True))
-
-
-def wait_until(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(1)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
 
 
 def panda_rows(server: LocalPandaServer, sql: str, *args) -> list[tuple]:

@@ -42,20 +42,12 @@ from epic_wfms.wfms.payloads import calibrate
 from loopback.idds import LocalIddsServer
 from loopback.panda.pilot import TRANSFORMATION
 from loopback.stack import RucioEndpoint, panda_stack
+from tests.conftest import wait_until
 
 QUEUE, RSE, SITE = "BNL_EPIC_PROMPT", "BNL_DISK", "E1_BNL"
 RUN = 410001
 TOLERANCE = 0.5  # residuals: iteration 1 in [0.6, 1.2), iteration 2 in [0.24, 0.48)
 OWNER = "Carla Calibration"
-
-
-def wait_until(condition, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(1)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
 
 
 @pytest.fixture(scope="module")
