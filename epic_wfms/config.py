@@ -196,12 +196,50 @@ class FaultInjection(_Strict):
     reco_failures: dict[int, int] = Field(default_factory=dict)
 
 
+class IddsPoolConfig(_Strict):
+    """Where the fast path's workers run when iDDS's prompt service provisions them: the
+    PanDA task iDDS makes at ``run_imminent`` (docs/fastpath.md#the-pool-through-idds)."""
+
+    site: str = Field(default="E1_BNL", description="E1 whose PanDA queue runs the workers "
+                      "(wfms.panda.queues names the queue; the E1 is the task's PanDA site)")
+    transformation: str = Field(
+        default="epic-fastpath", description="transPath of the worker jobs: the site's wrapper "
+        "that runs `python -m epic_wfms.fastpath.pilot_worker` with the job's arguments")
+    prompt_topic: str = Field(default="/topic/panda.workflow",
+                              description="where iDDS's prompt service takes requests")
+    reply_topic: str = Field(default="/topic/panda.workers",
+                             description="where iDDS's prompt service answers")
+    processing_type: str = "epic_fastpath"
+    cores: int = Field(default=1, ge=1)
+    memory_per_core_mb: int = Field(default=2000, ge=1)
+    walltime_s: int = Field(default=12 * 3600, gt=0)
+    idle_timeout_s: int = Field(default=600, gt=0,
+                                description="a worker given no slice this long exits")
+    broker_vhost: str | None = Field(
+        default=None, description="STOMP virtual host of the broker iDDS listens on; None: "
+        "bus.vhost (RabbitMQ: iDDS's clients name the broker's host as vhost)")
+    adjust_applies_count: bool = Field(
+        default=False, description="iDDS applies adjust_worker's worker count; false for "
+        "iDDS 2.6.21, which drops it: the pool then adds workers with a request of their own")
+
+
 class FastPathPoolConfig(_Strict):
     """Standing worker pool of the fast path (the testbed's ``target_worker_count``)."""
 
     min: int = Field(default=1, ge=1)
     max: int = Field(default=4, ge=1)
     target: int = Field(default=2, ge=1, description="workers provisioned at run_imminent")
+    provider: Literal["embedded", "idds"] = Field(
+        default="embedded", description="embedded: workers in the fast-path process; idds: "
+        "pilot jobs provisioned through iDDS's prompt service and Harvester")
+    idds: IddsPoolConfig = Field(default_factory=IddsPoolConfig)
+    heartbeat_s: float = Field(default=2.0, gt=0,
+                               description="how often a pilot-job worker says it is alive")
+    lost_after_s: float = Field(default=20.0, gt=0,
+                                description="a pilot-job worker silent this long is dead")
+    provision_timeout_s: float = Field(
+        default=30.0, gt=0, description="how long the demo's run control waits after "
+        "run_imminent for the pool to be up (pilot jobs take longer than local workers)")
 
     @model_validator(mode="after")
     def _ordered(self) -> FastPathPoolConfig:
@@ -402,6 +440,14 @@ class Config(_Strict):
             )
         if self.daq_rse not in rses:
             raise ValueError(f"daq_rse {self.daq_rse!r} is not in rses {sorted(rses)}")
+        pool = self.fastpath.pool
+        if pool.provider == "idds":
+            if self.bus.transport != "stomp":
+                raise ValueError("fastpath.pool.provider idds needs bus.transport: stomp (the "
+                                 "workers run as pilot jobs and take slices over the broker)")
+            if pool.idds.site not in self.wfms.panda.queues:
+                raise ValueError(f"fastpath.pool.idds.site {pool.idds.site!r} has no PanDA "
+                                 f"queue: set wfms.panda.queues.{pool.idds.site}")
         return self
 
     def rse_root(self, name: str) -> Path:

@@ -81,12 +81,14 @@ def panda_stack(workdir: Path, rucio: RucioEndpoint, *,
                 pools: dict[str, int | None] | None = None, max_workers: int = 3,
                 jedi_loop_s: int = 2, heartbeat_timeout_s: int = 150,
                 harvester_cycle_s: int = 5, fault_markers: Path | None = None,
-                ) -> Iterator[PandaStack]:
+                fastpath_config: Path | None = None) -> Iterator[PandaStack]:
     """Start the stack under ``workdir`` against ``rucio``; stop it after the block.
 
     ``pools``: PanDA queue -> standing pool target, or None for a worker per activated job
     (default: ``BNL_EPIC_PROMPT`` with a worker per job). ``fault_markers``: the pilots run
-    the reco payload through ``loopback.panda.fault_injection`` with that directory."""
+    the reco payload through ``loopback.panda.fault_injection`` with that directory.
+    ``fastpath_config``: the installation's configuration file the fast path's worker jobs
+    (transformation ``epic-fastpath``) run with."""
     ddm = RucioDDM(RucioConfig(host=rucio.url, username=rucio.username,
                                password=rucio.password), list(rucio.rses))
     add_scope(ddm.client, "epic")
@@ -98,7 +100,8 @@ def panda_stack(workdir: Path, rucio: RucioEndpoint, *,
         stack.callback(panda.stop)
         harvester = LocalHarvester(panda, workdir / "harvester", pools,
                                    max_workers=max_workers, cycle_s=harvester_cycle_s,
-                                   rse_roots=rucio.rse_roots(), fault_markers=fault_markers)
+                                   rse_roots=rucio.rse_roots(), fault_markers=fault_markers,
+                                   fastpath_config=fastpath_config)
         stack.callback(harvester.stop)
         harvester.start()
         yield PandaStack(rucio, panda, harvester)

@@ -90,8 +90,8 @@ def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
     listener_conn.subscribe(destination, id="1", ack="auto", headers={"receipt": "subscribed"})
     assert subscribed.wait(10)
     channel = StompPromptChannel(StompSettings(client_id="test-prompt"), destination)
-    pool = WorkerPool(run_number=100004, site="BNL_EPIC_PROMPT", workers=8, cores=4,
-                      memory_per_core_mb=3000, walltime_s=7200)
+    pool = WorkerPool(run_number=100004, queue="BNL_EPIC_PROMPT", panda_site="E1_BNL",
+                      workers=8, cores=4, memory_per_core_mb=3000, walltime_s=7200)
     try:
         channel.send(pool.create_message())
         channel.send(pool.adjust_message(16, request_id=7, transform_id=8, workload_id=9))
@@ -104,16 +104,16 @@ def test_worker_pool_requests_reach_the_broker_in_the_prompt_services_format():
     assert kinds == ["create_workflow_task", "adjust_worker", "close_workflow_task"]
     content = received[0][1]["content"]["workflow"]["content"]
     assert (content["run_id"], content["target_worker_count"], content["core_count"],
-            content["memory_per_core"], content["site"]) == (100004, 8, 4, 3000,
-                                                             "BNL_EPIC_PROMPT")
-    assert content["panda_attributes"]["walltime"] == 7200
+            content["memory_per_core"], content["site"]) == (100004, 8, 4, 3000, "E1_BNL")
+    assert (content["panda_attributes"]["walltime"], content["panda_attributes"]["queue"]) == (
+        7200, "BNL_EPIC_PROMPT")
     assert received[1][1]["content"]["target_worker_count"] == 16
     assert received[0][0]["msg_type"] == "create_workflow_task"
 
 
 def test_bad_pools_and_unreachable_idds_get_clear_errors():
     with pytest.raises(ConfigurationError, match="at least one worker"):
-        WorkerPool(run_number=1, site="X", workers=0)
+        WorkerPool(run_number=1, queue="X", workers=0)
     wf = workflows.process_when_validated(taskparams.prompt_task(100005, "E1_BNL"),
                                           taskparams.merge_task(100005, "E1_BNL"))
     with pytest.raises(IddsError, match=r"did not take.*Connection"):

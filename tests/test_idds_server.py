@@ -356,8 +356,8 @@ def test_worker_pool_through_the_prompt_service_into_panda(idds_server, idds, pa
     assert replies.subscribed.wait(10)
     channel = StompPromptChannel(StompSettings(vhost=STOMP_VHOST, client_id="test-prompt"),
                                  idds_server.prompt_topic)
-    pool = WorkerPool(run_number=next(_runs), site="BNL_EPIC_PROMPT", workers=8, cores=4,
-                      memory_per_core_mb=3000, walltime_s=7200)
+    pool = WorkerPool(run_number=next(_runs), queue="BNL_EPIC_PROMPT", panda_site="E1_BNL",
+                      workers=8, cores=4, memory_per_core_mb=3000, walltime_s=7200)
     sent = [0.0]
 
     def created() -> bool:  # the Transceiver subscribes once the daemons run: resend till then
@@ -381,14 +381,17 @@ def test_worker_pool_through_the_prompt_service_into_panda(idds_server, idds, pa
         who = panda_for_idds.identity("Epic Production", production=True)
         panda = PandaConnection(PandaSettings(panda_for_idds.url, who.token, who.auth_vo))
         task = panda.task_params(jedi_task_id)
-        assert (task["taskName"], task["vo"], task["site"], task["prodSourceLabel"]) == (
-            pool.workflow()["name"], "epic", "BNL_EPIC_PROMPT", "managed")
+        assert (task["taskName"], task["vo"], task["site"], task["PandaSite"],
+                task["prodSourceLabel"], task["processingType"]) == (
+            pool.workflow()["name"], "epic", "BNL_EPIC_PROMPT", "E1_BNL", "managed",
+            "epic_fastpath")
+        assert task["jobParameters"][0]["value"] == f"--run_id {pool.run_number} --idle_timeout 120"
         assert (task["coreCount"], task["ramCount"], task["maxWalltime"], task["nEvents"],
                 task["reqID"]) == (4, 3000, 7200, 8, request_id)
         metadata = _stored(idds_server, "transform_metadata", "transforms", "transform_id",
                            transform_id)
         assert (metadata["worker_count"], metadata["core_count"], metadata["memory_per_core"],
-                metadata["site"]) == (8, 4, 3000, "BNL_EPIC_PROMPT")
+                metadata["site"]) == (8, 4, 3000, "E1_BNL")
         assert metadata["panda_attributes"]["walltime"] == 7200
         # rescale over STOMP: iDDS 2.6.21's handler keeps cores, memory and site only
         channel.send(pool.adjust_message(16, request_id=request_id, transform_id=transform_id))
@@ -402,12 +405,19 @@ def test_worker_pool_through_the_prompt_service_into_panda(idds_server, idds, pa
         rest.send(pool.close_message(request_id=request_id))
         assert {t.processing_status for t in idds.transforms(request_id)} == {"ToCancel"}
         # idds-server 2.6.21's REST create unpacks the handler's 7-key dict into 6 names:
-        # it stores the task, then answers 500. We report it as such (docs/panda-idds.md).
-        other = WorkerPool(run_number=next(_runs), site="JLAB_EPIC_PROMPT", workers=2)
-        with pytest.raises(IddsError, match="too many values to unpack"):
-            rest.send(other.create_message())
-        assert idds.request(idds.client.get_request_id_by_name(other.workflow()["name"])[
-            other.workflow()["name"]], with_workflow=False).status == "Transforming"
+        # it stores the task, then answers 500. The channel finds the stored request by its
+        # name and takes it (docs/panda-idds.md)
+        other = WorkerPool(run_number=next(_runs), queue="JLAB_EPIC_PROMPT", workers=2)
+        taken = rest.send(other.create_message())
+        stored = idds.client.get_request_id_by_name(other.name)[other.name]
+        assert taken == {"run_id": other.run_number, "request_id": stored}
+        assert idds.request(stored, with_workflow=False).status == "Transforming"
+        # a create iDDS refuses outright stays an error saying so
+        with pytest.raises(IddsError, match="did not take create_workflow_task"):
+            RestPromptChannel(idds_server.url, auth={"auth_type": "oidc", "vo": "epic",
+                                                     "oidc_token": "not-a-token"}).send(
+                WorkerPool(run_number=next(_runs), queue="JLAB_EPIC_PROMPT",
+                           workers=1).create_message())
     finally:
         channel.close()
         conn.disconnect()

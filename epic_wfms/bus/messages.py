@@ -210,6 +210,33 @@ class WorkerNews(_Payload):
     detail: str = ""
 
 
+class WorkerBeat(_Payload):
+    """worker_heartbeat: a pilot-job worker is alive (``busy``: slices in hand)."""
+
+    worker: str
+    run_number: int | None = None
+    busy: int = Field(default=0, ge=0)
+
+
+class SliceProcessed(_Payload):
+    """slice_processed: what a pilot-job worker's payload answered for a slice, sent to the
+    pool that keeps the store (the worker has no database): ``reply`` is the payload's."""
+
+    worker: str
+    work: SliceWork
+    reply: dict[str, Any]
+    started_at: AwareDatetime
+
+
+class PoolCommand(_Payload):
+    """pool_drain (every worker of the run) / worker_retire (the named ones): exit once the
+    slice in hand is done."""
+
+    run_number: int | None = None
+    workers: list[str] = Field(default_factory=list)
+    reason: str = ""
+
+
 class PoolScaled(_Payload):
     """pool_scaled: an autoscaling decision of the fast-path pool."""
 
@@ -260,6 +287,10 @@ PAYLOADS: dict[str, type[_Payload]] = {
     "worker_registered": WorkerNews,
     "worker_exited": WorkerNews,
     "worker_replaced": WorkerNews,
+    "worker_heartbeat": WorkerBeat,
+    "slice_processed": SliceProcessed,
+    "pool_drain": PoolCommand,
+    "worker_retire": PoolCommand,
     "pool_scaled": PoolScaled,
     "alarm": Alarm,
 }

@@ -118,7 +118,7 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         daq.stream_outside_run(options.pre_run_stfs)
         daq.run_imminent(run, target=options.stfs)
         if "fastpath" in orchestrator.roles:  # run_imminent gives the pool its lead time
-            orchestrator.fastpath.pool.wait_ready(timeout=30)
+            orchestrator.fastpath.pool.wait_ready(timeout=config.fastpath.pool.provision_timeout_s)
         daq.physics_run(run, options.stfs, standby=options.standby, announced=True)
         daq.shut_down()
 
@@ -133,8 +133,11 @@ def run_demo(config: Config, options: DemoOptions, console: Console | None,
         produced = [n for n in daq.produced if n.startswith(f"swf.{run:06d}.")]
         report = run_report(db, installation.ddm, run, produced)
         if "fastpath" in orchestrator.roles:
-            orchestrator.fastpath.pool.wait_drained(timeout=60)
-            report.update(fastpath_report(db, run))
+            pool = orchestrator.fastpath.pool
+            pool.wait_drained(timeout=60)
+            report.update(fastpath_report(db, run), fastpath_pool=config.fastpath.pool.provider)
+            if hasattr(pool, "timing"):  # provisioned through iDDS: how long it took
+                report.update(fastpath_timing=pool.timing())
         report.update(outside_run_stfs=len(daq.produced) - len(produced), finished=finished,
                       wall_time_s=round(time.monotonic() - started, 2), backend="embedded",
                       store=config.db_url)

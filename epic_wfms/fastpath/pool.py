@@ -8,7 +8,10 @@ contract. ``fastpath.pool.provider`` chooses; ``installation.py`` builds it.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from epic_wfms.streaming.context import StreamingContext
 
 
 class SlicePool(Protocol):
@@ -44,3 +47,14 @@ class SlicePool(Protocol):
     def stop(self) -> None:
         """Stop the pool's duties and its workers (process end)."""
         ...
+
+
+def build_pool(ctx: StreamingContext) -> SlicePool:
+    """The configured provider's pool (``fastpath.pool.provider``)."""
+    if ctx.config.fastpath.pool.provider == "idds":
+        from epic_wfms.fastpath.idds_pool import IddsSlicePool
+
+        return IddsSlicePool(ctx)
+    from epic_wfms.fastpath.worker_pool import FastPathPool
+
+    return FastPathPool(ctx)

@@ -8,9 +8,9 @@ import socket
 from sqlalchemy import func, select
 
 from epic_wfms.fastpath import slices
-from epic_wfms.fastpath.pool import SlicePool
+from epic_wfms.fastpath.pool import SlicePool, build_pool
 from epic_wfms.fastpath.slicing import Slicer
-from epic_wfms.fastpath.worker_pool import FastPathPool, requeue
+from epic_wfms.fastpath.worker_pool import requeue
 from epic_wfms.lifecycle.fastpath import SLICE_OPEN, WORKER, SliceStatus, WorkerStatus
 from epic_wfms.lifecycle.run import RUN_LIVE
 from epic_wfms.store.schema import FastPathWorkerRecord, RunRecord, TfSliceRecord, utcnow
@@ -23,7 +23,7 @@ class FastPath:
         """``pool``: the standing workers (``fastpath.pool.provider``); embedded by default."""
         self.ctx = ctx
         self.slicer = Slicer(ctx)
-        self.pool: SlicePool = pool or FastPathPool(ctx)
+        self.pool: SlicePool = pool or build_pool(ctx)
         self.slicer.on_slices.append(self.pool.activity)
 
     def recover(self) -> None:

@@ -48,6 +48,7 @@ from loopback.panda.pilot import (
     ensure_pilot,
     pilot_command,
     pilot_environment,
+    write_fastpath_transformation,
     write_site_description,
     write_transformation,
 )
@@ -81,6 +82,8 @@ class LocalHarvester:
     rse_roots: dict[str, Path] = field(default_factory=dict)
     # tests: per-attempt faults of the reco payload (loopback.panda.fault_injection markers)
     fault_markers: Path | None = None
+    # the installation's configuration for the fast path's worker jobs (``epic-fastpath``)
+    fastpath_config: Path | None = None
     harvester_id: str = field(default_factory=lambda: f"epic-loopback-{uuid.uuid4().hex[:6]}")
     catalogue: Catalogue = field(default_factory=load_catalogue)
     _proc: subprocess.Popen | None = None
@@ -217,6 +220,8 @@ class LocalHarvester:
         (self.workdir / "pilot" / "token").write_text(pilot_who.token)
         transformations = self.workdir / "pilot" / "trf"
         write_transformation(transformations, self.fault_markers)
+        if self.fastpath_config is not None:
+            write_fastpath_transformation(transformations, self.fastpath_config)
         source = ensure_pilot()
         blocks, cric, sites = {}, {}, {}
         for queue, pool in self.pools.items():

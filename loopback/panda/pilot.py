@@ -43,6 +43,7 @@ from loopback.panda.server import LocalPandaServer, PandaIdentity
 PILOT_PACKAGE = "panda-pilot==3.7.0.36"
 TRF_BASE_URL = "http://pandaserver-doma.cern.ch:25080/trf/user"  # one of the pilot's own
 TRANSFORMATION = f"{TRF_BASE_URL}/epic-reco"
+FASTPATH_TRANSFORMATION = f"{TRF_BASE_URL}/epic-fastpath"  # the fast path's worker jobs
 _TRF_SCRIPT = ('#!/bin/sh\n# ePIC transformation: run the job command given as arguments\n'
                'exec "$@"\n')
 
@@ -164,6 +165,19 @@ def pilot_environment(auth_vo: str, *, token_dir: Path | str, site_dir: Path | s
             "OIDC_AUTH_ORIGIN": auth_vo, "LOCAL_AGIS_SCHEDCONF": f"{site_dir}/schedconfig.json",
             "HARVESTER_WORKDIR": str(transformations),
             "PATH": f"{Path(python).parent}:{os.environ.get('PATH', '')}"}
+
+
+def write_fastpath_transformation(directory: Path, worker_config: Path) -> Path:
+    """``epic-fastpath``, the site's wrapper the fast path's worker jobs name: it runs ePIC's
+    pilot-job worker with the installation's configuration and the job's arguments (iDDS's
+    ``--run_id <run> --idle_timeout <s>``)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    trf = directory / FASTPATH_TRANSFORMATION.rsplit("/", 1)[1]
+    trf.write_text("#!/bin/sh\n# ePIC fast path: a standing worker for the run's TF slices\n"
+                   "exec python -m epic_wfms.fastpath.pilot_worker --config "
+                   f'{shlex.quote(str(worker_config))} "$@"\n')
+    trf.chmod(0o755)
+    return trf
 
 
 def write_transformation(directory: Path, fault_markers: Path | None = None) -> Path:

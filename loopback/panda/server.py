@@ -119,6 +119,10 @@ class LocalPandaServer:
     # PanDA queues (as CRIC would publish them) -> their storage endpoint
     queues: dict[str, str] = field(default_factory=lambda: {
         "BNL_EPIC_PROMPT": "BNL_DISK", "JLAB_EPIC_PROMPT": "JLAB_DISK"})
+    # PanDA queue -> the PanDA site it belongs to (CRIC's panda_site): ePIC's E1 sites. A
+    # task naming a site (``PandaSite``, as iDDS's prompt service sets it) runs only there
+    panda_sites: dict[str, str] = field(default_factory=lambda: {
+        "BNL_EPIC_PROMPT": "E1_BNL", "JLAB_EPIC_PROMPT": "E1_JLAB"})
     # a rucio.cfg ([client] section) for JEDI's DDM client: the Rucio server holding the STFs
     rucio_config: Path | None = None
     # an issuer shared with other servers (and the monitor); None: one of its own
@@ -298,6 +302,15 @@ class LocalPandaServer:
                     "ddm_endpoint_name, is_local, roles, order_read, order_write, default_read, "
                     "default_write) VALUES (%s, %s, 'Y', 'read_lan,write_lan', 1, 1, 'Y', 'Y')",
                     (queue, ddm))
+            for site in sorted(set(self.panda_sites.values())):
+                conn.execute(f"INSERT INTO {SCHEMA}.site (site_name, role, tier_level, state) "
+                             "VALUES (%s, 'satellite', 1, 'ACTIVE')", (site,))
+            for queue, site in self.panda_sites.items():
+                if queue in self.queues:
+                    conn.execute(
+                        f"INSERT INTO {SCHEMA}.panda_site (panda_site_name, site_name, "
+                        "storage_site_name, default_ddm_endpoint, is_local) "
+                        "VALUES (%s, %s, %s, %s, 'Y')", (queue, site, site, self.queues[queue]))
             # PanDA's resource types (cores, RAM per core in MB), as in production: JEDI's
             # refiner gives each task one, its JobGenerator cycles over them
             conn.execute(
