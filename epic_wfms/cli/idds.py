@@ -39,10 +39,12 @@ def _connect(host: str | None, token_file: Path | None, vo: str | None,
              config_path: Path | None):
     """The iDDS server: options (or their EPIC_IDDS_* variables) over the configuration's
     ``wfms.idds``."""
-    from epic_wfms.config import load_config
+    from epic_wfms.config import IddsConfig, load_config
     from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
 
-    configured = load_config(config_path).wfms.idds
+    configured = IddsConfig()
+    if config_path is not None or not (host and token_file):
+        configured = load_config(config_path).wfms.idds
     host, token_file = host or configured.host, token_file or configured.token_file
     if not host or not token_file:
         raise click.UsageError(
