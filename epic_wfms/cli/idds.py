@@ -75,6 +75,9 @@ def submit(workflow_file: Path, host: str | None, token_file: Path | None, vo: s
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{workflow_file} is not JSON: {exc}") from exc
+    if isinstance(document, dict) and document.get("unsupported"):
+        raise click.ClickException(f"{workflow_file}: iDDS cannot run this workflow: "
+                                   f"{document['unsupported']}")
     if isinstance(document, dict) and isinstance(document.get("workflow"), str):
         text = document["workflow"]
     from epic_wfms.wfms.idds.submit import deserialise
