@@ -177,11 +177,41 @@ class PandaConfig(_Strict):
                                    description="how often PanDA's jobs are read back")
 
 
+class IddsConfig(_Strict):
+    """An iDDS server reached with idds-client (docs/panda-idds.md#idds): where
+    ``template submit --target idds`` sends conditional workflows. Unset ``host``: no iDDS
+    in this installation (``--target idds`` is a dry run). ``EPIC_IDDS_HOST`` and
+    ``EPIC_IDDS_TOKEN_FILE`` override ``host`` and ``token_file`` (as for ``epic-wfms idds``)."""
+
+    host: str = Field(default="", description="iDDS REST URL, e.g. "
+                      "https://idds.example.org:443/idds")
+    token_file: Path | None = Field(default=None, description="file holding the OIDC ID token "
+                                    "of the VO (the request's owner is the token's identity)")
+    vo: str = Field(default="epic", description="the token's VO")
+
+    @model_validator(mode="after")
+    def _host_needs_a_token(self) -> IddsConfig:
+        if self.host and not self.token_file:
+            raise ValueError("wfms.idds.host needs wfms.idds.token_file (iDDS refuses requests "
+                             "without an OIDC token): give the token file's path, or set "
+                             "EPIC_IDDS_TOKEN_FILE")
+        if self.host and not self.host.startswith(("http://", "https://")):
+            raise ValueError(f"wfms.idds.host {self.host!r} is not a URL: write it like "
+                             "https://idds.example.org:443/idds")
+        return self
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.host)
+
+
 class WfmsConfig(_Strict):
-    """Where work executes: local worker slots (embedded) or PanDA/JEDI tasks."""
+    """Where work executes: local worker slots (embedded) or PanDA/JEDI tasks; and the iDDS
+    server conditional workflows go to (``idds``, optional)."""
 
     backend: Literal["embedded", "panda"] = "embedded"
     panda: PandaConfig = Field(default_factory=PandaConfig)
+    idds: IddsConfig = Field(default_factory=IddsConfig)
 
     @model_validator(mode="after")
     def _panda_needs_a_server(self) -> WfmsConfig:
@@ -492,10 +522,23 @@ def _apply_environment(data: dict) -> None:
                     f"(its value is a {type(target).__name__})",
                     "fix the configuration file or unset the variable")
         target[key] = value
+    # the variables ``epic-wfms idds`` reads: one iDDS server for both ways in
+    for name, key in IDDS_ENVIRONMENT.items():
+        if os.environ.get(name):
+            wfms = data.setdefault("wfms", {})
+            if not isinstance(wfms, dict) or not isinstance(wfms.setdefault("idds", {}), dict):
+                raise ConfigurationError(f"{name} sets wfms.idds.{key}",
+                                         "wfms or wfms.idds is not a section",
+                                         "fix the configuration file or unset the variable")
+            wfms["idds"][key] = os.environ[name]
+
+
+IDDS_ENVIRONMENT = {"EPIC_IDDS_HOST": "host", "EPIC_IDDS_TOKEN_FILE": "token_file"}
 
 
 def load_config(path: Path | None = None, **overrides: object) -> Config:
-    """Defaults < YAML file < environment (``EPIC_WFMS_*``) < explicit overrides."""
+    """Defaults < YAML file < environment (``EPIC_WFMS_*``; ``EPIC_IDDS_HOST`` and
+    ``EPIC_IDDS_TOKEN_FILE`` for wfms.idds) < explicit overrides."""
     data: dict = {}
     if path is not None:
         data = read_yaml_mapping(path, ConfigurationError, "configuration",

@@ -33,6 +33,7 @@ from epic_wfms.wfms import WorkloadExecutor
 if TYPE_CHECKING:
     from epic_wfms.daq import DaqSettings, DaqSimulator
     from epic_wfms.streaming.orchestrator import Orchestrator
+    from epic_wfms.wfms.idds.client import IddsConnection
     from epic_wfms.wfms.panda.client import PandaConnection
     from epic_wfms.wfms.panda.prompt import PromptSettings
 
@@ -150,20 +151,71 @@ def panda_prompt_access(config: Config) -> tuple[PandaConnection, PromptSettings
         poll_interval_s=panda.poll_interval_s)
 
 
+def build_idds_connection(config: Config) -> IddsConnection | None:
+    """The configured iDDS server (``wfms.idds``) as an ``IddsConnection``; None without."""
+    idds = config.wfms.idds
+    if not idds.configured:
+        return None
+    from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
+
+    assert idds.token_file is not None  # the configuration requires it with a host
+    try:
+        token = idds.token_file.read_text().strip()
+    except OSError as error:
+        raise ConfigurationError(f"cannot read the iDDS token {idds.token_file}", str(error),
+                                 "write the OIDC ID token there (or fix wfms.idds.token_file "
+                                 "/ EPIC_IDDS_TOKEN_FILE)") from error
+    return IddsConnection(IddsSettings(idds.host, token, vo=idds.vo))
+
+
+def site_task_completion(config: Config):
+    """How a rendered task is completed for this installation's PanDA queues, transformation
+    and image (``wfms.panda``): ``taskparams.complete_for_site``."""
+    from functools import partial
+
+    from epic_wfms.wfms.panda.taskparams import complete_for_site
+
+    panda = config.wfms.panda
+    return partial(complete_for_site, queues=dict(panda.queues),
+                   transformation=panda.transformation, container_image=panda.container_image)
+
+
 def template_submitters(config: Config, db: Database) -> dict:
     """Where ``template submit`` sends remote targets in this installation: the rendered
     JEDI task parameters go to the configured PanDA server (``wfms.backend: panda``),
-    completed with what DEFT/the server's user interface adds; otherwise only dry runs."""
+    completed with what DEFT/the server's user interface adds; the rendered workflow goes to
+    the configured iDDS (``wfms.idds``) as a workflow of ``EpicPandaWork``s whose tasks are
+    completed for the sites' PanDA queues (``wfms.panda``); otherwise only dry runs."""
+    submitters: dict = {}
     connection = build_panda_connection(config)
-    if connection is None:
-        return {}
-    from dataclasses import asdict
+    if connection is not None:
+        from dataclasses import asdict
 
-    from epic_wfms.wfms.panda.submit import submit_tasks
-    from epic_wfms.wfms.panda.taskparams import complete_rendered
+        from epic_wfms.wfms.panda.submit import submit_tasks
+        from epic_wfms.wfms.panda.taskparams import complete_rendered
 
-    return {"panda": lambda tasks: [asdict(record) for record in submit_tasks(
-        [complete_rendered(task) for task in tasks], connection, db)]}
+        submitters["panda"] = lambda tasks: [asdict(record) for record in submit_tasks(
+            [complete_rendered(task) for task in tasks], connection, db)]
+    if config.wfms.idds.configured:
+        submitters["idds"] = idds_submitter(config)
+    return submitters
+
+
+def idds_submitter(config: Config):
+    """``[spec]`` (the idds target's rendering, with the rendered workflow) -> the iDDS
+    request: the workflow built for this installation's sites and submitted."""
+    def submit(specs: list[dict]) -> dict:
+        from epic_wfms.templates.schema import RenderedWorkflow
+        from epic_wfms.templates.targets.idds import build_idds_workflow
+
+        [spec] = specs
+        rendered = RenderedWorkflow.model_validate(spec["rendered"])
+        workflow = build_idds_workflow(rendered, site_task_completion(config))
+        idds = build_idds_connection(config)
+        assert idds is not None
+        return {"request_id": idds.submit(workflow), "host": config.wfms.idds.host,
+                "name": workflow.name}
+    return submit
 
 
 @dataclass

@@ -146,3 +146,64 @@ def test_each_iteration_and_validated_downstream_submit_their_own_task():
     [item] = [i for i in downstream.task_to_submit()["jobParameters"]
               if i.get("param_type") == "input"]
     assert item["files"] == ["a.stf", "b.stf"] and item["dataset"] == "epic:swf.100007.E1_BNL.reco"
+
+
+def test_the_installation_idds_comes_from_wfms_idds_and_the_epic_idds_variables(
+        tmp_path, monkeypatch):
+    """One iDDS for ``template submit --target idds`` and ``epic-wfms idds``: wfms.idds of
+    the configuration, EPIC_IDDS_HOST / EPIC_IDDS_TOKEN_FILE over it; strict and explained;
+    without it, no idds submitter (``--target idds`` is a dry run) and a clear refusal."""
+    from click.testing import CliRunner
+
+    from epic_wfms.cli.main import cli
+    from epic_wfms.config import load_config
+    from epic_wfms.installation import build_idds_connection, open_database, template_submitters
+
+    for name in ("EPIC_IDDS_HOST", "EPIC_IDDS_TOKEN_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    token = tmp_path / "token"
+    token.write_text("a-token\n")
+    path = tmp_path / "config.yaml"
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n"
+                    "wfms: {idds: {host: 'https://idds.example:443/idds'}}\n")
+    with pytest.raises(ConfigurationError, match="token_file"):
+        load_config(path)
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n"
+                    "wfms: {idds: {host: 'idds.example', token_file: 'x'}}\n")
+    with pytest.raises(ConfigurationError, match="not a URL"):
+        load_config(path)
+    path.write_text(f"data_dir: {tmp_path / 'data'}\n"
+                    f"wfms: {{idds: {{host: 'https://idds.example:443/idds', "
+                    f"token_file: '{token}', vo: epic}}}}\n")
+    config = load_config(path)
+    assert (config.wfms.idds.host, config.wfms.idds.token_file) == (
+        "https://idds.example:443/idds", token)
+    monkeypatch.setenv("EPIC_IDDS_HOST", "http://127.0.0.1:9/idds")
+    config = load_config(path)
+    assert config.wfms.idds.host == "http://127.0.0.1:9/idds"
+    connection = build_idds_connection(config)
+    assert (connection.settings.host, connection.settings.token) == (
+        "http://127.0.0.1:9/idds", "a-token")
+    monkeypatch.delenv("EPIC_IDDS_HOST")
+    db = open_database(config)
+    try:
+        assert "idds" in template_submitters(config, db)
+        assert "idds" not in template_submitters(load_config(), db)
+    finally:
+        db.dispose()
+    # the idds CLI finds the same server in --config; its options come first
+    from epic_wfms.cli.idds import _connect
+
+    assert _connect(None, None, None, path).settings.host == "https://idds.example:443/idds"
+    assert _connect("http://other/idds", None, None, path).settings.host == "http://other/idds"
+    shown = CliRunner().invoke(cli, ["idds", "status", "1"])
+    assert shown.exit_code != 0 and "no iDDS server" in shown.output
+    # without wfms.idds, --target idds records a dry run and refuses a real submission
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(f"data_dir: {tmp_path / 'bare'}\n")
+    args = ["template", "submit", "calibration", "--run", "7", "--target", "idds", "--config",
+            str(bare)]
+    dry = CliRunner().invoke(cli, [*args, "--dry-run", "--json"])
+    assert dry.exit_code == 0 and json.loads(dry.output)["status"] == "dry-run"
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code != 0 and "no idds submitter is configured" in refused.output

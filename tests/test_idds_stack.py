@@ -21,8 +21,10 @@ import random
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from epic_wfms.cli.main import cli
@@ -79,11 +81,13 @@ def rucio_ddm(stack) -> RucioDDM:
                                 scope="epic"), list(r.rses))
 
 
-def run_dataset(stack, run: int, opaque: tuple[int, ...] = ()) -> tuple[DID, list[str]]:
-    """The run's dataset in Rucio, closed (the run ended): one STF, or more with the
-    sequence numbers in ``opaque`` holding bytes that are no STF."""
+def run_dataset(stack, run: int, opaque: tuple[int, ...] = (),
+                name: str | None = None) -> tuple[DID, list[str]]:
+    """The run's dataset in Rucio (``name``, default the run's E1_BNL subset), closed (the
+    run ended): one STF, or more with the sequence numbers in ``opaque`` holding bytes that
+    are no STF."""
     ddm = rucio_ddm(stack)
-    dataset = DID("epic", naming.site_dataset(run, SITE))
+    dataset = DID("epic", name or naming.site_dataset(run, SITE))
     ddm.add_dataset(dataset)
     names = []
     for seq in range(1, 2 + len(opaque)):
@@ -122,41 +126,66 @@ def idds(idds_server) -> IddsConnection:
 
 
 @pytest.fixture(scope="module")
-def submitted(stack, idds) -> dict:
+def submitted(stack, idds_server, idds, tmp_path_factory) -> dict:
     """Both workflows submitted at once (they run side by side on the stack): the
-    calibration loop over run RUN, process-when-validated over run RUN + 1."""
+    calibration template over run RUN with ``epic-wfms template submit calibration --target
+    idds`` (an installation whose wfms names the loopback PanDA and iDDS), and
+    process-when-validated over run RUN + 1 through the library."""
     options = taskparams.TaskOptions(site=QUEUE, container_image=None,
                                      extra={"transPath": TRANSFORMATION})
-    run_dataset(stack, RUN)
-    calib = offline(files.rename_outputs(taskparams.prompt_task(
-        RUN, SITE, options, command="python -m epic_wfms.wfms.payloads.calibrate"), ".calib"))
-    reco = offline(taskparams.prompt_task(RUN, SITE, options))
+    run_dataset(stack, RUN, name=naming.run_dataset(RUN))  # the template's input dataset
     _, stfs = run_dataset(stack, RUN + 1, opaque=(2,))
     validation = offline(files.rename_outputs(taskparams.prompt_task(
         RUN + 1, SITE, options, command="python -m epic_wfms.wfms.payloads.validate"),
         ".validation"))
     reco_validated = offline(taskparams.prompt_task(RUN + 1, SITE, options))
-    return {"started": time.monotonic(),
-            "calibration": (idds.submit(workflows.calibration_loop(
-                calib, reco, tolerance=TOLERANCE)), calib, reco),
+    started = time.monotonic()
+    # the installation: PanDA's production identity, iDDS as OWNER, tasks at QUEUE running
+    # the pilot's transformation in this machine's environment
+    home = tmp_path_factory.mktemp("installation")
+    who = stack.identity()
+    (home / "panda-token").write_text(who.token)
+    (home / "idds-token").write_text(idds_server.token(OWNER))
+    config = home / "config.yaml"
+    config.write_text(yaml.safe_dump({"data_dir": str(home / "data"), "wfms": {
+        "panda": {"url": stack.panda_url, "auth_vo": who.auth_vo,
+                  "token_file": str(home / "panda-token"), "queues": {SITE: QUEUE},
+                  "transformation": TRANSFORMATION, "container_image": None},
+        "idds": {"host": idds_server.url, "token_file": str(home / "idds-token")}}}))
+    # residuals 0.6-1.2, then 0.24-0.48 (see TOLERANCE): iDDS loops exactly twice
+    args = ["template", "submit", "calibration", "--run", str(RUN), "--tolerance",
+            str(TOLERANCE), "--offline-alignment", "false", "--target", "idds", "--json",
+            "--config", str(config)]
+    shown = CliRunner().invoke(cli, args, env={"EPIC_IDDS_HOST": None,
+                                               "EPIC_IDDS_TOKEN_FILE": None})
+    assert shown.exit_code == 0, shown.output
+    calibration = json.loads(shown.output)
+    return {"started": started, "config": config,
+            "calibration": (calibration["idds_request_id"], calibration),
             "validated": (idds.submit(workflows.process_when_validated(
                 validation, reco_validated)), validation, reco_validated, stfs)}
 
 
 def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
         stack, idds_server, idds, submitted, tmp_path):
-    request_id, calib, reco = submitted["calibration"]
+    request_id, submission = submitted["calibration"]
+    assert submission["next"] == f"epic-wfms idds status {request_id}"
+    calib, reco = submission["spec"]["works"]  # the template's steps: the loop, the reco
+    iteration2 = calib.removesuffix("/") + ".it2/"
     wait_until(lambda: finished(idds, request_id), 900,
                "the calibration loop and the reconstruction finish")
     elapsed = time.monotonic() - submitted["started"]
     transforms = idds.transforms(request_id)
     names = [t.name for t in transforms]
-    assert names == [calib["taskName"], calib["taskName"] + ".it2", reco["taskName"]], names
+    assert names == [calib + "/", iteration2, reco + "/"], names
     assert {t.status for t in transforms} == {"Finished"}
-    # each iteration and the reconstruction is a PanDA task run by a pilot, done
+    # each iteration and the reconstruction is a PanDA task run by a pilot at the queue
+    # wfms.panda.queues names, with the configured transformation, done
     panda = stack.connection()
-    tasks = [panda.task_params(t.workload_id)["taskName"] for t in transforms]
-    assert tasks == [calib["taskName"], calib["taskName"] + ".it2", reco["taskName"]]
+    params = [panda.task_params(t.workload_id) for t in transforms]
+    tasks = [p["taskName"] for p in params]
+    assert tasks == [calib + "/", iteration2, reco + "/"]
+    assert {(p["site"], p["transPath"]) for p in params} == {(QUEUE, TRANSFORMATION)}
     assert {panda.task_status(t.workload_id) for t in transforms} == {"done"}
     # what iDDS recorded per file: the STF consumed, the job's report on the output content
     stf = naming.stf_filename(RUN, 1)
@@ -172,6 +201,10 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
     stf_bytes = Path(rucio_ddm(stack).local_path(DID("epic", stf), RSE)).read_bytes()
     assert {k: second[k] for k in ("constant", "previous", "residual")} == pytest.approx(
         calibrate.iterate(first["constant"], stf_bytes))
+    # the reconstruction got the converged constant (the option that took the loop's files)
+    reco_command = unquote(panda.jobs(panda.job_ids(transforms[2].workload_id))[0]
+                           .jobParameters)
+    assert f"--calibration={second['constant']!r}" in reco_command, reco_command
     for t in transforms:
         assert outputs[t.transform_id].status == "Available"
         assert outputs[t.transform_id].metadata["job_status"] == "finished"
@@ -188,10 +221,9 @@ def test_calibration_loop_converges_on_real_residuals_then_reconstructs(
         db.dispose()
     assert [stored[i] for i in ids] == [(name, "done", RUN) for name in tasks]
     # ``epic-wfms idds status`` shows each iteration's PanDA task
-    token = tmp_path / "token"
-    token.write_text(idds_server.token(OWNER))
-    shown = CliRunner().invoke(cli, ["idds", "status", str(request_id), "--json"], env={
-        "EPIC_IDDS_HOST": idds_server.url, "EPIC_IDDS_TOKEN_FILE": str(token)})
+    shown = CliRunner().invoke(cli, ["idds", "status", str(request_id), "--json", "--config",
+                                     str(submitted["config"])],
+                               env={"EPIC_IDDS_HOST": None, "EPIC_IDDS_TOKEN_FILE": None})
     assert shown.exit_code == 0, shown.output
     status = json.loads(shown.output.strip().splitlines()[-1])
     assert status["status"] == "Finished"

@@ -8,11 +8,14 @@ import json
 import os
 import shutil
 import sys
+from functools import partial
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 import pytest
 import yaml
 from click.testing import CliRunner
+from idds.common.constants import WorkStatus
 from sqlalchemy import select
 
 from epic_wfms.cli.main import cli
@@ -27,16 +30,24 @@ from epic_wfms.templates import (
     TemplateLibrary,
     render_template,
 )
+from epic_wfms.templates.errors import TargetError
 from epic_wfms.templates.records import step_runs
 from epic_wfms.templates.render import CompiledTemplate, example_values
 from epic_wfms.templates.schema import TemplateSpec
 from epic_wfms.templates.submit import render_for_submission, submit
 from epic_wfms.templates.tags import TagCatalogue, default_tag_dir
 from epic_wfms.templates.targets.cwl import export_cwl, import_cwl
-from epic_wfms.templates.targets.idds import load_idds_workflow, render_idds
+from epic_wfms.templates.targets.idds import (
+    build_idds_workflow,
+    load_idds_workflow,
+    render_idds,
+)
 from epic_wfms.templates.targets.local import render_local
 from epic_wfms.templates.targets.panda import render_panda
 from epic_wfms.templates.workflow_runner import LocalRunOptions, run_local
+from epic_wfms.wfms.idds import files
+from epic_wfms.wfms.idds.works import EpicPandaWork
+from epic_wfms.wfms.panda.taskparams import PRUN_RUNNER, complete_for_site, complete_rendered
 
 LIBRARY = TemplateLibrary()
 NAMES = LIBRARY.names()
@@ -90,8 +101,12 @@ def test_template_validates_and_renders_to_every_target(name):
     panda = render_panda(workflow)
     assert len(panda["tasks"]) == len(workflow.steps)
     assert all(t["vo"] == "epic" for t in panda["tasks"])
-    idds = load_idds_workflow(render_idds(workflow)["workflow"])
-    assert len(idds.template.works) == len(workflow.steps)
+    idds_spec = render_idds(workflow)
+    if idds_spec.get("unsupported") is None:
+        idds = load_idds_workflow(idds_spec["workflow"])
+        assert len(idds.template.works) == len(workflow.steps)
+    else:  # a loop iDDS cannot decide (no tolerance): refused at submit, rendered here
+        assert any(s.loop and s.loop.tolerance is None for s in workflow.steps), idds_spec
     cwl = yaml.safe_load(export_cwl(workflow))
     assert cwl["class"] == "Workflow" and list(cwl["steps"]) == [s.name for s in workflow.steps]
     assert all(s["run"] == "prun" for s in cwl["steps"].values())
@@ -431,17 +446,132 @@ def test_migrations_create_exactly_the_modelled_tables(db):
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
 
 
-def test_idds_workflow_has_conditions_and_a_loop():
-    workflow = render_template("calibration", {"run": 3, "max_iterations": 6}, LIBRARY)
-    idds = load_idds_workflow(render_idds(workflow)["workflow"])
-    units = {type(u).__name__: u for u in idds.template.works.values()}
-    loop = units["Workflow"]
-    assert loop.name.endswith("calib_loop.loop") and loop.template.loop_condition is not None
-    check = next(w for w in loop.template.works.values() if w.work_name.endswith(".check"))
-    assert check.parameters["max_iterations"] == 6
-    assert "converged" in check.executable
-    # alignment and reco_calibrated each wait for the loop: two conditions
+def test_idds_target_runs_the_calibration_loop_as_looped_epic_panda_work():
+    """The calibration template on iDDS: the loop step is the looped EpicPandaWork whose
+    loop condition is the payload's residual vs the template's tolerance; the steps after it
+    start on convergence and get the converged constant through the option that took the
+    loop's files; each work carries the complete JEDI task the panda target renders."""
+    workflow = render_template("calibration", {"run": 3, "tolerance": 0.25}, LIBRARY)
+    spec = render_idds(workflow)
+    assert spec.get("unsupported") is None and spec["loops"] == [spec["works"][0]]
+    idds = load_idds_workflow(spec["workflow"])
+    works = {w.task_name: w for w in idds.template.works.values()}
+    assert all(isinstance(w, EpicPandaWork) for w in works.values())
+    panda = {t["taskName"]: t for t in render_panda(workflow)["tasks"]}
+    calib = works[f"{spec['works'][0]}/"]
+    assert (calib.looped, calib.tolerance, calib.constant_argument) == (True, 0.25,
+                                                                        "--previous")
+    assert calib.task_parameters == complete_rendered(panda[calib.task_name])
+    assert idds.template.loop_condition is not None
+    align, reco = (works[f"{name}/"] for name in spec["works"][1:])
+    assert (align.looped, align.constant_argument) == (False, None)
+    assert (reco.looped, reco.constant_argument) == (False, "--calibration")
+    # iDDS hands them the converged constant: no secondary input of the loop's outputs
+    command = unquote("".join(i["value"] for i in reco.task_parameters["jobParameters"]
+                              if i["type"] == "constant"))
+    assert "eicrecon --inputs %IN --out reco.edm4eic.root" in command and "%IN2" not in command
+    assert not reco.task_parameters.get("reuseSecOnDemand")
+    assert [i["dataset"] for i in reco.task_parameters["jobParameters"]
+            if i.get("param_type") == "input"] == ["epic:swf.000003.run"]
+    # the conditions iDDS evaluates: converged -> both follow; not converged -> loop again
+    calib.status, calib.output_data = WorkStatus.Finished, {"residual": 0.3}
+    assert calib.is_not_converged() and not calib.is_converged()
+    calib.output_data = {"residual": 0.2}
+    assert calib.is_converged()
     assert len(idds.template.conditions) == 2
-    work = next(w for w in idds.template.works.values()
-                if getattr(w, "work_name", "").endswith("reco_calibrated"))
-    assert work.parameters["task_parameters"]["vo"] == "epic"
+    # the iteration's task: renamed, given the previous constant; the reco: the converged one
+    calib.num_run, calib.user_constant = 2, 1.5
+    again = calib.task_to_submit()
+    assert again["taskName"] == calib.task_name.removesuffix("/") + ".it2/"
+    assert calib.get_work_name() == again["taskName"]
+    assert "--previous=1.5" in unquote(json.dumps(again["jobParameters"]))
+    reco.user_constant = 1.25
+    assert "--calibration=1.25" in unquote(json.dumps(reco.task_to_submit()["jobParameters"]))
+
+
+def test_idds_target_completes_the_tasks_for_the_installation_sites():
+    """With the installation's wfms.panda (queues, transformation, no image), each task runs
+    at the E1's queue with ePIC's transformation in front of prun's job format, without
+    container, its production output files named after the task (and renamed with it)."""
+    workflow = render_template("calibration", {"run": 3, "offline_alignment": False},
+                               LIBRARY)
+    complete = partial(complete_for_site, queues={"E1_BNL": "BNL_EPIC_PROMPT"},
+                       transformation="http://trf.example/epic-reco", container_image=None)
+    idds = build_idds_workflow(workflow, complete)
+    calib, reco = idds.get_all_works()
+    assert reco.task_parameters["site"] == "BNL_EPIC_PROMPT"
+    params = calib.task_parameters
+    assert (params["site"], params["transPath"]) == ("BNL_EPIC_PROMPT",
+                                                     "http://trf.example/epic-reco")
+    assert "container_name" not in params and "multiStepExec" not in params
+    items = params["jobParameters"]
+    assert items[0]["value"] == PRUN_RUNNER
+    [output] = [i for i in items if i.get("param_type") == "output"]
+    task = params["taskName"].removesuffix("/")
+    assert output["value"] == f"{task}._${{SN/P}}.calib.json"
+    assert f"'calib.json': '{output['value']}'" in "".join(str(i["value"]) for i in items)
+    assert "$JEDITASKID" not in json.dumps(params)
+    again = files.rename_outputs(params, ".it2")
+    [output2] = [i for i in again["jobParameters"] if i.get("param_type") == "output"]
+    assert output2["value"] == f"{task}.it2._${{SN/P}}.calib.json"
+    assert f"'calib.json': '{output2['value']}'" in "".join(
+        str(i["value"]) for i in again["jobParameters"])
+
+
+def test_prun_runner_runs_the_job_format_with_epic_transformation(tmp_path, monkeypatch):
+    """What a pilot runs for such a job: %IN becomes the inputs, the shipped payloads are
+    there, the output is renamed to the file PanDA expects; the payload's report is left in
+    jobReport.json (what iDDS's poller reads)."""
+    from epic_wfms.wfms.payloads import calibrate, prun
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.stf").write_bytes(b"\x00\x01 not text \xff")
+    command = quote("python3 payloads/epic_payload.py calibrate --inputs %IN --state s.json "
+                    "--out calib.json --previous=0.5")
+    code = prun.main(["-j", "", "--sourceURL", "https://x", "-r", ".", "-a", "None", "-o",
+                      "{'calib.json': 't._000001.calib.json'}", "-i", "['a.stf']", "-p",
+                      command])
+    assert code == 0
+    result = json.loads((tmp_path / "t._000001.calib.json").read_text())
+    report = json.loads((tmp_path / "jobReport.json").read_text())
+    expected = calibrate.iterate(0.5, b"\x00\x01 not text \xff")
+    assert {k: report[k] for k in expected} == pytest.approx(expected)
+    assert result["constant"] == report["constant"] and report["stf"] == "a.stf"
+    assert prun.main(["-o", "{'other.json': 'x'}", "-i", "['a.stf']", "-p", "true"]) != 0
+
+
+def _drop_tolerance(steps: list) -> None:
+    steps[0]["loop"].pop("tolerance")
+
+
+def _step_after_reco(steps: list) -> None:
+    steps.append({**steps[2], "name": "later", "after": ["reco_calibrated"], "inputs": [],
+                  "when": [], "outputs": [{"datatype": "reco", "file": "later.root"}]})
+
+
+def _loop_as_primary(steps: list) -> None:
+    steps[2]["inputs"] = [{"from": "calib_loop"}]
+
+
+def _no_option(steps: list) -> None:
+    steps[2]["payload"]["command"] = "python3 x.py %IN %IN2 --out reco.edm4eic.root"
+
+
+@pytest.mark.parametrize(("change", "refusal"), [
+    (_drop_tolerance, "has no tolerance"), (_step_after_reco, "depends on"),
+    (_loop_as_primary, "primary input"), (_no_option, "without an option"),
+])
+def test_idds_target_refuses_what_idds_cannot_run(tmp_path, db, change, refusal):
+    """Rendering still works (``unsupported`` says why); submitting refuses, dry run too."""
+    directory = tmp_path / "library"
+    shutil.copytree(LIBRARY.directory, directory)
+    path = directory / "calibration.yaml"
+    source = yaml.safe_load(path.read_text())
+    change(source["steps"])
+    path.write_text(yaml.safe_dump(source, sort_keys=False))
+    workflow = render_template("calibration", {"run": 3}, TemplateLibrary(directory))
+    spec = render_idds(workflow)
+    assert refusal in spec["unsupported"] and spec["workflow"] is None
+    assert "--target local" in spec["unsupported"]  # the fix names what runs it
+    with pytest.raises(TargetError, match=refusal):
+        submit(db, workflow, "idds", dry_run=True)

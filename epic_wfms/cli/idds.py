@@ -15,13 +15,17 @@ from epic_wfms.errors import EpicWfmsError
 # that other commands' --json output stays clean
 
 _SERVER_OPTIONS = [
-    click.option("--host", envvar="EPIC_IDDS_HOST", required=True,
+    click.option("--host", envvar="EPIC_IDDS_HOST", default=None,
                  help="iDDS REST URL, e.g. https://idds.example.org:443/idds "
-                      "(env EPIC_IDDS_HOST)."),
-    click.option("--token-file", envvar="EPIC_IDDS_TOKEN_FILE", required=True,
+                      "(env EPIC_IDDS_HOST; default: wfms.idds.host of --config)."),
+    click.option("--token-file", envvar="EPIC_IDDS_TOKEN_FILE", default=None,
                  type=click.Path(path_type=Path, exists=True, dir_okay=False),
-                 help="File holding the OIDC ID token (env EPIC_IDDS_TOKEN_FILE)."),
-    click.option("--vo", default="epic", show_default=True, help="The token's VO."),
+                 help="File holding the OIDC ID token (env EPIC_IDDS_TOKEN_FILE; default: "
+                      "wfms.idds.token_file of --config)."),
+    click.option("--vo", default=None, help="The token's VO (default: wfms.idds.vo, epic)."),
+    click.option("--config", "config_path", default=None,
+                 type=click.Path(path_type=Path, exists=True, dir_okay=False),
+                 help="Installation configuration whose wfms.idds names the server."),
 ]
 
 
@@ -31,10 +35,27 @@ def _server_options(fn):
     return fn
 
 
-def _connect(host: str, token_file: Path, vo: str):
+def _connect(host: str | None, token_file: Path | None, vo: str | None,
+             config_path: Path | None):
+    """The iDDS server: options (or their EPIC_IDDS_* variables) over the configuration's
+    ``wfms.idds``."""
+    from epic_wfms.config import IddsConfig, load_config
     from epic_wfms.wfms.idds.client import IddsConnection, IddsSettings
 
-    return IddsConnection(IddsSettings(host, token_file.read_text().strip(), vo=vo))
+    configured = IddsConfig()
+    if config_path is not None or not (host and token_file):
+        configured = load_config(config_path).wfms.idds
+    host, token_file = host or configured.host, token_file or configured.token_file
+    if not host or not token_file:
+        raise click.UsageError(
+            "no iDDS server: give --host and --token-file (or EPIC_IDDS_HOST and "
+            "EPIC_IDDS_TOKEN_FILE), or --config with wfms.idds {host, token_file}")
+    try:
+        token = Path(token_file).read_text().strip()
+    except OSError as exc:
+        raise click.ClickException(f"cannot read the iDDS token {token_file}: {exc}; write "
+                                   "the OIDC ID token there") from exc
+    return IddsConnection(IddsSettings(host, token, vo=vo or configured.vo))
 
 
 @click.group()
@@ -45,7 +66,8 @@ def idds() -> None:
 @idds.command()
 @click.argument("workflow_file", type=click.Path(path_type=Path, exists=True, dir_okay=False))
 @_server_options
-def submit(workflow_file: Path, host: str, token_file: Path, vo: str) -> None:
+def submit(workflow_file: Path, host: str | None, token_file: Path | None, vo: str | None,
+           config_path: Path | None) -> None:
     """Submit WORKFLOW_FILE: iDDS's JSON of a workflow, or `template render --target idds
     --json` output (its "workflow"). Prints iDDS's request id."""
     text = workflow_file.read_text()
@@ -53,13 +75,20 @@ def submit(workflow_file: Path, host: str, token_file: Path, vo: str) -> None:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
         raise click.ClickException(f"{workflow_file} is not JSON: {exc}") from exc
+    if isinstance(document, dict) and document.get("unsupported"):
+        raise click.ClickException(f"{workflow_file}: iDDS cannot run this workflow: "
+                                   f"{document['unsupported']}")
     if isinstance(document, dict) and isinstance(document.get("workflow"), str):
         text = document["workflow"]
     from epic_wfms.wfms.idds.submit import deserialise
 
     try:
+        connection = _connect(host, token_file, vo, config_path)
+    except EpicWfmsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    try:
         workflow = deserialise(text)
-        request_id = _connect(host, token_file, vo).submit(workflow)
+        request_id = connection.submit(workflow)
     except EpicWfmsError as exc:
         raise click.ClickException(str(exc)) from exc
     except Exception as exc:  # idds-workflow refuses what is not one of its objects
@@ -71,11 +100,12 @@ def submit(workflow_file: Path, host: str, token_file: Path, vo: str) -> None:
 @click.argument("request_id", type=int)
 @_server_options
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def status(request_id: int, host: str, token_file: Path, vo: str, as_json: bool) -> None:
+def status(request_id: int, host: str | None, token_file: Path | None, vo: str | None,
+           config_path: Path | None, as_json: bool) -> None:
     """A request's status and owner, its transforms and processings (workload id = PanDA's
     jediTaskID once iDDS submitted the work's task)."""
     try:
-        conn = _connect(host, token_file, vo)
+        conn = _connect(host, token_file, vo, config_path)
         request = conn.request(request_id, with_workflow=False)
         transforms = conn.transforms(request_id)
     except EpicWfmsError as exc:

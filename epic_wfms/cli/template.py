@@ -264,6 +264,11 @@ def _print_submission(result: dict[str, Any]) -> None:
                       + (", ".join(spec["loops"]) or "none"))
         for work in spec["works"]:
             console.print(f"  work {work}")
+        if result.get("idds_request_id") is not None:
+            console.print(f"iDDS request {result['idds_request_id']} at "
+                          f"{result['response'].get('host', '')}; follow it with: "
+                          f"[bold]{result['next']}[/bold] (--config or EPIC_IDDS_HOST / "
+                          "EPIC_IDDS_TOKEN_FILE name the server)")
 
 
 def _value_option(name: str, dest: str, help_text: str, multiple: bool = False,

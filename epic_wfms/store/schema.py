@@ -485,6 +485,7 @@ class TemplateSubmissionRecord(Base):
     finished_at: Mapped[datetime | None]
     username: Mapped[str] = mapped_column(String(100), default="")  # who submitted it
     priority: Mapped[int | None]  # the campaign's, or as an operator set it
+    idds_request_id: Mapped[int | None]  # target idds: the request iDDS made of it
 
 
 class TemplateStepRunRecord(Base):

@@ -128,6 +128,13 @@ def link_panda_tasks(db: Database, submission_id: int, task_ids: list[int]) -> N
                 PandaTaskRecord.jedi_task_id.in_(task_ids)).values(submission_id=submission_id))
 
 
+def link_idds_request(db: Database, submission_id: int, request_id: int) -> None:
+    """The iDDS request a submission became (``epic-wfms idds status <id>`` follows it)."""
+    with db.session() as session:
+        session.execute(update(TemplateSubmissionRecord).where(
+            TemplateSubmissionRecord.id == submission_id).values(idds_request_id=request_id))
+
+
 def submission_status(db: Database, submission_id: int) -> str | None:
     with db.session() as session:
         record = session.get(TemplateSubmissionRecord, submission_id)
@@ -150,7 +157,8 @@ def submissions(db: Database, limit: int = 50) -> list[dict[str, Any]]:
         return [{"id": r.id, "template": r.template, "version": r.template_version,
                  "target": r.target, "dry_run": r.dry_run, "status": r.status,
                  "campaign": r.campaign, "rendered_hash": r.rendered_hash,
-                 "runtime": r.runtime, "error": r.error} for r in rows]
+                 "runtime": r.runtime, "error": r.error,
+                 "idds_request_id": r.idds_request_id} for r in rows]
 
 
 def step_runs(db: Database, submission_id: int) -> list[dict[str, Any]]:

@@ -150,6 +150,10 @@ class Loop(_Strict):
     check: str = Field(min_length=1)
     max_iterations: int = Field(ge=1, le=100)
     on_exhausted: Literal["fail", "accept"] = "fail"
+    tolerance: float | None = Field(
+        default=None, gt=0, description="converged when the residual the payload reports "
+        "(jobReport.json) is at most this: what iDDS decides the loop on (the target idds "
+        "needs it; the local runner runs ``check``)")
 
 
 class Step(_Strict):

@@ -3,7 +3,10 @@
 ``local`` runs on the embedded backend. ``panda`` and ``idds`` render and record (dry run)
 until a submitter is registered: ``register_submitter("panda", func)`` where ``func``
 takes the list of PanDA task-parameter dictionaries (as ``Client.insertTaskParams`` takes
-them) and returns what the server answered. Every submission, dry or not, is stored with
+them) and returns what the server answered; for ``idds``, ``func`` takes ``[spec]``, the
+idds target's rendering with the rendered workflow (``"rendered"``), and returns
+``{"request_id": ...}`` (the installation's: ``installation.template_submitters``). A
+workflow iDDS cannot run is refused (``targets.idds``). Every submission, dry or not, is stored with
 its rendered workflow, template version and hashes (R1.12).
 """
 
@@ -57,6 +60,8 @@ def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool 
                               "give --workdir")
         return run_local(db, workflow, local)
     spec = render_target(workflow, target)
+    if target == "idds" and spec.get("unsupported"):
+        raise TargetError(f"iDDS cannot run this workflow: {spec['unsupported']}")
     submitter = {**_SUBMITTERS, **(submitters or {})}.get(target)
     if not dry_run and submitter is None:
         raise TargetError(f"no {target} submitter is configured in this installation",
@@ -68,12 +73,19 @@ def submit(db: Database, workflow: RenderedWorkflow, target: str, dry_run: bool 
                               "dry_run": dry_run, "status": status,
                               "rendered_hash": workflow.rendered_hash, "spec": spec}
     if not dry_run:
-        payload = spec["tasks"] if target == "panda" else [spec]
+        payload = spec["tasks"] if target == "panda" else [
+            {**spec, "rendered": workflow.model_dump(mode="json", by_alias=True)}]
         result["response"] = submitter(payload)
         if target == "panda" and isinstance(result["response"], list):
             records.link_panda_tasks(db, submission_id, [
                 int(r["jedi_task_id"]) for r in result["response"]
                 if isinstance(r, dict) and "jedi_task_id" in r])
+        if target == "idds" and isinstance(result["response"], dict) \
+                and result["response"].get("request_id") is not None:
+            request_id = int(result["response"]["request_id"])
+            records.link_idds_request(db, submission_id, request_id)
+            result["idds_request_id"] = request_id
+            result["next"] = f"epic-wfms idds status {request_id}"
     return result
 
 

@@ -74,17 +74,26 @@ def rename_outputs(params: dict, suffix: str) -> dict:
     def renamed(name: str) -> str:
         return f"{name[:-1]}{suffix}/" if name.endswith("/") else f"{name}{suffix}"
 
+    task = params["taskName"].rstrip("/")
     out = {**params, "taskName": renamed(params["taskName"])}
-    items = []
-    for item in params.get("jobParameters") or []:
-        items.append(_renamed_item(item, renamed))
+    items = [_renamed_item(item, renamed, task) for item in params.get("jobParameters") or []]
+    # file names the command line spells out (prun's ``-o`` map of outputs to their names)
+    values = {str(old["value"]): new["value"] for old, new in
+              zip(params.get("jobParameters") or [], items, strict=True)
+              if old.get("param_type") == "output" and old.get("value") != new.get("value")}
+    for item in items:
+        if item.get("type") == "constant" and item.get("param_type") is None:
+            for old_value, new_value in values.items():
+                item["value"] = str(item["value"]).replace(old_value, new_value)
     out["jobParameters"] = items
     if isinstance(params.get("log"), dict):
-        out["log"] = _renamed_item(params["log"], renamed)
+        out["log"] = _renamed_item(params["log"], renamed, task)
     return out
 
 
-def _renamed_item(item: dict, renamed) -> dict:
+def _renamed_item(item: dict, renamed, task: str) -> dict:
+    """An output or log item of the renamed task: its dataset, and the file names made from
+    the dataset's name or (named by the task: ``taskparams.complete_for_site``) the task's."""
     if item.get("param_type") not in ("output", "log"):
         return dict(item)
     new = dict(item)
@@ -92,8 +101,11 @@ def _renamed_item(item: dict, renamed) -> dict:
         if new.get(key):
             new[key] = renamed(new[key])
     base = str(item.get("dataset", "")).split(":")[-1].rstrip("/")
-    if base and base in str(new.get("value", "")):
-        new["value"] = new["value"].replace(base, renamed(base).rstrip("/"), 1)
+    value = str(new.get("value", ""))
+    if base and base in value:
+        new["value"] = value.replace(base, renamed(base).rstrip("/"), 1)
+    elif task and value.startswith(f"{task}."):
+        new["value"] = renamed(task) + value[len(task):]
     return new
 
 

@@ -8,31 +8,46 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from idds.workflowv2.workflow import Condition, Workflow
 
 from epic_wfms.wfms.idds.works import EpicPandaWork
 from epic_wfms.wfms.panda.errors import TaskParamsError
 
 
-def calibration_loop(calibration: dict, reconstruction: dict, tolerance: float,
-                     name: str | None = None, constant_argument: str | None = "--previous",
-                     reco_constant_argument: str | None = None) -> Workflow:
+def calibration_loop(calibration: dict, reconstruction: dict | Sequence[dict],
+                     tolerance: float, name: str | None = None,
+                     constant_argument: str | None = "--previous",
+                     reco_constant_argument: str | Sequence[str | None] | None = None
+                     ) -> Workflow:
     """Calibrate until ``residual <= tolerance`` (loop), then reconstruct with the result.
 
     Each iteration's payload gets the previous iteration's constant as
     ``<constant_argument>=<value>``; the reconstruction gets the converged one as
-    ``<reco_constant_argument>=<value>`` when that is given."""
+    ``<reco_constant_argument>=<value>`` when that is given. ``reconstruction`` may be
+    several tasks that all start when the calibration converged (the templates' steps after
+    a loop: alignment and reconstruction), each with its own ``reco_constant_argument``."""
     if tolerance <= 0:
         raise TaskParamsError(f"calibration tolerance {tolerance} is not positive",
                               why="the loop would never converge",
                               fix="give the residual a positive tolerance")
+    downstream = [reconstruction] if isinstance(reconstruction, dict) else list(reconstruction)
+    arguments = (list(reco_constant_argument) if isinstance(reco_constant_argument, list | tuple)
+                 else [reco_constant_argument] * len(downstream))
+    if not downstream or len(arguments) != len(downstream):
+        raise TaskParamsError(f"{len(downstream)} reconstruction tasks, {len(arguments)} "
+                              "constant arguments",
+                              why="each task after the loop needs its own (or None)",
+                              fix="give one reco_constant_argument per reconstruction task")
     workflow = Workflow(name=name or f"{calibration['taskName']}.loop")
     calib = EpicPandaWork(calibration, tolerance=tolerance, constant_argument=constant_argument,
                           looped=True)
-    reco = EpicPandaWork(reconstruction, constant_argument=reco_constant_argument)
     workflow.add_work(calib, initial=True)
-    workflow.add_work(reco)
-    workflow.add_condition(Condition(cond=calib.is_converged, true_work=reco))
+    for params, argument in zip(downstream, arguments, strict=True):
+        reco = EpicPandaWork(params, constant_argument=argument)
+        workflow.add_work(reco)
+        workflow.add_condition(Condition(cond=calib.is_converged, true_work=reco))
     workflow.add_loop_condition(Condition(cond=calib.is_not_converged))
     # iDDS carries the ``constant`` a finished iteration reported (its output_data) to the
     # next iteration's work as ``user_constant``; the work passes it to the payload

@@ -90,7 +90,11 @@ class EpicPandaWork(Work):
         name in the request: each loop iteration after the first is named ``<task>.it<n>``."""
         name = self.work_name
         n = self.iteration()
-        return f"{name}.it{n}" if name and n > 1 else name
+        if not name or n == 1:
+            return name
+        # the name of the iteration's PanDA task (``files.rename_outputs``): a prun task
+        # name's ``/`` stays at the end
+        return f"{name[:-1]}.it{n}/" if name.endswith("/") else f"{name}.it{n}"
 
     # ---- results the payload reports --------------------------------------------------
     def report(self, **results: object) -> None:

@@ -18,7 +18,8 @@ from epic_wfms.wfms.panda.client import PandaConnection
 from epic_wfms.wfms.panda.errors import TaskParamsError
 from epic_wfms.wfms.panda.taskparams import MERGE_PROCESSING, PROMPT_PROCESSING, validate_all
 
-_SUBSET = re.compile(r"swf\.(?P<run>\d{6})\.(?P<site>E1_[A-Z0-9]+)")
+# a run's E1 subset (``swf.<run>.E1_<site>``) or the whole run's dataset (``swf.<run>.run``)
+_SUBSET = re.compile(r"swf\.(?P<run>\d{6})\.(?:(?P<site>E1_[A-Z0-9]+)|run\b)")
 
 
 @dataclass(frozen=True)

@@ -134,6 +134,68 @@ def complete_rendered(params: dict, user_name: str = TaskOptions.user_name) -> d
             "transPath": GENERIC_TRANSFORMATION, **params}
 
 
+#: what runs a prun-format job where the site's transformation runs its arguments
+PRUN_RUNNER = "python -m epic_wfms.wfms.payloads.prun"
+_TASK_ID = ".$JEDITASKID"
+
+
+def complete_for_site(params: dict, queues: dict[str, str], transformation: str,
+                      container_image: str | None,
+                      user_name: str = TaskOptions.user_name) -> dict:
+    """A rendered (prun-format) task completed (``complete_rendered``) for this
+    installation's PanDA, as ``wfms.panda`` describes it:
+
+    - the E1 sites it names (``site``, ``includedSite``, ``excludedSite``) become their PanDA
+      queues (``queues``: E1 site -> queue; other names are taken as queues already);
+    - ``transformation`` other than PanDA's runGen is ePIC's, which runs its arguments as the
+      command: the job runs ``epic_wfms.wfms.payloads.prun`` (prun's job format: inputs,
+      command, outputs) and runGen's pre/post-processing steps (``multiStepExec``) go;
+    - ``container_image`` None (the worker node's environment): no container;
+    - production (``managed``) output and log file names get the task name where prun puts
+      ``$JEDITASKID``, which PanDA fills in for analysis jobs only."""
+    out = complete_rendered(params, user_name)
+    for key in ("site", "includedSite", "excludedSite"):
+        value = out.get(key)
+        if isinstance(value, str):
+            out[key] = queues.get(value, value)
+        elif value:
+            out[key] = [queues.get(v, v) for v in value]
+    items = [dict(i) for i in out.get("jobParameters") or []]
+    if transformation != GENERIC_TRANSFORMATION:
+        out["transPath"] = transformation
+        out.pop("multiStepExec", None)
+        items.insert(0, {"type": "constant", "value": PRUN_RUNNER})
+    if container_image is None:
+        out.pop("container_name", None)
+        out.get("multiStepExec", {}).pop("containerOptions", None)
+    if out.get("prodSourceLabel") == "managed":
+        items, log = _named_by_task(out["taskName"].rstrip("/"), items, out.get("log"))
+        if log is not None:
+            out["log"] = log
+    out["jobParameters"] = items
+    return out
+
+
+def _named_by_task(task: str, items: list[dict], log: dict | None
+                   ) -> tuple[list[dict], dict | None]:
+    """Output file names ``<prefix>.$JEDITASKID.<rest>`` -> ``<task>.<rest>`` (and in the
+    constants that name them: prun's ``-o`` map); the log's ``.$JEDITASKID`` dropped (its
+    name already holds the task's)."""
+    renamed: dict[str, str] = {}
+    for item in items:
+        value = str(item.get("value", ""))
+        if item.get("param_type") == "output" and _TASK_ID in value:
+            renamed[value] = task + value[value.index(_TASK_ID) + len(_TASK_ID):]
+            item["value"] = renamed[value]
+    for item in items:
+        if item.get("type") == "constant" and item.get("param_type") is None:
+            for old, new in renamed.items():
+                item["value"] = str(item["value"]).replace(old, new)
+    if isinstance(log, dict) and _TASK_ID in str(log.get("value", "")):
+        log = {**log, "value": str(log["value"]).replace(_TASK_ID, "", 1)}
+    return items, log
+
+
 def _task_id(o: TaskOptions) -> str:
     """``.$JEDITASKID`` in output file names of analysis/test tasks (the server writes the
     task id into their names); production (``managed``) names get no placeholder: PanDA

@@ -6,7 +6,9 @@ has already put each output at the queue's storage (RSE), at Rucio's determinist
 (copy tool ``mv`` with the queue's ``mv_final_destination``); this registers, per output and
 log file the job produced, its replica at that RSE (size, adler32, GUID from the pilot's
 report) and attaches it to its dataset (``FileSpec.dataset``: the task's output or log
-dataset, created open if it does not exist yet), in one Rucio call per dataset
+dataset, created open if it does not exist yet; a dataset named without scope is in ePIC's
+scope, a trailing ``/`` of prun's container names dropped, as JEDI's naming has it), in one
+Rucio call per dataset
 (``add_files_to_datasets``, duplicates ignored: a retried registration is harmless).
 
 Outcomes, as the Adder expects them: succeeded; temporary (Rucio unreachable or refusing for
@@ -25,6 +27,9 @@ from pandaserver.dataservice import ErrorCode
 from pandaserver.dataservice.adder_plugin_base import AdderPluginBase
 
 SKIPPED = ("failed", "nooutput", "skipped")
+# a dataset named without scope is in ePIC's scope, as JEDI's naming has it
+# (epic_jedi.naming.rucio_scope): prun-format tasks (templates) name their outputs so
+DEFAULT_SCOPE = "epic"
 
 
 def split_did(name: str, default_scope: str | None) -> tuple[str | None, str]:
@@ -88,7 +93,7 @@ class EpicAdderPlugin(AdderPluginBase):
             if spec.destinationSE == "local":
                 continue
             # a file is in its dataset's scope unless the job names another
-            ds_scope, _ = split_did(spec.dataset, None)
+            ds_scope, _ = split_did(spec.dataset, DEFAULT_SCOPE)
             scope, name = split_did(spec.lfn, _set(spec.scope) or ds_scope)
             if scope is None:
                 raise ValueError(f"{spec.lfn} has no Rucio scope (dataset {spec.dataset})")
@@ -112,6 +117,7 @@ class EpicAdderPlugin(AdderPluginBase):
         attachments = []
         for dataset, dids in by_dataset.items():
             scope, name = split_did(dataset, dids[0]["scope"])
+            name = name.rstrip("/")  # prun's output container names end with '/'
             with contextlib.suppress(DataIdentifierAlreadyExists):
                 client.add_dataset(scope, name)
             attachments.append({"scope": scope, "name": name, "rse": rse,

@@ -27,11 +27,12 @@ def _files(text: str | None) -> list[Path]:
 
 def _events_in(paths: list[Path]) -> int:
     total = 0
-    for path in paths:
+    for path in paths:  # toy JSON or HepMC text; a binary file (a real STF) counts 0
+        text = path.read_bytes().decode("utf-8", "replace")
         try:
-            total += int(json.loads(path.read_text()).get("events", 0))
-        except (ValueError, OSError, AttributeError):
-            total += sum(1 for line in path.read_text().splitlines() if line.startswith("E "))
+            total += int(json.loads(text).get("events", 0))
+        except (ValueError, AttributeError):
+            total += sum(1 for line in text.splitlines() if line.startswith("E "))
     return total
 
 
@@ -107,10 +108,19 @@ def eicrecon(a: argparse.Namespace) -> None:
     if not _real("eicrecon", [f"-Ppodio:output_file={a.out}", *map(str, inputs)]):
         record = {"tool": "eicrecon", "engine": "toy", "events": _events_in(inputs),
                   "inputs": _digest(inputs)}
-        if a.calibration:  # the last iteration of the calibration loop
-            latest = sorted(_files(a.calibration))[-1]
-            record["calibration"] = json.loads(latest.read_text())["constant"]
+        if a.calibration:
+            record["calibration"] = _constant(a.calibration)
         _write(a.out, record)
+
+
+def _constant(calibration: str) -> float:
+    """The calibration constant: the number itself (the converged constant iDDS hands over,
+    ``--calibration=1.23``), or the last iteration's output file of the calibration loop."""
+    try:
+        return float(calibration)
+    except ValueError:
+        latest = sorted(_files(calibration))[-1]
+        return json.loads(latest.read_text())["constant"]
 
 
 def monitor(a: argparse.Namespace) -> None:
@@ -120,7 +130,12 @@ def monitor(a: argparse.Namespace) -> None:
 
 
 def calibrate(a: argparse.Namespace) -> None:
-    """One iteration: move the constant toward the value the data prefer."""
+    """One iteration: move the constant toward the value the data prefer (60 % of the way
+    from the previous constant, 0 for the first), as ``epic_wfms.wfms.payloads.calibrate``
+    does. The previous constant is ``--previous`` (iDDS hands over the last iteration's
+    constant) or the state file (the local runner's loop); the result goes to ``--out``, the
+    state file and ``jobReport.json`` (residual, constant, previous: what iDDS's loop
+    condition reads)."""
     inputs = _files(a.inputs)
     target = 1.0 + int(_digest(inputs)[:4], 16) / 65536
     state = Path(a.state)
@@ -132,7 +147,8 @@ def calibrate(a: argparse.Namespace) -> None:
     state.write_text(json.dumps({"constant": new, "delta": abs(new - old)}))
     _write(a.out, {"tool": "calibrate", "engine": "toy", "constant": new,
                    "delta": abs(new - old), "events": _events_in(inputs)})
-    _report({"constant": new, "residual": abs(new - old)})
+    _report({"stf": ",".join(p.name for p in inputs), "constant": new, "previous": old,
+             "residual": abs(new - old)})
 
 
 def converged(a: argparse.Namespace) -> None:
