@@ -102,35 +102,59 @@ class Pilots:
                 proc.wait()
 
 
-@pytest.fixture
-def rig(tmp_path: Path):
-    with private_postgres_schema() as url:
+class Rig:
+    """The fast path (with the ingest role keeping the run records) in this process, the
+    DAQ simulator beside it, the pilots, and what the pool asks iDDS."""
+
+    def __init__(self, tmp_path: Path, url: str, **fastpath: object) -> None:
         namespace = f"test-{uuid.uuid4().hex[:8]}"
-        config = load_config(
+        pool = {"min": 2, "target": 2, "max": 2, "provider": "idds", "heartbeat_s": 0.5,
+                "lost_after_s": 3, "idds": {
+                    "site": "E1_JLAB", "idle_timeout_s": 120,
+                    "prompt_topic": f"/topic/panda.workflow.{namespace}",
+                    "reply_topic": f"/topic/panda.workers.{namespace}"},
+                **fastpath.pop("pool", {})}
+        self.config = load_config(
             data_dir=tmp_path / "wfms", database_url=url,
             bus={"transport": "stomp", "namespace": namespace, "queue_expiry_s": 60},
-            fastpath={"drain_grace_s": 0.5, "payload": {"extra_cost_s": 0.1},
-                      "pool": {"min": 2, "target": 2, "max": 2, "provider": "idds",
-                               "heartbeat_s": 0.5, "lost_after_s": 3, "idds": {
-                                   "site": "E1_JLAB", "idle_timeout_s": 120,
-                                   "prompt_topic": f"/topic/panda.workflow.{namespace}",
-                                   "reply_topic": f"/topic/panda.workers.{namespace}"}}})
-        pilots = Pilots(write_config(config, tmp_path / "installation.yaml"), tmp_path / "jobs")
-        prompt = PromptTopic(config.fastpath.pool.idds.prompt_topic, pilots.start)
-        fastpath = Installation.build(config, roles=("ingest", "fastpath"))
-        fastpath.start()
-        daq_side = Installation.build(config, roles=(), name="test-daq")
-        daq = daq_side.daq(DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20, rate_hz=0,
-                                       tf_sample_size=SAMPLE_TFS))
-        db = open_database(config)
-        try:
-            yield db, daq, pilots, prompt
-        finally:
-            pilots.stop()
-            fastpath.close()
-            daq_side.close()
-            prompt.close()
-            db.dispose()
+            fastpath={"drain_grace_s": 0.5, "payload": {"extra_cost_s": 0.1}, "pool": pool,
+                      **fastpath})
+        self.pilots = Pilots(write_config(self.config, tmp_path / "installation.yaml"),
+                             tmp_path / "jobs")
+        self.prompt = PromptTopic(self.config.fastpath.pool.idds.prompt_topic,
+                                  self.pilots.start)
+        self.fastpath = self.start_fastpath()
+        self.daq_side = Installation.build(self.config, roles=(), name="test-daq")
+        self.daq = self.daq_side.daq(DaqSettings(stf_size_bytes=8 * 1024, tfs_per_stf=20,
+                                                 rate_hz=0, tf_sample_size=SAMPLE_TFS))
+        self.db = open_database(self.config)
+
+    def start_fastpath(self) -> Installation:
+        installation = Installation.build(self.config, roles=("ingest", "fastpath"))
+        installation.start()
+        return installation
+
+    def close(self) -> None:
+        self.pilots.stop()
+        self.fastpath.close()
+        self.daq_side.close()
+        self.prompt.close()
+        self.db.dispose()
+
+
+@pytest.fixture
+def postgres_url():
+    with private_postgres_schema() as url:
+        yield url
+
+
+@pytest.fixture
+def rig(tmp_path: Path, postgres_url: str):
+    rig = Rig(tmp_path, postgres_url)
+    try:
+        yield rig.db, rig.daq, rig.pilots, rig.prompt
+    finally:
+        rig.close()
 
 
 def records(db, model) -> list:
@@ -185,6 +209,64 @@ def test_pilot_job_workers_do_each_slice_once_and_leave_at_end_of_run(rig):
     assert "pilot is gone" in workers[f"fpw-{RUN:06d}-panda9001"].detail
     assert wait_for(lambda: prompt.of("close_workflow_task"), 10)  # iDDS closes the task
     assert prompt.of("close_workflow_task")[0]["run_id"] == RUN
+
+
+def test_a_restarted_fast_path_adopts_its_pilot_job_workers(tmp_path, postgres_url):
+    """The fast-path process stops mid-run (its pilot jobs go on); started again, it asks
+    iDDS for nothing new, adopts the workers as they report, and the run ends as usual."""
+    rig = Rig(tmp_path, postgres_url)
+    try:
+        rig.daq.run_imminent(RUN)
+        assert wait_for(lambda: len(live(rig.db)) == 2, 60)
+        rig.daq.start_run(RUN)
+        for sequence in range(3):
+            rig.daq.write_stf(RUN, sequence, utcnow())
+        assert wait_for(lambda: completed(rig.db) >= 2, 60)
+        rig.fastpath.close()  # the agent stops; its workers keep their slices coming
+        for sequence in range(3, 6):
+            rig.daq.write_stf(RUN, sequence, utcnow())
+        rig.fastpath = rig.start_fastpath()
+        rig.daq.end_run(RUN, 6)
+        assert wait_for(lambda: completed(rig.db) == 6 * 3, 90), [
+            (s.name, s.status) for s in records(rig.db, TfSliceRecord)]
+        assert wait_for(lambda: not live(rig.db), 30)
+        assert [p.wait(timeout=30) for p in rig.pilots.procs.values()] == [0, 0]
+        assert len(rig.prompt.of("create_workflow_task")) == 1  # nothing asked twice
+        assert read_histograms(rig.db, RUN)["event_hits"]["entries"] == 6 * SAMPLE_TFS
+        assert {w.status for w in records(rig.db, FastPathWorkerRecord)} == {"exited"}
+    finally:
+        rig.close()
+
+
+def test_the_pool_grows_by_an_extra_request_and_shrinks_by_retiring_workers(
+        tmp_path, postgres_url):
+    """iDDS 2.6.21 drops adjust_worker's count: the autoscaler's growth is asked for as a
+    request of its own (``.x1``), its shrink retires the idlest worker, which exits 0."""
+    rig = Rig(tmp_path, postgres_url, latency_target_s=0.5, scale_cooldown_s=1,
+              shrink_idle_s=2, payload={"extra_cost_s": 0.6},
+              pool={"min": 1, "target": 1, "max": 2})
+    try:
+        rig.daq.run_imminent(RUN)
+        assert wait_for(lambda: len(live(rig.db)) == 1, 60)
+        rig.daq.start_run(RUN)
+        for sequence in range(4):  # 12 slices of 0.6 s for one worker: too slow
+            rig.daq.write_stf(RUN, sequence, utcnow())
+        assert wait_for(lambda: len(rig.prompt.of("create_workflow_task")) == 2, 30)
+        extra = rig.prompt.of("create_workflow_task")[1]["content"]["workflow"]
+        assert (extra["name"], extra["content"]["target_worker_count"]) == (
+            f"swf.{RUN:06d}.JLAB_EPIC_PROMPT.prompt.x1", 1)
+        assert rig.prompt.of("adjust_worker")[0]["content"]["target_worker_count"] == 2
+        assert wait_for(lambda: len(live(rig.db)) == 2, 60)
+        assert wait_for(lambda: completed(rig.db) == 12, 60)
+        # idle: the pool shrinks back to one by retiring a worker, whose job finishes
+        assert wait_for(lambda: len(live(rig.db)) == 1, 30)
+        [retired] = [w for w in records(rig.db, FastPathWorkerRecord) if w.status == "exited"]
+        assert retired.detail.startswith("worker_retire: scaled down")
+        rig.daq.end_run(RUN, 4)
+        assert wait_for(lambda: not live(rig.db), 30)
+        assert [p.wait(timeout=30) for p in rig.pilots.procs.values()] == [0, 0]
+    finally:
+        rig.close()
 
 
 def test_an_idds_pool_needs_the_broker_and_a_queue():

@@ -26,7 +26,7 @@ import threading
 import time
 from dataclasses import dataclass, field, replace
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
@@ -45,6 +45,7 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.wfms.idds.prompt_pool import PromptReplies, StompPromptChannel, WorkerPool
 
 log = logging.getLogger(__name__)
+REQUESTED = "requested from iDDS at run_imminent"
 REQUEST_RETRY_S = 30.0  # a request iDDS has not answered by then is sent again
 WORKER_MESSAGES = {"worker_registered", "worker_heartbeat", "slice_processed", "worker_exited"}
 
@@ -69,6 +70,7 @@ class RunRequests:
     lost: int = 0  # workers found dead (PanDA retries their jobs: replacements come)
     retired: int = 0  # workers told to leave (their jobs finish: no replacement)
     sent_at: float = 0.0  # when a request was last sent
+    inherited: bool = False  # asked for by an earlier incarnation of this pool (restart)
     closed: set[int] = field(default_factory=set)  # request ids closed as surplus
 
     @property
@@ -106,9 +108,16 @@ class IddsSlicePool:
         self.replies: PromptReplies | None = None
 
     # -- the contract (fastpath/pool.py) ---------------------------------------------------------
+    def _connect(self) -> StompPromptChannel:
+        """The links to iDDS's prompt service (made at the first need: ``recover`` may
+        provision before ``subscribe``)."""
+        if self.channel is None:
+            self.replies = PromptReplies(self._settings, self.idds.reply_topic)
+            self.channel = StompPromptChannel(self._settings, self.idds.prompt_topic)
+        return self.channel
+
     def subscribe(self) -> None:
-        self.replies = PromptReplies(self._settings, self.idds.reply_topic)
-        self.channel = StompPromptChannel(self._settings, self.idds.prompt_topic)
+        self._connect()
         self.ctx.bus.subscribe(dest.RUN_CONTROL, "fastpath-pool", self.on_run_control,
                                msg_types={"run_imminent", "end_run"})
         self.ctx.bus.subscribe(dest.FASTPATH_WORKERS, "fastpath-pool.workers", self.on_worker,
@@ -138,8 +147,20 @@ class IddsSlicePool:
                 walltime_s=self.idds.walltime_s, transformation=self.idds.transformation,
                 idle_timeout_s=self.idds.idle_timeout_s,
                 processing_type=self.idds.processing_type, vo=self.ctx.config.wfms.panda.vo)
+            if self._requested_before(run_number):  # a restart: the workers are out there
+                self.requests[run_number] = RunRequests(pool, parts=[pool],
+                                                        requested=pool.workers, inherited=True)
+                log.info("run %s: its workers were asked for before this process started; "
+                         "they are adopted as they report", run_number)
+                return
             self.requests[run_number] = RunRequests(pool)
-            self._request(pool, "requested from iDDS at run_imminent", before=0)
+            self._request(pool, REQUESTED, before=0)
+
+    def _requested_before(self, run_number: int) -> bool:
+        with self.ctx.db.session() as session:
+            return session.scalar(select(func.count()).select_from(FastPathScalingRecord).where(
+                FastPathScalingRecord.run_number == run_number,
+                FastPathScalingRecord.reason == REQUESTED)) > 0
 
     def end_of_run(self, run_number: int) -> None:
         if run_number == self.run_number:
@@ -177,8 +198,7 @@ class IddsSlicePool:
 
     # -- requests to iDDS ------------------------------------------------------------------------
     def _request(self, pool: WorkerPool, reason: str, before: int) -> None:
-        assert self.channel is not None, "subscribe() first"
-        self.channel.send(pool.create_message())
+        self._connect().send(pool.create_message())
         runs = self.requests[pool.run_number]
         runs.parts.append(pool)
         runs.requested += pool.workers
@@ -192,6 +212,8 @@ class IddsSlicePool:
         (restarting, not yet subscribed): a request unanswered for REQUEST_RETRY_S is sent
         again; if both copies were taken after all, the surplus request is closed."""
         answered = self._ids(runs.pool.run_number)
+        if runs.inherited:  # their answers went to the earlier incarnation
+            return
         if len(answered) < len(runs.parts) and now - runs.sent_at > REQUEST_RETRY_S:
             for part in runs.parts[len(answered):]:
                 log.warning("run %s: iDDS did not answer %s within %ss; sending it again",
@@ -224,12 +246,11 @@ class IddsSlicePool:
     def _resize(self, to: int, reason: str, backlog: int, slice_s: float | None,
                 before: int) -> None:
         runs = self.requests[self.run_number]
-        ids = self._ids(self.run_number)
-        if ids:  # what iDDS's prompt service is there for; 2.6.21 keeps all but the count
-            first = ids[0]
-            self.channel.send(runs.pool.adjust_message(
-                to, request_id=first.get("request_id"), transform_id=first.get("transform_id"),
-                workload_id=first.get("workload_id")))
+        first = (self._ids(self.run_number) or [{}])[0]
+        # what iDDS's prompt service is there for (2.6.21 keeps all but the count)
+        self.channel.send(runs.pool.adjust_message(
+            to, request_id=first.get("request_id"), transform_id=first.get("transform_id"),
+            workload_id=first.get("workload_id")))
         if to > before and not self.idds.adjust_applies_count:
             extra = runs.pool.extra(len(runs.parts), to - before)
             self.channel.send(extra.create_message())
@@ -254,7 +275,8 @@ class IddsSlicePool:
         body = message.body
         with self._lock:
             worker = self.workers.get(body.worker)
-            if message.msg_type == "worker_registered" and worker is None:
+            adopted = message.msg_type == "worker_heartbeat" and worker is None
+            if (message.msg_type == "worker_registered" and worker is None) or adopted:
                 worker = self.workers[body.worker] = RemoteWorker(
                     body.worker, body.run_number, time.monotonic())
                 if (runs := self.requests.get(body.run_number)) is not None:
@@ -263,6 +285,9 @@ class IddsSlicePool:
                 worker.last_seen = time.monotonic()
         if message.msg_type == "worker_registered":
             self._registered(body)
+        elif adopted:  # registered with an earlier incarnation of this pool
+            self._registered(m.WorkerNews(worker=body.worker, run_number=body.run_number,
+                                          detail="adopted after a restart of the pool"))
         elif message.msg_type == "worker_heartbeat" and worker is not None:
             worker.busy = body.busy
         elif message.msg_type == "slice_processed":
@@ -274,12 +299,14 @@ class IddsSlicePool:
         if self.first_worker_at is None and news.run_number == self.run_number:
             self.first_worker_at = time.monotonic()
         with self.ctx.db.session() as session:
-            if session.get(FastPathWorkerRecord, news.worker) is None:
+            new = session.get(FastPathWorkerRecord, news.worker) is None
+            if new:
                 session.add(FastPathWorkerRecord(
                     name=news.worker, run_number=news.run_number, pid=news.pid,
                     status=WORKER.check(None, WorkerStatus.REGISTERED), registered_at=utcnow(),
                     slices_done=0, detail=news.detail))
-        self.ctx.publish(dest.FASTPATH_POOL, "worker_registered", news, news.run_number)
+        if new:
+            self.ctx.publish(dest.FASTPATH_POOL, "worker_registered", news, news.run_number)
 
     def _processed(self, done: m.SliceProcessed) -> None:
         work, reply = done.work, done.reply

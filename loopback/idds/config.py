@@ -104,7 +104,10 @@ backend = default
 [transformer]
 """ + _AGENT + """
 [carrier]
-""" + _AGENT + """
+""" + _AGENT + """# the prompt service's processings (iWork: the fast path's worker task) are
+# polled and, at close_workflow_task, aborted in PanDA by iDDS's own PanDA plug-in
+plugin.iwork_poller = idds.agents.carrier.plugins.panda.PandaSubmitterPoller
+
 [prompt]
 num_threads = 1
 worker_subscriber_broker = {subscriber}
