@@ -319,7 +319,8 @@ render_group = _PerTemplate(
     extra=[_target_option("workflow", ("workflow", *TARGETS)),
            _flag("--json", "as_json", "Print JSON.")])
 submit_group = _PerTemplate(
-    "submit", help="Render and submit: run locally, or dry-run for PanDA/iDDS.",
+    "submit", help="Render and submit: run locally, or to the configured PanDA "
+    "(wfms.panda) or iDDS (wfms.idds); --dry-run records only.",
     action=_submit_action,
     extra=[_target_option("local", ("local", "panda", "idds")),
            _flag("--dry-run", "dry_run",
