@@ -45,8 +45,10 @@ def first(db, column, run: int):
 
 def play(config: Config, provider: str, run: int, stfs: int, rate: float) -> dict:
     pool = config.fastpath.pool.model_copy(update={"provider": provider, **POOL})
-    config = config.model_copy(update={"fastpath": config.fastpath.model_copy(update={
-        "pool": pool, "drain_grace_s": 0.5})})
+    config = config.model_copy(update={
+        "fastpath": config.fastpath.model_copy(update={"pool": pool, "drain_grace_s": 0.5}),
+        # each pool's run in a store of its own (the DAQ's state starts over)
+        "database_url": f"sqlite:///{config.data_dir / f'{provider}.sqlite'}"})
     installation = Installation.build(config, roles=("ingest", "fastpath"))
     orchestrator = installation.start()
     daq = installation.daq(DaqSettings(rate_hz=rate, tf_sample_size=10, seed=7,
@@ -86,7 +88,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=2.0, help="STFs per second (ePIC: ~2)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="epic-fastpath-idds-") as root:
-        config = load_config(data_dir=Path(root) / "wfms")
+        config = load_config(data_dir=Path(root))  # private: the temporary directory
         print("starting the loopback stack (Rucio, PanDA, JEDI, Harvester, iDDS) ...",
               flush=True)
         with stack_for(config, lambda *_: None) as (config, _stack):

@@ -22,7 +22,6 @@ steps as the embedded pool, so a slice is completed once whatever the broker red
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass, field, replace
 
@@ -31,9 +30,10 @@ from sqlalchemy import func, select, update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.fastpath import slices
-from epic_wfms.fastpath.autoscaler import Autoscaler, Observation
+from epic_wfms.fastpath.autoscaler import Observation
+from epic_wfms.fastpath.pool import PoolDuties
 from epic_wfms.fastpath.results import publish_failure, record_result
-from epic_wfms.fastpath.worker_pool import TICK_S, requeue
+from epic_wfms.fastpath.worker_pool import requeue
 from epic_wfms.lifecycle.fastpath import WORKER, SliceStatus, WorkerStatus
 from epic_wfms.store.schema import (
     FastPathScalingRecord,
@@ -79,27 +79,19 @@ class RunRequests:
         return max(self.requested + self.lost - self.arrived - self.retired, 0)
 
 
-class IddsSlicePool:
+class IddsSlicePool(PoolDuties):
+    thread_name = "fastpath-idds-pool"
+
     def __init__(self, ctx: StreamingContext) -> None:
         from epic_wfms.installation import stomp_settings
 
-        self.ctx = ctx
-        self.config = ctx.config.fastpath
+        super().__init__(ctx)
         self.idds = self.config.pool.idds
-        self.autoscaler = Autoscaler(self.config)
         self.workers: dict[str, RemoteWorker] = {}
         self.requests: dict[int, RunRequests] = {}
-        self.run_number: int | None = None
-        self.draining = False
-        self.drained = threading.Event()
-        self.last_activity = time.monotonic()
         self.first_slice_at: float | None = None
         self.first_worker_at: float | None = None
         self.provisioned_at: float | None = None
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fastpath-idds-pool",
-                                        daemon=True)
         settings = stomp_settings(ctx.config, f"{ctx.producer}.idds-prompt", namespace="")
         if self.idds.broker_vhost:
             settings = replace(settings, vhost=self.idds.broker_vhost)
@@ -118,18 +110,10 @@ class IddsSlicePool:
 
     def subscribe(self) -> None:
         self._connect()
-        self.ctx.bus.subscribe(dest.RUN_CONTROL, "fastpath-pool", self.on_run_control,
-                               msg_types={"run_imminent", "end_run"})
+        self.follow_run_control()
         self.ctx.bus.subscribe(dest.FASTPATH_WORKERS, "fastpath-pool.workers", self.on_worker,
                                msg_types=WORKER_MESSAGES)
-        self._thread.start()
-
-    def on_run_control(self, message: m.Message) -> None:
-        run = message.body.run_number
-        if message.msg_type == "run_imminent":
-            self.provision(run)
-        elif message.msg_type == "end_run":
-            self.end_of_run(run)
+        self.start_duties()
 
     def provision(self, run_number: int) -> None:
         """At run_imminent: ask iDDS for the run's target number of workers, once."""
@@ -162,36 +146,27 @@ class IddsSlicePool:
                 FastPathScalingRecord.run_number == run_number,
                 FastPathScalingRecord.reason == REQUESTED)) > 0
 
-    def end_of_run(self, run_number: int) -> None:
-        if run_number == self.run_number:
-            with self._lock:
-                self.draining = True
-                self.last_activity = time.monotonic()
-
-    def activity(self, _run_number: int | None = None) -> None:
-        self.last_activity = time.monotonic()
-
     @property
     def size(self) -> int:
         with self._lock:
             return sum(1 for w in self.workers.values()
                        if w.run_number == self.run_number and not w.retiring)
 
-    def wait_ready(self, timeout: float) -> bool:
+    def wait_drained(self, timeout: float) -> bool:
+        """True once the run was drained and each of its workers said it left (or was found
+        dead): the pilot jobs end after the pool does."""
         deadline = time.monotonic() + timeout
+        if not self.drained.wait(timeout):
+            return False
         while time.monotonic() < deadline:
-            if self.run_number is not None and self.size >= self.config.pool.target:
-                return True
-            time.sleep(0.2)
+            with self._lock:
+                if not any(w.run_number == self.run_number for w in self.workers.values()):
+                    return True
+            time.sleep(0.1)
         return False
 
-    def wait_drained(self, timeout: float) -> bool:
-        return self.drained.wait(timeout)
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self.stop_duties()
         for link in (self.channel, self.replies):
             if link is not None:
                 link.close()
@@ -348,13 +323,6 @@ class IddsSlicePool:
                 worker=name, run_number=run, detail=detail), run)
 
     # -- duties -----------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(TICK_S):
-            try:
-                self.tick()
-            except Exception:  # the pool must keep watching its workers
-                log.exception("fast-path pool (iDDS) duty failed")
-
     def tick(self) -> None:
         now = time.monotonic()
         lost = [w for w in list(self.workers.values())

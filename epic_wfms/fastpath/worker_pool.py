@@ -25,8 +25,9 @@ from sqlalchemy import update
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.fastpath import slices
-from epic_wfms.fastpath.autoscaler import Autoscaler, Observation
+from epic_wfms.fastpath.autoscaler import Observation
 from epic_wfms.fastpath.express import ExpressFirst
+from epic_wfms.fastpath.pool import PoolDuties
 from epic_wfms.fastpath.results import publish_failure, record_result
 from epic_wfms.fastpath.runners import PayloadDied, start_payload
 from epic_wfms.lifecycle.fastpath import WORKER, SliceStatus, WorkerStatus
@@ -35,7 +36,6 @@ from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.screening import daq_file
 
 log = logging.getLogger(__name__)
-TICK_S = 0.5
 
 
 def requeue(ctx: StreamingContext, work: m.SliceWork) -> None:
@@ -163,41 +163,15 @@ class SliceWorker:
             self.run_number)
 
 
-class FastPathPool:
+class FastPathPool(PoolDuties):
     def __init__(self, ctx: StreamingContext) -> None:
-        self.ctx = ctx
-        self.config = ctx.config.fastpath
-        self.autoscaler = Autoscaler(self.config)
+        super().__init__(ctx)
         self.workers: dict[str, SliceWorker] = {}
-        self.run_number: int | None = None
-        self.draining = False
-        self.drained = threading.Event()
-        self.last_activity = time.monotonic()
         self._numbers = itertools.count(1)
-        self._lock = threading.RLock()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="fastpath-pool", daemon=True)
 
     def subscribe(self) -> None:
-        self.ctx.bus.subscribe(dest.RUN_CONTROL, "fastpath-pool", self.on_run_control,
-                               msg_types={"run_imminent", "end_run"})
-        self._thread.start()
-
-    def on_run_control(self, message: m.Message) -> None:
-        run = message.body.run_number
-        if message.msg_type == "run_imminent":
-            self.provision(run)
-        elif message.msg_type == "end_run":
-            self.end_of_run(run)
-
-    def end_of_run(self, run_number: int) -> None:
-        if run_number == self.run_number:
-            with self._lock:
-                self.draining = True
-                self.last_activity = time.monotonic()
-
-    def activity(self, _run_number: int | None = None) -> None:
-        self.last_activity = time.monotonic()
+        self.follow_run_control()
+        self.start_duties()
 
     # -- size ----------------------------------------------------------------------------------
     @property
@@ -269,13 +243,6 @@ class FastPathPool:
                 requeue(self.ctx, slices.slice_work(record))
 
     # -- duties --------------------------------------------------------------------------------
-    def _loop(self) -> None:
-        while not self._stop.wait(TICK_S):
-            try:
-                self.tick()
-            except Exception:  # the pool must keep watching its workers
-                log.exception("fast-path pool duty failed")
-
     def tick(self) -> None:
         for worker in list(self.workers.values()):
             if not worker.dead and not worker.retired and not worker.payload.alive():
@@ -316,22 +283,8 @@ class FastPathPool:
             self.drained.set()
         log.info("fast-path pool drained for run %s (%d workers)", self.run_number, len(live))
 
-    def wait_ready(self, timeout: float) -> bool:
-        """True once the run's target size of workers registered (after run_imminent)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.run_number is not None and self.size >= self.config.pool.target:
-                return True
-            time.sleep(0.05)
-        return False
-
-    def wait_drained(self, timeout: float) -> bool:
-        return self.drained.wait(timeout)
-
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join(timeout=5)
+        self.stop_duties()
         for worker in list(self.workers.values()):
             if not worker.retired:
                 worker.retire(WorkerStatus.EXITED, "stopped with the orchestrator", wait=False)
