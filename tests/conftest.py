@@ -43,6 +43,13 @@ def private_postgres_schema():
     return scratch_schema(POSTGRES_URL)
 
 
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A private PostgreSQL schema for one test (the services arrangement's store)."""
+    with private_postgres_schema() as url:
+        yield url
+
+
 def wait_until(condition, timeout_s: float, what: str):
     """``condition()``'s first true value, polled every second; fails the test after
     ``timeout_s`` saying what did not happen (for the slow servers of the loopback stack)."""

@@ -31,7 +31,7 @@ from epic_wfms.errors import ConfigurationError
 from epic_wfms.fastpath.histograms import read_histograms
 from epic_wfms.installation import Installation, open_database
 from epic_wfms.store.schema import FastPathWorkerRecord, TfSliceRecord, utcnow
-from tests.conftest import private_postgres_schema, wait_for
+from tests.conftest import wait_for
 
 RUN, SAMPLE_TFS = 430001, 10
 
@@ -140,12 +140,6 @@ class Rig:
         self.daq_side.close()
         self.prompt.close()
         self.db.dispose()
-
-
-@pytest.fixture
-def postgres_url():
-    with private_postgres_schema() as url:
-        yield url
 
 
 @pytest.fixture

@@ -26,16 +26,10 @@ from epic_wfms.store.schema import (
     StfRecord,
 )
 from epic_wfms.streaming.report import merged_stfs, run_report
-from tests.conftest import private_postgres_schema, wait_for
+from tests.conftest import wait_for
 
 RUN, STFS = 301, 40
 TIMEOUT = 180
-
-
-@pytest.fixture
-def postgres_url():
-    with private_postgres_schema() as url:
-        yield url
 
 
 @pytest.fixture

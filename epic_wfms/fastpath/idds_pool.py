@@ -180,7 +180,7 @@ class IddsSlicePool(PoolDuties):
         runs.sent_at = time.monotonic()
         log.info("run %s: asked iDDS for %d fast-path workers at %s (%s)", pool.run_number,
                  pool.workers, pool.queue, pool.name)
-        self._record_scaling(before, before + pool.workers, reason, backlog=0, slice_s=None)
+        self.record_scaling(before, before + pool.workers, reason, backlog=0, slice_s=None)
 
     def _unanswered(self, runs: RunRequests, now: float) -> None:
         """iDDS's prompt topic keeps nothing for a prompt service that was not listening
@@ -207,17 +207,6 @@ class IddsSlicePool(PoolDuties):
         """iDDS's answers to the run's requests (request, transform and PanDA task ids)."""
         return self.replies.of("created_workflow_task", run_number) if self.replies else []
 
-    def _record_scaling(self, before: int, to: int, reason: str, backlog: int,
-                        slice_s: float | None) -> None:
-        self.autoscaler.changed(time.monotonic())
-        with self.ctx.db.session() as session:
-            session.add(FastPathScalingRecord(
-                run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
-                slice_s=slice_s, reason=reason))
-        self.ctx.publish(dest.FASTPATH_POOL, "pool_scaled", m.PoolScaled(
-            run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
-            slice_s=slice_s, reason=reason), self.run_number)
-
     def _resize(self, to: int, reason: str, backlog: int, slice_s: float | None,
                 before: int) -> None:
         runs = self.requests[self.run_number]
@@ -243,7 +232,7 @@ class IddsSlicePool(PoolDuties):
             self.ctx.publish(dest.FASTPATH_POOL, "worker_retire", m.PoolCommand(
                 run_number=self.run_number, workers=[w.name for w in leaving],
                 reason=f"scaled down: {reason}"), self.run_number)
-        self._record_scaling(before, to, reason, backlog, slice_s)
+        self.record_scaling(before, to, reason, backlog, slice_s)
 
     # -- what the workers report ------------------------------------------------------------------
     def on_worker(self, message: m.Message) -> None:

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol
 from epic_wfms.bus import destinations as dest
 from epic_wfms.bus import messages as m
 from epic_wfms.fastpath.autoscaler import Autoscaler
+from epic_wfms.store.schema import FastPathScalingRecord
 
 if TYPE_CHECKING:
     from epic_wfms.streaming.context import StreamingContext
@@ -122,6 +123,19 @@ class PoolDuties:
 
     def wait_drained(self, timeout: float) -> bool:
         return self.drained.wait(timeout)
+
+    def record_scaling(self, before: int, to: int, reason: str, backlog: int,
+                       slice_s: float | None) -> None:
+        """A size change (provisioning or an autoscaling decision): in the store and on the
+        bus, and the autoscaler's cool-down starts."""
+        self.autoscaler.changed(time.monotonic())
+        with self.ctx.db.session() as session:
+            session.add(FastPathScalingRecord(
+                run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
+                slice_s=slice_s, reason=reason))
+        self.ctx.publish(dest.FASTPATH_POOL, "pool_scaled", m.PoolScaled(
+            run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
+            slice_s=slice_s, reason=reason), self.run_number)
 
     def start_duties(self) -> None:
         self._thread.start()

@@ -31,7 +31,7 @@ from epic_wfms.fastpath.pool import PoolDuties
 from epic_wfms.fastpath.results import publish_failure, record_result
 from epic_wfms.fastpath.runners import PayloadDied, start_payload
 from epic_wfms.lifecycle.fastpath import WORKER, SliceStatus, WorkerStatus
-from epic_wfms.store.schema import FastPathScalingRecord, FastPathWorkerRecord, utcnow
+from epic_wfms.store.schema import FastPathWorkerRecord, utcnow
 from epic_wfms.streaming.context import StreamingContext
 from epic_wfms.streaming.screening import daq_file
 
@@ -199,14 +199,7 @@ class FastPathPool(PoolDuties):
             for worker in idle[:max(self.size - to, 0)]:
                 threading.Thread(target=worker.retire, daemon=True, args=(
                     WorkerStatus.EXITED, f"scaled down: {reason}")).start()
-        self.autoscaler.changed(time.monotonic())
-        with self.ctx.db.session() as session:
-            session.add(FastPathScalingRecord(
-                run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
-                slice_s=slice_s, reason=reason))
-        self.ctx.publish(dest.FASTPATH_POOL, "pool_scaled", m.PoolScaled(
-            run_number=self.run_number, from_size=before, to_size=to, backlog=backlog,
-            slice_s=slice_s, reason=reason), self.run_number)
+        self.record_scaling(before, to, reason, backlog, slice_s)
 
     def _start_workers(self, count: int) -> None:
         """Start ``count`` workers, their payloads calibrating in parallel."""
