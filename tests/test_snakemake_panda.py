@@ -48,6 +48,14 @@ def until(predicate, timeout_s: float, what: str):
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}")
 
 
+# ``epic-wfms`` as a user runs it, Ctrl-C included: a test runner started in the background
+# ignores SIGINT (POSIX, for asynchronous commands of a shell without job control), its
+# children inherit that, and Python then leaves SIGINT ignored; Snakemake must get it
+INTERRUPTIBLE = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                 "signal.default_int_handler); sys.argv[0] = 'epic-wfms'; "
+                 "runpy.run_module('epic_wfms.cli.main', run_name='__main__')")
+
+
 def test_snakemake_jobs_become_jedi_tasks_and_panda_jobs(server, tmp_path):
     # the plugin writes outDS user.veprbl.<uuid> whoever submits (its author's nickname):
     # prun accepts that only from a token whose nickname is veprbl
@@ -60,7 +68,7 @@ def test_snakemake_jobs_become_jedi_tasks_and_panda_jobs(server, tmp_path):
     log = (tmp_path / "snakemake.log").open("wb")
     python_bin = Path(sys.executable).parent
     snakemake = subprocess.Popen(
-        [sys.executable, "-m", "epic_wfms.cli.main", "panda", "snakemake", "--site", QUEUE,
+        [sys.executable, "-c", INTERRUPTIBLE, "panda", "snakemake", "--site", QUEUE,
          "--config", str(config), "--", "--jobs", "1", "--default-storage-provider", "fs",
          "--default-storage-prefix", str(tmp_path / "storage"), "--panda-pre-script",
          f"export PATH={python_bin}:$PATH PANDA_BEHIND_REAL_LB=1"],
