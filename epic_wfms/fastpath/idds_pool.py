@@ -65,13 +65,22 @@ class RunRequests:
 
     pool: WorkerPool
     parts: list[WorkerPool] = field(default_factory=list)
-    requested: int = 0  # workers asked for
     arrived: int = 0  # workers that registered
     lost: int = 0  # workers found dead (PanDA retries their jobs: replacements come)
     retired: int = 0  # workers told to leave (their jobs finish: no replacement)
     sent_at: float = 0.0  # when a request was last sent
     inherited: bool = False  # asked for by an earlier incarnation of this pool (restart)
     closed: set[int] = field(default_factory=set)  # request ids closed as surplus
+
+    @property
+    def requested(self) -> int:
+        """Workers asked for, in all of the run's requests."""
+        return sum(part.workers for part in self.parts)
+
+    def sent(self, part: WorkerPool) -> None:
+        """A request for ``part`` went to iDDS."""
+        self.parts.append(part)
+        self.sent_at = time.monotonic()
 
     @property
     def pending(self) -> int:
@@ -132,8 +141,7 @@ class IddsSlicePool(PoolDuties):
                 idle_timeout_s=self.idds.idle_timeout_s,
                 processing_type=self.idds.processing_type, vo=self.ctx.config.wfms.panda.vo)
             if self._requested_before(run_number):  # a restart: the workers are out there
-                self.requests[run_number] = RunRequests(pool, parts=[pool],
-                                                        requested=pool.workers, inherited=True)
+                self.requests[run_number] = RunRequests(pool, parts=[pool], inherited=True)
                 log.info("run %s: its workers were asked for before this process started; "
                          "they are adopted as they report", run_number)
                 return
@@ -174,10 +182,7 @@ class IddsSlicePool(PoolDuties):
     # -- requests to iDDS ------------------------------------------------------------------------
     def _request(self, pool: WorkerPool, reason: str, before: int) -> None:
         self._connect().send(pool.create_message())
-        runs = self.requests[pool.run_number]
-        runs.parts.append(pool)
-        runs.requested += pool.workers
-        runs.sent_at = time.monotonic()
+        self.requests[pool.run_number].sent(pool)
         log.info("run %s: asked iDDS for %d fast-path workers at %s (%s)", pool.run_number,
                  pool.workers, pool.queue, pool.name)
         self.record_scaling(before, before + pool.workers, reason, backlog=0, slice_s=None)
@@ -186,9 +191,9 @@ class IddsSlicePool(PoolDuties):
         """iDDS's prompt topic keeps nothing for a prompt service that was not listening
         (restarting, not yet subscribed): a request unanswered for REQUEST_RETRY_S is sent
         again; if both copies were taken after all, the surplus request is closed."""
-        answered = self._ids(runs.pool.run_number)
         if runs.inherited:  # their answers went to the earlier incarnation
             return
+        answered = self._ids(runs.pool.run_number)
         if len(answered) < len(runs.parts) and now - runs.sent_at > REQUEST_RETRY_S:
             for part in runs.parts[len(answered):]:
                 log.warning("run %s: iDDS did not answer %s within %ss; sending it again",
@@ -218,9 +223,7 @@ class IddsSlicePool(PoolDuties):
         if to > before and not self.idds.adjust_applies_count:
             extra = runs.pool.extra(len(runs.parts), to - before)
             self.channel.send(extra.create_message())
-            runs.parts.append(extra)
-            runs.requested += extra.workers
-            runs.sent_at = time.monotonic()
+            runs.sent(extra)
         elif to < before:
             with self._lock:
                 idle = sorted((w for w in self.workers.values() if w.run_number ==

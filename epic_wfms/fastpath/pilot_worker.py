@@ -151,10 +151,11 @@ class PilotWorker:
                            durable=False)
         self.news("worker_registered", f"payload ready (init {self.payload.init_s}s) in a "
                                        f"pilot job of run {self.run_number}")
-        for queue, suffix in ((dest.FASTPATH_EXPRESS, "express"), (dest.FASTPATH_SLICES,
-                                                                    "slices")):
-            self.bus.subscribe(queue, f"fastpath-workers.{suffix}", self.on_slice,
-                               msg_types={"tf_slice"}, track=False)
+        slice_queues = [(dest.FASTPATH_EXPRESS, "fastpath-workers.express"),
+                        (dest.FASTPATH_SLICES, "fastpath-workers.slices")]
+        for queue, subscription in slice_queues:
+            self.bus.subscribe(queue, subscription, self.on_slice, msg_types={"tf_slice"},
+                               track=False)
         beat = self.config.fastpath.pool.heartbeat_s
         while not self.leaving.wait(beat):
             if not self.payload.alive():
@@ -166,14 +167,11 @@ class PilotWorker:
             self.publish(dest.FASTPATH_WORKERS, "worker_heartbeat", m.WorkerBeat(
                 worker=self.name, run_number=self.run_number, busy=self.busy))
         with self.turn:  # the slice in hand is finished and sent
-            self.bus.transport.close()  # unacknowledged deliveries go back to the broker
+            for queue, subscription in slice_queues:  # unacknowledged deliveries go back
+                self.bus.unsubscribe(queue, subscription)
         self.payload.close()
-        closing = MessageBus(build_transport(self.config, f"{self.name}.exit"), _NoLedger())
-        closing.publish(dest.FASTPATH_WORKERS, self.factory.make(
-            "worker_exited", m.WorkerNews(worker=self.name, run_number=self.run_number,
-                                          pid=self.payload.pid, detail=self.reason),
-            run_number=self.run_number))
-        closing.transport.close()
+        self.news("worker_exited", self.reason)
+        self.bus.transport.close()
         log.info("%s leaves: %s", self.name, self.reason)
         return self.exit_code
 
