@@ -40,12 +40,10 @@ def panda_demo(config: Config, announce: Callable[[str], Any] = print,
 
 @contextmanager
 def stack_for(config: Config, announce: Callable[[str], Any] = print,
-              fault_markers: Path | None = None, heartbeat_timeout_s: int = 150,
-              ) -> Iterator[tuple[Config, PandaStack]]:
+              fault_markers: Path | None = None) -> Iterator[tuple[Config, PandaStack]]:
     """A private Rucio and the running PanDA stack for ``config``'s E1 queues (a Pilot 3 per
     job activated there), and ``config`` switched to them (``fault_markers``: tests'
-    per-attempt faults of the reco payload, see ``loopback.panda.fault_injection``;
-    ``heartbeat_timeout_s``: how long PanDA waits for a silent pilot's job, e.g. a killed one).
+    per-attempt faults of the reco payload, see ``loopback.panda.fault_injection``).
 
     With the fast path on, iDDS runs too (its prompt service and daemons, on this PanDA)
     and the fast path's standing pool is provisioned through it: pilot jobs at the
@@ -59,7 +57,7 @@ def stack_for(config: Config, announce: Callable[[str], Any] = print,
         worker_config = workdir / "fastpath-installation.yaml" if fastpath else None
         with panda_stack(workdir, rucio, pools=dict.fromkeys(queues.values()),
                          fault_markers=fault_markers, fastpath_config=worker_config,
-                         heartbeat_timeout_s=heartbeat_timeout_s) as stack, ExitStack() as idds:
+                         ) as stack, ExitStack() as idds:
             who = stack.identity()
             token = private_file(workdir / "token")
             token.write_text(who.token)

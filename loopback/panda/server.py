@@ -131,7 +131,10 @@ class LocalPandaServer:
     # watcher) for the life of the server, watched and restarted
     chain: bool = False
     jedi_loop_s: int = 2  # JEDI's refiner, feeder, job generator, commando cycles
-    heartbeat_timeout_s: int = 150  # a running job without a pilot heartbeat this long fails
+    # a running job without a pilot heartbeat this long fails; keep it above 2 minutes: after
+    # a failed payload Pilot 3 (3.7) waits 115 s for a stage-out it already did, silent,
+    # before its final report, and a shorter timeout loses the payload's exit code
+    heartbeat_timeout_s: int = 150
     watcher_period_s: int = 30  # how often the watcher looks for such jobs
     _proc: subprocess.Popen | None = None
     _issuer: LoopbackIssuer | None = None
