@@ -22,7 +22,7 @@ test: $(STAMP)
 	bash .ci/services-up
 	$(BIN)/ruff check epic_wfms loopback tests bench
 	$(ACTIONLINT)
-	$(BIN)/pytest
+	$(BIN)/pytest -n 2 --dist loadgroup
 
 bench: $(STAMP)
 	$(BIN)/python bench/streaming_bench.py

@@ -33,6 +33,26 @@ class StreamingRig:
         self.installation.close()
 
 
+# `make test` runs the suite on two xdist workers (`-n 2 --dist loadgroup`). These modules
+# share the machine's RabbitMQ (test_services stops it for a while) or the session's Rucio
+# server, or start the whole loopback stack: they run one after another on one worker,
+# first, while the other worker takes every other test (those with a PanDA server or
+# Harvester of their own included: they share nothing, and the two workers end together).
+SERVER_MODULES = frozenset({
+    "test_bus", "test_ddm", "test_fastpath_pilot_workers", "test_fastpath_services",
+    "test_idds", "test_idds_server", "test_idds_stack", "test_panda_jedi",
+    "test_rucio_services", "test_rucio_streaming", "test_services", "test_streaming_panda",
+    "test_testbed", "test_trust_bus"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        if item.module.__name__.rsplit(".", 1)[-1] in SERVER_MODULES:
+            item.add_marker(pytest.mark.xdist_group("servers"))
+    items.sort(key=lambda item: item.get_closest_marker("xdist_group") is None)  # stable
+
+
 POSTGRES_URL = os.environ.get(
     "EPIC_WFMS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )

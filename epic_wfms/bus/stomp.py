@@ -246,7 +246,9 @@ class _Subscription(_Link):
                 continue  # delivered on a connection since lost: the broker redelivers it
             try:
                 connection.ack(frame.headers["ack"])
-            except (StompException, OSError) as error:  # lost with the connection: redelivered
+            # lost with the connection, the broker redelivers it; stomp.py raises
+            # AttributeError when the connection dropped its socket under our ack
+            except (StompException, OSError, AttributeError) as error:
                 log.warning("%s: ack failed (%s); the message will be redelivered", self.name,
                             error)
 
