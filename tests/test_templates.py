@@ -575,3 +575,18 @@ def test_idds_target_refuses_what_idds_cannot_run(tmp_path, db, change, refusal)
     assert "--target local" in spec["unsupported"]  # the fix names what runs it
     with pytest.raises(TargetError, match=refusal):
         submit(db, workflow, "idds", dry_run=True)
+
+
+def test_validate_names_the_targets_that_refuse_a_template():
+    """What `template submit --target idds` refuses, `template validate` says beforehand."""
+    hpo = LIBRARY.directory / "ml_training_hpo.yaml"
+    reco = LIBRARY.directory / "streaming_reco.yaml"
+    result = CliRunner().invoke(cli, ["template", "validate", str(hpo), str(reco), "--json"])
+    assert result.exit_code == 0, result.output
+    checked = {Path(r["file"]).stem: r for r in json.loads(result.output)}
+    assert checked["ml_training_hpo"]["targets"] == ["panda", "cwl", "local"]
+    assert "has no tolerance" in checked["ml_training_hpo"]["refused"]["idds"]
+    assert checked["streaming_reco"]["refused"] == {}
+    assert "idds" in checked["streaming_reco"]["targets"]
+    text = CliRunner().invoke(cli, ["template", "validate", str(hpo)]).output
+    assert "targets panda, cwl, local; not idds: " in text and "has no tolerance" in text

@@ -174,30 +174,47 @@ def validate(files: tuple[Path, ...], as_json: bool) -> None:
     else:
         for result in results:
             mark = "ok" if result["ok"] else "INVALID"
-            click.echo(f"{result['file']}: {mark}" + (f": {result['error']}"
-                                                       if not result["ok"] else
-                                                       f" ({result['steps']} steps, targets "
-                                                       + ", ".join(TARGETS) + ")"))
+            click.echo(f"{result['file']}: {mark}" + (
+                f": {result['error']}" if not result["ok"] else
+                f" ({result['steps']} steps, "
+                f"{_describe_targets(result['targets'], result['refused'])})"))
     if not all(r["ok"] for r in results):
         raise SystemExit(1)
 
 
-def validate_template(spec: TemplateSpec, digest: str, tags: TagCatalogue) -> int:
-    """Render with the examples and build every target; returns the number of steps."""
+def check_template(spec: TemplateSpec, digest: str,
+                   tags: TagCatalogue) -> tuple[int, list[str], dict[str, str]]:
+    """Render with the examples and build every target: the number of steps, the targets
+    that take the workflow, and why the others refuse it (iDDS cannot run every workflow;
+    ``template submit`` refuses it there with the same reason)."""
     workflow = CompiledTemplate(spec, digest, tags).render(example_values(spec))
+    refused: dict[str, str] = {}
     for target in TARGETS:
-        render_target(workflow, target)
-    return len(workflow.steps)
+        rendered = render_target(workflow, target)
+        if isinstance(rendered, dict) and rendered.get("unsupported"):
+            refused[target] = str(rendered["unsupported"])
+    return len(workflow.steps), [t for t in TARGETS if t not in refused], refused
+
+
+def validate_template(spec: TemplateSpec, digest: str, tags: TagCatalogue) -> int:
+    """``check_template``'s number of steps."""
+    return check_template(spec, digest, tags)[0]
+
+
+def _describe_targets(targets: list[str], refused: dict[str, str]) -> str:
+    return "targets " + ", ".join(targets) + "".join(
+        f"; not {target}: {why}" for target, why in refused.items())
 
 
 def _validate_file(path: Path) -> dict[str, Any]:
     try:
         spec, digest = load_template_file(path)
         tags = TagCatalogue(default_tag_dir(path.resolve().parent))
-        steps = validate_template(spec, digest, tags)
+        steps, targets, refused = check_template(spec, digest, tags)
     except EpicWfmsError as error:
         return {"file": str(path), "ok": False, "error": str(error)}
-    return {"file": str(path), "ok": True, "steps": steps}
+    return {"file": str(path), "ok": True, "steps": steps, "targets": targets,
+            "refused": refused}
 
 
 def _render_action(library: TemplateLibrary, name: str, given: dict[str, Any], target: str,
@@ -368,17 +385,19 @@ def import_command(file: Path, name: str | None, out: Path | None, configfile: P
                           + yaml.safe_dump(data, sort_keys=False, width=100))
         spec, digest = load_template_file(target)
         tags = TagCatalogue(default_tag_dir(default_template_dir()))
-        steps = validate_template(spec, digest, tags)
+        steps, targets, refused = check_template(spec, digest, tags)
     except EpicWfmsError as error:
         raise _fail(error) from None
     result = {"file": str(target), "template": spec.template, "language": language,
               "parameters": {p: s.type for p, s in spec.parameters.items()},
-              "steps": [s.get("name") for s in spec.steps], "rendered_steps": steps}
+              "steps": [s.get("name") for s in spec.steps], "rendered_steps": steps,
+              "targets": targets, "refused": refused}
     if as_json:
         _echo_json(result)
         return
     click.echo(f"{target}: template {spec.template} from {language} ({len(spec.steps)} steps, "
-               f"{steps} when rendered with its defaults; targets {', '.join(TARGETS)})")
+               f"{steps} when rendered with its defaults; "
+               f"{_describe_targets(targets, refused)})")
     click.echo("parameters: " + ", ".join(f"{p} ({s})" for p, s in result["parameters"].items()))
     hint = " --payload-dir " + str(file.resolve().parent) if language == "snakemake" else ""
     click.echo(f"next: epic-wfms template submit {target} --user $USER{hint}")
