@@ -49,6 +49,26 @@ def test_calibration_loops_until_the_residual_is_within_tolerance():
         workflows.calibration_loop(calib, reco, tolerance=0)
 
 
+@pytest.mark.parametrize("accept", [False, True])
+def test_the_loop_stops_after_max_iterations(accept):
+    """The template's ``max_iterations``/``on_exhausted`` on iDDS: the last iteration not
+    within tolerance ends the loop; the reconstruction then starts only if accepted."""
+    calib = taskparams.prompt_task(100001, "E1_BNL")
+    calib["taskName"] += ".calib"
+    reco = taskparams.prompt_task(100001, "E1_BNL")
+    wf = workflows.calibration_loop(calib, reco, tolerance=0.05, max_iterations=3,
+                                    accept_exhausted=accept)
+    work = next(w for w in deserialise(serialise(wf)).get_all_works()
+                if w.task_name == calib["taskName"])
+    _finish(work, residual=0.2)
+    for iteration, again in ((1, True), (2, True), (3, False)):
+        work.num_run = iteration  # what iDDS sets on each run of the loop
+        assert work.is_not_converged() is again, iteration
+        assert work.is_converged() is (accept and not again), iteration
+    _finish(work, residual=0.01)  # converged in the last iteration: always taken
+    assert work.is_converged() and not work.is_not_converged()
+
+
 def test_downstream_waits_for_a_validated_upstream():
     up = taskparams.prompt_task(100002, "E1_JLAB")
     down = taskparams.merge_task(100002, "E1_JLAB")

@@ -451,7 +451,8 @@ def test_idds_target_runs_the_calibration_loop_as_looped_epic_panda_work():
     loop condition is the payload's residual vs the template's tolerance; the steps after it
     start on convergence and get the converged constant through the option that took the
     loop's files; each work carries the complete JEDI task the panda target renders."""
-    workflow = render_template("calibration", {"run": 3, "tolerance": 0.25}, LIBRARY)
+    workflow = render_template("calibration", {"run": 3, "tolerance": 0.25,
+                                               "max_iterations": 4}, LIBRARY)
     spec = render_idds(workflow)
     assert spec.get("unsupported") is None and spec["loops"] == [spec["works"][0]]
     idds = load_idds_workflow(spec["workflow"])
@@ -462,6 +463,7 @@ def test_idds_target_runs_the_calibration_loop_as_looped_epic_panda_work():
     assert (calib.looped, calib.tolerance, calib.constant_argument) == (True, 0.25,
                                                                         "--previous")
     assert calib.task_parameters == complete_rendered(panda[calib.task_name])
+    assert (calib.max_iterations, calib.accept_exhausted) == (4, False)  # the template's
     assert idds.template.loop_condition is not None
     align, reco = (works[f"{name}/"] for name in spec["works"][1:])
     assert (align.looped, align.constant_argument) == (False, None)

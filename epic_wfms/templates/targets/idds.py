@@ -11,7 +11,9 @@ function ``template submit`` passes: ``taskparams.complete_for_site``). Two shap
   iteration its own PanDA task, given the previous iteration's constant as
   ``--previous=<value>``) while the residual its payload reports (``jobReport.json``) is
   above the tolerance (``is_not_converged``), then starts the following steps
-  (``is_converged``). A following step reads the loop's outputs as a secondary input in the
+  (``is_converged``). After ``loop.max_iterations`` iterations the loop stops: with
+  ``on_exhausted: accept`` the following steps start with the last constant, with ``fail``
+  none starts. A following step reads the loop's outputs as a secondary input in the
   other targets (``--calibration %IN2``); on iDDS it gets the converged constant instead,
   through the same option (``--calibration=<value>``). The loop's ``check`` command is the
   local runner's: on iDDS, iDDS decides.
@@ -148,7 +150,9 @@ def build_idds_workflow(workflow: RenderedWorkflow, complete: Complete | None = 
             _task(loop, workflow, produced, complete),
             [_task(s, workflow, produced, complete) for s, _ in following],
             tolerance=loop.loop.tolerance, name=name, constant_argument=CONSTANT_ARGUMENT,
-            reco_constant_argument=[option for _, option in following])
+            reco_constant_argument=[option for _, option in following],
+            max_iterations=loop.loop.max_iterations,
+            accept_exhausted=loop.loop.on_exhausted == "accept")
     root = Workflow(name=name)
     works: dict[str, EpicPandaWork] = {}
     for step in workflow.steps:

@@ -19,9 +19,12 @@ from epic_wfms.wfms.panda.errors import TaskParamsError
 def calibration_loop(calibration: dict, reconstruction: dict | Sequence[dict],
                      tolerance: float, name: str | None = None,
                      constant_argument: str | None = "--previous",
-                     reco_constant_argument: str | Sequence[str | None] | None = None
+                     reco_constant_argument: str | Sequence[str | None] | None = None,
+                     max_iterations: int | None = None, accept_exhausted: bool = False,
                      ) -> Workflow:
     """Calibrate until ``residual <= tolerance`` (loop), then reconstruct with the result.
+    At most ``max_iterations`` iterations: then the reconstruction starts with the last
+    constant if ``accept_exhausted``, else nothing after the loop runs.
 
     Each iteration's payload gets the previous iteration's constant as
     ``<constant_argument>=<value>``; the reconstruction gets the converged one as
@@ -42,7 +45,8 @@ def calibration_loop(calibration: dict, reconstruction: dict | Sequence[dict],
                               fix="give one reco_constant_argument per reconstruction task")
     workflow = Workflow(name=name or f"{calibration['taskName']}.loop")
     calib = EpicPandaWork(calibration, tolerance=tolerance, constant_argument=constant_argument,
-                          looped=True)
+                          looped=True, max_iterations=max_iterations,
+                          accept_exhausted=accept_exhausted)
     workflow.add_work(calib, initial=True)
     for params, argument in zip(downstream, arguments, strict=True):
         reco = EpicPandaWork(params, constant_argument=argument)

@@ -47,7 +47,8 @@ class EpicPandaWork(Work):
 
     def __init__(self, task_parameters: dict | None = None, tolerance: float | None = None,
                  only_validated: bool = False, constant_argument: str | None = None,
-                 looped: bool = False, **kwargs) -> None:
+                 looped: bool = False, max_iterations: int | None = None,
+                 accept_exhausted: bool = False, **kwargs) -> None:
         params = task_parameters or {}
         name = params.get("taskName")
         dataset = files.input_dataset(params)
@@ -71,8 +72,12 @@ class EpicPandaWork(Work):
         self.only_validated = only_validated
         # the payload's option taking the previous iteration's constant (``--previous``)
         self.constant_argument = constant_argument
-        # repeated by the workflow's loop: each run is its own transform and PanDA task
+        # repeated by the workflow's loop: each run is its own transform and PanDA task, at
+        # most ``max_iterations`` runs; then the last constant is taken (accept_exhausted)
+        # or nothing after the loop starts
         self.looped = looped
+        self.max_iterations = max_iterations
+        self.accept_exhausted = accept_exhausted
 
     def iteration(self) -> int:
         """Which run of its loop this work is (iDDS's ``num_run``; 1 when it is not looped:
@@ -102,15 +107,28 @@ class EpicPandaWork(Work):
         self.output_data = {**(self.output_data or {}), **results}
 
     # ---- conditions iDDS calls ---------------------------------------------------------
-    def is_converged(self) -> bool:
-        """Calibration converged: finished with ``residual`` within ``tolerance``."""
+    def within_tolerance(self) -> bool:
+        """Finished with ``residual`` within ``tolerance``."""
         residual = (self.output_data or {}).get("residual")
         return bool(self.is_finished() and residual is not None and self.tolerance is not None
                     and float(residual) <= self.tolerance)
 
+    def is_exhausted(self) -> bool:
+        """Finished its last allowed iteration (``max_iterations``) without converging."""
+        limit = getattr(self, "max_iterations", None)
+        return bool(limit is not None and self.is_finished() and not self.within_tolerance()
+                    and self.iteration() >= limit)
+
+    def is_converged(self) -> bool:
+        """The steps after the loop start: within tolerance, or out of iterations where the
+        template accepts the last constant (``on_exhausted: accept``)."""
+        return self.within_tolerance() or bool(getattr(self, "accept_exhausted", False)
+                                               and self.is_exhausted())
+
     def is_not_converged(self) -> bool:
-        """Loop again: finished, but the residual is still above tolerance."""
-        return bool(self.is_finished() and not self.is_converged())
+        """Loop again: finished, the residual still above tolerance, iterations left."""
+        return bool(self.is_finished() and not self.within_tolerance()
+                    and not self.is_exhausted())
 
     def is_validated(self) -> bool:
         """Upstream output passed validation (only then may downstream processing start)."""
