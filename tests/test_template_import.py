@@ -21,7 +21,7 @@ import yaml
 from click.testing import CliRunner
 
 from epic_wfms.cli.main import cli
-from epic_wfms.cli.template import validate_template
+from epic_wfms.cli.template import check_template
 from epic_wfms.store.database import Database
 from epic_wfms.templates import TemplateError
 from epic_wfms.templates.importers import import_workflow
@@ -72,7 +72,7 @@ def test_a_snakefile_becomes_a_template_that_runs_like_snakemake(tutorial, db, t
     assert (params["sample"].type, params["sample"].default) == ("list", ["A", "B"])
     assert [s["name"] for s in spec.steps] == ["bwa_map", "samtools_sort", "samtools_index",
                                                "bcftools_call", "plot_quals"]
-    assert validate_template(spec, "snakemake", TAGS) == 8  # every target renders
+    assert check_template(spec, "snakemake", TAGS)[0] == 8  # every target renders
     workflow = CompiledTemplate(spec, "snakemake", TAGS).render({"user": "jdoe"})
     assert workflow.step("samtools_sort_a").depends_on == ["bwa_map_a"]
     assert workflow.step("bwa_map_a").resources.cores == 8  # threads: 8
@@ -139,7 +139,7 @@ def test_panda_docs_pchain_workflow_imports_and_runs_locally(db, tmp_path):
     assert language == "cwl"
     spec = TemplateSpec.model_validate(data)
     assert spec.parameters["signal"].type == "string"
-    assert validate_template(spec, "cwl", TAGS) == 6
+    assert check_template(spec, "cwl", TAGS)[0] == 6
     workflow = CompiledTemplate(spec, "cwl", TAGS).render({"user": "jdoe"})
     assert workflow.step("combine").depends_on == ["make_signal", "premix", "make_background_2"]
     assert workflow.step("generate_some").jobs == 10

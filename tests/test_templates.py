@@ -19,7 +19,7 @@ from idds.common.constants import WorkStatus
 from sqlalchemy import select
 
 from epic_wfms.cli.main import cli
-from epic_wfms.cli.template import validate_template
+from epic_wfms.cli.template import check_template
 from epic_wfms.store.database import Database
 from epic_wfms.store.schema import ProductionTagUsageRecord, TemplateSubmissionRecord
 from epic_wfms.templates import (
@@ -95,7 +95,7 @@ def test_one_template_per_epic_use_case():
 @pytest.mark.parametrize("name", NAMES)
 def test_template_validates_and_renders_to_every_target(name):
     spec, digest = LIBRARY.load(name)
-    assert validate_template(spec, digest, TAGS) >= 2
+    assert check_template(spec, digest, TAGS)[0] >= 2
     workflow = render_template(name, small(name), LIBRARY)
     assert workflow.template_hash == digest and len(workflow.rendered_hash) == 64
     panda = render_panda(workflow)

@@ -196,11 +196,6 @@ def check_template(spec: TemplateSpec, digest: str,
     return len(workflow.steps), [t for t in TARGETS if t not in refused], refused
 
 
-def validate_template(spec: TemplateSpec, digest: str, tags: TagCatalogue) -> int:
-    """``check_template``'s number of steps."""
-    return check_template(spec, digest, tags)[0]
-
-
 def _describe_targets(targets: list[str], refused: dict[str, str]) -> str:
     return "targets " + ", ".join(targets) + "".join(
         f"; not {target}: {why}" for target, why in refused.items())

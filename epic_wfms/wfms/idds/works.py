@@ -113,22 +113,22 @@ class EpicPandaWork(Work):
         return bool(self.is_finished() and residual is not None and self.tolerance is not None
                     and float(residual) <= self.tolerance)
 
-    def is_exhausted(self) -> bool:
-        """Finished its last allowed iteration (``max_iterations``) without converging."""
-        limit = getattr(self, "max_iterations", None)
-        return bool(limit is not None and self.is_finished() and not self.within_tolerance()
-                    and self.iteration() >= limit)
+    def _iterations_left(self) -> bool:
+        """Below the loop's ``max_iterations`` (always, without one)."""
+        limit = getattr(self, "max_iterations", None)  # works stored before it existed
+        return limit is None or self.iteration() < limit
 
     def is_converged(self) -> bool:
         """The steps after the loop start: within tolerance, or out of iterations where the
         template accepts the last constant (``on_exhausted: accept``)."""
-        return self.within_tolerance() or bool(getattr(self, "accept_exhausted", False)
-                                               and self.is_exhausted())
+        return self.within_tolerance() or bool(
+            getattr(self, "accept_exhausted", False) and self.is_finished()
+            and not self._iterations_left())
 
     def is_not_converged(self) -> bool:
         """Loop again: finished, the residual still above tolerance, iterations left."""
         return bool(self.is_finished() and not self.within_tolerance()
-                    and not self.is_exhausted())
+                    and self._iterations_left())
 
     def is_validated(self) -> bool:
         """Upstream output passed validation (only then may downstream processing start)."""
